@@ -1,0 +1,75 @@
+/* The gallery: encoded images + labels (+ thumbnails, ids), a safetensors
+ * file opened with mmap. Tensors:
+ *   "features"       F32 [N, D]            (float codes; optional if bits)
+ *   "codes"          U8  [N, B]            (packed bits; optional)
+ *   "bit_thresholds" F32 [D]               (how features become bits)
+ *   "labels"         I32 [N]
+ *   "thumbnails"     U8  [N, 28, 28]       (optional)
+ *   "ids"            U8  [bytes]           (optional: N NUL-terminated
+ *                                           source ids/URIs, concatenated)
+ * __metadata__: "format" = "gst-cbir-gallery", "version" = "1",
+ *   "model_fingerprint", "code_type" ("float"/"bits"), "metric",
+ *   "label_names" (optional JSON array). */
+#pragma once
+
+#include <cbir/common.h>
+#include <cbir/model.h>
+
+G_BEGIN_DECLS
+
+typedef struct _CbirGallery CbirGallery;
+
+/* Opens and validates (mmap; no copy of the features). A gallery is
+ * immutable and may be shared by any number of threads. */
+CbirGallery *cbir_gallery_open (const char *path, GError **error);
+void cbir_gallery_free (CbirGallery *g);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirGallery, cbir_gallery_free)
+
+const char *cbir_gallery_get_path (const CbirGallery *g);
+guint cbir_gallery_size (const CbirGallery *g);
+CbirCodeType cbir_gallery_get_code_type (const CbirGallery *g);
+guint cbir_gallery_get_dim (const CbirGallery *g);        /* D (0 if no features) */
+guint cbir_gallery_get_code_bytes (const CbirGallery *g); /* B (0 if no codes) */
+const char *cbir_gallery_get_model_fingerprint (const CbirGallery *g);
+const float *cbir_gallery_get_features (const CbirGallery *g);   /* or NULL */
+const guint8 *cbir_gallery_get_codes (const CbirGallery *g);     /* or NULL */
+const float *cbir_gallery_get_bit_thresholds (const CbirGallery *g); /* or NULL */
+const gint32 *cbir_gallery_get_labels (const CbirGallery *g);
+/* 28x28 GRAY8 thumbnail of item i, or NULL when the gallery has none. */
+const guint8 *cbir_gallery_get_thumbnail (const CbirGallery *g, guint i);
+/* Source id of item i, or NULL. */
+const char *cbir_gallery_get_id (const CbirGallery *g, guint i);
+/* Name of a label, or NULL when the gallery has no label names. */
+const char *cbir_gallery_get_label_name (const CbirGallery *g, gint32 label);
+
+/* FALSE with CBIR_ERROR_MISMATCH naming both fingerprints (and the file)
+ * when the gallery was made by another model, or the code dimension
+ * differs. */
+gboolean cbir_gallery_check_model (const CbirGallery *g,
+    const CbirModel *model, GError **error);
+
+/* Building (the indexer element and the tools). */
+typedef struct _CbirGalleryBuilder CbirGalleryBuilder;
+/* dim: floats per feature; with_bits: also store packed bits (code bytes
+ * (dim+7)/8; thresholds NULL -> 0, or the model's own rule). */
+CbirGalleryBuilder *cbir_gallery_builder_new (const char *model_fingerprint,
+    CbirCodeType code_type, guint dim, gboolean with_thumbnails);
+/* Starts from the items of an existing gallery file (append mode); the
+ * file's fingerprint, code type and dim must match. */
+gboolean cbir_gallery_builder_load_existing (CbirGalleryBuilder *b,
+    const char *path, GError **error);
+void cbir_gallery_builder_set_bit_thresholds (CbirGalleryBuilder *b,
+    const float *thresholds);
+void cbir_gallery_builder_set_label_names (CbirGalleryBuilder *b,
+    const char *const *names, guint n);
+/* feature: dim floats; thumbnail: 28x28 GRAY8 or NULL; id may be NULL. */
+void cbir_gallery_builder_add (CbirGalleryBuilder *b, const float *feature,
+    gint32 label, const guint8 *thumbnail, const char *id);
+guint cbir_gallery_builder_size (const CbirGalleryBuilder *b);
+/* Atomic write (temp + rename). */
+gboolean cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
+    GError **error);
+void cbir_gallery_builder_free (CbirGalleryBuilder *b);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirGalleryBuilder, cbir_gallery_builder_free)
+
+G_END_DECLS

@@ -1,0 +1,130 @@
+/* The neural-network core: a sequential stack of layers with batched
+ * forward and backward passes on float32 NCHW tensors, one contiguous
+ * parameter block (and gradient block), both cores used.
+ *
+ * Parameter layouts follow PyTorch, so a PyTorch state_dict saved with the
+ * same names loads as is:
+ *   conv2d            weight [out, in, k, k], bias [out]
+ *   conv_transpose2d  weight [in, out, k, k], bias [out]
+ *   dense             weight [out, in],       bias [out]
+ *   batchnorm         weight (gamma) [C], bias (beta) [C],
+ *                     running_mean [C], running_var [C] (not trainable)
+ * Tensor names: "layers.<i>.weight", "layers.<i>.bias",
+ * "layers.<i>.running_mean", "layers.<i>.running_var" (i = layer index).
+ *
+ * Padding: "same" follows Keras/TensorFlow (total pad split with the extra
+ * row/column at the bottom/right); "valid" is no padding. A transposed conv
+ * with stride s and "same" padding outputs in*s. Max-pool 2 floors odd
+ * sizes; ties pick the first maximum in row-major order. Up-sample 2 is
+ * nearest neighbour. Batch-norm over (N, H, W) per channel; training mode
+ * uses batch statistics (biased variance for normalising, and updates the
+ * running stats with momentum: r = (1-m) r + m * batch, unbiased var), eval
+ * mode uses the running stats. Flatten/reshape are views of the same NCHW
+ * memory order (C-major), as in PyTorch. */
+#pragma once
+
+#include <cbir/common.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  CBIR_LAYER_CONV2D,
+  CBIR_LAYER_CONV_TRANSPOSE2D,
+  CBIR_LAYER_DENSE,
+  CBIR_LAYER_RELU,
+  CBIR_LAYER_LEAKY_RELU,
+  CBIR_LAYER_SIGMOID,
+  CBIR_LAYER_BATCHNORM,
+  CBIR_LAYER_MAXPOOL2,
+  CBIR_LAYER_UPSAMPLE2,
+  CBIR_LAYER_FLATTEN,
+  CBIR_LAYER_RESHAPE,
+} CbirLayerKind;
+
+/* One layer, as described by the architecture JSON. */
+typedef struct {
+  CbirLayerKind kind;
+  int filters;                  /* conv/convT: output channels; dense: units */
+  int kernel;                   /* conv: 2 or 3; convT: 2 or 3 */
+  int stride;                   /* 1 or 2 */
+  gboolean same;                /* TRUE: "same" padding, FALSE: "valid" */
+  gboolean bias;                /* conv/convT/dense: has a bias (default TRUE) */
+  float alpha;                  /* leaky relu negative slope (e.g. 0.2) */
+  float eps;                    /* batchnorm epsilon (e.g. 1e-3) */
+  float momentum;               /* batchnorm running-stat momentum (e.g. 0.01) */
+  int shape[3];                 /* reshape target C, H, W */
+} CbirLayerSpec;
+
+typedef struct {
+  int c, h, w;                  /* a dense output is c = units, h = w = 1 */
+} CbirShape;
+
+/* One named parameter tensor inside the parameter block. */
+typedef struct {
+  char *name;                   /* "layers.3.weight" */
+  gsize offset;                 /* in floats, into cbir_net_params () */
+  gsize size;                   /* number of floats */
+  guint ndim;
+  gint64 shape[4];
+  gboolean trainable;           /* FALSE for running_mean / running_var */
+} CbirNetTensor;
+
+typedef struct _CbirNet CbirNet;
+
+/* Builds a network and checks that every layer fits its input shape
+ * (error names the layer index and the shapes). Parameters are zero until
+ * cbir_net_init_params (). */
+CbirNet *cbir_net_new (CbirShape input, const CbirLayerSpec *layers,
+    guint n_layers, GError **error);
+void cbir_net_free (CbirNet *net);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirNet, cbir_net_free)
+
+guint cbir_net_n_layers (const CbirNet *net);
+const CbirLayerSpec *cbir_net_layer (const CbirNet *net, guint i);
+CbirShape cbir_net_input_shape (const CbirNet *net);
+/* Output shape of layer i. */
+CbirShape cbir_net_output_shape (const CbirNet *net, guint i);
+
+/* Deterministic initialisation from a seed, as Keras does: Glorot-uniform
+ * weights, zero biases, BN gamma 1 beta 0, running mean 0 var 1. */
+void cbir_net_init_params (CbirNet *net, guint64 seed);
+
+gsize cbir_net_n_params (const CbirNet *net);
+float *cbir_net_params (CbirNet *net);
+guint cbir_net_n_tensors (const CbirNet *net);
+const CbirNetTensor *cbir_net_tensor (const CbirNet *net, guint i);
+const CbirNetTensor *cbir_net_find_tensor (const CbirNet *net,
+    const char *name);
+
+/* Worker threads used inside forward/backward (a persistent pool, no
+ * thread start-up per call). Default cbir_default_threads (). Results are
+ * bit-identical for a given thread count. */
+void cbir_net_set_threads (CbirNet *net, guint n_threads);
+
+/* Activations, gradients and scratch for batches of up to max_batch
+ * images. One state per concurrent user; the net itself is only read by
+ * forward/backward (except BN running stats in training mode). */
+typedef struct _CbirNetState CbirNetState;
+CbirNetState *cbir_net_state_new (CbirNet *net, guint max_batch);
+void cbir_net_state_free (CbirNetState *st);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirNetState, cbir_net_state_free)
+
+/* Runs layers [0, last] on `batch` inputs (NCHW, input shape). training:
+ * BN uses batch statistics and updates the running stats, and the state
+ * keeps what backward needs. Returns the output of layer `last` (owned by
+ * the state, valid until the next call). */
+const float *cbir_net_forward (CbirNet *net, CbirNetState *st,
+    const float *input, guint batch, guint last, gboolean training);
+
+/* Back-propagates d(loss)/d(output of the last forwarded layer) through
+ * all forwarded layers (after a training forward of the same batch) and
+ * ADDS the parameter gradients into `grads` (cbir_net_n_params floats,
+ * same layout as the parameter block). Non-trainable slots untouched. */
+void cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
+    float *grads);
+
+/* Gradient w.r.t. the network input after the last backward (for tests),
+ * batch * input size floats. */
+const float *cbir_net_input_grad (CbirNetState *st);
+
+G_END_DECLS

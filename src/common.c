@@ -1,0 +1,42 @@
+#include "cbir/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+G_DEFINE_QUARK (cbir-error-quark, cbir_error)
+
+const char *
+cbir_code_type_to_string (CbirCodeType t)
+{
+  switch (t) {
+    case CBIR_CODE_FLOAT:
+      return "float";
+    case CBIR_CODE_BITS:
+      return "bits";
+  }
+  return "unknown";
+}
+
+gboolean
+cbir_code_type_from_string (const char *s, CbirCodeType *out)
+{
+  if (g_strcmp0 (s, "float") == 0)
+    *out = CBIR_CODE_FLOAT;
+  else if (g_strcmp0 (s, "bits") == 0)
+    *out = CBIR_CODE_BITS;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+guint
+cbir_default_threads (void)
+{
+  const char *env = g_getenv ("CBIR_THREADS");
+  if (env && *env) {
+    guint64 v = g_ascii_strtoull (env, NULL, 10);
+    if (v >= 1 && v <= 256)
+      return (guint) v;
+  }
+  return MAX (1, g_get_num_processors ());
+}

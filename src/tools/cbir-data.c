@@ -1,0 +1,3 @@
+/* placeholder: being written */
+#include <stdio.h>
+int main (void) { fputs ("not yet implemented\n", stderr); return 1; }
