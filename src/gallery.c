@@ -1,2 +1,914 @@
-/* placeholder: being written */
-#include "cbir/common.h"
+/* Gallery files: a safetensors file (see include/cbir/gallery.h for the
+ * layout) opened with mmap, validated once, immutable afterwards, and a
+ * builder that collects items and writes a gallery atomically. */
+#include "cbir/gallery.h"
+#include "cbir/safetensors.h"
+
+#include <json-glib/json-glib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GALLERY_FORMAT "gst-cbir-gallery"
+#define GALLERY_VERSION "1"
+#define THUMB_SIZE (CBIR_GALLERY_THUMB_WIDTH * CBIR_GALLERY_THUMB_HEIGHT)
+
+struct _CbirGallery
+{
+  char *path;                   /* "(memory)" for in-memory galleries */
+  CbirSafetensors *st;          /* NULL for in-memory galleries */
+  guint n;
+  guint dim;                    /* 0 if no features */
+  guint code_bytes;             /* 0 if no codes */
+  guint code_bits;              /* 0 if no codes */
+  CbirCodeType code_type;
+  char *fingerprint;
+  char *metric;
+  const float *features;
+  const guint8 *codes;
+  const float *thresholds;
+  const gint32 *labels;
+  const guint8 *thumbnails;
+  const char **ids;             /* n pointers (NULL for empty ids), or NULL */
+  char **label_names;           /* NULL-terminated, or NULL */
+  guint n_label_names;
+  /* Owned copies: unaligned tensors of a foreign file, or in-memory data. */
+  gpointer owned[6];
+};
+
+static void
+gallery_own (CbirGallery *g, gpointer p)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (g->owned); i++) {
+    if (!g->owned[i]) {
+      g->owned[i] = p;
+      return;
+    }
+  }
+  g_assert_not_reached ();
+}
+
+void
+cbir_gallery_free (CbirGallery *g)
+{
+  if (!g)
+    return;
+  g_free (g->path);
+  if (g->st)
+    cbir_safetensors_free (g->st);
+  g_free (g->fingerprint);
+  g_free (g->metric);
+  g_free (g->ids);
+  g_strfreev (g->label_names);
+  for (guint i = 0; i < G_N_ELEMENTS (g->owned); i++)
+    g_free (g->owned[i]);
+  g_free (g);
+}
+
+/* Returns data aligned to `align` bytes, copying when the file's offset is
+ * not aligned (files written by other tools). */
+static const void *
+aligned_data (CbirGallery *g, const CbirTensorView *v, gsize align)
+{
+  if (((guintptr) v->data) % align == 0)
+    return v->data;
+  gpointer copy = g_malloc (MAX (v->nbytes, 1));
+  memcpy (copy, v->data, v->nbytes);
+  gallery_own (g, copy);
+  return copy;
+}
+
+static gboolean
+parse_label_names (CbirGallery *g, const char *json, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) jerr = NULL;
+  if (!json_parser_load_from_data (parser, json, -1, &jerr)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: label_names is not valid JSON: %s", g->path, jerr->message);
+    return FALSE;
+  }
+  JsonNode *root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_ARRAY (root)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: label_names is not a JSON array", g->path);
+    return FALSE;
+  }
+  JsonArray *arr = json_node_get_array (root);
+  guint n = json_array_get_length (arr);
+  g_auto (GStrv) names = g_new0 (char *, n + 1);
+  for (guint i = 0; i < n; i++) {
+    JsonNode *e = json_array_get_element (arr, i);
+    if (!JSON_NODE_HOLDS_VALUE (e)
+        || json_node_get_value_type (e) != G_TYPE_STRING) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: label_names[%u] is not a string", g->path, i);
+      return FALSE;
+    }
+    names[i] = g_strdup (json_node_get_string (e));
+  }
+  g->label_names = g_steal_pointer (&names);
+  g->n_label_names = n;
+  return TRUE;
+}
+
+static char *
+label_names_to_json (char **names, guint n)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_array (b);
+  for (guint i = 0; i < n; i++)
+    json_builder_add_string_value (b, names[i] ? names[i] : "");
+  json_builder_end_array (b);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+static gboolean
+metric_name_valid (const char *m)
+{
+  return g_strcmp0 (m, "l2") == 0 || g_strcmp0 (m, "cosine") == 0
+      || g_strcmp0 (m, "hamming") == 0;
+}
+
+/* Splits the "ids" blob into n NUL-terminated strings. */
+static gboolean
+parse_ids (CbirGallery *g, const CbirTensorView *v, GError **error)
+{
+  const char *p = v->data;
+  gsize len = v->nbytes;
+  if (len == 0 || p[len - 1] != '\0') {
+    if (g->n == 0 && len == 0)
+      return TRUE;
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: tensor \"ids\" does not end with a NUL byte", g->path);
+    return FALSE;
+  }
+  gsize count = 0;
+  for (gsize i = 0; i < len; i++)
+    count += p[i] == '\0';
+  if (count != g->n) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: tensor \"ids\" holds %" G_GSIZE_FORMAT " ids for %u items",
+        g->path, count, g->n);
+    return FALSE;
+  }
+  g->ids = g_new (const char *, MAX (g->n, 1));
+  gsize off = 0;
+  for (guint i = 0; i < g->n; i++) {
+    g->ids[i] = p[off] ? p + off : NULL;
+    off += strlen (p + off) + 1;
+  }
+  return TRUE;
+}
+
+/* Checks everything but the tensors' presence; shared by open and the
+ * in-memory constructor. */
+static gboolean
+gallery_check_shapes (CbirGallery *g, GError **error)
+{
+  if (g->code_type == CBIR_CODE_FLOAT && !g->features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: code type \"float\" but no \"features\" tensor", g->path);
+    return FALSE;
+  }
+  if (g->code_type == CBIR_CODE_BITS && !g->codes) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: code type \"bits\" but no \"codes\" tensor", g->path);
+    return FALSE;
+  }
+  if (g->codes) {
+    if (g->code_bits == 0 || (g->code_bits + 7) / 8 != g->code_bytes) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: %u code bits do not fit %u code bytes", g->path,
+          g->code_bits, g->code_bytes);
+      return FALSE;
+    }
+    if (g->features && g->code_bits != g->dim) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: %u code bits for %u feature dimensions", g->path,
+          g->code_bits, g->dim);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+CbirGallery *
+cbir_gallery_open (const char *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  g_autoptr (CbirSafetensors) st = cbir_safetensors_open (path, error);
+  if (!st)
+    return NULL;
+
+  g_autoptr (CbirGallery) g = g_new0 (CbirGallery, 1);
+  g->path = g_strdup (path);
+
+  const char *format = cbir_safetensors_get_metadata (st, "format");
+  if (g_strcmp0 (format, GALLERY_FORMAT) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: not a gallery file (metadata \"format\" is %s%s%s, expected "
+        "\"" GALLERY_FORMAT "\")", path, format ? "\"" : "",
+        format ? format : "missing", format ? "\"" : "");
+    return NULL;
+  }
+  const char *version = cbir_safetensors_get_metadata (st, "version");
+  if (!version) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: metadata \"version\" missing", path);
+    return NULL;
+  }
+  if (g_strcmp0 (version, GALLERY_VERSION) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "%s: gallery format version %s is not supported (this build reads "
+        "version " GALLERY_VERSION ")", path, version);
+    return NULL;
+  }
+  const char *fp = cbir_safetensors_get_metadata (st, "model_fingerprint");
+  if (!fp || !*fp) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: metadata \"model_fingerprint\" missing", path);
+    return NULL;
+  }
+  g->fingerprint = g_strdup (fp);
+  const char *ct = cbir_safetensors_get_metadata (st, "code_type");
+  if (!ct || !cbir_code_type_from_string (ct, &g->code_type)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: metadata \"code_type\" is %s (expected \"float\" or \"bits\")",
+        path, ct ? ct : "missing");
+    return NULL;
+  }
+  const char *metric = cbir_safetensors_get_metadata (st, "metric");
+  if (metric && !metric_name_valid (metric)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: unknown metric \"%s\"", path, metric);
+    return NULL;
+  }
+  g->metric = g_strdup (metric ? metric
+      : g->code_type == CBIR_CODE_BITS ? "hamming" : "l2");
+
+  /* labels define N */
+  CbirTensorView v;
+  gint64 shp[3] = { -1, -1, -1 };
+  if (!cbir_safetensors_require (st, "labels", CBIR_DTYPE_I32, 1, shp, &v,
+          error))
+    return NULL;
+  if (v.shape[0] > G_MAXINT32) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: too many items (%" G_GINT64_FORMAT ")", path, v.shape[0]);
+    return NULL;
+  }
+  g->n = (guint) v.shape[0];
+  g->labels = aligned_data (g, &v, 4);
+
+  if (cbir_safetensors_get (st, "features", &v)) {
+    gint64 s[2] = { g->n, -1 };
+    if (!cbir_safetensors_require (st, "features", CBIR_DTYPE_F32, 2, s, &v,
+            error))
+      return NULL;
+    if (v.shape[1] <= 0 || v.shape[1] > (1 << 24)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: tensor \"features\" has a bad dimension %" G_GINT64_FORMAT,
+          path, v.shape[1]);
+      return NULL;
+    }
+    g->dim = (guint) v.shape[1];
+    g->features = aligned_data (g, &v, 4);
+  }
+  if (cbir_safetensors_get (st, "codes", &v)) {
+    gint64 s[2] = { g->n, -1 };
+    if (!cbir_safetensors_require (st, "codes", CBIR_DTYPE_U8, 2, s, &v,
+            error))
+      return NULL;
+    if (v.shape[1] <= 0 || v.shape[1] > (1 << 20)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: tensor \"codes\" has a bad width %" G_GINT64_FORMAT, path,
+          v.shape[1]);
+      return NULL;
+    }
+    g->code_bytes = (guint) v.shape[1];
+    g->codes = v.data;
+  }
+  if (!g->features && !g->codes) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: neither \"features\" nor \"codes\" tensor present", path);
+    return NULL;
+  }
+  if (cbir_safetensors_get (st, "bit_thresholds", &v)) {
+    if (!cbir_safetensors_require (st, "bit_thresholds", CBIR_DTYPE_F32, 1,
+            shp, &v, error))
+      return NULL;
+    if (v.shape[0] <= 0 || (g->features && v.shape[0] != g->dim)
+        || (g->codes && (v.shape[0] + 7) / 8 != g->code_bytes)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: tensor \"bit_thresholds\" has %" G_GINT64_FORMAT
+          " values for %u dimensions and %u code bytes", path, v.shape[0],
+          g->dim, g->code_bytes);
+      return NULL;
+    }
+    g->thresholds = aligned_data (g, &v, 4);
+    g->code_bits = (guint) v.shape[0];
+  }
+  if (g->codes && g->code_bits == 0) {
+    const char *cb = cbir_safetensors_get_metadata (st, "code_bits");
+    if (cb) {
+      guint64 bits = 0;
+      if (!g_ascii_string_to_unsigned (cb, 10, 1, (guint64) g->code_bytes * 8,
+              &bits, NULL)) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: bad metadata \"code_bits\" \"%s\"", path, cb);
+        return NULL;
+      }
+      g->code_bits = (guint) bits;
+    } else {
+      g->code_bits = g->features ? g->dim : g->code_bytes * 8;
+    }
+  }
+  if (cbir_safetensors_get (st, "thumbnails", &v)) {
+    gint64 s[3] = { g->n, CBIR_GALLERY_THUMB_HEIGHT, CBIR_GALLERY_THUMB_WIDTH };
+    if (!cbir_safetensors_require (st, "thumbnails", CBIR_DTYPE_U8, 3, s, &v,
+            error))
+      return NULL;
+    g->thumbnails = v.data;
+  }
+  if (cbir_safetensors_get (st, "ids", &v)) {
+    if (!cbir_safetensors_require (st, "ids", CBIR_DTYPE_U8, 1, shp, &v,
+            error))
+      return NULL;
+    if (!parse_ids (g, &v, error))
+      return NULL;
+  }
+  const char *ln = cbir_safetensors_get_metadata (st, "label_names");
+  if (ln && !parse_label_names (g, ln, error))
+    return NULL;
+  if (!gallery_check_shapes (g, error))
+    return NULL;
+
+  g->st = g_steal_pointer (&st);
+  return g_steal_pointer (&g);
+}
+
+const char *
+cbir_gallery_get_path (const CbirGallery *g)
+{
+  return g->path;
+}
+
+guint
+cbir_gallery_size (const CbirGallery *g)
+{
+  return g->n;
+}
+
+CbirCodeType
+cbir_gallery_get_code_type (const CbirGallery *g)
+{
+  return g->code_type;
+}
+
+guint
+cbir_gallery_get_dim (const CbirGallery *g)
+{
+  return g->dim;
+}
+
+guint
+cbir_gallery_get_code_bytes (const CbirGallery *g)
+{
+  return g->code_bytes;
+}
+
+guint
+cbir_gallery_get_code_bits (const CbirGallery *g)
+{
+  return g->code_bits;
+}
+
+const char *
+cbir_gallery_get_metric_name (const CbirGallery *g)
+{
+  return g->metric;
+}
+
+const char *
+cbir_gallery_get_model_fingerprint (const CbirGallery *g)
+{
+  return g->fingerprint;
+}
+
+const float *
+cbir_gallery_get_features (const CbirGallery *g)
+{
+  return g->features;
+}
+
+const guint8 *
+cbir_gallery_get_codes (const CbirGallery *g)
+{
+  return g->codes;
+}
+
+const float *
+cbir_gallery_get_bit_thresholds (const CbirGallery *g)
+{
+  return g->thresholds;
+}
+
+const gint32 *
+cbir_gallery_get_labels (const CbirGallery *g)
+{
+  return g->labels;
+}
+
+const guint8 *
+cbir_gallery_get_thumbnail (const CbirGallery *g, guint i)
+{
+  if (!g->thumbnails || i >= g->n)
+    return NULL;
+  return g->thumbnails + (gsize) i * THUMB_SIZE;
+}
+
+const char *
+cbir_gallery_get_id (const CbirGallery *g, guint i)
+{
+  if (!g->ids || i >= g->n)
+    return NULL;
+  return g->ids[i];
+}
+
+const char *
+cbir_gallery_get_label_name (const CbirGallery *g, gint32 label)
+{
+  if (!g->label_names || label < 0 || (guint) label >= g->n_label_names)
+    return NULL;
+  return g->label_names[label];
+}
+
+guint
+cbir_gallery_get_n_label_names (const CbirGallery *g)
+{
+  return g->n_label_names;
+}
+
+gboolean
+cbir_gallery_check_model (const CbirGallery *g, const CbirModel *model,
+    GError **error)
+{
+  const char *mfp = cbir_model_get_fingerprint (model);
+  if (g_strcmp0 (mfp, g->fingerprint) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery was made by model %s, but the model in use is %s",
+        g->path, g->fingerprint, mfp ? mfp : "(none)");
+    return FALSE;
+  }
+  guint mdim = cbir_model_get_code_dim (model);
+  guint gdim = g->features ? g->dim : g->code_bits;
+  if (mdim != gdim) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery codes have %u dimensions, model %s makes %u", g->path,
+        gdim, mfp, mdim);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- builder ---- */
+
+struct _CbirGalleryBuilder
+{
+  char *fingerprint;
+  CbirCodeType code_type;
+  guint dim;
+  gboolean with_thumbnails;
+  gboolean store_features;
+  gboolean store_bits;
+  char *metric;
+  GArray *features;             /* float, n * dim (store_features) */
+  GByteArray *codes;            /* packed at add time (!store_features) */
+  float *thresholds;            /* dim, or NULL: default rule */
+  GArray *labels;               /* gint32 */
+  GByteArray *thumbnails;
+  GPtrArray *ids;               /* char * ("" for none) */
+  gboolean any_id;
+  char **label_names;
+  guint n_label_names;
+};
+
+CbirGalleryBuilder *
+cbir_gallery_builder_new (const char *model_fingerprint,
+    CbirCodeType code_type, guint dim, gboolean with_thumbnails)
+{
+  g_return_val_if_fail (model_fingerprint != NULL, NULL);
+  g_return_val_if_fail (dim > 0, NULL);
+  CbirGalleryBuilder *b = g_new0 (CbirGalleryBuilder, 1);
+  b->fingerprint = g_strdup (model_fingerprint);
+  b->code_type = code_type;
+  b->dim = dim;
+  b->with_thumbnails = with_thumbnails;
+  b->store_features = code_type == CBIR_CODE_FLOAT;
+  b->store_bits = TRUE;
+  b->features = g_array_new (FALSE, FALSE, sizeof (float));
+  b->codes = g_byte_array_new ();
+  b->labels = g_array_new (FALSE, FALSE, sizeof (gint32));
+  b->thumbnails = g_byte_array_new ();
+  b->ids = g_ptr_array_new_with_free_func (g_free);
+  return b;
+}
+
+void
+cbir_gallery_builder_free (CbirGalleryBuilder *b)
+{
+  if (!b)
+    return;
+  g_free (b->fingerprint);
+  g_free (b->metric);
+  g_array_unref (b->features);
+  g_byte_array_unref (b->codes);
+  g_free (b->thresholds);
+  g_array_unref (b->labels);
+  g_byte_array_unref (b->thumbnails);
+  g_ptr_array_unref (b->ids);
+  g_strfreev (b->label_names);
+  g_free (b);
+}
+
+void
+cbir_gallery_builder_set_store (CbirGalleryBuilder *b, gboolean features,
+    gboolean bits)
+{
+  g_return_if_fail (cbir_gallery_builder_size (b) == 0);
+  g_return_if_fail (features || bits);
+  g_return_if_fail (features || b->code_type == CBIR_CODE_BITS);
+  g_return_if_fail (bits || b->code_type == CBIR_CODE_FLOAT);
+  b->store_features = features;
+  b->store_bits = bits;
+}
+
+void
+cbir_gallery_builder_set_metric (CbirGalleryBuilder *b, const char *metric)
+{
+  g_return_if_fail (metric == NULL || metric_name_valid (metric));
+  g_free (b->metric);
+  b->metric = g_strdup (metric);
+}
+
+void
+cbir_gallery_builder_set_bit_thresholds (CbirGalleryBuilder *b,
+    const float *thresholds)
+{
+  g_clear_pointer (&b->thresholds, g_free);
+  if (thresholds)
+    b->thresholds = g_memdup2 (thresholds, sizeof (float) * b->dim);
+}
+
+void
+cbir_gallery_builder_set_label_names (CbirGalleryBuilder *b,
+    const char *const *names, guint n)
+{
+  g_clear_pointer (&b->label_names, g_strfreev);
+  b->n_label_names = 0;
+  if (!names || n == 0)
+    return;
+  b->label_names = g_new0 (char *, n + 1);
+  for (guint i = 0; i < n; i++)
+    b->label_names[i] = g_strdup (names[i] ? names[i] : "");
+  b->n_label_names = n;
+}
+
+guint
+cbir_gallery_builder_size (const CbirGalleryBuilder *b)
+{
+  return b->labels->len;
+}
+
+static guint
+code_bytes_for (guint dim)
+{
+  return (dim + 7) / 8;
+}
+
+static void
+builder_add_common (CbirGalleryBuilder *b, gint32 label,
+    const guint8 *thumbnail, const char *id)
+{
+  g_array_append_val (b->labels, label);
+  if (b->with_thumbnails) {
+    if (thumbnail)
+      g_byte_array_append (b->thumbnails, thumbnail, THUMB_SIZE);
+    else {
+      guint old = b->thumbnails->len;
+      g_byte_array_set_size (b->thumbnails, old + THUMB_SIZE);
+      memset (b->thumbnails->data + old, 0, THUMB_SIZE);
+    }
+  }
+  g_ptr_array_add (b->ids, g_strdup (id ? id : ""));
+  if (id && *id)
+    b->any_id = TRUE;
+}
+
+void
+cbir_gallery_builder_add (CbirGalleryBuilder *b, const float *feature,
+    gint32 label, const guint8 *thumbnail, const char *id)
+{
+  g_return_if_fail (feature != NULL);
+  if (b->store_features) {
+    g_array_append_vals (b->features, feature, b->dim);
+  } else {
+    guint cb = code_bytes_for (b->dim);
+    guint old = b->codes->len;
+    g_byte_array_set_size (b->codes, old + cb);
+    cbir_codes_pack_bits (feature, 1, b->dim, b->thresholds,
+        b->codes->data + old);
+  }
+  builder_add_common (b, label, thumbnail, id);
+}
+
+gboolean
+cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
+    GError **error)
+{
+  g_autoptr (CbirGallery) g = cbir_gallery_open (path, error);
+  if (!g)
+    return FALSE;
+  if (g_strcmp0 (g->fingerprint, b->fingerprint) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery was made by model %s, cannot append codes of model %s",
+        path, g->fingerprint, b->fingerprint);
+    return FALSE;
+  }
+  if (g->code_type != b->code_type) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery holds %s codes, cannot append %s codes", path,
+        cbir_code_type_to_string (g->code_type),
+        cbir_code_type_to_string (b->code_type));
+    return FALSE;
+  }
+  guint gdim = g->features ? g->dim : g->code_bits;
+  if (gdim != b->dim) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery codes have %u dimensions, cannot append %u", path,
+        gdim, b->dim);
+    return FALSE;
+  }
+  if (b->store_features && !g->features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: gallery has no float features to keep", path);
+    return FALSE;
+  }
+  if (g->thresholds)
+    cbir_gallery_builder_set_bit_thresholds (b, g->thresholds);
+  if (!b->metric)
+    b->metric = g_strdup (g->metric);
+  if (!b->label_names && g->label_names)
+    cbir_gallery_builder_set_label_names (b,
+        (const char *const *) g->label_names, g->n_label_names);
+
+  /* Existing items go first, in their order. */
+  GArray *old_features = b->features;
+  GByteArray *old_codes = b->codes;
+  GArray *old_labels = b->labels;
+  GByteArray *old_thumbs = b->thumbnails;
+  GPtrArray *old_ids = b->ids;
+  gboolean old_any = b->any_id;
+  guint n_old = old_labels->len;
+  b->features = g_array_new (FALSE, FALSE, sizeof (float));
+  b->codes = g_byte_array_new ();
+  b->labels = g_array_new (FALSE, FALSE, sizeof (gint32));
+  b->thumbnails = g_byte_array_new ();
+  b->ids = g_ptr_array_new_with_free_func (g_free);
+  b->any_id = FALSE;
+  for (guint i = 0; i < g->n; i++) {
+    if (b->store_features)
+      g_array_append_vals (b->features, g->features + (gsize) i * g->dim,
+          g->dim);
+    else if (g->codes)
+      g_byte_array_append (b->codes, g->codes + (gsize) i * g->code_bytes,
+          g->code_bytes);
+    else {
+      guint cb = code_bytes_for (b->dim);
+      guint old = b->codes->len;
+      g_byte_array_set_size (b->codes, old + cb);
+      cbir_codes_pack_bits (g->features + (gsize) i * g->dim, 1, b->dim,
+          b->thresholds, b->codes->data + old);
+    }
+    builder_add_common (b, g->labels[i], cbir_gallery_get_thumbnail (g, i),
+        cbir_gallery_get_id (g, i));
+  }
+  /* then whatever was added before the load */
+  if (b->store_features)
+    g_array_append_vals (b->features, old_features->data, old_features->len);
+  else
+    g_byte_array_append (b->codes, old_codes->data, old_codes->len);
+  g_array_append_vals (b->labels, old_labels->data, n_old);
+  if (b->with_thumbnails)
+    g_byte_array_append (b->thumbnails, old_thumbs->data, old_thumbs->len);
+  for (guint i = 0; i < n_old; i++)
+    g_ptr_array_add (b->ids, g_strdup (g_ptr_array_index (old_ids, i)));
+  b->any_id |= old_any;
+  g_array_unref (old_features);
+  g_byte_array_unref (old_codes);
+  g_array_unref (old_labels);
+  g_byte_array_unref (old_thumbs);
+  g_ptr_array_unref (old_ids);
+  return TRUE;
+}
+
+static int
+cmp_float (const void *a, const void *b)
+{
+  float x = *(const float *) a, y = *(const float *) b;
+  return (x > y) - (x < y);
+}
+
+/* Per-dimension median of n rows of dim floats (lower median). */
+static float *
+column_medians (const float *x, guint n, guint dim)
+{
+  float *med = g_new0 (float, dim);
+  if (n == 0)
+    return med;
+  float *col = g_new (float, n);
+  for (guint j = 0; j < dim; j++) {
+    for (guint i = 0; i < n; i++)
+      col[i] = x[(gsize) i * dim + j];
+    qsort (col, n, sizeof (float), cmp_float);
+    med[j] = col[(n - 1) / 2];
+  }
+  g_free (col);
+  return med;
+}
+
+/* The thresholds the written file will carry (owned by the caller). */
+static float *
+builder_resolve_thresholds (CbirGalleryBuilder *b)
+{
+  if (b->thresholds)
+    return g_memdup2 (b->thresholds, sizeof (float) * b->dim);
+  if (b->code_type == CBIR_CODE_FLOAT && b->store_features)
+    return column_medians ((const float *) b->features->data, b->labels->len,
+        b->dim);
+  return g_new0 (float, b->dim);
+}
+
+typedef struct
+{
+  float *thresholds;
+  guint8 *codes;
+  guint8 *ids;
+  gsize ids_len;
+  char *label_names_json;
+  char *code_bits;
+} BuilderOutput;
+
+static void
+builder_output_clear (BuilderOutput *o)
+{
+  g_free (o->thresholds);
+  g_free (o->codes);
+  g_free (o->ids);
+  g_free (o->label_names_json);
+  g_free (o->code_bits);
+}
+
+static void
+builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o)
+{
+  guint n = b->labels->len;
+  memset (o, 0, sizeof (*o));
+  if (b->store_bits) {
+    o->thresholds = builder_resolve_thresholds (b);
+    guint cb = code_bytes_for (b->dim);
+    o->codes = g_malloc0 (MAX ((gsize) n * cb, 1));
+    if (b->store_features)
+      cbir_codes_pack_bits ((const float *) b->features->data, n, b->dim,
+          o->thresholds, o->codes);
+    else
+      memcpy (o->codes, b->codes->data, (gsize) n * cb);
+    o->code_bits = g_strdup_printf ("%u", b->dim);
+  }
+  if (b->any_id) {
+    GByteArray *ids = g_byte_array_new ();
+    for (guint i = 0; i < n; i++) {
+      const char *s = g_ptr_array_index (b->ids, i);
+      g_byte_array_append (ids, (const guint8 *) s, strlen (s) + 1);
+    }
+    o->ids_len = ids->len;
+    o->ids = g_byte_array_free (ids, FALSE);
+  }
+  if (b->label_names)
+    o->label_names_json = label_names_to_json (b->label_names,
+        b->n_label_names);
+}
+
+static const char *
+builder_metric (CbirGalleryBuilder *b)
+{
+  if (b->metric)
+    return b->metric;
+  return b->code_type == CBIR_CODE_BITS ? "hamming" : "l2";
+}
+
+gboolean
+cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
+    GError **error)
+{
+  g_return_val_if_fail (path != NULL, FALSE);
+  guint n = b->labels->len;
+  BuilderOutput o;
+  builder_prepare (b, &o);
+
+  g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
+  cbir_safetensors_writer_set_metadata (w, "format", GALLERY_FORMAT);
+  cbir_safetensors_writer_set_metadata (w, "version", GALLERY_VERSION);
+  cbir_safetensors_writer_set_metadata (w, "model_fingerprint",
+      b->fingerprint);
+  cbir_safetensors_writer_set_metadata (w, "code_type",
+      cbir_code_type_to_string (b->code_type));
+  cbir_safetensors_writer_set_metadata (w, "metric", builder_metric (b));
+  if (o.code_bits)
+    cbir_safetensors_writer_set_metadata (w, "code_bits", o.code_bits);
+  if (o.label_names_json)
+    cbir_safetensors_writer_set_metadata (w, "label_names",
+        o.label_names_json);
+
+  gint64 s_feat[2] = { n, b->dim };
+  if (b->store_features)
+    cbir_safetensors_writer_add (w, "features", CBIR_DTYPE_F32, 2, s_feat,
+        b->features->data);
+  gint64 s_codes[2] = { n, code_bytes_for (b->dim) };
+  gint64 s_thr[1] = { b->dim };
+  if (b->store_bits) {
+    cbir_safetensors_writer_add (w, "codes", CBIR_DTYPE_U8, 2, s_codes,
+        o.codes);
+    cbir_safetensors_writer_add (w, "bit_thresholds", CBIR_DTYPE_F32, 1,
+        s_thr, o.thresholds);
+  }
+  gint64 s_lab[1] = { n };
+  cbir_safetensors_writer_add (w, "labels", CBIR_DTYPE_I32, 1, s_lab,
+      b->labels->data);
+  gint64 s_th[3] = { n, CBIR_GALLERY_THUMB_HEIGHT, CBIR_GALLERY_THUMB_WIDTH };
+  if (b->with_thumbnails)
+    cbir_safetensors_writer_add (w, "thumbnails", CBIR_DTYPE_U8, 3, s_th,
+        b->thumbnails->data);
+  gint64 s_ids[1] = { (gint64) o.ids_len };
+  if (o.ids)
+    cbir_safetensors_writer_add (w, "ids", CBIR_DTYPE_U8, 1, s_ids, o.ids);
+
+  gboolean ok = cbir_safetensors_writer_write (w, path, error);
+  builder_output_clear (&o);
+  return ok;
+}
+
+CbirGallery *
+cbir_gallery_builder_build (CbirGalleryBuilder *b)
+{
+  guint n = b->labels->len;
+  BuilderOutput o;
+  builder_prepare (b, &o);
+
+  CbirGallery *g = g_new0 (CbirGallery, 1);
+  g->path = g_strdup ("(memory)");
+  g->n = n;
+  g->code_type = b->code_type;
+  g->fingerprint = g_strdup (b->fingerprint);
+  g->metric = g_strdup (builder_metric (b));
+  gint32 *labels = g_memdup2 (b->labels->data, sizeof (gint32) * MAX (n, 1));
+  g->labels = labels;
+  gallery_own (g, labels);
+  if (b->store_features) {
+    float *f = g_memdup2 (b->features->data,
+        sizeof (float) * MAX ((gsize) n * b->dim, 1));
+    g->features = f;
+    gallery_own (g, f);
+    g->dim = b->dim;
+  }
+  if (b->store_bits) {
+    g->codes = o.codes;
+    gallery_own (g, g_steal_pointer (&o.codes));
+    g->thresholds = o.thresholds;
+    gallery_own (g, g_steal_pointer (&o.thresholds));
+    g->code_bytes = code_bytes_for (b->dim);
+    g->code_bits = b->dim;
+  }
+  if (b->with_thumbnails) {
+    guint8 *t = g_memdup2 (b->thumbnails->data, MAX (b->thumbnails->len, 1));
+    g->thumbnails = t;
+    gallery_own (g, t);
+  }
+  if (o.ids) {
+    CbirTensorView v = { 0 };
+    v.data = o.ids;
+    v.nbytes = o.ids_len;
+    gboolean ok = parse_ids (g, &v, NULL);
+    g_assert (ok);
+    gallery_own (g, g_steal_pointer (&o.ids));
+  }
+  if (b->label_names) {
+    g->label_names = g_strdupv (b->label_names);
+    g->n_label_names = b->n_label_names;
+  }
+  builder_output_clear (&o);
+  return g;
+}

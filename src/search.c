@@ -1,2 +1,1165 @@
-/* placeholder: being written */
-#include "cbir/common.h"
+/* Exact k-NN search over a gallery: squared L2 and cosine on float
+ * features, Hamming on packed bits, and a two-stage search (Hamming
+ * shortlist, exact re-rank).
+ *
+ * - Kernels come in ISA variants (AVX-512 / AVX2+FMA / popcnt / generic)
+ *   picked once at run time from the CPU (never -march=native); the
+ *   environment variable CBIR_SEARCH_ISA=generic|popcnt|avx2|avx512 or
+ *   cbir_search_set_isa() forces a lower level (tests run each path).
+ * - A single query scans the gallery in blocks: a distance kernel fills a
+ *   block, a vectorisable count finds whether anything in it beats the
+ *   current k-th best, and only then are candidates pushed into a bounded
+ *   max-heap. Large galleries are split over a persistent thread pool.
+ * - Batches of float queries are blocked like a GEMM: OpenBLAS computes
+ *   the dot products of a query block with a gallery block, distances are
+ *   ||q||^2 - 2 q.g + ||g||^2 with precomputed gallery norms, and the
+ *   heaps are updated by the pool, one query row per task.
+ * - Ties are broken by gallery index: the order is (distance, index). */
+#include "cbir/search.h"
+#include "cbir/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC optimize ("fp-contract=fast")
+
+#define BLOCK 512               /* items per distance block (single query) */
+#define BATCH_QB 256            /* queries per GEMM block */
+#define BATCH_GB 2048           /* gallery items per GEMM block */
+
+/* ---------------------------------------------------------------------- */
+/* Kernels */
+
+typedef float v16sf __attribute__ ((vector_size (64)));
+typedef float v16sf_u __attribute__ ((vector_size (64), aligned (4),
+        may_alias));
+
+/* out[r] = q . g[r] for rows consecutive rows of dim floats. */
+static inline __attribute__ ((always_inline)) void
+dots_body (const float *restrict q, const float *restrict g, gsize dim,
+    guint rows, float *restrict out)
+{
+  gsize dv = dim & ~(gsize) 15;
+  guint r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *g0 = g + r * dim, *g1 = g0 + dim, *g2 = g1 + dim,
+        *g3 = g2 + dim;
+    v16sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+    for (gsize j = 0; j < dv; j += 16) {
+      v16sf qv = *(const v16sf_u *) (q + j);
+      a0 += qv * *(const v16sf_u *) (g0 + j);
+      a1 += qv * *(const v16sf_u *) (g1 + j);
+      a2 += qv * *(const v16sf_u *) (g2 + j);
+      a3 += qv * *(const v16sf_u *) (g3 + j);
+    }
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int l = 0; l < 16; l++) {
+      s0 += a0[l];
+      s1 += a1[l];
+      s2 += a2[l];
+      s3 += a3[l];
+    }
+    for (gsize j = dv; j < dim; j++) {
+      s0 += q[j] * g0[j];
+      s1 += q[j] * g1[j];
+      s2 += q[j] * g2[j];
+      s3 += q[j] * g3[j];
+    }
+    out[r] = s0;
+    out[r + 1] = s1;
+    out[r + 2] = s2;
+    out[r + 3] = s3;
+  }
+  for (; r < rows; r++) {
+    const float *g0 = g + r * dim;
+    v16sf a0 = { 0 };
+    for (gsize j = 0; j < dv; j += 16)
+      a0 += *(const v16sf_u *) (q + j) * *(const v16sf_u *) (g0 + j);
+    float s0 = 0;
+    for (int l = 0; l < 16; l++)
+      s0 += a0[l];
+    for (gsize j = dv; j < dim; j++)
+      s0 += q[j] * g0[j];
+    out[r] = s0;
+  }
+}
+
+static inline guint64
+load64 (const guint8 *p)
+{
+  guint64 v;
+  memcpy (&v, p, 8);
+  return v;
+}
+
+/* out[r] = popcount (q XOR codes[r]) for rows codes of `bytes` bytes. */
+static inline __attribute__ ((always_inline)) void
+hamming_body (const guint8 *restrict q, const guint8 *restrict codes,
+    gsize bytes, guint rows, guint16 *restrict out)
+{
+  if (bytes == 8) {
+    guint64 q0 = load64 (q);
+    for (guint r = 0; r < rows; r++)
+      out[r] = (guint16) __builtin_popcountll (q0 ^ load64 (codes + 8 * r));
+    return;
+  }
+  gsize words = bytes / 8, tail = bytes % 8;
+  if (bytes < 8) {
+    for (guint r = 0; r < rows; r++) {
+      guint d = 0;
+      for (gsize j = 0; j < bytes; j++)
+        d += __builtin_popcount (q[j] ^ codes[r * bytes + j]);
+      out[r] = (guint16) d;
+    }
+    return;
+  }
+  /* the tail: the last 8 bytes of the row, keeping only the `tail` bytes
+   * past the last full word (little endian: the high bytes) */
+  guint64 tmask = tail ? ~(guint64) 0 << (8 * (8 - tail)) : 0;
+  guint64 qt = tail ? load64 (q + bytes - 8) & tmask : 0;
+  if (words == 2 && !tail) {
+    guint64 q0 = load64 (q), q1 = load64 (q + 8);
+    for (guint r = 0; r < rows; r++) {
+      const guint8 *c = codes + 16 * r;
+      out[r] = (guint16) (__builtin_popcountll (q0 ^ load64 (c))
+          + __builtin_popcountll (q1 ^ load64 (c + 8)));
+    }
+    return;
+  }
+  for (guint r = 0; r < rows; r++) {
+    const guint8 *c = codes + r * bytes;
+    guint64 d = 0;
+    for (gsize w = 0; w < words; w++)
+      d += __builtin_popcountll (load64 (q + 8 * w) ^ load64 (c + 8 * w));
+    d += __builtin_popcountll (qt ^ (load64 (c + bytes - 8) & tmask));
+    out[r] = (guint16) d;
+  }
+}
+
+typedef void (*DotsFunc) (const float *q, const float *g, gsize dim,
+    guint rows, float *out);
+typedef void (*HammingFunc) (const guint8 *q, const guint8 *codes,
+    gsize bytes, guint rows, guint16 *out);
+
+static void
+dots_generic (const float *q, const float *g, gsize dim, guint rows,
+    float *out)
+{
+  dots_body (q, g, dim, rows, out);
+}
+
+__attribute__ ((target ("avx2,fma"))) static void
+dots_avx2 (const float *q, const float *g, gsize dim, guint rows, float *out)
+{
+  dots_body (q, g, dim, rows, out);
+}
+
+__attribute__ ((target ("avx512f"))) static void
+dots_avx512 (const float *q, const float *g, gsize dim, guint rows,
+    float *out)
+{
+  dots_body (q, g, dim, rows, out);
+}
+
+static void
+hamming_generic (const guint8 *q, const guint8 *codes, gsize bytes,
+    guint rows, guint16 *out)
+{
+  hamming_body (q, codes, bytes, rows, out);
+}
+
+__attribute__ ((target ("popcnt"))) static void
+hamming_popcnt (const guint8 *q, const guint8 *codes, gsize bytes,
+    guint rows, guint16 *out)
+{
+  hamming_body (q, codes, bytes, rows, out);
+}
+
+__attribute__ ((target ("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt")))
+static void
+hamming_avx512 (const guint8 *q, const guint8 *codes, gsize bytes,
+    guint rows, guint16 *out)
+{
+  hamming_body (q, codes, bytes, rows, out);
+}
+
+typedef enum
+{
+  ISA_GENERIC = 0,
+  ISA_POPCNT,
+  ISA_AVX2,
+  ISA_AVX512,
+} Isa;
+
+static const char *const isa_names[] = { "generic", "popcnt", "avx2",
+  "avx512"
+};
+
+static Isa
+isa_detect (void)
+{
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx512f")
+      && __builtin_cpu_supports ("avx512bw")
+      && __builtin_cpu_supports ("avx512vl")
+      && __builtin_cpu_supports ("avx512vpopcntdq")
+      && __builtin_cpu_supports ("popcnt"))
+    return ISA_AVX512;
+  if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+      && __builtin_cpu_supports ("popcnt"))
+    return ISA_AVX2;
+  if (__builtin_cpu_supports ("popcnt"))
+    return ISA_POPCNT;
+  return ISA_GENERIC;
+}
+
+static gint isa_current = -1;   /* atomic */
+
+static gboolean
+isa_from_name (const char *name, Isa *out)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (isa_names); i++) {
+    if (g_ascii_strcasecmp (name, isa_names[i]) == 0) {
+      *out = (Isa) i;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+static Isa
+isa_get (void)
+{
+  gint v = g_atomic_int_get (&isa_current);
+  if (v >= 0)
+    return (Isa) v;
+  Isa best = isa_detect ();
+  const char *env = g_getenv ("CBIR_SEARCH_ISA");
+  Isa forced;
+  if (env && *env && isa_from_name (env, &forced) && forced < best)
+    best = forced;
+  g_atomic_int_set (&isa_current, (gint) best);
+  return best;
+}
+
+const char *
+cbir_search_get_isa (void)
+{
+  return isa_names[isa_get ()];
+}
+
+gboolean
+cbir_search_set_isa (const char *name)
+{
+  Isa want, best = isa_detect ();
+  if (name == NULL) {
+    g_atomic_int_set (&isa_current, -1);
+    return TRUE;
+  }
+  if (!isa_from_name (name, &want) || want > best)
+    return FALSE;
+  g_atomic_int_set (&isa_current, (gint) want);
+  return TRUE;
+}
+
+static DotsFunc
+dots_for (Isa isa)
+{
+  return isa >= ISA_AVX512 ? dots_avx512 : isa >= ISA_AVX2 ? dots_avx2
+      : dots_generic;
+}
+
+static HammingFunc
+hamming_for (Isa isa)
+{
+  return isa >= ISA_AVX512 ? hamming_avx512 : isa >= ISA_POPCNT
+      ? hamming_popcnt : hamming_generic;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Persistent thread pool: `run` hands n_tasks task indices to the workers
+ * and the calling thread, and returns when all are done. One job at a
+ * time; a caller that finds the pool busy runs its job alone. */
+
+typedef void (*TaskFunc) (gpointer ctx, guint task);
+
+typedef struct
+{
+  GMutex lock;
+  GCond wake;
+  GCond done;
+  GMutex job_lock;              /* held by the caller running a job */
+  GThread **threads;
+  guint n_workers;
+  guint64 generation;
+  gboolean quit;
+  TaskFunc func;
+  gpointer ctx;
+  guint n_tasks;
+  gint next;                    /* atomic */
+  guint busy;                   /* workers still on the current job */
+} Pool;
+
+static void
+pool_drain (Pool *p, TaskFunc func, gpointer ctx, guint n_tasks)
+{
+  for (;;) {
+    guint t = (guint) g_atomic_int_add (&p->next, 1);
+    if (t >= n_tasks)
+      break;
+    func (ctx, t);
+  }
+}
+
+static gpointer
+pool_worker (gpointer data)
+{
+  Pool *p = data;
+  guint64 seen = 0;
+  g_mutex_lock (&p->lock);
+  for (;;) {
+    while (!p->quit && p->generation == seen)
+      g_cond_wait (&p->wake, &p->lock);
+    if (p->quit)
+      break;
+    seen = p->generation;
+    TaskFunc func = p->func;
+    gpointer ctx = p->ctx;
+    guint n = p->n_tasks;
+    g_mutex_unlock (&p->lock);
+    pool_drain (p, func, ctx, n);
+    g_mutex_lock (&p->lock);
+    if (--p->busy == 0)
+      g_cond_signal (&p->done);
+  }
+  g_mutex_unlock (&p->lock);
+  return NULL;
+}
+
+static Pool *
+pool_new (guint n_threads)
+{
+  Pool *p = g_new0 (Pool, 1);
+  g_mutex_init (&p->lock);
+  g_mutex_init (&p->job_lock);
+  g_cond_init (&p->wake);
+  g_cond_init (&p->done);
+  p->n_workers = n_threads > 1 ? n_threads - 1 : 0;
+  p->threads = g_new0 (GThread *, MAX (p->n_workers, 1));
+  for (guint i = 0; i < p->n_workers; i++)
+    p->threads[i] = g_thread_new ("cbir-search", pool_worker, p);
+  return p;
+}
+
+static void
+pool_free (Pool *p)
+{
+  g_mutex_lock (&p->lock);
+  p->quit = TRUE;
+  g_cond_broadcast (&p->wake);
+  g_mutex_unlock (&p->lock);
+  for (guint i = 0; i < p->n_workers; i++)
+    g_thread_join (p->threads[i]);
+  g_free (p->threads);
+  g_mutex_clear (&p->lock);
+  g_mutex_clear (&p->job_lock);
+  g_cond_clear (&p->wake);
+  g_cond_clear (&p->done);
+  g_free (p);
+}
+
+static void
+pool_run (Pool *p, TaskFunc func, gpointer ctx, guint n_tasks)
+{
+  if (n_tasks == 0)
+    return;
+  if (p->n_workers == 0 || n_tasks == 1 || !g_mutex_trylock (&p->job_lock)) {
+    for (guint t = 0; t < n_tasks; t++)
+      func (ctx, t);
+    return;
+  }
+  g_mutex_lock (&p->lock);
+  p->func = func;
+  p->ctx = ctx;
+  p->n_tasks = n_tasks;
+  g_atomic_int_set (&p->next, 0);
+  p->busy = p->n_workers;
+  p->generation++;
+  g_cond_broadcast (&p->wake);
+  g_mutex_unlock (&p->lock);
+  pool_drain (p, func, ctx, n_tasks);
+  g_mutex_lock (&p->lock);
+  while (p->busy > 0)
+    g_cond_wait (&p->done, &p->lock);
+  g_mutex_unlock (&p->lock);
+  g_mutex_unlock (&p->job_lock);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Bounded max-heap of the k best (distance, index) pairs. */
+
+typedef struct
+{
+  float d;
+  guint idx;
+} Cand;
+
+static inline gboolean
+cand_worse (Cand a, Cand b)
+{
+  return a.d > b.d || (a.d == b.d && a.idx > b.idx);
+}
+
+typedef struct
+{
+  Cand *c;
+  guint n;
+  guint cap;
+} Heap;
+
+static void
+heap_init (Heap *h, Cand *storage, guint cap)
+{
+  h->c = storage;
+  h->n = 0;
+  h->cap = cap;
+}
+
+static inline void
+heap_sift_down (Heap *h, guint i)
+{
+  Cand x = h->c[i];
+  for (;;) {
+    guint l = 2 * i + 1;
+    if (l >= h->n)
+      break;
+    guint m = l;
+    if (l + 1 < h->n && cand_worse (h->c[l + 1], h->c[l]))
+      m = l + 1;
+    if (!cand_worse (h->c[m], x))
+      break;
+    h->c[i] = h->c[m];
+    i = m;
+  }
+  h->c[i] = x;
+}
+
+static inline void
+heap_push (Heap *h, Cand x)
+{
+  if (h->n < h->cap) {
+    guint i = h->n++;
+    while (i > 0) {
+      guint par = (i - 1) / 2;
+      if (!cand_worse (x, h->c[par]))
+        break;
+      h->c[i] = h->c[par];
+      i = par;
+    }
+    h->c[i] = x;
+  } else if (h->cap > 0 && cand_worse (h->c[0], x)) {
+    h->c[0] = x;
+    heap_sift_down (h, 0);
+  }
+}
+
+/* The distance a candidate must be at most to enter the heap. */
+static inline float
+heap_bound (const Heap *h)
+{
+  return h->n < h->cap ? INFINITY : h->c[0].d;
+}
+
+static int
+cand_cmp (const void *a, const void *b)
+{
+  Cand x = *(const Cand *) a, y = *(const Cand *) b;
+  if (x.d < y.d)
+    return -1;
+  if (x.d > y.d)
+    return 1;
+  return (x.idx > y.idx) - (x.idx < y.idx);
+}
+
+/* Sorts the heap's content ascending; returns the count. */
+static guint
+heap_sort (Heap *h)
+{
+  qsort (h->c, h->n, sizeof (Cand), cand_cmp);
+  return h->n;
+}
+
+/* Pushes block distances d[0..n) of items base.. that can enter. */
+static inline void
+heap_push_block_f (Heap *h, const float *d, guint n, guint base)
+{
+  float bound = heap_bound (h);
+  guint hits = 0;
+  for (guint i = 0; i < n; i++)
+    hits += d[i] <= bound;
+  if (hits == 0)
+    return;
+  for (guint i = 0; i < n; i++) {
+    if (d[i] <= bound) {
+      Cand c = { d[i], base + i };
+      heap_push (h, c);
+      bound = heap_bound (h);
+    }
+  }
+}
+
+static inline void
+heap_push_block_u16 (Heap *h, const guint16 *d, guint n, guint base)
+{
+  float fb = heap_bound (h);
+  guint bound = fb >= 65535.f ? 65535u : (guint) fb;
+  guint hits = 0;
+  for (guint i = 0; i < n; i++)
+    hits += d[i] <= bound;
+  if (hits == 0)
+    return;
+  for (guint i = 0; i < n; i++) {
+    if (d[i] <= bound) {
+      Cand c = { (float) d[i], base + i };
+      heap_push (h, c);
+      fb = heap_bound (h);
+      bound = fb >= 65535.f ? 65535u : (guint) fb;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+/* The searcher */
+
+struct _CbirSearcher
+{
+  const CbirGallery *g;
+  CbirMetric metric;
+  guint shortlist;
+  guint n;
+  guint dim;
+  guint code_bytes;
+  guint code_bits;              /* floats in a query code for Hamming */
+  const float *feat;
+  const guint8 *codes;
+  const float *thresholds;
+  const gint32 *labels;
+  float *gnorm;                 /* L2: ||g||^2; cosine: 1 / ||g|| (0 if 0) */
+  DotsFunc dots;
+  HammingFunc hamming;
+  Pool *pool;
+  guint n_threads;
+  gsize par_bytes;              /* split one query over threads past this */
+};
+
+const char *
+cbir_metric_to_string (CbirMetric m)
+{
+  switch (m) {
+    case CBIR_METRIC_L2:
+      return "l2";
+    case CBIR_METRIC_COSINE:
+      return "cosine";
+    case CBIR_METRIC_HAMMING:
+      return "hamming";
+  }
+  return "unknown";
+}
+
+gboolean
+cbir_metric_from_string (const char *s, CbirMetric *out)
+{
+  if (g_strcmp0 (s, "l2") == 0)
+    *out = CBIR_METRIC_L2;
+  else if (g_strcmp0 (s, "cosine") == 0)
+    *out = CBIR_METRIC_COSINE;
+  else if (g_strcmp0 (s, "hamming") == 0)
+    *out = CBIR_METRIC_HAMMING;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+CbirSearcher *
+cbir_searcher_new (const CbirGallery *g, CbirMetric metric, guint shortlist,
+    GError **error)
+{
+  return cbir_searcher_new_full (g, metric, shortlist, 0, error);
+}
+
+CbirSearcher *
+cbir_searcher_new_full (const CbirGallery *g, CbirMetric metric,
+    guint shortlist, guint n_threads, GError **error)
+{
+  g_return_val_if_fail (g != NULL, NULL);
+  const char *path = cbir_gallery_get_path (g);
+  gboolean need_feat = metric != CBIR_METRIC_HAMMING;
+  gboolean need_codes = metric == CBIR_METRIC_HAMMING || shortlist > 0;
+  if (metric > CBIR_METRIC_HAMMING) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "unknown metric %d", (int) metric);
+    return NULL;
+  }
+  if (need_feat && !cbir_gallery_get_features (g)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: metric \"%s\" needs float features, the gallery has only "
+        "packed bits", path, cbir_metric_to_string (metric));
+    return NULL;
+  }
+  if (need_codes && !cbir_gallery_get_codes (g)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: %s needs packed bit codes, the gallery has none", path,
+        metric == CBIR_METRIC_HAMMING ? "Hamming search"
+        : "a Hamming shortlist");
+    return NULL;
+  }
+  if (need_codes && cbir_gallery_get_code_bits (g) > 65535) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "%s: codes of %u bits are longer than the 65535 supported", path,
+        cbir_gallery_get_code_bits (g));
+    return NULL;
+  }
+  if (metric == CBIR_METRIC_HAMMING && shortlist > 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "a shortlist needs an exact re-rank metric (l2 or cosine), not "
+        "hamming");
+    return NULL;
+  }
+
+  CbirSearcher *s = g_new0 (CbirSearcher, 1);
+  s->g = g;
+  s->metric = metric;
+  s->shortlist = shortlist;
+  s->n = cbir_gallery_size (g);
+  s->dim = cbir_gallery_get_dim (g);
+  s->code_bytes = cbir_gallery_get_code_bytes (g);
+  s->code_bits = cbir_gallery_get_code_bits (g);
+  s->feat = cbir_gallery_get_features (g);
+  s->codes = cbir_gallery_get_codes (g);
+  s->thresholds = cbir_gallery_get_bit_thresholds (g);
+  s->labels = cbir_gallery_get_labels (g);
+  Isa isa = isa_get ();
+  s->dots = dots_for (isa);
+  s->hamming = hamming_for (isa);
+  if (need_feat) {
+    s->gnorm = g_new (float, MAX (s->n, 1));
+    for (guint i = 0; i < s->n; i++) {
+      const float *x = s->feat + (gsize) i * s->dim;
+      double acc = 0;
+      for (guint j = 0; j < s->dim; j++)
+        acc += (double) x[j] * x[j];
+      if (metric == CBIR_METRIC_L2)
+        s->gnorm[i] = (float) acc;
+      else
+        s->gnorm[i] = acc > 0 ? (float) (1.0 / sqrt (acc)) : 0.f;
+    }
+  }
+  s->n_threads = n_threads ? n_threads : cbir_default_threads ();
+  s->pool = pool_new (s->n_threads);
+  s->par_bytes = 1 << 21;
+  const char *env = g_getenv ("CBIR_SEARCH_PAR_BYTES");
+  if (env && *env)
+    s->par_bytes = g_ascii_strtoull (env, NULL, 10);
+  return s;
+}
+
+void
+cbir_searcher_free (CbirSearcher *s)
+{
+  if (!s)
+    return;
+  pool_free (s->pool);
+  g_free (s->gnorm);
+  g_free (s);
+}
+
+guint
+cbir_searcher_get_threads (const CbirSearcher *s)
+{
+  return s->n_threads;
+}
+
+/* A prepared query. */
+typedef struct
+{
+  const float *q;
+  float qnorm;                  /* L2: ||q||^2; cosine: 1/||q|| */
+  guint8 *bits;                 /* packed query (Hamming, shortlist) */
+} Query;
+
+static float
+query_norm (const CbirSearcher *s, const float *q)
+{
+  double acc = 0;
+  for (guint j = 0; j < s->dim; j++)
+    acc += (double) q[j] * q[j];
+  if (s->metric == CBIR_METRIC_L2)
+    return (float) acc;
+  return acc > 0 ? (float) (1.0 / sqrt (acc)) : 0.f;
+}
+
+static void
+query_prepare (const CbirSearcher *s, const float *q, guint8 *bits_storage,
+    Query *out)
+{
+  out->q = q;
+  out->qnorm = s->metric != CBIR_METRIC_HAMMING ? query_norm (s, q) : 0.f;
+  out->bits = NULL;
+  if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0) {
+    cbir_codes_pack_bits (q, 1, s->code_bits, s->thresholds, bits_storage);
+    out->bits = bits_storage;
+  }
+}
+
+/* Float distances of items [base, base+rows) from dot products. */
+static inline void
+finish_float (const CbirSearcher *s, const Query *qq, guint base, guint rows,
+    float *d)
+{
+  const float *gn = s->gnorm + base;
+  if (s->metric == CBIR_METRIC_L2) {
+    float qn = qq->qnorm;
+    for (guint i = 0; i < rows; i++) {
+      float v = qn + gn[i] - 2.f * d[i];
+      d[i] = v > 0.f ? v : 0.f;
+    }
+  } else {
+    float qi = qq->qnorm;
+    for (guint i = 0; i < rows; i++)
+      d[i] = 1.f - d[i] * qi * gn[i];
+  }
+}
+
+/* Scans items [a, b) into heap h. */
+static void
+scan_range (const CbirSearcher *s, const Query *qq, guint a, guint b,
+    Heap *h)
+{
+  if (s->metric == CBIR_METRIC_HAMMING) {
+    guint16 d[BLOCK];
+    for (guint i = a; i < b; i += BLOCK) {
+      guint rows = MIN (BLOCK, b - i);
+      s->hamming (qq->bits, s->codes + (gsize) i * s->code_bytes,
+          s->code_bytes, rows, d);
+      heap_push_block_u16 (h, d, rows, i);
+    }
+  } else {
+    float d[BLOCK];
+    for (guint i = a; i < b; i += BLOCK) {
+      guint rows = MIN (BLOCK, b - i);
+      s->dots (qq->q, s->feat + (gsize) i * s->dim, s->dim, rows, d);
+      finish_float (s, qq, i, rows, d);
+      heap_push_block_f (h, d, rows, i);
+    }
+  }
+}
+
+/* Exact distance of one item (re-rank). */
+static inline float
+item_distance (const CbirSearcher *s, const Query *qq, guint i)
+{
+  float d;
+  s->dots (qq->q, s->feat + (gsize) i * s->dim, s->dim, 1, &d);
+  finish_float (s, qq, i, 1, &d);
+  return d;
+}
+
+typedef struct
+{
+  const CbirSearcher *s;
+  const Query *qq;
+  guint n_parts;
+  Heap *heaps;
+} SplitCtx;
+
+static void
+split_task (gpointer data, guint t)
+{
+  SplitCtx *c = data;
+  guint n = c->s->n;
+  /* part boundaries on BLOCK multiples */
+  guint blocks = (n + BLOCK - 1) / BLOCK;
+  guint a = (guint) ((guint64) blocks * t / c->n_parts) * BLOCK;
+  guint b = (guint) ((guint64) blocks * (t + 1) / c->n_parts) * BLOCK;
+  scan_range (c->s, c->qq, MIN (a, n), MIN (b, n), &c->heaps[t]);
+}
+
+/* Top-`cap` of the first stage (the whole metric for one-stage searches,
+ * the Hamming shortlist for two-stage ones) into h, sorted. */
+static void
+first_stage (CbirSearcher *s, const Query *qq, Heap *h, gboolean may_split)
+{
+  gsize row_bytes = s->metric == CBIR_METRIC_HAMMING || s->shortlist
+      ? s->code_bytes : (gsize) s->dim * sizeof (float);
+  guint parts = s->n_threads;
+  if (!may_split || parts < 2 || (gsize) s->n * row_bytes < s->par_bytes
+      || s->n < parts * BLOCK) {
+    if (s->shortlist > 0 && s->metric != CBIR_METRIC_HAMMING) {
+      /* Hamming shortlist: scan codes as a Hamming searcher would */
+      CbirSearcher hs = *s;
+      hs.metric = CBIR_METRIC_HAMMING;
+      scan_range (&hs, qq, 0, s->n, h);
+    } else {
+      scan_range (s, qq, 0, s->n, h);
+    }
+    heap_sort (h);
+    return;
+  }
+  CbirSearcher hs = *s;
+  if (s->shortlist > 0)
+    hs.metric = CBIR_METRIC_HAMMING;
+  Heap heaps[parts];
+  Cand *store = g_new (Cand, (gsize) parts * h->cap);
+  for (guint t = 0; t < parts; t++)
+    heap_init (&heaps[t], store + (gsize) t * h->cap, h->cap);
+  SplitCtx c = { &hs, qq, parts, heaps };
+  pool_run (s->pool, split_task, &c, parts);
+  for (guint t = 0; t < parts; t++)
+    for (guint i = 0; i < heaps[t].n; i++)
+      heap_push (h, heaps[t].c[i]);
+  g_free (store);
+  heap_sort (h);
+}
+
+static guint
+search_one (CbirSearcher *s, const Query *qq, guint k, CbirHit *hits,
+    gboolean may_split)
+{
+  if (k == 0 || s->n == 0)
+    return 0;
+  guint cap1 = s->shortlist > 0 ? MAX (s->shortlist, k) : k;
+  cap1 = MIN (cap1, s->n);
+  Cand stack_store[128];
+  Cand *store = cap1 <= 128 ? stack_store : g_new (Cand, cap1);
+  Heap h;
+  heap_init (&h, store, cap1);
+  first_stage (s, qq, &h, may_split);
+  guint n = h.n;
+  if (s->shortlist > 0) {
+    /* exact re-rank of the shortlist */
+    Cand kstore_stack[128];
+    guint kc = MIN (k, n);
+    Cand *kstore = kc <= 128 ? kstore_stack : g_new (Cand, kc);
+    Heap hk;
+    heap_init (&hk, kstore, kc);
+    for (guint i = 0; i < n; i++) {
+      Cand c = { item_distance (s, qq, h.c[i].idx), h.c[i].idx };
+      heap_push (&hk, c);
+    }
+    n = heap_sort (&hk);
+    for (guint i = 0; i < n; i++) {
+      hits[i].index = hk.c[i].idx;
+      hits[i].label = s->labels[hk.c[i].idx];
+      hits[i].distance = hk.c[i].d;
+    }
+    if (kstore != kstore_stack)
+      g_free (kstore);
+  } else {
+    n = MIN (n, k);
+    for (guint i = 0; i < n; i++) {
+      hits[i].index = h.c[i].idx;
+      hits[i].label = s->labels[h.c[i].idx];
+      hits[i].distance = h.c[i].d;
+    }
+  }
+  if (store != stack_store)
+    g_free (store);
+  return n;
+}
+
+guint
+cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
+    CbirHit *hits)
+{
+  g_return_val_if_fail (s != NULL && query != NULL, 0);
+  guint8 bits_stack[256];
+  guint8 *bits = s->code_bytes <= sizeof (bits_stack) ? bits_stack
+      : g_malloc (s->code_bytes);
+  Query qq;
+  query_prepare (s, query, bits, &qq);
+  guint n = search_one (s, &qq, k, hits, TRUE);
+  if (bits != bits_stack)
+    g_free (bits);
+  return n;
+}
+
+guint
+cbir_searcher_search_codes (CbirSearcher *s, const guint8 *code, guint k,
+    CbirHit *hits)
+{
+  g_return_val_if_fail (s != NULL && code != NULL, 0);
+  g_return_val_if_fail (s->metric == CBIR_METRIC_HAMMING, 0);
+  Query qq = { NULL, 0.f, (guint8 *) code };
+  return search_one (s, &qq, k, hits, TRUE);
+}
+
+/* ---- batches ---- */
+
+typedef struct
+{
+  CbirSearcher *s;
+  const float *queries;
+  guint nq;
+  guint k;
+  CbirHit *hits;
+  guint *n_hits;
+  guint per_task;
+} BatchCtx;
+
+static void
+batch_task_each (gpointer data, guint t)
+{
+  BatchCtx *c = data;
+  CbirSearcher *s = c->s;
+  guint a = t * c->per_task, b = MIN (c->nq, a + c->per_task);
+  guint dq = s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim;
+  guint8 *bits = g_malloc (MAX (s->code_bytes, 1));
+  for (guint i = a; i < b; i++) {
+    Query qq;
+    query_prepare (s, c->queries + (gsize) i * dq, bits, &qq);
+    guint n = search_one (s, &qq, c->k, c->hits + (gsize) i * c->k, FALSE);
+    if (c->n_hits)
+      c->n_hits[i] = n;
+  }
+  g_free (bits);
+}
+
+/* GEMM-blocked float batch. */
+typedef struct
+{
+  CbirSearcher *s;
+  const float *dots;            /* qb x gb, row stride ld */
+  guint ld;
+  guint g0;                     /* first gallery item of the block */
+  guint gb;
+  const float *qnorm;           /* per query of the block */
+  Heap *heaps;
+  float *full;                  /* distances_batch: output rows, or NULL */
+  gsize full_ld;
+} GemmCtx;
+
+static void
+gemm_task (gpointer data, guint t)
+{
+  GemmCtx *c = data;
+  const CbirSearcher *s = c->s;
+  float d[BATCH_GB];
+  const float *row = c->dots + (gsize) t * c->ld;
+  memcpy (d, row, sizeof (float) * c->gb);
+  Query qq = { NULL, c->qnorm[t], NULL };
+  finish_float (s, &qq, c->g0, c->gb, d);
+  if (c->full)
+    memcpy (c->full + (gsize) t * c->full_ld + c->g0, d,
+        sizeof (float) * c->gb);
+  else
+    heap_push_block_f (&c->heaps[t], d, c->gb, c->g0);
+}
+
+/* For query block [q0, q0+qb): either fills heaps or full distance rows. */
+static void
+gemm_block (CbirSearcher *s, const float *queries, guint qb, float *dotbuf,
+    Heap *heaps, float *full)
+{
+  float qnorm[BATCH_QB];
+  for (guint i = 0; i < qb; i++)
+    qnorm[i] = query_norm (s, queries + (gsize) i * s->dim);
+  for (guint g0 = 0; g0 < s->n; g0 += BATCH_GB) {
+    guint gb = MIN (BATCH_GB, s->n - g0);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) qb, (int) gb,
+        (int) s->dim, 1.f, queries, (int) s->dim,
+        s->feat + (gsize) g0 * s->dim, (int) s->dim, 0.f, dotbuf, BATCH_GB);
+    GemmCtx c = { s, dotbuf, BATCH_GB, g0, gb, qnorm, heaps, full, s->n };
+    pool_run (s->pool, gemm_task, &c, qb);
+  }
+}
+
+void
+cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
+    guint k, CbirHit *hits, guint *n_hits)
+{
+  g_return_if_fail (s != NULL);
+  if (nq == 0)
+    return;
+  if (k == 0 || s->n == 0) {
+    if (n_hits)
+      memset (n_hits, 0, sizeof (guint) * nq);
+    return;
+  }
+  if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0 || nq < 4) {
+    /* queries spread over the pool, each scanned alone */
+    BatchCtx c = { s, queries, nq, k, hits, n_hits, 1 };
+    c.per_task = MAX (1, nq / (s->n_threads * 8));
+    guint tasks = (nq + c.per_task - 1) / c.per_task;
+    if (nq < 4) {
+      for (guint i = 0; i < nq; i++) {
+        guint n = cbir_searcher_search (s, queries + (gsize) i *
+            (s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim), k,
+            hits + (gsize) i * k);
+        if (n_hits)
+          n_hits[i] = n;
+      }
+      return;
+    }
+    pool_run (s->pool, batch_task_each, &c, tasks);
+    return;
+  }
+  guint kc = MIN (k, s->n);
+  float *dotbuf = g_new (float, (gsize) BATCH_QB * BATCH_GB);
+  Cand *store = g_new (Cand, (gsize) BATCH_QB * kc);
+  Heap heaps[BATCH_QB];
+  for (guint q0 = 0; q0 < nq; q0 += BATCH_QB) {
+    guint qb = MIN (BATCH_QB, nq - q0);
+    for (guint i = 0; i < qb; i++)
+      heap_init (&heaps[i], store + (gsize) i * kc, kc);
+    gemm_block (s, queries + (gsize) q0 * s->dim, qb, dotbuf, heaps, NULL);
+    for (guint i = 0; i < qb; i++) {
+      guint n = heap_sort (&heaps[i]);
+      CbirHit *out = hits + (gsize) (q0 + i) * k;
+      for (guint j = 0; j < n; j++) {
+        out[j].index = heaps[i].c[j].idx;
+        out[j].label = s->labels[heaps[i].c[j].idx];
+        out[j].distance = heaps[i].c[j].d;
+      }
+      if (n_hits)
+        n_hits[q0 + i] = n;
+    }
+  }
+  g_free (store);
+  g_free (dotbuf);
+}
+
+/* ---- full distance lists (for evaluation) ---- */
+
+static void
+distances_one (CbirSearcher *s, const float *query, float *out)
+{
+  guint8 *bits = g_malloc (MAX (s->code_bytes, 1));
+  Query qq;
+  query_prepare (s, query, bits, &qq);
+  if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0) {
+    guint16 d[BLOCK];
+    for (guint i = 0; i < s->n; i += BLOCK) {
+      guint rows = MIN (BLOCK, s->n - i);
+      s->hamming (qq.bits, s->codes + (gsize) i * s->code_bytes,
+          s->code_bytes, rows, d);
+      for (guint j = 0; j < rows; j++)
+        out[i + j] = d[j];
+    }
+  } else {
+    for (guint i = 0; i < s->n; i += BLOCK) {
+      guint rows = MIN (BLOCK, s->n - i);
+      s->dots (qq.q, s->feat + (gsize) i * s->dim, s->dim, rows, out + i);
+      finish_float (s, &qq, i, rows, out + i);
+    }
+  }
+  if (s->shortlist > 0 && s->n > 0) {
+    /* shortlisted items: exact distance; the others after all of them,
+     * in Hamming order */
+    guint m = MIN (s->shortlist, s->n);
+    Cand *store = g_new (Cand, m);
+    Heap h;
+    heap_init (&h, store, m);
+    for (guint i = 0; i < s->n; i++) {
+      Cand c = { out[i], i };
+      heap_push (&h, c);
+    }
+    float maxd = 0.f;
+    float *exact = g_new (float, h.n);
+    for (guint i = 0; i < h.n; i++) {
+      exact[i] = item_distance (s, &qq, h.c[i].idx);
+      maxd = MAX (maxd, exact[i]);
+    }
+    for (guint i = 0; i < s->n; i++)
+      out[i] += maxd + 1.f;
+    for (guint i = 0; i < h.n; i++)
+      out[h.c[i].idx] = exact[i];
+    g_free (exact);
+    g_free (store);
+  }
+  g_free (bits);
+}
+
+typedef struct
+{
+  CbirSearcher *s;
+  const float *queries;
+  guint dq;
+  float *out;
+} DistCtx;
+
+static void
+dist_task (gpointer data, guint t)
+{
+  DistCtx *c = data;
+  distances_one (c->s, c->queries + (gsize) t * c->dq,
+      c->out + (gsize) t * c->s->n);
+}
+
+void
+cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
+{
+  distances_one (s, query, out);
+}
+
+void
+cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
+    guint nq, float *out)
+{
+  if (nq == 0 || s->n == 0)
+    return;
+  if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0) {
+    DistCtx c = { s, queries,
+      s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim, out
+    };
+    pool_run (s->pool, dist_task, &c, nq);
+    return;
+  }
+  float *dotbuf = g_new (float, (gsize) BATCH_QB * BATCH_GB);
+  for (guint q0 = 0; q0 < nq; q0 += BATCH_QB) {
+    guint qb = MIN (BATCH_QB, nq - q0);
+    gemm_block (s, queries + (gsize) q0 * s->dim, qb, dotbuf, NULL,
+        out + (gsize) q0 * s->n);
+  }
+  g_free (dotbuf);
+}
+
+/* ---- vote ---- */
+
+#define VOTE_EPS 1e-6f
+
+void
+cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
+{
+  gint32 best = -1;
+  double best_w = 0, total = 0;
+  for (guint i = 0; i < n; i++)
+    total += 1.0 / (VOTE_EPS + MAX (hits[i].distance, 0.f));
+  /* labels in order of first appearance; ties go to the earlier one
+   * (the nearer hit) */
+  for (guint i = 0; i < n; i++) {
+    gboolean seen = FALSE;
+    for (guint j = 0; j < i && !seen; j++)
+      seen = hits[j].label == hits[i].label;
+    if (seen)
+      continue;
+    double w = 0;
+    for (guint j = i; j < n; j++)
+      if (hits[j].label == hits[i].label)
+        w += 1.0 / (VOTE_EPS + MAX (hits[j].distance, 0.f));
+    if (best == -1 && i == 0) {
+      best = hits[i].label;
+      best_w = w;
+    } else if (w > best_w) {
+      best = hits[i].label;
+      best_w = w;
+    }
+  }
+  if (label)
+    *label = n ? best : -1;
+  if (confidence) {
+    float c = n && total > 0 ? (float) (best_w / total) : 0.f;
+    *confidence = CLAMP (c, 0.f, 1.f);
+  }
+}

@@ -72,4 +72,33 @@ gboolean cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
 void cbir_gallery_builder_free (CbirGalleryBuilder *b);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirGalleryBuilder, cbir_gallery_builder_free)
 
+/* ---- additions (search helper) ---- */
+
+#define CBIR_GALLERY_THUMB_WIDTH 28
+#define CBIR_GALLERY_THUMB_HEIGHT 28
+
+/* Bits per packed code (0 if no codes). For a bits-only gallery this is
+ * the number of floats a query code has (get_dim is 0 there). */
+guint cbir_gallery_get_code_bits (const CbirGallery *g);
+/* The metric recorded in the file ("l2", "cosine", "hamming"). */
+const char *cbir_gallery_get_metric_name (const CbirGallery *g);
+guint cbir_gallery_get_n_label_names (const CbirGallery *g);
+
+/* What the builder stores (call before adding). Defaults: float galleries
+ * store features and packed bits (for Hamming and two-stage search), bits
+ * galleries only packed bits. Bit thresholds default to the per-dimension
+ * gallery median for float galleries (computed when writing) and 0 for bits
+ * galleries (the model's rule: bit = value > 0); set them explicitly with
+ * cbir_gallery_builder_set_bit_thresholds (before adding to a bits-only
+ * builder, whose codes are packed as they come). An appended-to file keeps
+ * its thresholds. */
+void cbir_gallery_builder_set_store (CbirGalleryBuilder *b,
+    gboolean features, gboolean bits);
+/* Metric recorded in the file (default "l2" for float, "hamming" for bits). */
+void cbir_gallery_builder_set_metric (CbirGalleryBuilder *b,
+    const char *metric);
+/* An in-memory gallery of the builder's items (path "(memory)"), as the
+ * file would hold them; the builder stays usable. */
+CbirGallery *cbir_gallery_builder_build (CbirGalleryBuilder *b);
+
 G_END_DECLS

@@ -45,4 +45,36 @@ void cbir_searcher_search_batch (CbirSearcher *s, const float *queries,
 void cbir_vote (const CbirHit *hits, guint n, gint32 *label,
     float *confidence);
 
+/* ---- additions (search helper) ---- */
+
+/* Like cbir_searcher_new with an explicit thread count for batches and
+ * large single queries (0: cbir_default_threads ()). The threads are
+ * started here and kept until the searcher is freed. */
+CbirSearcher *cbir_searcher_new_full (const CbirGallery *g,
+    CbirMetric metric, guint shortlist, guint n_threads, GError **error);
+guint cbir_searcher_get_threads (const CbirSearcher *s);
+
+/* Hamming searcher only: one query already packed (code_bytes bytes). */
+guint cbir_searcher_search_codes (CbirSearcher *s, const guint8 *code,
+    guint k, CbirHit *hits);
+
+/* The distance of every gallery item to the query (out: gallery-size
+ * floats): the full ranking the searcher implies. For a two-stage
+ * searcher, shortlisted items have their exact distance and the others
+ * come after all of them in Hamming order. */
+void cbir_searcher_distances (CbirSearcher *s, const float *query,
+    float *out);
+/* nq queries: out is nq rows of gallery-size floats; both cores. */
+void cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
+    guint nq, float *out);
+
+/* The kernel variant in use: "avx512", "avx2", "popcnt" or "generic".
+ * Picked from the CPU; CBIR_SEARCH_ISA=<name> in the environment forces a
+ * lower one. */
+const char *cbir_search_get_isa (void);
+/* Forces a variant (NULL: back to the CPU's best) for searchers created
+ * afterwards; FALSE if unknown or not supported by this CPU. For tests
+ * and benchmarks. */
+gboolean cbir_search_set_isa (const char *name);
+
 G_END_DECLS
