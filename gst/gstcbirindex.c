@@ -1,0 +1,471 @@
+/* gst-cbir: cbirindex, the offline indexer: frames -> gallery file.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * SECTION:element-cbirindex
+ * @title: cbirindex
+ *
+ * A sink that collects the embeddings cbirencode attached to GRAY8 frames,
+ * with their labels (from cbiridxsrc's GstCbirSourceMeta, else the fixed
+ * #GstCbirIndex:label) and, with #GstCbirIndex:thumbnails, a 28x28
+ * thumbnail of each frame, and writes them as a gallery file at EOS. The
+ * file is written atomically (temporary file + rename): a flush, an error
+ * or a stop before EOS leaves no file (and an existing one untouched).
+ * With #GstCbirIndex:append the items of an existing gallery (same model)
+ * are kept and the new ones added. Every #GstCbirIndex:progress-interval
+ * frames, and once more at EOS with "done" = TRUE, it posts an element
+ * message "cbir-index-progress" ("count": items so far, "location").
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 cbiridxsrc images=train-images-idx3-ubyte.gz \
+ *     labels=train-labels-idx1-ubyte.gz ! cbirencode model=model.safetensors ! \
+ *     cbirindex location=gallery.safetensors
+ * ]|
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstcbirindex.h"
+#include "gstcbirmeta.h"
+
+#include <string.h>
+#include <gst/video/video.h>
+#include <cbir/gallery.h>
+#include <cbir/preprocess.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_cbir_index_debug);
+#define GST_CAT_DEFAULT gst_cbir_index_debug
+
+#define THUMB_W 28
+#define THUMB_H 28
+
+#define DEFAULT_LOCATION NULL
+#define DEFAULT_APPEND FALSE
+#define DEFAULT_LABEL -1
+#define DEFAULT_THUMBNAILS TRUE
+#define DEFAULT_PROGRESS_INTERVAL 1000
+
+enum
+{
+  PROP_0,
+  PROP_LOCATION,
+  PROP_APPEND,
+  PROP_LABEL,
+  PROP_THUMBNAILS,
+  PROP_PROGRESS_INTERVAL,
+};
+
+struct _GstCbirIndex
+{
+  GstBaseSink parent;
+
+  /* properties (object lock) */
+  gchar *location;
+  gboolean append;
+  gint label;
+  gboolean thumbnails;
+  guint progress_interval;
+
+  /* streaming state */
+  gchar *cur_location;
+  gboolean cur_append;
+  gboolean cur_thumbnails;
+  CbirGalleryBuilder *builder;
+  const gchar *fingerprint;     /* interned */
+  guint dim;
+  guint n_added;
+  GstVideoInfo info;
+  guint8 thumb[THUMB_W * THUMB_H];
+};
+
+#define VIDEO_CAPS GST_VIDEO_CAPS_MAKE ("GRAY8")
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (VIDEO_CAPS));
+
+#define gst_cbir_index_parent_class parent_class
+G_DEFINE_TYPE_WITH_CODE (GstCbirIndex, gst_cbir_index, GST_TYPE_BASE_SINK,
+    GST_DEBUG_CATEGORY_INIT (gst_cbir_index_debug, "cbirindex", 0,
+        "cbir gallery indexer"));
+GST_ELEMENT_REGISTER_DEFINE (cbirindex, "cbirindex", GST_RANK_NONE,
+    GST_TYPE_CBIR_INDEX);
+
+static void gst_cbir_index_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_cbir_index_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+static void gst_cbir_index_finalize (GObject * object);
+static gboolean gst_cbir_index_start (GstBaseSink * sink);
+static gboolean gst_cbir_index_stop (GstBaseSink * sink);
+static gboolean gst_cbir_index_set_caps (GstBaseSink * sink, GstCaps * caps);
+static gboolean gst_cbir_index_event (GstBaseSink * sink, GstEvent * event);
+static GstFlowReturn gst_cbir_index_render (GstBaseSink * sink,
+    GstBuffer * buf);
+
+static void
+gst_cbir_index_class_init (GstCbirIndexClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSinkClass *sink_class = GST_BASE_SINK_CLASS (klass);
+
+  gobject_class->set_property = gst_cbir_index_set_property;
+  gobject_class->get_property = gst_cbir_index_get_property;
+  gobject_class->finalize = gst_cbir_index_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_LOCATION,
+      g_param_spec_string ("location", "Location",
+          "Gallery file to write at EOS (safetensors)", DEFAULT_LOCATION,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_APPEND,
+      g_param_spec_boolean ("append", "Append",
+          "Keep the items of an existing gallery file at location (made by "
+          "the same model) and add the new ones", DEFAULT_APPEND,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_LABEL,
+      g_param_spec_int ("label", "Label",
+          "Label for frames that carry none (no cbiridxsrc labels); "
+          "-1 = unlabelled", -1, G_MAXINT, DEFAULT_LABEL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_THUMBNAILS,
+      g_param_spec_boolean ("thumbnails", "Thumbnails",
+          "Store a 28x28 thumbnail of every frame in the gallery",
+          DEFAULT_THUMBNAILS, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_PROGRESS_INTERVAL,
+      g_param_spec_uint ("progress-interval", "Progress interval",
+          "Post a \"cbir-index-progress\" message every this many frames "
+          "(0 = only at EOS)", 0, G_MAXUINT, DEFAULT_PROGRESS_INTERVAL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_set_static_metadata (element_class, "CBIR gallery indexer",
+      "Sink/Analyzer/Video",
+      "Collects the embeddings of frames and writes a gallery file at EOS",
+      "gst-cbir developers");
+
+  sink_class->start = GST_DEBUG_FUNCPTR (gst_cbir_index_start);
+  sink_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_index_stop);
+  sink_class->set_caps = GST_DEBUG_FUNCPTR (gst_cbir_index_set_caps);
+  sink_class->event = GST_DEBUG_FUNCPTR (gst_cbir_index_event);
+  sink_class->render = GST_DEBUG_FUNCPTR (gst_cbir_index_render);
+}
+
+static void
+gst_cbir_index_init (GstCbirIndex * self)
+{
+  self->location = g_strdup (DEFAULT_LOCATION);
+  self->append = DEFAULT_APPEND;
+  self->label = DEFAULT_LABEL;
+  self->thumbnails = DEFAULT_THUMBNAILS;
+  self->progress_interval = DEFAULT_PROGRESS_INTERVAL;
+
+  /* offline indexing: as fast as the frames come */
+  gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
+}
+
+static void
+gst_cbir_index_finalize (GObject * object)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (object);
+
+  g_free (self->location);
+  g_free (self->cur_location);
+  g_clear_pointer (&self->builder, cbir_gallery_builder_free);
+
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_cbir_index_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (object);
+
+  GST_OBJECT_LOCK (self);
+  if ((pspec->flags & GST_PARAM_MUTABLE_READY) &&
+      GST_STATE (self) > GST_STATE_READY) {
+    GST_OBJECT_UNLOCK (self);
+    GST_WARNING_OBJECT (self, "refusing to change %s while running",
+        pspec->name);
+    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
+        ("Property \"%s\" can only be changed in the NULL or READY state.",
+            pspec->name), (NULL));
+    return;
+  }
+  switch (prop_id) {
+    case PROP_LOCATION:
+      g_free (self->location);
+      self->location = g_value_dup_string (value);
+      break;
+    case PROP_APPEND:
+      self->append = g_value_get_boolean (value);
+      break;
+    case PROP_LABEL:
+      self->label = g_value_get_int (value);
+      break;
+    case PROP_THUMBNAILS:
+      self->thumbnails = g_value_get_boolean (value);
+      break;
+    case PROP_PROGRESS_INTERVAL:
+      self->progress_interval = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_cbir_index_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_LOCATION:
+      g_value_set_string (value, self->location);
+      break;
+    case PROP_APPEND:
+      g_value_set_boolean (value, self->append);
+      break;
+    case PROP_LABEL:
+      g_value_set_int (value, self->label);
+      break;
+    case PROP_THUMBNAILS:
+      g_value_set_boolean (value, self->thumbnails);
+      break;
+    case PROP_PROGRESS_INTERVAL:
+      g_value_set_uint (value, self->progress_interval);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static gboolean
+gst_cbir_index_start (GstBaseSink * sink)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (sink);
+
+  GST_OBJECT_LOCK (self);
+  g_free (self->cur_location);
+  self->cur_location = g_strdup (self->location);
+  self->cur_append = self->append;
+  self->cur_thumbnails = self->thumbnails;
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->cur_location == NULL || *self->cur_location == '\0')
+    goto no_location;
+
+  g_clear_pointer (&self->builder, cbir_gallery_builder_free);
+  self->fingerprint = NULL;
+  self->n_added = 0;
+  gst_video_info_init (&self->info);
+  return TRUE;
+
+  /* ERRORS */
+no_location:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("No gallery file name specified for writing (property "
+            "\"location\")."), (NULL));
+    return FALSE;
+  }
+}
+
+static gboolean
+gst_cbir_index_stop (GstBaseSink * sink)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (sink);
+
+  /* without EOS nothing is written */
+  if (self->builder && self->n_added > 0)
+    GST_INFO_OBJECT (self, "stopped before EOS: %u items dropped, %s not "
+        "written", self->n_added, self->cur_location);
+  g_clear_pointer (&self->builder, cbir_gallery_builder_free);
+  self->n_added = 0;
+  return TRUE;
+}
+
+static gboolean
+gst_cbir_index_set_caps (GstBaseSink * sink, GstCaps * caps)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (sink);
+
+  return gst_video_info_from_caps (&self->info, caps);
+}
+
+static void
+post_progress (GstCbirIndex * self, gboolean done)
+{
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self),
+          gst_structure_new ("cbir-index-progress",
+              "count", G_TYPE_UINT, self->n_added,
+              "total", G_TYPE_UINT, self->builder ?
+              cbir_gallery_builder_size (self->builder) : 0,
+              "location", G_TYPE_STRING, self->cur_location,
+              "done", G_TYPE_BOOLEAN, done, NULL)));
+}
+
+static gboolean
+write_gallery (GstCbirIndex * self)
+{
+  g_autoptr (GError) err = NULL;
+
+  if (self->builder == NULL) {
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("No frames were indexed: gallery \"%s\" not written.",
+            self->cur_location), (NULL));
+    return TRUE;
+  }
+  if (!cbir_gallery_builder_write (self->builder, self->cur_location, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+        ("Could not write gallery \"%s\": %s", self->cur_location,
+            err->message), ("%s", err->message));
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "wrote %s: %u items (%u new)", self->cur_location,
+      cbir_gallery_builder_size (self->builder), self->n_added);
+  post_progress (self, TRUE);
+  g_clear_pointer (&self->builder, cbir_gallery_builder_free);
+  return TRUE;
+}
+
+static gboolean
+gst_cbir_index_event (GstBaseSink * sink, GstEvent * event)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (sink);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_EOS:
+      if (!write_gallery (self)) {
+        gst_event_unref (event);
+        return FALSE;
+      }
+      break;
+    case GST_EVENT_FLUSH_STOP:
+      /* a flush drops what was collected: the gallery is of one stream */
+      GST_DEBUG_OBJECT (self, "flush: dropping %u items", self->n_added);
+      g_clear_pointer (&self->builder, cbir_gallery_builder_free);
+      self->fingerprint = NULL;
+      self->n_added = 0;
+      break;
+    default:
+      break;
+  }
+  return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
+}
+
+static gboolean
+make_builder (GstCbirIndex * self, GstCbirEmbeddingMeta * emb)
+{
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirGalleryBuilder) b = NULL;
+
+  b = cbir_gallery_builder_new (emb->model_fingerprint, emb->code_type,
+      emb->dim, self->cur_thumbnails);
+  if (self->cur_append &&
+      g_file_test (self->cur_location, G_FILE_TEST_EXISTS) &&
+      !cbir_gallery_builder_load_existing (b, self->cur_location, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+        ("Cannot append to gallery \"%s\": %s", self->cur_location,
+            err->message), ("%s", err->message));
+    return FALSE;
+  }
+  self->builder = g_steal_pointer (&b);
+  self->fingerprint = emb->model_fingerprint;
+  self->dim = emb->dim;
+  return TRUE;
+}
+
+static GstFlowReturn
+gst_cbir_index_render (GstBaseSink * sink, GstBuffer * buf)
+{
+  GstCbirIndex *self = GST_CBIR_INDEX (sink);
+  GstCbirEmbeddingMeta *emb;
+  GstCbirSourceMeta *src;
+  g_autofree gchar *id = NULL;
+  const guint8 *thumb = NULL;
+  gint32 label;
+  guint interval;
+
+  emb = (GstCbirEmbeddingMeta *) gst_buffer_get_meta (buf,
+      gst_cbir_embedding_meta_api_get_type ());
+  if (emb == NULL)
+    goto no_embedding;
+
+  if (self->builder == NULL) {
+    if (!make_builder (self, emb))
+      return GST_FLOW_ERROR;
+  } else if (emb->model_fingerprint != self->fingerprint ||
+      emb->dim != self->dim) {
+    goto model_changed;
+  }
+
+  src = (GstCbirSourceMeta *) gst_buffer_get_meta (buf,
+      gst_cbir_source_meta_api_get_type ());
+  GST_OBJECT_LOCK (self);
+  label = self->label;
+  interval = self->progress_interval;
+  GST_OBJECT_UNLOCK (self);
+  if (src && src->label >= 0)
+    label = src->label;
+  if (src && src->source) {
+    g_autofree gchar *base = g_path_get_basename (src->source);
+    id = g_strdup_printf ("%s:%" G_GUINT64_FORMAT, base, src->index);
+  }
+
+  if (self->cur_thumbnails) {
+    GstVideoFrame frame;
+
+    if (GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_GRAY8 ||
+        !gst_video_frame_map (&frame, &self->info, buf, GST_MAP_READ))
+      goto map_failed;
+    cbir_preprocess_scale (GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
+        GST_VIDEO_FRAME_WIDTH (&frame), GST_VIDEO_FRAME_HEIGHT (&frame),
+        GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0), THUMB_W, THUMB_H,
+        self->thumb);
+    gst_video_frame_unmap (&frame);
+    thumb = self->thumb;
+  }
+
+  cbir_gallery_builder_add (self->builder, emb->vector, label, thumb, id);
+  self->n_added++;
+  if (interval > 0 && self->n_added % interval == 0)
+    post_progress (self, FALSE);
+  return GST_FLOW_OK;
+
+  /* ERRORS */
+no_embedding:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+        ("Frame without an embedding: cbirindex needs cbirencode upstream."),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+model_changed:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+        ("Frames encoded by two models (%s, then %s): one gallery holds "
+            "codes of one model.", self->fingerprint,
+            emb->model_fingerprint), (NULL));
+    return GST_FLOW_ERROR;
+  }
+map_failed:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED,
+        ("Could not map a frame for its thumbnail."), (NULL));
+    return GST_FLOW_ERROR;
+  }
+}

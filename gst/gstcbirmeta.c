@@ -1,0 +1,329 @@
+/* gst-cbir: the plugin's metadata (source, embedding, result).
+ *
+ * Modelled on GstAudioLevelMeta (gst-plugins-base gstaudiometa.c): an API
+ * type registered with NO tags, so that GstBaseTransform-based elements
+ * (queue, tee, videoconvert, videoscale...) copy the meta, and a transform
+ * that handles GST_META_TRANSFORM_IS_COPY (and also the video scale
+ * transform, where nothing in our metas depends on the frame size).
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstcbirmeta.h"
+
+#include <string.h>
+
+static const gchar *no_tags[] = { NULL };
+
+static GType
+register_api (const gchar * name)
+{
+  return gst_meta_api_type_register (name, no_tags);
+}
+
+/* ---- source meta ---- */
+
+GType
+gst_cbir_source_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (GST_CBIR_SOURCE_META_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+source_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  GstCbirSourceMeta *m = (GstCbirSourceMeta *) meta;
+
+  m->index = 0;
+  m->label = -1;
+  m->source = NULL;
+  return TRUE;
+}
+
+static gboolean
+source_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
+    GQuark type, gpointer data)
+{
+  GstCbirSourceMeta *m = (GstCbirSourceMeta *) meta;
+
+  /* Copies and scales: the meta describes the picture, not its pixels. */
+  if (!GST_META_TRANSFORM_IS_COPY (type) &&
+      type != g_quark_from_static_string ("gst-video-scale"))
+    return FALSE;
+  if (gst_buffer_get_meta (dest, gst_cbir_source_meta_api_get_type ()))
+    return TRUE;
+  return gst_buffer_add_cbir_source_meta (dest, m->index, m->label,
+      m->source) != NULL;
+}
+
+const GstMetaInfo *
+gst_cbir_source_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter (&info)) {
+    const GstMetaInfo *i =
+        gst_meta_register (gst_cbir_source_meta_api_get_type (),
+        "GstCbirSourceMeta", sizeof (GstCbirSourceMeta), source_meta_init,
+        NULL, source_meta_transform);
+    g_once_init_leave (&info, i);
+  }
+  return info;
+}
+
+GstCbirSourceMeta *
+gst_buffer_add_cbir_source_meta (GstBuffer * buffer, guint64 index,
+    gint32 label, const gchar * source)
+{
+  GstCbirSourceMeta *m;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  m = (GstCbirSourceMeta *) gst_buffer_add_meta (buffer,
+      gst_cbir_source_meta_get_info (), NULL);
+  if (!m)
+    return NULL;
+  m->index = index;
+  m->label = label;
+  m->source = source ? g_intern_string (source) : NULL;
+  return m;
+}
+
+/* ---- embedding meta ---- */
+
+GType
+gst_cbir_embedding_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (GST_CBIR_EMBEDDING_META_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+embedding_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta;
+
+  m->dim = 0;
+  m->vector = NULL;
+  m->code_type = 0;
+  m->n_bits = 0;
+  m->bits = NULL;
+  m->model_fingerprint = NULL;
+  return TRUE;
+}
+
+static void
+embedding_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta;
+
+  g_clear_pointer (&m->vector, g_free);
+  g_clear_pointer (&m->bits, g_free);
+}
+
+static gboolean
+embedding_meta_transform (GstBuffer * dest, GstMeta * meta,
+    GstBuffer * buffer, GQuark type, gpointer data)
+{
+  GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta;
+
+  if (!GST_META_TRANSFORM_IS_COPY (type) &&
+      type != g_quark_from_static_string ("gst-video-scale"))
+    return FALSE;
+  if (gst_buffer_get_meta (dest, gst_cbir_embedding_meta_api_get_type ()))
+    return TRUE;
+  return gst_buffer_add_cbir_embedding_meta (dest,
+      g_memdup2 (m->vector, sizeof (gfloat) * m->dim), m->dim, m->code_type,
+      m->bits ? g_memdup2 (m->bits, (m->n_bits + 7) / 8) : NULL, m->n_bits,
+      m->model_fingerprint) != NULL;
+}
+
+const GstMetaInfo *
+gst_cbir_embedding_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter (&info)) {
+    const GstMetaInfo *i =
+        gst_meta_register (gst_cbir_embedding_meta_api_get_type (),
+        "GstCbirEmbeddingMeta", sizeof (GstCbirEmbeddingMeta),
+        embedding_meta_init, embedding_meta_free, embedding_meta_transform);
+    g_once_init_leave (&info, i);
+  }
+  return info;
+}
+
+GstCbirEmbeddingMeta *
+gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer, gfloat * vector,
+    guint dim, gint code_type, guint8 * bits, guint n_bits,
+    const gchar * model_fingerprint)
+{
+  GstCbirEmbeddingMeta *m;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  m = (GstCbirEmbeddingMeta *) gst_buffer_add_meta (buffer,
+      gst_cbir_embedding_meta_get_info (), NULL);
+  if (!m) {
+    g_free (vector);
+    g_free (bits);
+    return NULL;
+  }
+  m->dim = dim;
+  m->vector = vector;
+  m->code_type = code_type;
+  m->n_bits = bits ? n_bits : 0;
+  m->bits = bits;
+  m->model_fingerprint =
+      model_fingerprint ? g_intern_string (model_fingerprint) : NULL;
+  return m;
+}
+
+/* ---- result meta ---- */
+
+GType
+gst_cbir_result_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (GST_CBIR_RESULT_META_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+result_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  GstCbirResultMeta *m = (GstCbirResultMeta *) meta;
+
+  m->n_hits = 0;
+  m->hits = NULL;
+  m->label = -1;
+  m->confidence = 0.0f;
+  m->metric = NULL;
+  return TRUE;
+}
+
+static void
+result_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  GstCbirResultMeta *m = (GstCbirResultMeta *) meta;
+
+  g_clear_pointer (&m->hits, g_free);
+}
+
+static gboolean
+result_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
+    GQuark type, gpointer data)
+{
+  GstCbirResultMeta *m = (GstCbirResultMeta *) meta;
+
+  if (!GST_META_TRANSFORM_IS_COPY (type) &&
+      type != g_quark_from_static_string ("gst-video-scale"))
+    return FALSE;
+  if (gst_buffer_get_meta (dest, gst_cbir_result_meta_api_get_type ()))
+    return TRUE;
+  return gst_buffer_add_cbir_result_meta (dest, m->hits, m->n_hits, m->label,
+      m->confidence, m->metric) != NULL;
+}
+
+const GstMetaInfo *
+gst_cbir_result_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter (&info)) {
+    const GstMetaInfo *i =
+        gst_meta_register (gst_cbir_result_meta_api_get_type (),
+        "GstCbirResultMeta", sizeof (GstCbirResultMeta), result_meta_init,
+        result_meta_free, result_meta_transform);
+    g_once_init_leave (&info, i);
+  }
+  return info;
+}
+
+GstCbirResultMeta *
+gst_buffer_add_cbir_result_meta (GstBuffer * buffer, const GstCbirHit * hits,
+    guint n_hits, gint32 label, gfloat confidence, const gchar * metric)
+{
+  GstCbirResultMeta *m;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  m = (GstCbirResultMeta *) gst_buffer_add_meta (buffer,
+      gst_cbir_result_meta_get_info (), NULL);
+  if (!m)
+    return NULL;
+  m->n_hits = n_hits;
+  m->hits = n_hits ? g_memdup2 (hits, sizeof (GstCbirHit) * n_hits) : NULL;
+  m->label = label;
+  m->confidence = confidence;
+  m->metric = metric ? g_intern_string (metric) : NULL;
+  return m;
+}
+
+/* ---- the result as a GstCustomMeta (readable from bindings) ---- */
+
+const GstMetaInfo *
+gst_cbir_result_custom_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter (&info)) {
+    /* No transform function: GStreamer's default copies the structure on
+     * GST_META_TRANSFORM_IS_COPY, which is what queue, tee, videoconvert
+     * and videoscale ask for. */
+    const GstMetaInfo *i =
+        gst_meta_register_custom (GST_CBIR_RESULT_CUSTOM_META_NAME, no_tags,
+        NULL, NULL, NULL);
+    g_once_init_leave (&info, i);
+  }
+  return info;
+}
+
+void
+gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
+    const GstStructure * s)
+{
+  GstCustomMeta *m;
+  GstStructure *dst;
+  guint i, n;
+
+  g_return_if_fail (GST_IS_BUFFER (buffer));
+  gst_cbir_result_custom_meta_get_info ();
+  m = gst_buffer_add_custom_meta (buffer, GST_CBIR_RESULT_CUSTOM_META_NAME);
+  if (!m)
+    return;
+  /* In 1.22 the meta's structure cannot be replaced: fill it in place. */
+  dst = gst_custom_meta_get_structure (m);
+  gst_structure_set_name (dst, gst_structure_get_name (s));
+  n = gst_structure_n_fields (s);
+  for (i = 0; i < n; i++) {
+    const gchar *field = gst_structure_nth_field_name (s, i);
+    GValue v = G_VALUE_INIT;
+
+    g_value_init (&v, gst_structure_get_field_type (s, field));
+    g_value_copy (gst_structure_get_value (s, field), &v);
+    gst_structure_take_value (dst, field, &v);
+  }
+}
+
+void
+gst_cbir_meta_register_all (void)
+{
+  gst_cbir_source_meta_get_info ();
+  gst_cbir_embedding_meta_get_info ();
+  gst_cbir_result_meta_get_info ();
+  gst_cbir_result_custom_meta_get_info ();
+}

@@ -1,0 +1,41 @@
+/* gst-cbir: registration and constructors of the plugin's metadata.
+ * The structures and the read-only getters are public, in
+ * include/gst/cbir/cbirmeta.h.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/cbir/cbirmeta.h>
+
+G_BEGIN_DECLS
+
+GType gst_cbir_source_meta_api_get_type (void);
+const GstMetaInfo *gst_cbir_source_meta_get_info (void);
+GType gst_cbir_embedding_meta_api_get_type (void);
+const GstMetaInfo *gst_cbir_embedding_meta_get_info (void);
+GType gst_cbir_result_meta_api_get_type (void);
+const GstMetaInfo *gst_cbir_result_meta_get_info (void);
+const GstMetaInfo *gst_cbir_result_custom_meta_get_info (void);
+
+/* Registers all of them (plugin_init). */
+void gst_cbir_meta_register_all (void);
+
+GstCbirSourceMeta *gst_buffer_add_cbir_source_meta (GstBuffer * buffer,
+    guint64 index, gint32 label, const gchar * source);
+
+/* Takes ownership of vector (dim floats) and bits (may be NULL),
+ * both g_malloc'ed. */
+GstCbirEmbeddingMeta *gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer,
+    gfloat * vector, guint dim, gint code_type, guint8 * bits, guint n_bits,
+    const gchar * model_fingerprint);
+
+/* Copies the hits. */
+GstCbirResultMeta *gst_buffer_add_cbir_result_meta (GstBuffer * buffer,
+    const GstCbirHit * hits, guint n_hits, gint32 label, gfloat confidence,
+    const gchar * metric);
+
+/* Adds the custom meta holding a copy of s. */
+void gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
+    const GstStructure * s);
+
+G_END_DECLS

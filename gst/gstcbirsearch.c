@@ -1,0 +1,549 @@
+/* gst-cbir: cbirsearch, k-NN search of each frame's embedding in a gallery.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+/**
+ * SECTION:element-cbirsearch
+ * @title: cbirsearch
+ *
+ * Reads the GstCbirEmbeddingMeta that cbirencode put on each buffer,
+ * searches the k nearest items of a gallery file (made by cbirindex or
+ * cbir-encode) and attaches the result: a GstCbirResultMeta (C
+ * applications, include/gst/cbir/cbirmeta.h) and a GstCustomMeta named
+ * "GstCbirResultStructureMeta" whose GstStructure "cbir-result" bindings
+ * can read. With #GstCbirSearch:post-messages (default) the same structure
+ * is posted on the bus as an element message:
+ *
+ * - "timestamp", "stream-time", "running-time", "duration" (guint64, ns)
+ * - "frame" (guint64): the buffer offset, or a frame counter when unset
+ * - "ids" (GstValueArray of guint): gallery indices, nearest first
+ * - "labels" (GstValueArray of gint): their labels
+ * - "distances" (GstValueArray of gfloat): their distances
+ * - "label" (gint): the distance-weighted vote, -1 = no match
+ * - "confidence" (gdouble): the winner's share of the vote, 0..1
+ * - "match" (gboolean): FALSE when no hit is within max-distance
+ * - "metric" (string), and when known "label-name" (string),
+ *   "source-index" (guint64) and "source-label" (gint) from cbiridxsrc
+ *
+ * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
+ * left the result is "no match" (label -1). A buffer without an embedding
+ * passes through unsearched (with one warning). A gallery made by another
+ * model than the frames' is an error naming both fingerprints.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 -m cbiridxsrc images=t10k-images-idx3-ubyte.gz count=20 ! \
+ *     cbirencode model=model.safetensors ! \
+ *     cbirsearch gallery=gallery.safetensors k=5 ! fakesink
+ * ]|
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstcbirsearch.h"
+#include "gstcbirmeta.h"
+
+#include <cbir/search.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_cbir_search_debug);
+#define GST_CAT_DEFAULT gst_cbir_search_debug
+
+#define GST_CBIR_METRIC_AUTO (-1)
+#define GST_TYPE_CBIR_SEARCH_METRIC (gst_cbir_search_metric_get_type ())
+static GType
+gst_cbir_search_metric_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_CBIR_METRIC_AUTO, "The gallery's metric (hamming for bit codes, "
+          "else the metric recorded in the file)", "auto"},
+    {CBIR_METRIC_L2, "Squared Euclidean distance on float codes", "l2"},
+    {CBIR_METRIC_COSINE, "1 - cosine similarity on float codes", "cosine"},
+    {CBIR_METRIC_HAMMING, "Hamming distance on packed bits", "hamming"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstCbirSearchMetric", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+#define DEFAULT_GALLERY NULL
+#define DEFAULT_K 5
+#define DEFAULT_METRIC GST_CBIR_METRIC_AUTO
+#define DEFAULT_SHORTLIST 0
+#define DEFAULT_MAX_DISTANCE G_MAXFLOAT
+#define DEFAULT_POST_MESSAGES TRUE
+#define MAX_K 1024
+
+enum
+{
+  PROP_0,
+  PROP_GALLERY,
+  PROP_K,
+  PROP_METRIC,
+  PROP_SHORTLIST,
+  PROP_MAX_DISTANCE,
+  PROP_POST_MESSAGES,
+};
+
+struct _GstCbirSearch
+{
+  GstBaseTransform parent;
+
+  /* properties (object lock) */
+  gchar *gallery_path;
+  guint k;
+  gint metric;
+  guint shortlist;
+  gfloat max_distance;
+  gboolean post_messages;
+
+  /* streaming state */
+  CbirGallery *gallery;
+  CbirSearcher *searcher;
+  CbirMetric cur_metric;
+  guint query_dim;
+  const gchar *checked_fingerprint;     /* interned, once checked */
+  gboolean warned_no_embedding;
+  guint64 frame;
+  CbirHit *hits;
+  guint hits_len;
+};
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+#define gst_cbir_search_parent_class parent_class
+G_DEFINE_TYPE_WITH_CODE (GstCbirSearch, gst_cbir_search,
+    GST_TYPE_BASE_TRANSFORM, GST_DEBUG_CATEGORY_INIT (gst_cbir_search_debug,
+        "cbirsearch", 0, "cbir gallery search"));
+GST_ELEMENT_REGISTER_DEFINE (cbirsearch, "cbirsearch", GST_RANK_NONE,
+    GST_TYPE_CBIR_SEARCH);
+
+static void gst_cbir_search_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_cbir_search_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+static void gst_cbir_search_finalize (GObject * object);
+static gboolean gst_cbir_search_start (GstBaseTransform * trans);
+static gboolean gst_cbir_search_stop (GstBaseTransform * trans);
+static GstFlowReturn gst_cbir_search_transform_ip (GstBaseTransform * trans,
+    GstBuffer * buf);
+
+static void
+gst_cbir_search_class_init (GstCbirSearchClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
+
+  gobject_class->set_property = gst_cbir_search_set_property;
+  gobject_class->get_property = gst_cbir_search_get_property;
+  gobject_class->finalize = gst_cbir_search_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_GALLERY,
+      g_param_spec_string ("gallery", "Gallery",
+          "Gallery file (safetensors, from cbirindex or cbir-encode); "
+          "opened when the element starts", DEFAULT_GALLERY,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_K,
+      g_param_spec_uint ("k", "k", "Number of nearest gallery items to return",
+          1, MAX_K, DEFAULT_K, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_METRIC,
+      g_param_spec_enum ("metric", "Metric",
+          "Distance used to compare codes", GST_TYPE_CBIR_SEARCH_METRIC,
+          DEFAULT_METRIC, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_SHORTLIST,
+      g_param_spec_uint ("shortlist", "Shortlist",
+          "Two-stage search: Hamming shortlist of this many items re-ranked "
+          "with the exact metric (needs a gallery with bit codes); 0 = exact "
+          "search", 0, G_MAXINT, DEFAULT_SHORTLIST, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MAX_DISTANCE,
+      g_param_spec_float ("max-distance", "Maximum distance",
+          "Hits farther than this are dropped; with none left the result is "
+          "\"no match\" (label -1)", 0.0f, G_MAXFLOAT, DEFAULT_MAX_DISTANCE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,
+      g_param_spec_boolean ("post-messages", "Post messages",
+          "Post a \"cbir-result\" element message on the bus for every frame",
+          DEFAULT_POST_MESSAGES, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class, "CBIR search",
+      "Filter/Analyzer/Video",
+      "Searches each frame's embedding in a gallery (k-NN) and attaches "
+      "and posts the result", "gst-cbir developers");
+
+  trans_class->start = GST_DEBUG_FUNCPTR (gst_cbir_search_start);
+  trans_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_search_stop);
+  trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_cbir_search_transform_ip);
+  trans_class->passthrough_on_same_caps = FALSE;
+
+  gst_type_mark_as_plugin_api (GST_TYPE_CBIR_SEARCH_METRIC, 0);
+}
+
+static void
+gst_cbir_search_init (GstCbirSearch * self)
+{
+  self->gallery_path = g_strdup (DEFAULT_GALLERY);
+  self->k = DEFAULT_K;
+  self->metric = DEFAULT_METRIC;
+  self->shortlist = DEFAULT_SHORTLIST;
+  self->max_distance = DEFAULT_MAX_DISTANCE;
+  self->post_messages = DEFAULT_POST_MESSAGES;
+
+  /* attaching metas needs a writable buffer: never passthrough */
+  gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
+  gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), FALSE);
+}
+
+static void
+gst_cbir_search_finalize (GObject * object)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (object);
+
+  g_free (self->gallery_path);
+  g_clear_pointer (&self->searcher, cbir_searcher_free);
+  g_clear_pointer (&self->gallery, cbir_gallery_free);
+  g_free (self->hits);
+
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_cbir_search_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (object);
+
+  GST_OBJECT_LOCK (self);
+  if ((pspec->flags & GST_PARAM_MUTABLE_READY) &&
+      GST_STATE (self) > GST_STATE_READY) {
+    GST_OBJECT_UNLOCK (self);
+    GST_WARNING_OBJECT (self, "refusing to change %s while running",
+        pspec->name);
+    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
+        ("Property \"%s\" can only be changed in the NULL or READY state.",
+            pspec->name), (NULL));
+    return;
+  }
+  switch (prop_id) {
+    case PROP_GALLERY:
+      g_free (self->gallery_path);
+      self->gallery_path = g_value_dup_string (value);
+      break;
+    case PROP_K:
+      self->k = g_value_get_uint (value);
+      break;
+    case PROP_METRIC:
+      self->metric = g_value_get_enum (value);
+      break;
+    case PROP_SHORTLIST:
+      self->shortlist = g_value_get_uint (value);
+      break;
+    case PROP_MAX_DISTANCE:
+      self->max_distance = g_value_get_float (value);
+      break;
+    case PROP_POST_MESSAGES:
+      self->post_messages = g_value_get_boolean (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_GALLERY:
+      g_value_set_string (value, self->gallery_path);
+      break;
+    case PROP_K:
+      g_value_set_uint (value, self->k);
+      break;
+    case PROP_METRIC:
+      g_value_set_enum (value, self->metric);
+      break;
+    case PROP_SHORTLIST:
+      g_value_set_uint (value, self->shortlist);
+      break;
+    case PROP_MAX_DISTANCE:
+      g_value_set_float (value, self->max_distance);
+      break;
+    case PROP_POST_MESSAGES:
+      g_value_set_boolean (value, self->post_messages);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static gboolean
+gst_cbir_search_start (GstBaseTransform * trans)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+  g_autofree gchar *path = NULL;
+  g_autoptr (GError) err = NULL;
+  gint metric;
+  guint shortlist;
+
+  GST_OBJECT_LOCK (self);
+  path = g_strdup (self->gallery_path);
+  metric = self->metric;
+  shortlist = self->shortlist;
+  GST_OBJECT_UNLOCK (self);
+
+  if (path == NULL || *path == '\0')
+    goto no_gallery;
+
+  self->gallery = cbir_gallery_open (path, &err);
+  if (self->gallery == NULL)
+    goto open_failed;
+
+  if (metric == GST_CBIR_METRIC_AUTO) {
+    CbirMetric m = CBIR_METRIC_L2;
+
+    if (cbir_gallery_get_code_type (self->gallery) == CBIR_CODE_BITS)
+      m = CBIR_METRIC_HAMMING;
+    else if (!cbir_metric_from_string (cbir_gallery_get_metric_name
+            (self->gallery), &m))
+      m = CBIR_METRIC_L2;
+    self->cur_metric = m;
+  } else {
+    self->cur_metric = metric;
+  }
+
+  self->searcher = cbir_searcher_new (self->gallery, self->cur_metric,
+      shortlist, &err);
+  if (self->searcher == NULL)
+    goto searcher_failed;
+
+  self->query_dim = cbir_gallery_get_dim (self->gallery);
+  if (self->query_dim == 0)
+    self->query_dim = cbir_gallery_get_code_bits (self->gallery);
+  self->checked_fingerprint = NULL;
+  self->warned_no_embedding = FALSE;
+  self->frame = 0;
+  GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
+      "shortlist %u", path, cbir_gallery_size (self->gallery),
+      self->query_dim, cbir_metric_to_string (self->cur_metric), shortlist);
+  return TRUE;
+
+  /* ERRORS */
+no_gallery:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("No gallery file specified (property \"gallery\")."), (NULL));
+    return FALSE;
+  }
+open_failed:
+  {
+    if (!g_file_test (path, G_FILE_TEST_EXISTS))
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+          ("Gallery file \"%s\" not found.", path), ("%s", err->message));
+    else
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("Could not open gallery \"%s\": %s", path, err->message),
+          ("%s", err->message));
+    return FALSE;
+  }
+searcher_failed:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot search gallery \"%s\" with metric %s: %s", path,
+            cbir_metric_to_string (self->cur_metric), err->message),
+        ("%s", err->message));
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
+}
+
+static gboolean
+gst_cbir_search_stop (GstBaseTransform * trans)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+
+  g_clear_pointer (&self->searcher, cbir_searcher_free);
+  g_clear_pointer (&self->gallery, cbir_gallery_free);
+  return TRUE;
+}
+
+static GValue *
+array_append (GValue * array, GType type)
+{
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, type);
+  gst_value_array_append_and_take_value (array, &v);
+  return (GValue *) gst_value_array_get_value (array,
+      gst_value_array_get_size (array) - 1);
+}
+
+static GstStructure *
+make_result_structure (GstCbirSearch * self, GstBuffer * buf,
+    const CbirHit * hits, guint n, gint32 label, gfloat confidence)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstClockTime ts = GST_BUFFER_PTS (buf);
+  GValue ids = G_VALUE_INIT, labels = G_VALUE_INIT, dists = G_VALUE_INIT;
+  GstCbirSourceMeta *src;
+  GstStructure *s;
+  const gchar *name;
+  guint64 frame;
+  guint i;
+
+  frame = GST_BUFFER_OFFSET_IS_VALID (buf) ? GST_BUFFER_OFFSET (buf) :
+      self->frame;
+
+  g_value_init (&ids, GST_TYPE_ARRAY);
+  g_value_init (&labels, GST_TYPE_ARRAY);
+  g_value_init (&dists, GST_TYPE_ARRAY);
+  for (i = 0; i < n; i++) {
+    g_value_set_uint (array_append (&ids, G_TYPE_UINT), hits[i].index);
+    g_value_set_int (array_append (&labels, G_TYPE_INT), hits[i].label);
+    g_value_set_float (array_append (&dists, G_TYPE_FLOAT), hits[i].distance);
+  }
+
+  s = gst_structure_new (GST_CBIR_RESULT_STRUCTURE_NAME,
+      "timestamp", G_TYPE_UINT64, ts,
+      "stream-time", G_TYPE_UINT64,
+      gst_segment_to_stream_time (&trans->segment, GST_FORMAT_TIME, ts),
+      "running-time", G_TYPE_UINT64,
+      gst_segment_to_running_time (&trans->segment, GST_FORMAT_TIME, ts),
+      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buf),
+      "frame", G_TYPE_UINT64, frame,
+      "label", G_TYPE_INT, label,
+      "confidence", G_TYPE_DOUBLE, (gdouble) confidence,
+      "match", G_TYPE_BOOLEAN, n > 0,
+      "metric", G_TYPE_STRING, cbir_metric_to_string (self->cur_metric),
+      NULL);
+  gst_structure_take_value (s, "ids", &ids);
+  gst_structure_take_value (s, "labels", &labels);
+  gst_structure_take_value (s, "distances", &dists);
+
+  name = label >= 0 ? cbir_gallery_get_label_name (self->gallery, label) :
+      NULL;
+  if (name)
+    gst_structure_set (s, "label-name", G_TYPE_STRING, name, NULL);
+  src = (GstCbirSourceMeta *) gst_buffer_get_meta (buf,
+      gst_cbir_source_meta_api_get_type ());
+  if (src)
+    gst_structure_set (s, "source-index", G_TYPE_UINT64, src->index,
+        "source-label", G_TYPE_INT, src->label, NULL);
+  return s;
+}
+
+static GstFlowReturn
+gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+  GstCbirEmbeddingMeta *emb;
+  GstStructure *s;
+  guint k, n, i;
+  gfloat max_distance, confidence;
+  gboolean post;
+  gint32 label;
+
+  emb = (GstCbirEmbeddingMeta *) gst_buffer_get_meta (buf,
+      gst_cbir_embedding_meta_api_get_type ());
+  if (emb == NULL) {
+    if (!self->warned_no_embedding) {
+      self->warned_no_embedding = TRUE;
+      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+          ("Frames without an embedding pass through unsearched "
+              "(is cbirencode upstream?)."), (NULL));
+    }
+    self->frame++;
+    return GST_FLOW_OK;
+  }
+
+  if (emb->model_fingerprint != self->checked_fingerprint) {
+    const gchar *gfp = cbir_gallery_get_model_fingerprint (self->gallery);
+
+    if (g_strcmp0 (gfp, emb->model_fingerprint) != 0)
+      goto wrong_model;
+    if (emb->dim != self->query_dim)
+      goto wrong_dim;
+    self->checked_fingerprint = emb->model_fingerprint;
+  } else if (emb->dim != self->query_dim) {
+    goto wrong_dim;
+  }
+
+  GST_OBJECT_LOCK (self);
+  k = self->k;
+  max_distance = self->max_distance;
+  post = self->post_messages;
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->hits_len < k) {
+    self->hits = g_renew (CbirHit, self->hits, k);
+    self->hits_len = k;
+  }
+  n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
+  for (i = 0; i < n; i++)
+    if (!(self->hits[i].distance <= max_distance))
+      break;
+  n = i;                        /* hits are sorted by distance */
+  cbir_vote (self->hits, n, &label, &confidence);
+  if (n == 0) {
+    label = -1;
+    confidence = 0.0f;
+  }
+
+  G_STATIC_ASSERT (sizeof (CbirHit) == sizeof (GstCbirHit));
+  gst_buffer_add_cbir_result_meta (buf, (const GstCbirHit *) self->hits, n,
+      label, confidence, cbir_metric_to_string (self->cur_metric));
+  s = make_result_structure (self, buf, self->hits, n, label, confidence);
+  gst_buffer_add_cbir_result_structure (buf, s);
+  self->frame++;
+
+  GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": label %d (%.3f), "
+      "%u hits", self->frame - 1, label, confidence, n);
+  if (post)
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), s));
+  else
+    gst_structure_free (s);
+  return GST_FLOW_OK;
+
+  /* ERRORS */
+wrong_model:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+        ("Gallery \"%s\" was made by another model: gallery model fingerprint "
+            "%s, frames encoded by model %s.",
+            cbir_gallery_get_path (self->gallery),
+            cbir_gallery_get_model_fingerprint (self->gallery),
+            emb->model_fingerprint ? emb->model_fingerprint : "(none)"),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+wrong_dim:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+        ("Code of %u values does not fit gallery \"%s\" (%u values).",
+            emb->dim, cbir_gallery_get_path (self->gallery), self->query_dim),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+}

@@ -1,0 +1,148 @@
+/* gst-cbir: public metadata of the "cbir" GStreamer plugin.
+ *
+ * This header is all a C application needs to read the plugin's metadata:
+ * the plugin registers the meta types when it loads, and the inline
+ * getters below find them by name, so the application links only
+ * GStreamer, never libgstcbir.so or libcbir.
+ *
+ * Three metas ride on the buffers:
+ *  - GstCbirSourceMeta:    added by cbiridxsrc: index of the image in its
+ *                          IDX file and its label (-1 when unknown).
+ *  - GstCbirEmbeddingMeta: added by cbirencode: the float code, the packed
+ *                          bits (bit models) and the model fingerprint.
+ *  - GstCbirResultMeta:    added by cbirsearch: k hits (gallery index,
+ *                          label, distance), the voted label, confidence.
+ * cbirsearch also adds the result as a GstCustomMeta named
+ * GST_CBIR_RESULT_CUSTOM_META_NAME whose GstStructure ("cbir-result") has
+ * the same fields as the "cbir-result" bus message; bindings (Python...)
+ * read it with gst_buffer_get_custom_meta () and
+ * gst_custom_meta_get_structure ().
+ *
+ * All metas are registered with no tags and a copy transform, so they
+ * survive queue, tee, videoconvert and videoscale.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <gst/gst.h>
+
+G_BEGIN_DECLS
+
+#define GST_CBIR_SOURCE_META_API_NAME     "GstCbirSourceMetaAPI"
+#define GST_CBIR_EMBEDDING_META_API_NAME  "GstCbirEmbeddingMetaAPI"
+#define GST_CBIR_RESULT_META_API_NAME     "GstCbirResultMetaAPI"
+/* Name of the GstCustomMeta holding the result as a GstStructure. */
+#define GST_CBIR_RESULT_CUSTOM_META_NAME  "GstCbirResultStructureMeta"
+/* Name of the structure of the result (bus message and custom meta). */
+#define GST_CBIR_RESULT_STRUCTURE_NAME    "cbir-result"
+
+/**
+ * GstCbirSourceMeta:
+ * @meta: parent
+ * @index: index of the image in the data set file
+ * @label: its label, -1 when the source has no labels
+ * @source: the data set file (interned string), or NULL
+ */
+typedef struct {
+  GstMeta meta;
+  guint64 index;
+  gint32 label;
+  const gchar *source;
+} GstCbirSourceMeta;
+
+/**
+ * GstCbirEmbeddingMeta:
+ * @meta: parent
+ * @dim: number of floats in @vector
+ * @vector: the encoder output (also for bit models)
+ * @code_type: 0 = float code, 1 = bit code (CbirCodeType)
+ * @n_bits: number of bits in @bits (0 for float models)
+ * @bits: packed bits, LSB first in each byte, or NULL
+ * @model_fingerprint: hex SHA-256 of the model (interned string)
+ */
+typedef struct {
+  GstMeta meta;
+  guint dim;
+  gfloat *vector;
+  gint code_type;
+  guint n_bits;
+  guint8 *bits;
+  const gchar *model_fingerprint;
+} GstCbirEmbeddingMeta;
+
+/**
+ * GstCbirHit:
+ * @index: gallery item
+ * @label: its label
+ * @distance: distance to the query (metric of the search)
+ */
+typedef struct {
+  guint index;
+  gint32 label;
+  gfloat distance;
+} GstCbirHit;
+
+/**
+ * GstCbirResultMeta:
+ * @meta: parent
+ * @n_hits: number of hits in @hits (0 when nothing is within max-distance)
+ * @hits: the hits, nearest first
+ * @label: the voted label, -1 for "no match"
+ * @confidence: the winner's share of the vote, in [0, 1]
+ * @metric: the metric name ("l2", "cosine", "hamming"; interned)
+ */
+typedef struct {
+  GstMeta meta;
+  guint n_hits;
+  GstCbirHit *hits;
+  gint32 label;
+  gfloat confidence;
+  const gchar *metric;
+} GstCbirResultMeta;
+
+static inline GstMeta *
+gst_cbir_buffer_get_meta_by_api_name (GstBuffer * buffer, const gchar * name)
+{
+  GType api = g_type_from_name (name);
+  return api ? gst_buffer_get_meta (buffer, api) : NULL;
+}
+
+/* The metas of a buffer, or NULL (also when the plugin is not loaded). */
+static inline GstCbirSourceMeta *
+gst_buffer_get_cbir_source_meta (GstBuffer * buffer)
+{
+  return (GstCbirSourceMeta *)
+      gst_cbir_buffer_get_meta_by_api_name (buffer,
+      GST_CBIR_SOURCE_META_API_NAME);
+}
+
+static inline GstCbirEmbeddingMeta *
+gst_buffer_get_cbir_embedding_meta (GstBuffer * buffer)
+{
+  return (GstCbirEmbeddingMeta *)
+      gst_cbir_buffer_get_meta_by_api_name (buffer,
+      GST_CBIR_EMBEDDING_META_API_NAME);
+}
+
+static inline GstCbirResultMeta *
+gst_buffer_get_cbir_result_meta (GstBuffer * buffer)
+{
+  return (GstCbirResultMeta *)
+      gst_cbir_buffer_get_meta_by_api_name (buffer,
+      GST_CBIR_RESULT_META_API_NAME);
+}
+
+/* The result as a GstStructure (owned by the buffer), or NULL. */
+static inline const GstStructure *
+gst_buffer_get_cbir_result_structure (GstBuffer * buffer)
+{
+  GstCustomMeta *m;
+
+  if (!gst_meta_get_info (GST_CBIR_RESULT_CUSTOM_META_NAME))
+    return NULL;
+  m = gst_buffer_get_custom_meta (buffer, GST_CBIR_RESULT_CUSTOM_META_NAME);
+  return m ? gst_custom_meta_get_structure (m) : NULL;
+}
+
+G_END_DECLS
