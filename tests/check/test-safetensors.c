@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -806,6 +807,134 @@ START_TEST (test_atomic_failures)
 }
 END_TEST
 
+/* ------------------------------------------------ independent implementation */
+
+/* Runs tests/check/safetensors-compat.py (Python + numpy); FALSE when numpy
+ * is not installed. */
+static gboolean
+run_compat (const char *cmd, const char *file, char **out)
+{
+  const char *root = g_getenv ("CBIR_SOURCE_ROOT");
+  char *script = g_build_filename (root ? root : CBIR_SOURCE_DIR, "tests",
+      "check", "safetensors-compat.py", NULL);
+  const char *argv[] = { "/usr/bin/python3", script, cmd, file, NULL };
+  char *err_out = NULL;
+  int status = -1;
+  GError *err = NULL;
+
+  ck_assert_msg (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT,
+          NULL, NULL, out, &err_out, &status, &err), "%s",
+      err ? err->message : "");
+  ck_assert_msg (g_spawn_check_wait_status (status, NULL), "%s %s: %s", cmd,
+      file, err_out);
+  g_free (err_out);
+  g_free (script);
+  return TRUE;
+}
+
+static gboolean
+have_numpy (void)
+{
+  const char *argv[] = { "/usr/bin/python3", "-c", "import numpy", NULL };
+  int status = -1;
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL
+          | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, NULL)
+      || !g_spawn_check_wait_status (status, NULL)) {
+    g_print ("numpy not installed: cross-check with numpy skipped\n");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Our file passes the official library's layout rules (contiguous, covering
+ * the data, aligned) and numpy reads the same values; a file written by
+ * numpy the way safetensors.numpy lays it out reads back here. */
+START_TEST (test_numpy_compat)
+{
+  char *ours = tmp_path ("ours.safetensors");
+  char *theirs = tmp_path ("numpy.safetensors");
+  float f32[6] = { 0.5f, -1.25f, 3e-8f, 1e30f, -0.0f, 42.0f };
+  double f64[2] = { 1.0 / 3.0, -2.5e300 };
+  gint32 i32[3] = { -1, G_MAXINT32, G_MININT32 };
+  gint64 i64[2] = { G_MAXINT64, -5 };
+  guint8 u8[5] = { 0, 1, 127, 128, 255 };
+  const gint64 s23[] = { 2, 3 }, s2[] = { 2 }, s3[] = { 3 }, s5[] = { 5 },
+      s0[] = { 0 };
+  const char *md = "{\"k\": \"v\\\\\"}\n\té ∑";
+  CbirSafetensorsWriter *w;
+  char *out = NULL;
+  JsonParser *parser;
+  JsonObject *root, *tensors;
+  CbirSafetensors *st;
+  CbirTensorView v;
+  GError *err = NULL;
+
+  if (!have_numpy ())
+    return;
+  w = cbir_safetensors_writer_new ();
+  cbir_safetensors_writer_add (w, "u8", CBIR_DTYPE_U8, 1, s5, u8);
+  cbir_safetensors_writer_add (w, "f32", CBIR_DTYPE_F32, 2, s23, f32);
+  cbir_safetensors_writer_add (w, "i32", CBIR_DTYPE_I32, 1, s3, i32);
+  cbir_safetensors_writer_add (w, "empty", CBIR_DTYPE_F32, 1, s0, NULL);
+  cbir_safetensors_writer_add (w, "f64", CBIR_DTYPE_F64, 1, s2, f64);
+  cbir_safetensors_writer_add (w, "i64", CBIR_DTYPE_I64, 1, s2, i64);
+  cbir_safetensors_writer_set_metadata (w, "arch", md);
+  ck_assert (cbir_safetensors_writer_write (w, ours, NULL));
+  cbir_safetensors_writer_free (w);
+
+  run_compat ("check", ours, &out);
+  parser = json_parser_new ();
+  ck_assert (json_parser_load_from_data (parser, out, -1, NULL));
+  root = json_node_get_object (json_parser_get_root (parser));
+  ck_assert_str_eq (json_object_get_string_member (json_object_get_object_member
+          (root, "metadata"), "arch"), md);
+  tensors = json_object_get_object_member (root, "tensors");
+  ck_assert_uint_eq (json_object_get_size (tensors), 6);
+#define VALUES(name) json_object_get_array_member ( \
+      json_object_get_object_member (tensors, name), "values")
+  for (guint i = 0; i < 6; i++)
+    ck_assert (json_array_get_double_element (VALUES ("f32"), i) ==
+        (double) f32[i]);
+  for (guint i = 0; i < 2; i++)
+    ck_assert (json_array_get_double_element (VALUES ("f64"), i) == f64[i]);
+  for (guint i = 0; i < 3; i++)
+    ck_assert_int_eq (json_array_get_int_element (VALUES ("i32"), i), i32[i]);
+  for (guint i = 0; i < 2; i++)
+    ck_assert_int_eq (json_array_get_int_element (VALUES ("i64"), i), i64[i]);
+  for (guint i = 0; i < 5; i++)
+    ck_assert_int_eq (json_array_get_int_element (VALUES ("u8"), i), u8[i]);
+  ck_assert_uint_eq (json_array_get_length (VALUES ("empty")), 0);
+#undef VALUES
+  g_object_unref (parser);
+  g_free (out);
+
+  run_compat ("write", theirs, NULL);
+  st = cbir_safetensors_open (theirs, &err);
+  ck_assert_msg (st != NULL, "%s", err ? err->message : "");
+  ck_assert_str_eq (cbir_safetensors_get_metadata (st, "format"), "np");
+  {
+    const gint64 ws[] = { 2, 3, 4 };
+    ck_assert (cbir_safetensors_require (st, "encoder.0.weight",
+            CBIR_DTYPE_F32, 3, ws, &v, &err));
+    for (guint i = 0; i < 24; i++)
+      ck_assert_float_eq (((const float *) v.data)[i], i / 8.0f);
+  }
+  ck_assert (cbir_safetensors_require (st, "labels", CBIR_DTYPE_U8, 1, s5,
+          &v, &err));
+  ck_assert_mem_eq (v.data, "\3\1\4\1\5", 5);
+  ck_assert (cbir_safetensors_require (st, "ids", CBIR_DTYPE_I64, 1, s2, &v,
+          &err));
+  ck_assert_int_eq (((const gint64 *) v.data)[0], -7);
+  ck_assert_int_eq (((const gint64 *) v.data)[1], G_GINT64_CONSTANT (1) << 40);
+  ck_assert (cbir_safetensors_require (st, "mean", CBIR_DTYPE_F64, 0, NULL,
+          &v, &err));
+  ck_assert_double_eq (*(const double *) v.data, 0.25);
+  cbir_safetensors_free (st);
+  g_free (ours);
+  g_free (theirs);
+}
+END_TEST
+
 static Suite *
 safetensors_suite (void)
 {
@@ -816,6 +945,7 @@ safetensors_suite (void)
   tcase_add_test (tc, test_deterministic);
   tcase_add_test (tc, test_foreign_file);
   tcase_add_test (tc, test_holes_tolerated);
+  tcase_add_test (tc, test_numpy_compat);
   tcase_add_loop_test (tc, test_bad_header, 0, G_N_ELEMENTS (bad_headers));
   tcase_add_test (tc, test_bad_length);
   tcase_add_test (tc, test_truncated);
