@@ -64,8 +64,11 @@ read_npm_digit (const char *path, GByteArray *pixels, guint *n_out,
   guint len, n;
   guint8 *out;
 
-  if (!json_parser_load_from_file (parser, path, &jerr))
+  if (!json_parser_load_from_file (parser, path, &jerr)) {
+    if (strstr (jerr->message, path))   /* json-glib names the file itself */
+      return fail (error, "%s", jerr->message);
     return fail (error, "%s: %s", path, jerr->message);
+  }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     return fail (error, "%s: not a JSON object", path);

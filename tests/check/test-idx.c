@@ -233,7 +233,6 @@ END_TEST
 
 START_TEST (test_subset_save)
 {
-  guint32 dims[3] = { 10, 4, 3 };
   g_autofree guint8 *px = pattern (120, 3);
   CbirDataset ds = { 10, 4, 3, px, NULL };
   gint32 lab[10];
@@ -245,7 +244,6 @@ START_TEST (test_subset_save)
   g_autoptr (CbirDataset) back = NULL;
   g_autoptr (CbirDataset) empty = NULL;
 
-  (void) dims;
   for (guint i = 0; i < 10; i++)
     lab[i] = (gint32) (100 + i);
   ds.labels = lab;
