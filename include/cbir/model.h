@@ -78,4 +78,74 @@ gboolean cbir_model_encode_f32 (CbirModel *model, const float *input,
 void cbir_codes_pack_bits (const float *codes, guint n, guint dim,
     const float *thresholds, guint8 *out);
 
+/* ---- Additions (model/train helper): training settings, metadata,
+ * checkpoint support. ---- */
+
+typedef enum {
+  CBIR_LOSS_BCE = 0,            /* binary cross-entropy, Keras-clipped */
+  CBIR_LOSS_MSE,
+} CbirLoss;
+
+typedef enum {
+  CBIR_OPTIMIZER_ADAM = 0,      /* beta1 0.9, beta2 0.999, eps 1e-7 (Keras) */
+  CBIR_OPTIMIZER_ADADELTA,      /* lr 1.0, rho 0.95, eps 1e-7 (Keras) */
+  CBIR_OPTIMIZER_SGD,           /* SGD with (Keras-style) momentum */
+} CbirOptimizerKind;
+
+const char *cbir_loss_to_string (CbirLoss l);               /* "bce", "mse" */
+gboolean cbir_loss_from_string (const char *s, CbirLoss *out);
+const char *cbir_optimizer_to_string (CbirOptimizerKind o); /* "adam", "adadelta", "sgd" */
+gboolean cbir_optimizer_from_string (const char *s, CbirOptimizerKind *out);
+
+/* The architecture's "training" block: how the model is (to be) trained. */
+typedef struct {
+  CbirLoss loss;
+  CbirOptimizerKind optimizer;
+  double lr;
+  double rho;                   /* adadelta */
+  double momentum;              /* sgd */
+  double beta1, beta2;          /* adam */
+  double eps;                   /* adam / adadelta epsilon */
+  CbirNoiseKind noise;
+  double noise_level;
+  guint batch_size;
+  guint epochs;
+} CbirTrainSettings;
+
+/* Fills the defaults for an optimiser (lr, rho, momentum, betas, eps). */
+void cbir_train_settings_set_optimizer_defaults (CbirTrainSettings *s,
+    CbirOptimizerKind o);
+const CbirTrainSettings *cbir_model_get_train_settings (const CbirModel *m);
+/* Replaces the training block (regenerates the canonical architecture
+ * JSON and the fingerprint). FALSE + error on out-of-range values. */
+gboolean cbir_model_set_train_settings (CbirModel *model,
+    const CbirTrainSettings *s, GError **error);
+
+/* The built-in preset's architecture JSON, NULL for an unknown name. */
+const char *cbir_model_get_preset_json (const char *name);
+
+/* Free-form JSON string stored as __metadata__ "training" (results of
+ * training: losses, epochs done...); NULL when the model was never
+ * trained. */
+const char *cbir_model_get_training_info (const CbirModel *model);
+void cbir_model_set_training_info (CbirModel *model, const char *json);
+
+/* Adds the model's tensors (borrowed: keep the model alive until the
+ * write) and metadata to a safetensors writer, for files that hold a model
+ * and more (training checkpoints). */
+struct _CbirSafetensorsWriter;
+struct _CbirSafetensors;
+void cbir_model_add_to_writer (CbirModel *model,
+    struct _CbirSafetensorsWriter *w);
+/* Builds a model from an open safetensors file (as cbir_model_load does;
+ * tensors other than the model's are ignored). */
+CbirModel *cbir_model_new_from_safetensors (struct _CbirSafetensors *st,
+    GError **error);
+
+/* Encodes with a float input and returns the output of layer `last`
+ * (eval mode), e.g. the reconstruction when last = n_layers - 1. `out`
+ * holds n * size of that layer's output. Thread-safe like encode. */
+gboolean cbir_model_forward_f32 (CbirModel *model, const float *input,
+    guint n, guint last, float *out, GError **error);
+
 G_END_DECLS
