@@ -15,8 +15,31 @@
  * Padding: "same" follows Keras/TensorFlow (total pad split with the extra
  * row/column at the bottom/right); "valid" is no padding. A transposed conv
  * with stride s and "same" padding outputs in*s. Max-pool 2 floors odd
- * sizes; ties pick the first maximum in row-major order. Up-sample 2 is
- * nearest neighbour. Batch-norm over (N, H, W) per channel; training mode
+ * sizes (same = FALSE, the default, as PyTorch MaxPool2d(2) and Keras
+ * padding="valid"); with same = TRUE it rounds up as Keras padding="same"
+ * does (the last window of an odd size covers one row/column; Sicara's
+ * 28-14-7-4 encoder needs this; PyTorch: MaxPool2d(2, ceil_mode=True));
+ * ties pick the first maximum in row-major order. Up-sample 2 is
+ * nearest neighbour.
+ *
+ * In PyTorch terms ("same" total padding t = max((out-1)*s + k - in, 0),
+ * top/left t/2, bottom/right the rest):
+ *   conv k3 s1 same = Conv2d(padding=1); k2 s1 same = F.pad(x, (0,1,0,1))
+ *   then padding=0; k3 s2 same on an even size = F.pad(x, (0,1,0,1)) then
+ *   padding=0 (NOT padding=1, which shifts the grid by one); on an odd
+ *   size t = 2, i.e. padding=1.
+ *   convT (Keras Conv2DTranspose): output pixel o = i*s + kk - p with
+ *   p = max(k - s, 0) / 2 (same) or 0 (valid); out = in*s (same) or
+ *   (in-1)*s + k (valid). valid = ConvTranspose2d(padding=0); same k2 s2 =
+ *   padding=0; same k3 s2 = padding=0, output_padding=0 and then crop the
+ *   last row and column (y[..., :2*in, :2*in]); (padding=1,
+ *   output_padding=1 has the same size but is shifted by one pixel);
+ *   same k3 s1 = padding=1; same k2 s1 = padding=0 then crop the last row
+ *   and column.
+ * A dense layer reads any input flattened in NCHW order (an explicit
+ * flatten before it is optional).
+ *
+ * Batch-norm over (N, H, W) per channel; training mode
  * uses batch statistics (biased variance for normalising, and updates the
  * running stats with momentum: r = (1-m) r + m * batch, unbiased var), eval
  * mode uses the running stats. Flatten/reshape are views of the same NCHW
