@@ -1,2 +1,524 @@
-/* placeholder: being written; 77 = skipped */
-int main (void) { return 77; }
+/* Search: every metric against a brute-force reference (double precision,
+ * sorted by (distance, index)) on random data, for every kernel variant
+ * this CPU has, single and split-over-threads scans, batches, ties, k > N,
+ * the two-stage search, full distance lists and the vote. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbir/search.h"
+#include "cbir/model.h"
+#include "cbir/metrics.h"
+
+typedef struct
+{
+  double d;
+  guint idx;
+} Ref;
+
+static int
+ref_cmp (const void *a, const void *b)
+{
+  const Ref *x = a, *y = b;
+  if (x->d != y->d)
+    return x->d < y->d ? -1 : 1;
+  return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static double
+ref_distance (CbirMetric m, const float *q, const float *g, guint dim,
+    const float *thr)
+{
+  double s = 0, qq = 0, gg = 0;
+  for (guint j = 0; j < dim; j++) {
+    if (m == CBIR_METRIC_L2)
+      s += ((double) q[j] - g[j]) * ((double) q[j] - g[j]);
+    else if (m == CBIR_METRIC_COSINE) {
+      s += (double) q[j] * g[j];
+      qq += (double) q[j] * q[j];
+      gg += (double) g[j] * g[j];
+    } else {
+      float t = thr ? thr[j] : 0.f;
+      s += (q[j] > t) != (g[j] > t);
+    }
+  }
+  if (m == CBIR_METRIC_COSINE)
+    return qq > 0 && gg > 0 ? 1.0 - s / sqrt (qq * gg) : 1.0;
+  return s;
+}
+
+/* Sorted reference list of all items. */
+static Ref *
+ref_search (CbirMetric m, const float *q, const float *feat, guint n,
+    guint dim, const float *thr)
+{
+  Ref *r = g_new (Ref, n);
+  for (guint i = 0; i < n; i++) {
+    r[i].d = ref_distance (m, q, feat + (gsize) i * dim, dim, thr);
+    r[i].idx = i;
+  }
+  qsort (r, n, sizeof (Ref), ref_cmp);
+  return r;
+}
+
+static float *
+random_features (GRand *r, guint n, guint dim)
+{
+  float *f = g_new (float, (gsize) n * dim);
+  for (gsize i = 0; i < (gsize) n * dim; i++)
+    f[i] = (float) g_rand_double_range (r, -1, 1);
+  return f;
+}
+
+/* An in-memory float gallery (features + median-threshold bits). */
+static CbirGallery *
+make_gallery (const float *feat, guint n, guint dim, const gint32 *labels)
+{
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("test-fp",
+      CBIR_CODE_FLOAT, dim, FALSE);
+  for (guint i = 0; i < n; i++)
+    cbir_gallery_builder_add (b, feat + (gsize) i * dim,
+        labels ? labels[i] : (gint32) (i % 7), NULL, NULL);
+  return cbir_gallery_builder_build (b);
+}
+
+/* Checks hits against the reference: same length, the hit at rank i has
+ * the reference's i-th distance (float tolerance: near ties may swap),
+ * reported distances match, indices distinct; with exact_order, the very
+ * same indices. */
+static void
+check_hits_full (const CbirHit *h, guint nh, const Ref *ref, guint n,
+    guint n_gallery, guint k, const gint32 *labels, gboolean exact_order,
+    double tol)
+{
+  ck_assert_uint_eq (nh, MIN (k, n));
+  for (guint i = 0; i < nh; i++) {
+    ck_assert_uint_lt (h[i].index, n_gallery);
+    ck_assert_int_eq (h[i].label, labels[h[i].index]);
+    ck_assert_msg (fabs (h[i].distance - ref[i].d) <= tol * (1 + fabs (ref[i].d)),
+        "rank %u: distance %g, reference %g", i, h[i].distance, ref[i].d);
+    if (exact_order)
+      ck_assert_uint_eq (h[i].index, ref[i].idx);
+    if (i > 0) {
+      ck_assert (h[i].distance >= h[i - 1].distance);
+      if (h[i].distance == h[i - 1].distance)
+        ck_assert_uint_gt (h[i].index, h[i - 1].index);
+    }
+    for (guint j = 0; j < i; j++)
+      ck_assert_uint_ne (h[i].index, h[j].index);
+  }
+}
+
+static void
+check_hits (const CbirHit *h, guint nh, const Ref *ref, guint n, guint k,
+    const gint32 *labels, gboolean exact_order, double tol)
+{
+  check_hits_full (h, nh, ref, n, n, k, labels, exact_order, tol);
+}
+
+static const char *const isas[] = { "generic", "popcnt", "avx2", "avx512" };
+
+/* Float metrics: every ISA, single (plain and split over threads) and
+ * batched. */
+static void
+run_float_metric (CbirMetric metric, guint n, guint dim, guint k)
+{
+  GRand *r = g_rand_new_with_seed (n * 31 + dim);
+  float *feat = random_features (r, n, dim);
+  gint32 *labels = g_new (gint32, n);
+  for (guint i = 0; i < n; i++)
+    labels[i] = g_rand_int_range (r, 0, 5);
+  guint nq = 9;
+  float *q = random_features (r, nq, dim);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, labels);
+  CbirHit *hits = g_new0 (CbirHit, (gsize) nq * k);
+  CbirHit *bh = g_new0 (CbirHit, (gsize) nq * k);
+  guint *nb = g_new0 (guint, nq);
+  float *dist = g_new (float, (gsize) nq * n);
+  guint tried = 0;
+
+  for (guint v = 0; v < G_N_ELEMENTS (isas); v++) {
+    if (!cbir_search_set_isa (isas[v]))
+      continue;
+    tried++;
+    for (int split = 0; split < 2; split++) {
+      g_setenv ("CBIR_SEARCH_PAR_BYTES", split ? "1" : "1000000000", TRUE);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, 0, 2,
+          &err);
+      ck_assert_msg (s != NULL, "%s", err ? err->message : "");
+      for (guint i = 0; i < nq; i++) {
+        const float *qi = q + (gsize) i * dim;
+        Ref *ref = ref_search (metric, qi, feat, n, dim, NULL);
+        guint nh = cbir_searcher_search (s, qi, k, hits + (gsize) i * k);
+        check_hits (hits + (gsize) i * k, nh, ref, n, k, labels, FALSE,
+            1e-4);
+        g_free (ref);
+      }
+      /* batch == single */
+      cbir_searcher_search_batch (s, q, nq, k, bh, nb);
+      for (guint i = 0; i < nq; i++) {
+        ck_assert_uint_eq (nb[i], MIN (k, n));
+        for (guint j = 0; j < nb[i]; j++) {
+          ck_assert_uint_eq (bh[i * k + j].index, hits[i * k + j].index);
+          ck_assert_float_eq_tol (bh[i * k + j].distance,
+              hits[i * k + j].distance, 1e-4f * (1 + fabsf (hits[i * k +
+                          j].distance)));
+        }
+      }
+      /* full distance lists */
+      cbir_searcher_distances_batch (s, q, nq, dist);
+      for (guint i = 0; i < nq; i++) {
+        float one[n];
+        cbir_searcher_distances (s, q + (gsize) i * dim, one);
+        for (guint j = 0; j < n; j++) {
+          double rd = ref_distance (metric, q + (gsize) i * dim,
+              feat + (gsize) j * dim, dim, NULL);
+          ck_assert_double_eq_tol (dist[(gsize) i * n + j], rd,
+              1e-4 * (1 + fabs (rd)));
+          ck_assert_double_eq_tol (one[j], rd, 1e-4 * (1 + fabs (rd)));
+        }
+      }
+    }
+  }
+  ck_assert_uint_ge (tried, 1);
+  cbir_search_set_isa (NULL);
+  g_unsetenv ("CBIR_SEARCH_PAR_BYTES");
+  g_free (feat);
+  g_free (labels);
+  g_free (q);
+  g_free (hits);
+  g_free (bh);
+  g_free (nb);
+  g_free (dist);
+  g_rand_free (r);
+}
+
+START_TEST (test_l2)
+{
+  /* dims around the vector width and its remainders; sizes around the
+   * scan block */
+  run_float_metric (CBIR_METRIC_L2, 700, 37, 10);
+  run_float_metric (CBIR_METRIC_L2, 1200, 64, 25);
+  run_float_metric (CBIR_METRIC_L2, 257, 3, 5);
+}
+END_TEST
+
+START_TEST (test_cosine)
+{
+  run_float_metric (CBIR_METRIC_COSINE, 700, 37, 10);
+  run_float_metric (CBIR_METRIC_COSINE, 1100, 128, 12);
+}
+END_TEST
+
+/* Hamming: distances are small integers, so ties abound and the order
+ * must be exactly (distance, index). */
+static void
+run_hamming (guint n, guint bits, guint k)
+{
+  GRand *r = g_rand_new_with_seed (n * 7 + bits);
+  float *feat = random_features (r, n, bits);
+  gint32 *labels = g_new (gint32, n);
+  for (guint i = 0; i < n; i++)
+    labels[i] = (gint32) (i % 3);
+  guint nq = 7;
+  float *q = random_features (r, nq, bits);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, bits, labels);
+  const float *thr = cbir_gallery_get_bit_thresholds (g);
+  ck_assert_ptr_nonnull (thr);
+  CbirHit *hits = g_new0 (CbirHit, (gsize) nq * k);
+  CbirHit *bh = g_new0 (CbirHit, (gsize) nq * k);
+  guint *nb = g_new0 (guint, nq);
+  guint8 *packed = g_new (guint8, (bits + 7) / 8);
+  guint tried = 0;
+
+  for (guint v = 0; v < G_N_ELEMENTS (isas); v++) {
+    if (!cbir_search_set_isa (isas[v]))
+      continue;
+    tried++;
+    for (int split = 0; split < 2; split++) {
+      g_setenv ("CBIR_SEARCH_PAR_BYTES", split ? "1" : "1000000000", TRUE);
+      g_autoptr (GError) err = NULL;
+      g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g,
+          CBIR_METRIC_HAMMING, 0, 2, &err);
+      ck_assert_msg (s != NULL, "%s", err ? err->message : "");
+      for (guint i = 0; i < nq; i++) {
+        const float *qi = q + (gsize) i * bits;
+        Ref *ref = ref_search (CBIR_METRIC_HAMMING, qi, feat, n, bits, thr);
+        guint nh = cbir_searcher_search (s, qi, k, hits + (gsize) i * k);
+        check_hits (hits + (gsize) i * k, nh, ref, n, k, labels, TRUE, 0);
+        /* pre-packed query */
+        CbirHit h2[k];
+        cbir_codes_pack_bits (qi, 1, bits, thr, packed);
+        guint n2 = cbir_searcher_search_codes (s, packed, k, h2);
+        check_hits (h2, n2, ref, n, k, labels, TRUE, 0);
+        /* full list */
+        float one[n];
+        cbir_searcher_distances (s, qi, one);
+        for (guint j = 0; j < n; j++)
+          ck_assert_float_eq (one[j], (float) ref_distance
+              (CBIR_METRIC_HAMMING, qi, feat + (gsize) j * bits, bits, thr));
+        g_free (ref);
+      }
+      cbir_searcher_search_batch (s, q, nq, k, bh, nb);
+      for (guint i = 0; i < nq; i++) {
+        ck_assert_uint_eq (nb[i], MIN (k, n));
+        ck_assert (memcmp (bh + (gsize) i * k, hits + (gsize) i * k,
+                sizeof (CbirHit) * nb[i]) == 0);
+      }
+    }
+  }
+  ck_assert_uint_ge (tried, 1);
+  cbir_search_set_isa (NULL);
+  g_unsetenv ("CBIR_SEARCH_PAR_BYTES");
+  g_free (feat);
+  g_free (labels);
+  g_free (q);
+  g_free (hits);
+  g_free (bh);
+  g_free (nb);
+  g_free (packed);
+  g_rand_free (r);
+}
+
+START_TEST (test_hamming)
+{
+  /* 64 bits (one word), 128 (two), 392 (49 bytes: tail), 20 (< 8 bytes) */
+  run_hamming (1500, 64, 10);
+  run_hamming (900, 128, 40);
+  run_hamming (1100, 392, 15);
+  run_hamming (600, 20, 30);
+  run_hamming (600, 72, 7);
+}
+END_TEST
+
+START_TEST (test_ties_and_k_gt_n)
+{
+  const guint n = 30, dim = 5;
+  float feat[30 * 5];
+  gint32 labels[30];
+  GRand *r = g_rand_new_with_seed (5);
+  for (guint i = 0; i < n * dim; i++)
+    feat[i] = (float) g_rand_double_range (r, 2, 3);
+  g_rand_free (r);
+  float q[5] = { 0.5f, -0.25f, 0, 1, 0.125f };
+  /* items 21, 4, 13 are the query itself; 9 and 2 are the same point
+   * farther away */
+  const guint dup[] = { 21, 4, 13 };
+  for (guint i = 0; i < 3; i++)
+    memcpy (feat + dup[i] * dim, q, sizeof (q));
+  for (guint j = 0; j < dim; j++)
+    feat[9 * dim + j] = feat[2 * dim + j] = q[j] + 0.5f;
+  for (guint i = 0; i < n; i++)
+    labels[i] = (gint32) i;
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, labels);
+  for (CbirMetric m = CBIR_METRIC_L2; m <= CBIR_METRIC_COSINE; m++) {
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, m, 0, NULL);
+    CbirHit h[40];
+    guint nh = cbir_searcher_search (s, q, 5, h);
+    ck_assert_uint_eq (nh, 5);
+    ck_assert_uint_eq (h[0].index, 4);
+    ck_assert_uint_eq (h[1].index, 13);
+    ck_assert_uint_eq (h[2].index, 21);
+    if (m == CBIR_METRIC_L2) {
+      ck_assert_float_eq (h[0].distance, 0.f);
+      ck_assert_uint_eq (h[3].index, 2);
+      ck_assert_uint_eq (h[4].index, 9);
+    }
+    ck_assert_float_eq (h[0].distance, h[1].distance);
+    /* k > N: everything, sorted */
+    nh = cbir_searcher_search (s, q, 40, h);
+    ck_assert_uint_eq (nh, n);
+    for (guint i = 1; i < nh; i++)
+      ck_assert (h[i].distance > h[i - 1].distance
+          || (h[i].distance == h[i - 1].distance
+              && h[i].index > h[i - 1].index));
+    /* batch of one and k = 0 */
+    guint nb = 99;
+    cbir_searcher_search_batch (s, q, 1, 40, h, &nb);
+    ck_assert_uint_eq (nb, n);
+    ck_assert_uint_eq (cbir_searcher_search (s, q, 0, h), 0);
+  }
+}
+END_TEST
+
+/* Two-stage: equals the exact re-rank of the Hamming top-M (computed
+ * here from the reference), and with M = N it is the exact search. */
+START_TEST (test_two_stage)
+{
+  const guint n = 2000, dim = 48, k = 10, nq = 6;
+  GRand *r = g_rand_new_with_seed (77);
+  float *feat = random_features (r, n, dim);
+  float *q = random_features (r, nq, dim);
+  gint32 *labels = g_new0 (gint32, n);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, labels);
+  const float *thr = cbir_gallery_get_bit_thresholds (g);
+  const guint shortlists[] = { 50, 300, n };
+  for (guint si = 0; si < G_N_ELEMENTS (shortlists); si++) {
+    guint M = shortlists[si];
+    g_autoptr (GError) err = NULL;
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, CBIR_METRIC_L2, M,
+        &err);
+    ck_assert_msg (s != NULL, "%s", err ? err->message : "");
+    CbirHit h[10], hb[10 * 6];
+    guint nb[6];
+    cbir_searcher_search_batch (s, q, nq, k, hb, nb);
+    double recall = 0;
+    for (guint i = 0; i < nq; i++) {
+      const float *qi = q + (gsize) i * dim;
+      Ref *ham = ref_search (CBIR_METRIC_HAMMING, qi, feat, n, dim, thr);
+      Ref *sl = g_new (Ref, M);
+      for (guint j = 0; j < M; j++) {
+        sl[j].idx = ham[j].idx;
+        sl[j].d = ref_distance (CBIR_METRIC_L2, qi,
+            feat + (gsize) ham[j].idx * dim, dim, NULL);
+      }
+      qsort (sl, M, sizeof (Ref), ref_cmp);
+      guint nh = cbir_searcher_search (s, qi, k, h);
+      check_hits_full (h, nh, sl, M, n, k, labels, TRUE, 1e-4);
+      ck_assert_uint_eq (nb[i], nh);
+      for (guint j = 0; j < nh; j++)
+        ck_assert_uint_eq (hb[i * k + j].index, h[j].index);
+      /* recall against the exact search */
+      Ref *ex = ref_search (CBIR_METRIC_L2, qi, feat, n, dim, NULL);
+      CbirHit eh[10];
+      for (guint j = 0; j < k; j++)
+        eh[j].index = ex[j].idx;
+      recall += cbir_recall_at_k (eh, k, h, nh, k);
+      /* the full list ranks the shortlist first, by exact distance */
+      float *full = g_new (float, n);
+      cbir_searcher_distances (s, qi, full);
+      for (guint j = 0; j < M; j++)
+        ck_assert_double_eq_tol (full[sl[j].idx], sl[j].d,
+            1e-4 * (1 + sl[j].d));
+      float maxsl = 0;
+      for (guint j = 0; j < M; j++)
+        maxsl = MAX (maxsl, full[sl[j].idx]);
+      guint below = 0;
+      for (guint j = 0; j < n; j++)
+        below += full[j] <= maxsl;
+      ck_assert_uint_eq (below, M);
+      g_free (full);
+      g_free (ex);
+      g_free (ham);
+      g_free (sl);
+    }
+    recall /= nq;
+    if (M == n)
+      ck_assert_double_eq (recall, 1.0);
+    else
+      ck_assert (recall >= 0.0 && recall <= 1.0);
+  }
+  /* a shortlist with the Hamming metric itself makes no sense */
+  g_autoptr (GError) err = NULL;
+  ck_assert_ptr_null (cbir_searcher_new (g, CBIR_METRIC_HAMMING, 10, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  g_free (feat);
+  g_free (q);
+  g_free (labels);
+  g_rand_free (r);
+}
+END_TEST
+
+START_TEST (test_bits_only_gallery)
+{
+  /* a bits gallery (binary model): no features, threshold 0 */
+  const guint n = 300, bits = 50;
+  GRand *r = g_rand_new_with_seed (3);
+  float *feat = random_features (r, n, bits);
+  float *q = random_features (r, 1, bits);
+  g_rand_free (r);
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_BITS, bits, FALSE);
+  gint32 labels[300];
+  for (guint i = 0; i < n; i++) {
+    labels[i] = (gint32) (i % 4);
+    cbir_gallery_builder_add (b, feat + (gsize) i * bits, labels[i], NULL,
+        NULL);
+  }
+  g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+  ck_assert_ptr_null (cbir_gallery_get_features (g));
+  ck_assert_uint_eq (cbir_gallery_get_code_bits (g), bits);
+  g_autoptr (GError) err = NULL;
+  ck_assert_ptr_null (cbir_searcher_new (g, CBIR_METRIC_L2, 0, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  g_autoptr (CbirSearcher) s = cbir_searcher_new (g, CBIR_METRIC_HAMMING, 0,
+      NULL);
+  CbirHit h[20];
+  guint nh = cbir_searcher_search (s, q, 20, h);
+  Ref *ref = ref_search (CBIR_METRIC_HAMMING, q, feat, n, bits, NULL);
+  check_hits (h, nh, ref, n, 20, labels, TRUE, 0);
+  g_free (ref);
+  g_free (feat);
+  g_free (q);
+}
+END_TEST
+
+START_TEST (test_vote)
+{
+  gint32 label;
+  float conf;
+  cbir_vote (NULL, 0, &label, &conf);
+  ck_assert_int_eq (label, -1);
+  ck_assert_float_eq (conf, 0.f);
+  CbirHit h[3] = { {0, 2, 0.5f}, {1, 3, 0.1f}, {2, 2, 0.5f} };
+  cbir_vote (h, 3, &label, &conf);
+  /* weights: label 2: 2 / 0.5 = 4, label 3: 1 / 0.1 = 10 */
+  ck_assert_int_eq (label, 3);
+  ck_assert_float_eq_tol (conf, 10.f / 14.f, 1e-4f);
+  /* a tie goes to the label of the nearer hit */
+  CbirHit t[2] = { {5, 7, 1.0f}, {6, 1, 1.0f} };
+  cbir_vote (t, 2, &label, &conf);
+  ck_assert_int_eq (label, 7);
+  ck_assert_float_eq_tol (conf, 0.5f, 1e-6f);
+  /* exact match: confidence near 1 */
+  CbirHit e[2] = { {5, 4, 0.0f}, {6, 1, 1.0f} };
+  cbir_vote (e, 2, &label, &conf);
+  ck_assert_int_eq (label, 4);
+  ck_assert (conf > 0.999f && conf <= 1.f);
+}
+END_TEST
+
+START_TEST (test_metric_names)
+{
+  CbirMetric m;
+  for (CbirMetric i = CBIR_METRIC_L2; i <= CBIR_METRIC_HAMMING; i++) {
+    ck_assert (cbir_metric_from_string (cbir_metric_to_string (i), &m));
+    ck_assert_int_eq (m, i);
+  }
+  ck_assert (!cbir_metric_from_string ("manhattan", &m));
+  ck_assert (!cbir_search_set_isa ("nonsense"));
+  ck_assert (cbir_search_set_isa ("generic"));
+  ck_assert_str_eq (cbir_search_get_isa (), "generic");
+  cbir_search_set_isa (NULL);
+}
+END_TEST
+
+static Suite *
+search_suite (void)
+{
+  Suite *s = suite_create ("search");
+  TCase *tc = tcase_create ("core");
+  tcase_set_timeout (tc, 120);
+  tcase_add_test (tc, test_l2);
+  tcase_add_test (tc, test_cosine);
+  tcase_add_test (tc, test_hamming);
+  tcase_add_test (tc, test_ties_and_k_gt_n);
+  tcase_add_test (tc, test_two_stage);
+  tcase_add_test (tc, test_bits_only_gallery);
+  tcase_add_test (tc, test_vote);
+  tcase_add_test (tc, test_metric_names);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (search_suite ());
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? 1 : 0;
+}
