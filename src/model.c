@@ -329,6 +329,9 @@ struct _CbirModel {
 
   GMutex pool_lock;
   GPtrArray *pool;              /* free PoolEntry* */
+  /* Serialises batched forwards: they use the net's worker pool, which
+   * runs one job at a time. Batch-1 forwards run inline, lock-free. */
+  GMutex batch_lock;
 };
 
 static void
@@ -347,6 +350,7 @@ cbir_model_free (CbirModel *m)
     return;
   g_ptr_array_unref (m->pool);
   g_mutex_clear (&m->pool_lock);
+  g_mutex_clear (&m->batch_lock);
   cbir_net_free (m->net);
   g_free (m->name);
   g_free (m->description);
@@ -882,6 +886,7 @@ model_parse (const char *json, const char *origin, gssize len,
   Ctx c = { origin, NULL };
   g_autoptr (CbirModel) m = g_new0 (CbirModel, 1);
   g_mutex_init (&m->pool_lock);
+  g_mutex_init (&m->batch_lock);
   m->pool = g_ptr_array_new_with_free_func (pool_entry_free);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) jerr = NULL;
@@ -1373,7 +1378,14 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     } else {
       x = input + (gsize) done * in_size;
     }
-    const float *y = cbir_net_forward (m->net, e->st, x, b, last, FALSE);
+    const float *y;
+    if (b > 1) {
+      g_mutex_lock (&m->batch_lock);
+      y = cbir_net_forward (m->net, e->st, x, b, last, FALSE);
+      g_mutex_unlock (&m->batch_lock);
+    } else {
+      y = cbir_net_forward (m->net, e->st, x, b, last, FALSE);
+    }
     memcpy (out + (gsize) done * out_size, y, (gsize) b * out_size *
         sizeof (float));
   }
