@@ -22,4 +22,5 @@ echo "== engine tests under AddressSanitizer + UBSan (build-asan/)"
   -Db_lundef=false -Dplugin=disabled -Dbenchmarks=false
 meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   meson test -C build-asan --suite engine --print-errorlogs --num-processes "$jobs"
