@@ -1,0 +1,166 @@
+/* Benchmark of the neural-network core: training (forward + backward)
+ * images/s of the keras-dae and sicara networks at batch 128 with 1 and 2
+ * threads, and encoder latency at batch 1 (us/image) and throughput at
+ * batch 256 (images/s). Prints figures; never a pass/fail test.
+ *
+ *   build/tests/bench/bench-nn [seconds-per-figure]   (default 2) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+
+#include <cbir/nn.h>
+
+static CbirLayerSpec
+conv (int filters, gboolean same)
+{
+  CbirLayerSpec l = { 0 };
+  l.kind = CBIR_LAYER_CONV2D;
+  l.filters = filters;
+  l.kernel = 3;
+  l.stride = 1;
+  l.same = same;
+  l.bias = TRUE;
+  return l;
+}
+
+static CbirLayerSpec
+simple (CbirLayerKind kind, gboolean same)
+{
+  CbirLayerSpec l = { 0 };
+  l.kind = kind;
+  l.same = same;
+  return l;
+}
+
+#define RELU simple (CBIR_LAYER_RELU, FALSE)
+#define POOL simple (CBIR_LAYER_MAXPOOL2, FALSE)
+#define POOL_SAME simple (CBIR_LAYER_MAXPOOL2, TRUE)
+#define UP simple (CBIR_LAYER_UPSAMPLE2, FALSE)
+#define SIGMOID simple (CBIR_LAYER_SIGMOID, FALSE)
+
+typedef struct {
+  const char *name;
+  CbirLayerSpec layers[32];
+  guint n;
+  guint code_layer;             /* last encoder layer */
+} Arch;
+
+static double seconds = 2.0;
+
+static double
+now (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* training: forward (training mode) + BCE-like output gradient + backward */
+static double
+bench_train (CbirNet *net, guint batch, guint threads)
+{
+  g_autoptr (CbirNetState) st = cbir_net_state_new (net, batch);
+  gsize n = 784 * (gsize) batch;
+  g_autofree float *x = g_new (float, n);
+  g_autofree float *dy = g_new (float, n);
+  g_autofree float *grads = g_new0 (float, cbir_net_n_params (net));
+  guint last = cbir_net_n_layers (net) - 1;
+  guint iters = 0;
+  double t0, t;
+
+  cbir_net_set_threads (net, threads);
+  for (gsize i = 0; i < n; i++)
+    x[i] = (float) ((i * 2654435761u) % 1000) / 1000.0f;
+  /* warm-up */
+  for (int i = 0; i < 2; i++) {
+    const float *y = cbir_net_forward (net, st, x, batch, last, TRUE);
+    for (gsize j = 0; j < n; j++)
+      dy[j] = (y[j] - x[j]) / (float) n;
+    cbir_net_backward (net, st, dy, grads);
+  }
+  t0 = now ();
+  do {
+    const float *y = cbir_net_forward (net, st, x, batch, last, TRUE);
+    for (gsize j = 0; j < n; j++)
+      dy[j] = (y[j] - x[j]) / (float) n;
+    cbir_net_backward (net, st, dy, grads);
+    iters++;
+    t = now () - t0;
+  } while (t < seconds);
+  return iters * (double) batch / t;
+}
+
+/* encode: eval-mode forward up to the code layer; returns s per image */
+static double
+bench_encode (CbirNet *net, guint code_layer, guint batch, guint threads)
+{
+  g_autoptr (CbirNetState) st = cbir_net_state_new (net, batch);
+  gsize n = 784 * (gsize) batch;
+  g_autofree float *x = g_new (float, n);
+  guint iters = 0;
+  double t0, t;
+
+  cbir_net_set_threads (net, threads);
+  for (gsize i = 0; i < n; i++)
+    x[i] = (float) ((i * 2654435761u) % 1000) / 1000.0f;
+  for (int i = 0; i < 10; i++)
+    cbir_net_forward (net, st, x, batch, code_layer, FALSE);
+  t0 = now ();
+  do {
+    for (int i = 0; i < 10; i++)
+      cbir_net_forward (net, st, x, batch, code_layer, FALSE);
+    iters += 10;
+    t = now () - t0;
+  } while (t < seconds);
+  return t / ((double) iters * batch);
+}
+
+int
+main (int argc, char **argv)
+{
+  CbirShape in = { 1, 28, 28 };
+  Arch archs[2] = {
+    {"keras-dae", {
+      conv (32, TRUE), RELU, POOL, conv (32, TRUE), RELU, POOL,
+      conv (32, TRUE), RELU, UP, conv (32, TRUE), RELU, UP,
+      conv (1, TRUE), SIGMOID}, 14, 5},
+    {"sicara", {
+      conv (16, TRUE), RELU, POOL, conv (8, TRUE), RELU, POOL,
+      conv (8, TRUE), RELU, POOL_SAME,
+      conv (8, TRUE), RELU, UP, conv (8, TRUE), RELU, UP,
+      conv (16, FALSE), RELU, UP, conv (1, TRUE), SIGMOID}, 20, 8},
+  };
+  guint ncpu = g_get_num_processors ();
+
+  if (argc > 1)
+    seconds = atof (argv[1]);
+  if (!(seconds > 0))
+    seconds = 2.0;
+  printf ("# gst-cbir nn benchmark (%u cores, %.1f s per figure)\n", ncpu,
+      seconds);
+  printf ("%-10s %-28s %12s\n", "network", "measure", "figure");
+  for (guint a = 0; a < G_N_ELEMENTS (archs); a++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (CbirNet) net = cbir_net_new (in, archs[a].layers, archs[a].n,
+        &err);
+    if (!net) {
+      fprintf (stderr, "%s: %s\n", archs[a].name, err->message);
+      return 1;
+    }
+    cbir_net_init_params (net, 1);
+    for (guint t = 1; t <= 2; t++) {
+      double ips = bench_train (net, 128, t);
+      printf ("%-10s train b128 %u thread%s %9s %9.0f img/s\n",
+          archs[a].name, t, t > 1 ? "s" : " ", "", ips);
+      fflush (stdout);
+    }
+    {
+      double s1 = bench_encode (net, archs[a].code_layer, 1, 2);
+      double s256 = bench_encode (net, archs[a].code_layer, 256, 2);
+      printf ("%-10s encode b1 (us/image) %18.1f us\n", archs[a].name,
+          s1 * 1e6);
+      printf ("%-10s encode b256 2 threads %17.0f img/s\n", archs[a].name,
+          1.0 / s256);
+      fflush (stdout);
+    }
+  }
+  return 0;
+}
