@@ -1,1 +1,313 @@
-int main(void){return 0;}
+/* cbirindex: the gallery it writes (features, labels, thumbnails, ids),
+ * append, fixed label, progress messages, no partial file on flush or
+ * error, location unset.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cbir-gst-test.h"
+
+static gchar *dir;
+
+static void
+setup (void)
+{
+  dir = tmpdir_new ();
+}
+
+static void
+teardown (void)
+{
+  tmpdir_free (dir);
+  dir = NULL;
+}
+
+static void
+check_gallery (const gchar * path, const gchar * model_path, guint n_expect,
+    guint repeat)
+{
+  GError *err = NULL;
+  CbirGallery *g = cbir_gallery_open (path, &err);
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirDataset *ds = load_fixture ();
+  guint dim, i, j;
+  gfloat *codes = engine_encode_all (m, ds, &dim);
+  const gfloat *feat;
+
+  fail_unless (g != NULL, "%s", err ? err->message : "?");
+  fail_unless_equals_int (cbir_gallery_size (g), n_expect * repeat);
+  fail_unless_equals_string (cbir_gallery_get_model_fingerprint (g),
+      cbir_model_get_fingerprint (m));
+  fail_unless (cbir_gallery_check_model (g, m, NULL));
+  feat = cbir_gallery_get_features (g);
+  for (i = 0; i < n_expect * repeat; i++) {
+    guint src = i % n_expect;
+    gchar *id = g_strdup_printf ("mnist-64-images.idx3-ubyte.gz:%u", src);
+
+    fail_unless_equals_int (cbir_gallery_get_labels (g)[i], ds->labels[src]);
+    fail_unless (cbir_gallery_get_thumbnail (g, i) != NULL);
+    fail_unless (memcmp (cbir_gallery_get_thumbnail (g, i),
+            ds->images + src * 784, 784) == 0);
+    fail_unless_equals_string (cbir_gallery_get_id (g, i), id);
+    if (feat)
+      for (j = 0; j < dim; j++)
+        fail_unless (fabsf (feat[(gsize) i * dim + j] - codes[src * dim + j])
+            <= 1e-5f * (1 + fabsf (codes[src * dim + j])));
+    g_free (id);
+  }
+  g_free (codes);
+  cbir_dataset_free (ds);
+  cbir_model_free (m);
+  cbir_gallery_free (g);
+}
+
+GST_START_TEST (test_build_and_append)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbiridxsrc images=%s labels=%s ! "
+      "cbirencode model=%s ! cbirindex location=%s progress-interval=16",
+      FIX_IMAGES, FIX_LABELS, model_path, out);
+  gchar *desc2;
+  GList *progress = NULL, *l;
+  GstMessage *msg = run_pipeline (desc, "cbir-index-progress", &progress);
+  guint expect = 16;
+
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  /* 16, 32, 48, 64 and the final one (done) */
+  fail_unless_equals_int (g_list_length (progress), 5);
+  for (l = progress; l; l = l->next) {
+    const GstStructure *s = gst_message_get_structure (l->data);
+    guint count;
+    gboolean done;
+
+    fail_unless (gst_structure_get_uint (s, "count", &count));
+    fail_unless (gst_structure_get_boolean (s, "done", &done));
+    fail_unless_equals_int (count, MIN (expect, FIX_N));
+    fail_unless_equals_int (done, l->next == NULL);
+    expect += l->next && l->next->next ? 16 : 0;
+  }
+  g_list_free_full (progress, (GDestroyNotify) gst_message_unref);
+  check_gallery (out, model_path, FIX_N, 1);
+
+  /* append: the same images again */
+  desc2 = g_strdup_printf ("%s append=true", desc);
+  msg = run_pipeline (desc2, NULL, NULL);
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  check_gallery (out, model_path, FIX_N, 2);
+
+  g_free (desc2);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_fixed_label_and_scaled_thumbnails)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=5 pattern=ball ! "
+      "video/x-raw,format=GRAY8,width=100,height=60 ! cbirencode model=%s ! "
+      "cbirindex location=%s label=7", model_path, out);
+  GstMessage *msg = run_pipeline (desc, NULL, NULL);
+  CbirGallery *g;
+  guint i;
+
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  g = cbir_gallery_open (out, NULL);
+  fail_unless (g != NULL);
+  fail_unless_equals_int (cbir_gallery_size (g), 5);
+  fail_unless_equals_int (cbir_gallery_get_code_type (g), CBIR_CODE_BITS);
+  for (i = 0; i < 5; i++) {
+    fail_unless_equals_int (cbir_gallery_get_labels (g)[i], 7);
+    fail_unless (cbir_gallery_get_thumbnail (g, i) != NULL);
+    fail_unless (cbir_gallery_get_id (g, i) == NULL);
+  }
+  cbir_gallery_free (g);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_no_thumbnails)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbiridxsrc images=%s count=3 ! "
+      "cbirencode model=%s ! cbirindex location=%s thumbnails=false",
+      FIX_IMAGES, model_path, out);
+  GstMessage *msg = run_pipeline (desc, NULL, NULL);
+  CbirGallery *g;
+
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  g = cbir_gallery_open (out, NULL);
+  fail_unless (g != NULL);
+  fail_unless_equals_int (cbir_gallery_size (g), 3);
+  fail_unless (cbir_gallery_get_thumbnail (g, 0) == NULL);
+  /* no labels file, no label property: unlabelled */
+  fail_unless_equals_int (cbir_gallery_get_labels (g)[0], -1);
+  cbir_gallery_free (g);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_flush_and_stop_leave_no_file)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirindex "
+      "location=%s", model_path, out);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirDataset *ds = load_fixture ();
+  gchar *caps = gray8_caps (28, 28);
+  GDir *d;
+  guint i;
+
+  gst_harness_set_src_caps_str (h, caps);
+  for (i = 0; i < 10; i++)
+    fail_unless_equals_int (gst_harness_push (h, gray8_buffer (ds->images +
+                i * 784, 28, 28, i)), GST_FLOW_OK);
+  /* flush: what was collected is dropped */
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  fail_if (g_file_test (out, G_FILE_TEST_EXISTS));
+  {
+    GstSegment seg;
+    gst_segment_init (&seg, GST_FORMAT_TIME);
+    gst_harness_push_event (h, gst_event_new_segment (&seg));
+  }
+  for (i = 0; i < 3; i++)
+    fail_unless_equals_int (gst_harness_push (h, gray8_buffer (ds->images +
+                i * 784, 28, 28, i)), GST_FLOW_OK);
+  /* stopped without EOS: nothing written, no temporary file left */
+  gst_harness_teardown (h);
+  fail_if (g_file_test (out, G_FILE_TEST_EXISTS));
+  d = g_dir_open (dir, 0, NULL);
+  {
+    const gchar *name;
+    while ((name = g_dir_read_name (d)))
+      fail_unless (g_str_has_prefix (name, "model-"), "left over: %s", name);
+  }
+  g_dir_close (d);
+
+  /* the same after a flush, then EOS: only the post-flush frames */
+  h = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (h, caps);
+  for (i = 0; i < 4; i++)
+    gst_harness_push (h, gray8_buffer (ds->images + i * 784, 28, 28, i));
+  gst_harness_push_event (h, gst_event_new_flush_start ());
+  gst_harness_push_event (h, gst_event_new_flush_stop (TRUE));
+  {
+    GstSegment seg;
+    gst_segment_init (&seg, GST_FORMAT_TIME);
+    gst_harness_push_event (h, gst_event_new_segment (&seg));
+  }
+  for (i = 0; i < 2; i++)
+    gst_harness_push (h, gray8_buffer (ds->images + i * 784, 28, 28, i));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
+  {
+    CbirGallery *g = cbir_gallery_open (out, NULL);
+    fail_unless (g != NULL);
+    fail_unless_equals_int (cbir_gallery_size (g), 2);
+    cbir_gallery_free (g);
+  }
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_errors_leave_no_file)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *model_b = make_model (dir, "keras-dae");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc;
+  GstMessage *msg;
+
+  /* frames without embedding (no cbirencode) */
+  desc = g_strdup_printf ("cbiridxsrc images=%s ! cbirindex location=%s",
+      FIX_IMAGES, out);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
+      "cbirencode", NULL);
+  gst_message_unref (msg);
+  fail_if (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_free (desc);
+
+  /* an upstream error half-way (corrupt model of a second encoder is not
+   * possible; use a source error): the source fails at start */
+  desc = g_strdup_printf ("cbiridxsrc images=/nonexistent.idx ! cbirencode "
+      "model=%s ! cbirindex location=%s", model_path, out);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, -1, "/nonexistent.idx",
+      NULL);
+  gst_message_unref (msg);
+  fail_if (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_free (desc);
+
+  /* location unset */
+  desc = g_strdup_printf ("cbiridxsrc images=%s ! cbirencode model=%s ! "
+      "cbirindex", FIX_IMAGES, model_path);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      "location", NULL);
+  gst_message_unref (msg);
+  g_free (desc);
+
+  /* append to a gallery of another model: refused, file untouched */
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=4 ! cbirencode "
+      "model=%s ! cbirindex location=%s", FIX_IMAGES, model_path, out);
+  msg = run_pipeline (desc, NULL, NULL);
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  g_free (desc);
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=4 ! cbirencode "
+      "model=%s ! cbirindex location=%s append=true", FIX_IMAGES, model_b,
+      out);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, -1, out, NULL);
+  gst_message_unref (msg);
+  {
+    CbirGallery *g = cbir_gallery_open (out, NULL);
+    fail_unless (g != NULL);
+    fail_unless_equals_int (cbir_gallery_size (g), 4);
+    cbir_gallery_free (g);
+  }
+  g_free (desc);
+  g_free (out);
+  g_free (model_b);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+static Suite *
+cbirindex_suite (void)
+{
+  Suite *s = suite_create ("cbirindex");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_build_and_append);
+  tcase_add_test (tc, test_fixed_label_and_scaled_thumbnails);
+  tcase_add_test (tc, test_no_thumbnails);
+  tcase_add_test (tc, test_flush_and_stop_leave_no_file);
+  tcase_add_test (tc, test_errors_leave_no_file);
+  return s;
+}
+
+GST_CHECK_MAIN (cbirindex);

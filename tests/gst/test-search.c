@@ -1,1 +1,402 @@
-int main(void){return 0;}
+/* cbirsearch: results equal the engine's own search, metas and messages,
+ * max-distance, bit galleries, frames without embedding, mismatches,
+ * gallery errors.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cbir-gst-test.h"
+#include <cbir/noise.h>
+
+static gchar *dir;
+
+static void
+setup (void)
+{
+  dir = tmpdir_new ();
+}
+
+static void
+teardown (void)
+{
+  tmpdir_free (dir);
+  dir = NULL;
+}
+
+static const GValue *
+field (const GstStructure * s, const gchar * name)
+{
+  const GValue *v = gst_structure_get_value (s, name);
+
+  fail_unless (v != NULL, "no field %s in %" GST_PTR_FORMAT, name, s);
+  return v;
+}
+
+/* the fields of a result structure against the engine's hits */
+static void
+check_result_structure (const GstStructure * s, const CbirHit * hits,
+    guint n, gint32 label, gfloat conf)
+{
+  const GValue *ids = field (s, "ids"), *labels = field (s, "labels"),
+      *dists = field (s, "distances");
+  gint l;
+  gdouble c;
+  gboolean match;
+  guint i;
+
+  fail_unless (gst_structure_has_name (s, "cbir-result"));
+  fail_unless_equals_int (gst_value_array_get_size (ids), n);
+  fail_unless_equals_int (gst_value_array_get_size (labels), n);
+  fail_unless_equals_int (gst_value_array_get_size (dists), n);
+  for (i = 0; i < n; i++) {
+    fail_unless_equals_int (g_value_get_uint (gst_value_array_get_value (ids,
+                i)), hits[i].index);
+    fail_unless_equals_int (g_value_get_int (gst_value_array_get_value
+            (labels, i)), hits[i].label);
+    fail_unless_equals_float (g_value_get_float (gst_value_array_get_value
+            (dists, i)), hits[i].distance);
+  }
+  fail_unless (gst_structure_get_int (s, "label", &l));
+  fail_unless (gst_structure_get_double (s, "confidence", &c));
+  fail_unless (gst_structure_get_boolean (s, "match", &match));
+  fail_unless_equals_int (l, label);
+  fail_unless_equals_float ((gfloat) c, conf);
+  fail_unless_equals_int (match, n > 0);
+}
+
+/* The pipeline's results for noisy fixture frames are the engine's:
+ * same noise, same code, same hits, same vote. */
+static void
+check_pipeline_equals_engine (const gchar * preset, const gchar * search_props,
+    CbirMetric metric, guint shortlist, guint k)
+{
+  gchar *model_path = make_model (dir, preset);
+  gchar *gallery_path = make_gallery (dir, model_path, 48, "g.safetensors");
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirGallery *g = cbir_gallery_open (gallery_path, NULL);
+  GError *err = NULL;
+  CbirSearcher *searcher = cbir_searcher_new (g, metric, shortlist, &err);
+  CbirDataset *ds = load_fixture ();
+  guint dim = cbir_model_get_code_dim (m);
+  gfloat *code = g_new (gfloat, dim);
+  CbirHit *hits = g_new (CbirHit, k);
+  GList *results = NULL, *l;
+  gchar *desc;
+  GstMessage *msg;
+  guint i;
+
+  fail_unless (searcher != NULL, "%s", err ? err->message : "?");
+  desc = g_strdup_printf ("cbiridxsrc images=%s labels=%s ! "
+      "cbirnoise kind=gaussian level=0.3 seed=5 ! cbirencode model=%s ! "
+      "cbirsearch gallery=%s k=%u %s ! fakesink", FIX_IMAGES, FIX_LABELS,
+      model_path, gallery_path, k, search_props);
+  msg = run_pipeline (desc, "cbir-result", &results);
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  fail_unless_equals_int (g_list_length (results), FIX_N);
+
+  for (i = 0, l = results; l; l = l->next, i++) {
+    const GstStructure *s = gst_message_get_structure (l->data);
+    guint8 img[784];
+    guint64 frame, src_index;
+    gint32 label;
+    gfloat conf;
+    guint n;
+
+    memcpy (img, ds->images + i * 784, 784);
+    cbir_noise_apply_u8 (CBIR_NOISE_GAUSSIAN, 0.3f, 5, i, img, 28, 28, 28);
+    fail_unless (cbir_model_encode_u8 (m, img, 1, code, NULL));
+    n = cbir_searcher_search (searcher, code, k, hits);
+    fail_unless_equals_int (n, k);
+    cbir_vote (hits, n, &label, &conf);
+    fail_unless (gst_structure_get_uint64 (s, "frame", &frame));
+    fail_unless_equals_uint64 (frame, i);
+    fail_unless (gst_structure_get_uint64 (s, "source-index", &src_index));
+    fail_unless_equals_uint64 (src_index, i);
+    check_result_structure (s, hits, n, label, conf);
+  }
+  g_list_free_full (results, (GDestroyNotify) gst_message_unref);
+  g_free (desc);
+  g_free (hits);
+  g_free (code);
+  cbir_dataset_free (ds);
+  cbir_searcher_free (searcher);
+  cbir_gallery_free (g);
+  cbir_model_free (m);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_START_TEST (test_l2_equals_engine)
+{
+  check_pipeline_equals_engine ("keras-dae", "", CBIR_METRIC_L2, 0, 5);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_cosine_shortlist_equals_engine)
+{
+  check_pipeline_equals_engine ("keras-dae", "metric=cosine shortlist=16",
+      CBIR_METRIC_COSINE, 16, 3);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_bits_hamming_equals_engine)
+{
+  /* a bit model's gallery: auto metric = hamming */
+  check_pipeline_equals_engine ("binary-xor", "", CBIR_METRIC_HAMMING, 0, 7);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_metas_and_message)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *gallery_path = make_gallery (dir, model_path, 64, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+      "gallery=%s k=4", model_path, gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirDataset *ds = load_fixture ();
+  GstBus *bus = gst_bus_new ();
+  gchar *caps = gray8_caps (28, 28);
+  GstBuffer *in, *out;
+  GstCbirResultMeta *rm;
+  const GstStructure *cs, *ms;
+  GstMessage *msg;
+  GstSegment seg;
+  guint64 ts, st, rt, dur, frame;
+  guint i;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  /* a segment starting at 1 s: running time = pts - 1 s */
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  seg.start = GST_SECOND;
+  seg.time = 10 * GST_SECOND;
+  fail_unless (gst_harness_push_event (h, gst_event_new_segment (&seg)));
+
+  in = gray8_buffer (ds->images + 5 * 784, 28, 28, 0);
+  GST_BUFFER_PTS (in) = 2 * GST_SECOND;
+  GST_BUFFER_OFFSET (in) = GST_BUFFER_OFFSET_NONE;
+  out = gst_harness_push_and_pull (h, in);
+
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL);
+  fail_unless_equals_int (rm->n_hits, 4);
+  /* the image itself is in the gallery: nearest at distance 0 */
+  fail_unless_equals_int (rm->hits[0].index, 5);
+  fail_unless_equals_float (rm->hits[0].distance, 0.0f);
+  fail_unless_equals_int (rm->hits[0].label, ds->labels[5]);
+  fail_unless_equals_string (rm->metric, "hamming");
+  for (i = 1; i < rm->n_hits; i++)
+    fail_unless (rm->hits[i].distance >= rm->hits[i - 1].distance);
+
+  cs = gst_buffer_get_cbir_result_structure (out);
+  fail_unless (cs != NULL);
+  check_result_structure (cs, (const CbirHit *) rm->hits, rm->n_hits,
+      rm->label, rm->confidence);
+
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
+  fail_unless (msg != NULL);
+  ms = gst_message_get_structure (msg);
+  fail_unless (gst_structure_is_equal (ms, cs));
+  fail_unless (gst_structure_get_uint64 (ms, "timestamp", &ts));
+  fail_unless (gst_structure_get_uint64 (ms, "stream-time", &st));
+  fail_unless (gst_structure_get_uint64 (ms, "running-time", &rt));
+  fail_unless (gst_structure_get_uint64 (ms, "duration", &dur));
+  fail_unless (gst_structure_get_uint64 (ms, "frame", &frame));
+  fail_unless_equals_uint64 (ts, 2 * GST_SECOND);
+  fail_unless_equals_uint64 (st, 11 * GST_SECOND);
+  fail_unless_equals_uint64 (rt, GST_SECOND);
+  fail_unless_equals_uint64 (dur, GST_SECOND / 30);
+  fail_unless_equals_uint64 (frame, 0); /* no offset: a counter */
+  fail_unless (GST_MESSAGE_SRC (msg) == GST_OBJECT (gst_harness_find_element
+          (h, "cbirsearch")));
+  gst_object_unref (GST_MESSAGE_SRC (msg));
+  gst_message_unref (msg);
+  gst_buffer_unref (out);
+
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_max_distance_and_no_messages)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_path, 32, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+      "gallery=%s max-distance=0 post-messages=false", model_path,
+      gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirDataset *ds = load_fixture ();
+  GstBus *bus = gst_bus_new ();
+  gchar *caps = gray8_caps (28, 28);
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+  const GstStructure *cs;
+  gboolean match = TRUE;
+  gint label = 0;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  /* image 40 is not in the gallery: nothing within distance 0 */
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 40 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL);
+  fail_unless_equals_int (rm->n_hits, 0);
+  fail_unless_equals_int (rm->label, -1);
+  fail_unless_equals_float (rm->confidence, 0.0f);
+  cs = gst_buffer_get_cbir_result_structure (out);
+  fail_unless (gst_structure_get_boolean (cs, "match", &match));
+  fail_unless (gst_structure_get_int (cs, "label", &label));
+  fail_unless (!match);
+  fail_unless_equals_int (label, -1);
+  gst_buffer_unref (out);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
+
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_no_embedding_warns_once)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *gallery_path = make_gallery (dir, model_path, 8, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirsearch gallery=%s", gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstBus *bus = gst_bus_new ();
+  guint8 pix[784] = { 0 };
+  GstMessage *msg;
+  guint i;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=GRAY8,width=28,"
+      "height=28,framerate=30/1");
+  for (i = 0; i < 3; i++) {
+    GstBuffer *out = gst_harness_push_and_pull (h, gray8_buffer (pix, 28, 28,
+            i));
+    fail_unless (gst_buffer_get_cbir_result_meta (out) == NULL);
+    gst_buffer_unref (out);
+  }
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL);
+  gst_message_unref (msg);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_model_gallery_mismatch)
+{
+  gchar *model_a = make_model (dir, "binary-xor");
+  gchar *model_b = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_a, 8, "g.safetensors");
+  CbirModel *ma = cbir_model_load (model_a, NULL);
+  CbirModel *mb = cbir_model_load (model_b, NULL);
+  gchar *desc = g_strdup_printf ("cbiridxsrc images=%s count=4 ! "
+      "cbirencode model=%s ! cbirsearch gallery=%s ! fakesink", FIX_IMAGES,
+      model_b, gallery_path);
+  GstMessage *msg = run_pipeline (desc, NULL, NULL);
+
+  assert_error_mentions (msg, GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE,
+      cbir_model_get_fingerprint (ma), cbir_model_get_fingerprint (mb));
+  gst_message_unref (msg);
+  cbir_model_free (ma);
+  cbir_model_free (mb);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_a);
+  g_free (model_b);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_gallery_errors)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *bad = g_build_filename (dir, "corrupt-gallery.safetensors", NULL);
+  gchar *desc;
+  GstMessage *msg;
+
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=/nonexistent/g.safetensors ! fakesink",
+      FIX_IMAGES, model_path);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      "/nonexistent/g.safetensors", NULL);
+  gst_message_unref (msg);
+  g_free (desc);
+
+  write_file (bad, "\xff\xff\xff\xff\x00\x00\x00\x00 truncated", -1);
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s ! fakesink", FIX_IMAGES, model_path,
+      bad);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_OPEN_READ, bad, NULL);
+  gst_message_unref (msg);
+  g_free (desc);
+
+  /* a model file is not a gallery */
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s ! fakesink", FIX_IMAGES, model_path,
+      model_path);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_OPEN_READ, model_path, NULL);
+  gst_message_unref (msg);
+  g_free (desc);
+
+  msg = run_pipeline ("videotestsrc num-buffers=1 ! cbirsearch ! fakesink",
+      NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      "gallery", NULL);
+  gst_message_unref (msg);
+  g_free (bad);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+static Suite *
+cbirsearch_suite (void)
+{
+  Suite *s = suite_create ("cbirsearch");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_l2_equals_engine);
+  tcase_add_test (tc, test_cosine_shortlist_equals_engine);
+  tcase_add_test (tc, test_bits_hamming_equals_engine);
+  tcase_add_test (tc, test_metas_and_message);
+  tcase_add_test (tc, test_max_distance_and_no_messages);
+  tcase_add_test (tc, test_no_embedding_warns_once);
+  tcase_add_test (tc, test_model_gallery_mismatch);
+  tcase_add_test (tc, test_gallery_errors);
+  return s;
+}
+
+GST_CHECK_MAIN (cbirsearch);
