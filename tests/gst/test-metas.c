@@ -1,1 +1,134 @@
-int main(void){return 0;}
+/* The metas survive queue, tee, videoconvert and videoscale, each on its
+ * own and chained; read through the public header's getters.
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cbir-gst-test.h"
+
+typedef struct
+{
+  guint n;
+  guint n_complete;
+  guint64 last_index;
+  gint last_label;
+} Seen;
+
+static void
+on_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, Seen * seen)
+{
+  GstCbirSourceMeta *src = gst_buffer_get_cbir_source_meta (buf);
+  GstCbirEmbeddingMeta *emb = gst_buffer_get_cbir_embedding_meta (buf);
+  GstCbirResultMeta *res = gst_buffer_get_cbir_result_meta (buf);
+  const GstStructure *s = gst_buffer_get_cbir_result_structure (buf);
+
+  seen->n++;
+  if (src && emb && res && s && emb->dim > 0 && emb->vector &&
+      emb->model_fingerprint && res->n_hits == 3 && src->index == seen->n - 1) {
+    guint64 si = G_MAXUINT64;
+    gint label = -2;
+
+    /* the structure copy says the same as the typed meta */
+    if (gst_structure_get_uint64 (s, "source-index", &si) &&
+        gst_structure_get_int (s, "label", &label) && si == src->index &&
+        label == res->label)
+      seen->n_complete++;
+  }
+}
+
+static void
+check_survives (const gchar * model_path, const gchar * gallery_path,
+    const gchar * chain)
+{
+  gchar *desc = g_strdup_printf ("cbiridxsrc images=%s labels=%s count=12 ! "
+      "cbirencode model=%s ! cbirsearch gallery=%s k=3 post-messages=false ! "
+      "%s ! fakesink name=sink signal-handoffs=true", FIX_IMAGES, FIX_LABELS,
+      model_path, gallery_path, chain);
+  GstElement *p = gst_parse_launch (desc, NULL);
+  GstElement *sink;
+  GstBus *bus;
+  GstMessage *msg;
+  Seen seen = { 0, };
+
+  fail_unless (p != NULL, "%s", desc);
+  sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  g_signal_connect (sink, "handoff", G_CALLBACK (on_handoff), &seen);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS,
+      "%s did not reach EOS", chain);
+  gst_message_unref (msg);
+  gst_element_set_state (p, GST_STATE_NULL);
+  fail_unless_equals_int (seen.n, 12);
+  fail_unless (seen.n_complete == 12, "after %s: %u of 12 frames kept all "
+      "metas", chain, seen.n_complete);
+  gst_object_unref (bus);
+  gst_object_unref (sink);
+  gst_object_unref (p);
+  g_free (desc);
+}
+
+GST_START_TEST (test_metas_survive)
+{
+  gchar *dir = tmpdir_new ();
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *gallery_path = make_gallery (dir, model_path, 64, "g.safetensors");
+  const gchar *chains[] = {
+    "identity",
+    "queue",
+    "tee name=t t. ! queue",
+    "videoconvert ! video/x-raw,format=RGB",
+    "videoscale ! video/x-raw,width=56,height=40",
+    "queue ! tee name=t t. ! queue ! videoconvert ! video/x-raw,format=I420 "
+        "! videoscale ! video/x-raw,width=100,height=100 ! videoconvert ! "
+        "video/x-raw,format=GRAY8",
+  };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (chains); i++)
+    check_survives (model_path, gallery_path, chains[i]);
+  g_free (gallery_path);
+  g_free (model_path);
+  tmpdir_free (dir);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_meta_api_registered_without_tags)
+{
+  const gchar *names[] = { GST_CBIR_SOURCE_META_API_NAME,
+    GST_CBIR_EMBEDDING_META_API_NAME, GST_CBIR_RESULT_META_API_NAME,
+    GST_CBIR_RESULT_CUSTOM_META_NAME "-api"
+  };
+  GstElement *e = gst_element_factory_make ("cbirsearch", NULL);
+  guint i;
+
+  /* loading the plugin registered them */
+  fail_unless (e != NULL);
+  for (i = 0; i < G_N_ELEMENTS (names); i++) {
+    GType api = g_type_from_name (names[i]);
+    const gchar *const *tags;
+
+    fail_unless (api != 0, "%s not registered", names[i]);
+    tags = gst_meta_api_type_get_tags (api);
+    fail_unless (tags == NULL || tags[0] == NULL, "%s has tags", names[i]);
+  }
+  fail_unless (gst_meta_info_is_custom (gst_meta_get_info
+          (GST_CBIR_RESULT_CUSTOM_META_NAME)));
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+static Suite *
+cbirmetas_suite (void)
+{
+  Suite *s = suite_create ("cbirmetas");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_meta_api_registered_without_tags);
+  tcase_add_test (tc, test_metas_survive);
+  return s;
+}
+
+GST_CHECK_MAIN (cbirmetas);
