@@ -1,0 +1,71 @@
+#!/bin/sh
+# End-to-end: the pipelines/ scripts run as written with gst-launch-1.0 on
+# the tests/data fixture and an untrained model; bad input ends in a clear
+# error, a non-zero exit and no partial gallery. Env from meson.build.
+set -u
+fail () { echo "FAIL: $*"; exit 1; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+P=$CBIR_SOURCE_ROOT/pipelines
+IMG=$CBIR_TEST_DATA/mnist-64-images.idx3-ubyte.gz
+LBL=$CBIR_TEST_DATA/mnist-64-labels.idx1-ubyte.gz
+export GST_LAUNCH="${GST_TOOLS_DIR:-/usr/bin}/gst-launch-1.0"
+
+"$CBIR_GST_FIXTURE" model keras-dae "$T/model.safetensors" > /dev/null || fail "fixture model"
+"$CBIR_GST_FIXTURE" model binary-xor "$T/other.safetensors" > /dev/null || fail "fixture model"
+
+# 1. build a gallery
+sh "$P/build-gallery.sh" "$T/model.safetensors" "$T/gallery.safetensors" "$IMG" "$LBL" \
+  || fail "build-gallery.sh"
+[ -s "$T/gallery.safetensors" ] || fail "no gallery written"
+
+# 2. search noisy digits: one result per frame, with the true label known
+sh "$P/search-noisy-digits.sh" "$T/model.safetensors" "$T/gallery.safetensors" "$IMG" "$LBL" 12 \
+  > "$T/noisy.txt" || fail "search-noisy-digits.sh"
+n=$(grep -c '^cbir-result' "$T/noisy.txt")
+[ "$n" -eq 12 ] || fail "search-noisy-digits: $n results, expected 12"
+grep -q 'source-label=(int)' "$T/noisy.txt" || fail "no source label in results"
+grep -q '^frames: 12, voted label = true label' "$T/noisy.txt" || fail "no summary"
+
+# 3. a video file (made on the fly: MJPEG in AVI), decodebin/videoconvert/videoscale
+IMAGES="$IMG" COUNT=8 sh "$P/search-video-file.sh" "$T/model.safetensors" \
+  "$T/gallery.safetensors" "$T/test.avi" > "$T/video.txt" || fail "search-video-file.sh"
+[ -s "$T/test.avi" ] || fail "no test video"
+n=$(grep -c '^cbir-result' "$T/video.txt")
+[ "$n" -eq 8 ] || fail "search-video-file: $n results, expected 8"
+
+# 4. plain gst-launch: videotestsrc through every element
+"$GST_LAUNCH" -q videotestsrc num-buffers=10 ! video/x-raw,format=GRAY8,width=28,height=28 ! \
+  cbirnoise level=0.2 ! cbirencode model="$T/model.safetensors" ! \
+  cbirsearch gallery="$T/gallery.safetensors" ! fakesink || fail "videotestsrc pipeline"
+
+# 5. bad input: clear error naming the file, non-zero exit, no gallery
+expect_error () {  # expect_error WHAT MUST_MENTION cmd...
+  what=$1; mention=$2; shift 2
+  if "$@" > "$T/out.txt" 2> "$T/err.txt"; then fail "$what: exit status 0"; fi
+  grep -qE "ERROR|erroneous pipeline" "$T/err.txt" || { cat "$T/err.txt"; fail "$what: no error message"; }
+  grep -qF "$mention" "$T/err.txt" || { cat "$T/err.txt"; fail "$what: error does not name $mention"; }
+  echo "ok: $what"
+}
+expect_error "missing model" "$T/none.safetensors" \
+  sh "$P/build-gallery.sh" "$T/none.safetensors" "$T/g2.safetensors" "$IMG" "$LBL"
+[ -e "$T/g2.safetensors" ] && fail "partial gallery after missing model"
+printf 'not a model at all' > "$T/corrupt.safetensors"
+expect_error "corrupt model" "$T/corrupt.safetensors" \
+  sh "$P/build-gallery.sh" "$T/corrupt.safetensors" "$T/g2.safetensors" "$IMG" "$LBL"
+printf '\000\000\010\003\000\000\000\100short' > "$T/corrupt.idx3-ubyte"
+expect_error "corrupt IDX" "$T/corrupt.idx3-ubyte" \
+  sh "$P/build-gallery.sh" "$T/model.safetensors" "$T/g2.safetensors" "$T/corrupt.idx3-ubyte"
+expect_error "unreadable IDX" "$T/missing.idx3-ubyte" \
+  sh "$P/build-gallery.sh" "$T/model.safetensors" "$T/g2.safetensors" "$T/missing.idx3-ubyte"
+[ -e "$T/g2.safetensors" ] && fail "partial gallery after bad input"
+expect_error "missing gallery" "$T/nogallery.safetensors" \
+  sh "$P/search-noisy-digits.sh" "$T/model.safetensors" "$T/nogallery.safetensors" "$IMG" "$LBL" 3
+expect_error "corrupt gallery" "$T/corrupt.safetensors" \
+  sh "$P/search-noisy-digits.sh" "$T/model.safetensors" "$T/corrupt.safetensors" "$IMG" "$LBL" 3
+expect_error "model/gallery mismatch" "fingerprint" \
+  sh "$P/search-noisy-digits.sh" "$T/other.safetensors" "$T/gallery.safetensors" "$IMG" "$LBL" 3
+expect_error "wrong caps" "cbirencode" \
+  "$GST_LAUNCH" videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=28,height=28 ! \
+  cbirencode model="$T/model.safetensors" ! fakesink
+ls "$T" | grep -q '\.tmp' && fail "temporary file left: $(ls "$T")"
+echo "ok: all pipelines"

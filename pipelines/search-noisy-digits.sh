@@ -1,0 +1,39 @@
+#!/bin/sh
+# Search a stream of noisy digits in a gallery and print the results
+# (the "cbir-result" element messages of gst-launch-1.0 -m), then the
+# share of frames whose voted label is the true one.
+#   cbiridxsrc ! cbirnoise ! cbirencode ! cbirsearch ! fakesink
+# usage: pipelines/search-noisy-digits.sh MODEL GALLERY [IMAGES [LABELS [COUNT]]]
+#   IMAGES/LABELS  query set (default data/mnist/query-*.idx?-ubyte)
+#   COUNT          frames (default 20; -1 = all)
+# Env: NOISE (gaussian|salt-and-pepper, default gaussian), LEVEL (0.3),
+#   SEED (1), K (5), GST_LAUNCH.
+set -eu
+if [ $# -lt 2 ]; then
+  sed -n '2,12p' "$0"; exit 2
+fi
+MODEL=$1
+GALLERY=$2
+IMAGES=${3:-data/mnist/query-images.idx3-ubyte}
+LABELS=${4:-data/mnist/query-labels.idx1-ubyte}
+COUNT=${5:-20}
+GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
+
+out=$(mktemp); trap 'rm -f "$out"' EXIT
+rc=0
+$GST_LAUNCH -m \
+  cbiridxsrc images="$IMAGES" labels="$LABELS" count="$COUNT" ! \
+  cbirnoise kind="${NOISE:-gaussian}" level="${LEVEL:-0.3}" seed="${SEED:-1}" ! \
+  cbirencode model="$MODEL" ! \
+  cbirsearch gallery="$GALLERY" k="${K:-5}" ! \
+  fakesink > "$out" || rc=$?
+# errors went to stderr; print the results, one line per frame
+grep '^Got message .*cbir-result' "$out" | sed 's/^Got message #[0-9]* from element "cbirsearch0" (element): //' |
+  awk '{ print }
+       /^cbir-result/ { n++;
+         match($0, / label=\(int\)-?[0-9]+/); l = substr($0, RSTART + 12, RLENGTH - 12);
+         match($0, /source-label=\(int\)-?[0-9]+/); s = substr($0, RSTART + 18, RLENGTH - 18);
+         if (l == s) ok++ }
+       END { if (n) printf "frames: %d, voted label = true label: %d (%.1f%%)\n", n, ok, 100 * ok / n;
+             else { print "no results" } }'
+exit $rc
