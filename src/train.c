@@ -713,6 +713,12 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
 {
   if (epochs == 0)
     epochs = t->set.epochs;
+  if (epochs != t->set.epochs) {
+    /* the training block records the settings the model was trained with */
+    t->set.epochs = epochs;
+    if (!cbir_model_set_train_settings (t->model, &t->set, error))
+      return FALSE;
+  }
   const guint bs = t->set.batch_size;
   const guint n_batches = (t->n_train + bs - 1) / bs;
   const gsize np = cbir_net_n_params (t->net);

@@ -23,6 +23,7 @@ static gdouble opt_lr = -1, opt_momentum = -1, opt_noise_level = -1;
 static gdouble opt_val_split = -1;
 static gint64 opt_seed = -1;
 static gboolean opt_list, opt_quiet, opt_bench;
+static char *opt_show_preset;
 
 static GOptionEntry entries[] = {
   {"data", 'd', 0, G_OPTION_ARG_FILENAME, &opt_data,
@@ -70,6 +71,9 @@ static GOptionEntry entries[] = {
       "PREFIX"},
   {"list-presets", 0, 0, G_OPTION_ARG_NONE, &opt_list,
       "List the built-in architectures and exit", NULL},
+  {"show-preset", 0, 0, G_OPTION_ARG_STRING, &opt_show_preset,
+      "Print a preset's architecture JSON (a starting point for --arch) "
+      "and exit", "NAME"},
   {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "No progress output",
       NULL},
   {"benchmark", 0, 0, G_OPTION_ARG_NONE, &opt_bench,
@@ -396,6 +400,14 @@ main (int argc, char **argv)
     return fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (opt_list)
     return list_presets ();
+  if (opt_show_preset) {
+    const char *json = cbir_model_get_preset_json (opt_show_preset);
+    if (!json)
+      return fail ("unknown preset '%s' (see --list-presets)",
+          opt_show_preset);
+    fputs (json, stdout);
+    return 0;
+  }
 
   /* argument checks, before any work */
   if (!opt_data)

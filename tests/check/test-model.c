@@ -652,6 +652,28 @@ START_TEST (test_concurrent_encode)
 }
 END_TEST
 
+/* The exported preset files (models/presets, for users to copy) equal
+ * the built-in presets. */
+START_TEST (test_preset_files)
+{
+  const char *root = g_getenv ("CBIR_SOURCE_ROOT");
+  if (!root)
+    root = CBIR_SOURCE_DIR;
+  for (const char *const *p = cbir_model_list_presets (); *p; p++) {
+    g_autofree char *name = g_strdup_printf ("%s.json", *p);
+    g_autofree char *path = g_build_filename (root, "models", "presets",
+        name, NULL);
+    GError *err = NULL;
+    g_autoptr (CbirModel) f = cbir_model_new_from_arch_file (path, &err);
+    ck_assert_msg (f != NULL, "%s", err ? err->message : "");
+    g_autoptr (CbirModel) b = cbir_model_new_preset (*p, &err);
+    ck_assert (b != NULL);
+    ck_assert_str_eq (cbir_model_get_arch_json (f),
+        cbir_model_get_arch_json (b));
+  }
+}
+END_TEST
+
 static Suite *
 model_suite (void)
 {
@@ -666,6 +688,7 @@ model_suite (void)
   tcase_add_test (tc, test_foreign_file);
   tcase_add_test (tc, test_pack_bits);
   tcase_add_test (tc, test_concurrent_encode);
+  tcase_add_test (tc, test_preset_files);
   suite_add_tcase (s, tc);
   return s;
 }
