@@ -190,6 +190,7 @@ typedef struct {
   int k, s, pt, pl;
   int cc, ch, cw, gh, gw;
   gssize w_off, b_off, rm_off, rv_off;  /* -1: none */
+  gboolean s1;                  /* conv2d stride 1: shifted-GEMM path */
 } Layer;
 
 struct _CbirNet {
@@ -204,6 +205,7 @@ struct _CbirNet {
   guint n_threads;
   Pool *pool;
   gsize max_col;                /* floats of im2col scratch per image */
+  gsize max_tmp;                /* floats of per-tap weight scratch */
   gsize max_act;                /* largest activation per image, input included */
   int max_bn_c;
 };
@@ -374,6 +376,14 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
         {
           gsize col = (gsize) L->cc * k * k * L->gh * L->gw;
           net->max_col = MAX (net->max_col, col);
+        }
+        L->s1 = !tr && s == 1;
+        if (L->s1) {
+          gsize hp = oh + k - 1, wp = ow + k - 1;
+          net->max_col = MAX (net->max_col, (gsize) cur.c * hp * wp);
+          net->max_col = MAX (net->max_col, (gsize) sp->filters * oh * wp);
+          net->max_tmp = MAX (net->max_tmp,
+              (gsize) k * k * cur.c * sp->filters);
         }
         wshape[0] = tr ? cur.c : sp->filters;
         wshape[1] = tr ? sp->filters : cur.c;
@@ -655,6 +665,7 @@ cbir_net_init_params (CbirNet *net, guint64 seed)
 typedef struct {
   float *col;
   float *dcol;
+  float *tmp;
   float *grads;                 /* per-thread parameter gradients */
 } Scratch;
 
@@ -676,6 +687,7 @@ struct _CbirNetState {
   gboolean forwarded;
   gboolean have_input_grad;
   float *dinput;                /* input gradient, batch * input size */
+  float **wpack;                /* per s1 conv: weights packed per tap */
 };
 
 static gboolean
@@ -699,6 +711,7 @@ cbir_net_state_new (CbirNet *net, guint max_batch)
   st->dinput = g_new0 (float, net->input_size * max_batch);
   st->act = g_new0 (float *, n);
   st->act_mem = g_new0 (float *, n);
+  st->wpack = g_new0 (float *, n);
   st->argmax = g_new0 (gint32 *, n);
   st->bn_mean = g_new0 (float *, n);
   st->bn_invstd = g_new0 (float *, n);
@@ -712,6 +725,8 @@ cbir_net_state_new (CbirNet *net, guint max_batch)
     }
     if (L->spec.kind == CBIR_LAYER_MAXPOOL2)
       st->argmax[i] = g_new (gint32, L->out_size * max_batch);
+    if (L->s1)
+      st->wpack[i] = g_new (float, (gsize) L->k * L->k * L->in.c * L->out.c);
     if (L->spec.kind == CBIR_LAYER_BATCHNORM) {
       st->bn_mean[i] = g_new0 (float, L->in.c);
       st->bn_invstd[i] = g_new0 (float, L->in.c);
@@ -732,6 +747,7 @@ state_free_scratch (CbirNetState *st)
   for (guint t = 0; t < st->n_scratch; t++) {
     g_free (st->scratch[t].col);
     g_free (st->scratch[t].dcol);
+    g_free (st->scratch[t].tmp);
     g_free (st->scratch[t].grads);
   }
   g_free (st->scratch);
@@ -750,6 +766,7 @@ state_ensure_scratch (CbirNetState *st, guint n)
   for (guint t = 0; t < n; t++) {
     st->scratch[t].col = g_new (float, MAX (net->max_col, 1));
     st->scratch[t].dcol = g_new (float, MAX (net->max_col, 1));
+    st->scratch[t].tmp = g_new (float, MAX (net->max_tmp, 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
   }
   st->n_scratch = n;
@@ -763,12 +780,14 @@ cbir_net_state_free (CbirNetState *st)
   for (guint i = 0; i < st->net->n_layers; i++) {
     g_free (st->act_mem[i]);
     g_free (st->argmax[i]);
+    g_free (st->wpack[i]);
     g_free (st->bn_mean[i]);
     g_free (st->bn_invstd[i]);
   }
   g_free (st->act);
   g_free (st->act_mem);
   g_free (st->argmax);
+  g_free (st->wpack);
   g_free (st->bn_mean);
   g_free (st->bn_invstd);
   g_free (st->bn_s1);
@@ -803,6 +822,13 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
 
   switch (L->spec.kind) {
     case CBIR_LAYER_CONV2D:
+      if (L->s1) {
+        nn_conv_s1_forward (x, st->wpack[l],
+            L->b_off >= 0 ? P + L->b_off : NULL, y, L->cc, L->ch, L->cw,
+            L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
+            st->scratch[tid].col, st->scratch[tid].dcol);
+        break;
+      }
       nn_conv_forward (x, P + L->w_off, L->b_off >= 0 ? P + L->b_off : NULL,
           y, L->cc, L->ch, L->cw, L->out.c, L->gh, L->gw, L->k, L->s, L->pt,
           L->pl, st->scratch[tid].col);
@@ -817,25 +843,13 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
           y, (int) L->in_size, (int) L->out_size);
       break;
     case CBIR_LAYER_RELU:
-      for (gsize i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      nn_relu_forward (x, y, n, 0.0f);
       break;
-    case CBIR_LAYER_LEAKY_RELU:{
-      float a = L->spec.alpha;
-      for (gsize i = 0; i < n; i++)
-        y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+    case CBIR_LAYER_LEAKY_RELU:
+      nn_relu_forward (x, y, n, L->spec.alpha);
       break;
-    }
     case CBIR_LAYER_SIGMOID:
-      for (gsize i = 0; i < n; i++) {
-        float v = x[i];
-        if (v >= 0.0f) {
-          y[i] = 1.0f / (1.0f + expf (-v));
-        } else {
-          float e = expf (v);
-          y[i] = e / (1.0f + e);
-        }
-      }
+      nn_sigmoid_forward (x, y, n);
       break;
     case CBIR_LAYER_BATCHNORM:{
       int C = L->in.c;
@@ -886,6 +900,14 @@ layer_backward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
 
   switch (L->spec.kind) {
     case CBIR_LAYER_CONV2D:
+      if (L->s1) {
+        nn_conv_s1_backward (x, st->wpack[l], dy, dx, grads + L->w_off,
+            L->b_off >= 0 ? grads + L->b_off : NULL, L->cc, L->ch, L->cw,
+            L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
+            st->scratch[tid].col, st->scratch[tid].dcol,
+            st->scratch[tid].tmp);
+        break;
+      }
       nn_conv_backward (x, P + L->w_off, dy, dx, grads + L->w_off,
           L->b_off >= 0 ? grads + L->b_off : NULL, L->cc, L->ch, L->cw,
           L->out.c, L->gh, L->gw, L->k, L->s, L->pt, L->pl,
@@ -902,18 +924,13 @@ layer_backward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
           (int) L->out_size);
       break;
     case CBIR_LAYER_RELU:
-      for (gsize i = 0; i < n; i++)
-        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+      nn_relu_backward (x, dy, dx, n, 0.0f);
       break;
-    case CBIR_LAYER_LEAKY_RELU:{
-      float a = L->spec.alpha;
-      for (gsize i = 0; i < n; i++)
-        dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+    case CBIR_LAYER_LEAKY_RELU:
+      nn_relu_backward (x, dy, dx, n, L->spec.alpha);
       break;
-    }
     case CBIR_LAYER_SIGMOID:
-      for (gsize i = 0; i < n; i++)
-        dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+      nn_sigmoid_backward (y, dy, dx, n);
       break;
     case CBIR_LAYER_BATCHNORM:{
       /* eval mode: an affine map with the running statistics */
@@ -1153,6 +1170,14 @@ cbir_net_forward (CbirNet *net, CbirNetState *st, const float *input,
   st->training = training;
   st->forwarded = TRUE;
   st->have_input_grad = FALSE;
+  /* weights packed per tap for the stride-1 convs (backward reuses them:
+   * the parameters do not change between a forward and its backward) */
+  for (guint l = 0; l <= last; l++) {
+    Layer *L = &net->layers[l];
+    if (L->s1)
+      nn_pack_taps (net->params + L->w_off, st->wpack[l], L->out.c, L->in.c,
+          L->k);
+  }
   pool_run (net->pool, nt, forward_job, &job);
   return st->act[last];
 }
