@@ -13,6 +13,9 @@
 #include "gstcbirencode.h"
 #include "gstcbirsearch.h"
 #include "gstcbirindex.h"
+#ifdef HAVE_CAIRO
+#include "gstcbiroverlay.h"
+#endif
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -26,6 +29,9 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (cbirencode, plugin);
   ret |= GST_ELEMENT_REGISTER (cbirsearch, plugin);
   ret |= GST_ELEMENT_REGISTER (cbirindex, plugin);
+#ifdef HAVE_CAIRO
+  ret |= GST_ELEMENT_REGISTER (cbiroverlay, plugin);
+#endif
 
   return ret;
 }
