@@ -19,13 +19,14 @@
 #include "cbir/model.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #pragma GCC optimize ("fp-contract=fast")
 
-#define BLOCK 512               /* items per distance block (single query) */
+#define BLOCK 1024              /* items per distance block (single query) */
 #define BATCH_QB 256            /* queries per GEMM block */
 #define BATCH_GB 2048           /* gallery items per GEMM block */
 
@@ -96,7 +97,7 @@ load64 (const guint8 *p)
 
 /* out[r] = popcount (q XOR codes[r]) for rows codes of `bytes` bytes. */
 static inline __attribute__ ((always_inline)) void
-hamming_body (const guint8 *restrict q, const guint8 *restrict codes,
+hamming_body_fill (const guint8 *restrict q, const guint8 *restrict codes,
     gsize bytes, guint rows, guint16 *restrict out)
 {
   if (bytes == 8) {
@@ -140,8 +141,20 @@ hamming_body (const guint8 *restrict q, const guint8 *restrict codes,
 
 typedef void (*DotsFunc) (const float *q, const float *g, gsize dim,
     guint rows, float *out);
-typedef void (*HammingFunc) (const guint8 *q, const guint8 *codes,
+/* Returns the smallest distance of the block (65535 if rows == 0). */
+typedef guint (*HammingFunc) (const guint8 *q, const guint8 *codes,
     gsize bytes, guint rows, guint16 *out);
+
+static inline __attribute__ ((always_inline)) guint
+hamming_body (const guint8 *restrict q, const guint8 *restrict codes,
+    gsize bytes, guint rows, guint16 *restrict out)
+{
+  hamming_body_fill (q, codes, bytes, rows, out);
+  guint m = 65535;
+  for (guint r = 0; r < rows; r++)
+    m = out[r] < m ? out[r] : m;
+  return m;
+}
 
 static void
 dots_generic (const float *q, const float *g, gsize dim, guint rows,
@@ -163,26 +176,115 @@ dots_avx512 (const float *q, const float *g, gsize dim, guint rows,
   dots_body (q, g, dim, rows, out);
 }
 
-static void
+static guint
 hamming_generic (const guint8 *q, const guint8 *codes, gsize bytes,
     guint rows, guint16 *out)
 {
-  hamming_body (q, codes, bytes, rows, out);
+  return hamming_body (q, codes, bytes, rows, out);
 }
 
-__attribute__ ((target ("popcnt"))) static void
+__attribute__ ((target ("popcnt"))) static guint
 hamming_popcnt (const guint8 *q, const guint8 *codes, gsize bytes,
     guint rows, guint16 *out)
 {
-  hamming_body (q, codes, bytes, rows, out);
+  return hamming_body (q, codes, bytes, rows, out);
 }
 
-__attribute__ ((target ("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt")))
-static void
+/* AVX-512 VPOPCNTDQ: 64-bit codes 8 items per instruction; other widths
+ * one row per 64-byte masked load (no reads past the row). */
+#define AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt,sse4.1"
+
+/* The lane sums of 8 vectors of 8 u64, as 8 u16 (a transpose-add tree). */
+__attribute__ ((target (AVX512_TARGET))) static inline __m128i
+reduce8_epi64 (__m512i p0, __m512i p1, __m512i p2, __m512i p3, __m512i p4,
+    __m512i p5, __m512i p6, __m512i p7)
+{
+  __m512i a01 = _mm512_add_epi64 (_mm512_unpacklo_epi64 (p0, p1),
+      _mm512_unpackhi_epi64 (p0, p1));
+  __m512i a23 = _mm512_add_epi64 (_mm512_unpacklo_epi64 (p2, p3),
+      _mm512_unpackhi_epi64 (p2, p3));
+  __m512i a45 = _mm512_add_epi64 (_mm512_unpacklo_epi64 (p4, p5),
+      _mm512_unpackhi_epi64 (p4, p5));
+  __m512i a67 = _mm512_add_epi64 (_mm512_unpacklo_epi64 (p6, p7),
+      _mm512_unpackhi_epi64 (p6, p7));
+  __m512i b03 = _mm512_add_epi64 (_mm512_shuffle_i64x2 (a01, a23, 0x88),
+      _mm512_shuffle_i64x2 (a01, a23, 0xDD));
+  __m512i b47 = _mm512_add_epi64 (_mm512_shuffle_i64x2 (a45, a67, 0x88),
+      _mm512_shuffle_i64x2 (a45, a67, 0xDD));
+  __m512i c = _mm512_add_epi64 (_mm512_shuffle_i64x2 (b03, b47, 0x88),
+      _mm512_shuffle_i64x2 (b03, b47, 0xDD));
+  return _mm512_cvtepi64_epi16 (c);
+}
+
+__attribute__ ((target (AVX512_TARGET))) static guint
 hamming_avx512 (const guint8 *q, const guint8 *codes, gsize bytes,
     guint rows, guint16 *out)
 {
-  hamming_body (q, codes, bytes, rows, out);
+  guint m = 65535;
+  guint r = 0;
+  if (bytes == 8) {
+    __m512i qv = _mm512_set1_epi64 ((long long) load64 (q));
+    __m128i mn = _mm_set1_epi16 (-1);
+    for (; r + 8 <= rows; r += 8) {
+      __m512i c = _mm512_loadu_si512 ((const void *) (codes + 8 * r));
+      __m512i p = _mm512_popcnt_epi64 (_mm512_xor_si512 (c, qv));
+      __m128i p16 = _mm512_cvtepi64_epi16 (p);
+      _mm_storeu_si128 ((__m128i *) (out + r), p16);
+      mn = _mm_min_epu16 (mn, p16);
+    }
+    m = (guint) _mm_extract_epi16 (_mm_minpos_epu16 (mn), 0);
+    guint64 q0 = load64 (q);
+    for (; r < rows; r++) {
+      out[r] = (guint16) __builtin_popcountll (q0 ^ load64 (codes + 8 * r));
+      m = MIN (m, out[r]);
+    }
+    return m;
+  }
+  if (bytes <= 64) {
+    __mmask64 mask = bytes == 64 ? ~(__mmask64) 0
+        : (((__mmask64) 1 << bytes) - 1);
+    __m512i qv = _mm512_maskz_loadu_epi8 (mask, q);
+    __m128i mn = _mm_set1_epi16 (-1);
+    for (; r + 8 <= rows; r += 8) {
+      const guint8 *c = codes + r * bytes;
+#define ROW_POP(i) _mm512_popcnt_epi64 (_mm512_xor_si512 (qv, \
+          _mm512_maskz_loadu_epi8 (mask, c + (i) * bytes)))
+      __m128i d = reduce8_epi64 (ROW_POP (0), ROW_POP (1), ROW_POP (2),
+          ROW_POP (3), ROW_POP (4), ROW_POP (5), ROW_POP (6), ROW_POP (7));
+#undef ROW_POP
+      _mm_storeu_si128 ((__m128i *) (out + r), d);
+      mn = _mm_min_epu16 (mn, d);
+    }
+    m = (guint) _mm_extract_epi16 (_mm_minpos_epu16 (mn), 0);
+    for (; r < rows; r++) {
+      __m512i c = _mm512_maskz_loadu_epi8 (mask, codes + r * bytes);
+      __m512i p = _mm512_popcnt_epi64 (_mm512_xor_si512 (c, qv));
+      guint d = (guint) _mm512_reduce_add_epi64 (p);
+      out[r] = (guint16) d;
+      m = MIN (m, d);
+    }
+    return m;
+  }
+  gsize full = bytes / 64, rest = bytes % 64;
+  __mmask64 mask = (((__mmask64) 1 << rest) - 1);
+  for (; r < rows; r++) {
+    const guint8 *c = codes + r * bytes;
+    __m512i acc = _mm512_setzero_si512 ();
+    for (gsize w = 0; w < full; w++) {
+      __m512i x = _mm512_xor_si512 (_mm512_loadu_si512 ((const void *) (c +
+                  64 * w)), _mm512_loadu_si512 ((const void *) (q + 64 * w)));
+      acc = _mm512_add_epi64 (acc, _mm512_popcnt_epi64 (x));
+    }
+    if (rest) {
+      __m512i x = _mm512_xor_si512 (_mm512_maskz_loadu_epi8 (mask,
+              c + 64 * full), _mm512_maskz_loadu_epi8 (mask, q + 64 * full));
+      acc = _mm512_add_epi64 (acc, _mm512_popcnt_epi64 (x));
+    }
+    guint d = (guint) _mm512_reduce_add_epi64 (acc);
+    out[r] = (guint16) d;
+    m = MIN (m, d);
+  }
+  return m;
 }
 
 typedef enum
@@ -511,14 +613,12 @@ heap_push_block_f (Heap *h, const float *d, guint n, guint base)
 }
 
 static inline void
-heap_push_block_u16 (Heap *h, const guint16 *d, guint n, guint base)
+heap_push_block_u16 (Heap *h, const guint16 *d, guint n, guint base,
+    guint block_min)
 {
   float fb = heap_bound (h);
   guint bound = fb >= 65535.f ? 65535u : (guint) fb;
-  guint hits = 0;
-  for (guint i = 0; i < n; i++)
-    hits += d[i] <= bound;
-  if (hits == 0)
+  if (block_min > bound)
     return;
   for (guint i = 0; i < n; i++) {
     if (d[i] <= bound) {
@@ -741,9 +841,9 @@ scan_range (const CbirSearcher *s, const Query *qq, guint a, guint b,
     guint16 d[BLOCK];
     for (guint i = a; i < b; i += BLOCK) {
       guint rows = MIN (BLOCK, b - i);
-      s->hamming (qq->bits, s->codes + (gsize) i * s->code_bytes,
+      guint mn = s->hamming (qq->bits, s->codes + (gsize) i * s->code_bytes,
           s->code_bytes, rows, d);
-      heap_push_block_u16 (h, d, rows, i);
+      heap_push_block_u16 (h, d, rows, i, mn);
     }
   } else {
     float d[BLOCK];

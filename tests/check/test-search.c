@@ -290,6 +290,9 @@ START_TEST (test_hamming)
   run_hamming (1100, 392, 15);
   run_hamming (600, 20, 30);
   run_hamming (600, 72, 7);
+  /* past one 64-byte vector: with and without a partial tail */
+  run_hamming (400, 600, 9);
+  run_hamming (300, 1024, 5);
 }
 END_TEST
 
