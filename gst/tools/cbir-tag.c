@@ -1,0 +1,810 @@
+/* cbir-tag: batch tagging of video files with the cbir plugin.
+ *
+ *   cbir-tag --model M --gallery G [--preprocess mnist|scale] [--k 5]
+ *            [--out-dir DIR] FILE...
+ *
+ * For each file (anything uridecodebin decodes) runs
+ *   uridecodebin ! videoconvert ! GRAY8 ! cbirencode ! cbirsearch ! fakesink
+ * as fast as it decodes, and writes next to it (or into DIR):
+ *   FILE.cbir.jsonl          one line a frame:
+ *     {"frame":0,"pts":0,"time":0.0,"regions":[{"box":null,"ids":[..],
+ *      "labels":[..],"distances":[..],"label":7,"confidence":0.92}],
+ *      "label":7,"confidence":0.92}
+ *     regions: one per GstVideoRegionOfInterestMeta with a "cbir-result"
+ *     param (box [x,y,w,h]), else one for the whole frame (box null) when
+ *     the frame has a result, else none (no digit). The frame's label and
+ *     confidence are those of its most confident region (-1 and 0 when
+ *     none matched).
+ *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
+ *     time and frames/s (also printed).
+ * Both are written to a temporary file and renamed at the end: a file that
+ * fails, or a run interrupted (SIGINT/SIGTERM), leaves no sidecar behind.
+ * A file that cannot be decoded is reported and the others still run; the
+ * exit status is 1 when any failed (130 when interrupted).
+ *
+ * Results are read from the buffers as any application would, through the
+ * public header include/gst/cbir/cbirmeta.h (no link to the plugin).
+ * SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gst/cbir/cbirmeta.h>
+#include <glib/gstdio.h>
+#include <glib-unix.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static gchar *opt_model, *opt_gallery, *opt_out_dir, *opt_plugin_path;
+static gchar *opt_preprocess;
+static gint opt_k = 5;
+static gdouble opt_max_distance = -1;
+static gboolean opt_quiet, opt_verbose;
+static gchar **opt_files;
+
+static GOptionEntry entries[] = {
+  {"model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
+      "Model file (safetensors)", "FILE"},
+  {"gallery", 'g', 0, G_OPTION_ARG_FILENAME, &opt_gallery,
+      "Gallery file (safetensors, made with the same model)", "FILE"},
+  {"preprocess", 'p', 0, G_OPTION_ARG_STRING, &opt_preprocess,
+      "cbirencode preprocessing: mnist (digits on paper; default) or scale",
+      "MODE"},
+  {"k", 'k', 0, G_OPTION_ARG_INT, &opt_k, "Nearest items per frame (5)",
+      "K"},
+  {"max-distance", 0, 0, G_OPTION_ARG_DOUBLE, &opt_max_distance,
+      "Hits farther than this are dropped (cbirsearch max-distance)", "D"},
+  {"out-dir", 'o', 0, G_OPTION_ARG_FILENAME, &opt_out_dir,
+      "Write the sidecars here (default: next to each file)", "DIR"},
+  {"plugin-path", 0, 0, G_OPTION_ARG_FILENAME, &opt_plugin_path,
+      "Directory holding libgstcbir.so (default: GStreamer's path, then "
+      "the build directory)", "DIR"},
+  {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet,
+      "No progress line", NULL},
+  {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt_verbose,
+      "Also print pipeline warnings", NULL},
+  {G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &opt_files, NULL,
+      "FILE..."},
+  {NULL}
+};
+
+#define MAX_LABELS 4096
+#define MAX_LISTED_NO_MATCH 1000
+
+typedef struct
+{
+  const gchar *path;
+  gchar *sidecar, *summary;
+  gchar *tmp_path;
+  FILE *out;
+  gboolean write_failed;
+  int write_errno;
+
+  GMainLoop *loop;
+  GstElement *pipeline, *convert;
+  gboolean have_video;
+  gchar *error;                 /* the first error, or NULL */
+
+  /* counted in the streaming thread, read for progress */
+  volatile gint frames;
+  guint frames_matched, frames_no_match, regions;
+  guint histogram[MAX_LABELS];
+  guint other_labels;
+  GArray *no_match_frames;
+  GHashTable *label_names;      /* label -> name (when the gallery has) */
+
+  gint64 t_start, t_end;
+  gboolean progress_shown;
+} Job;
+
+static volatile gboolean interrupted;
+static Job *current_job;
+
+/* ---- JSON helpers ---- */
+
+static void
+json_string (GString * s, const gchar * str)
+{
+  const gchar *p;
+
+  g_string_append_c (s, '"');
+  for (p = str; *p; p++) {
+    guchar c = (guchar) * p;
+    if (c == '"' || c == '\\')
+      g_string_append_printf (s, "\\%c", c);
+    else if (c < 0x20)
+      g_string_append_printf (s, "\\u%04x", c);
+    else
+      g_string_append_c (s, c);
+  }
+  g_string_append_c (s, '"');
+}
+
+static void
+json_number (GString * s, gdouble v)
+{
+  if (isfinite (v))
+    g_string_append_printf (s, "%.6g", v);
+  else
+    g_string_append (s, "null");
+}
+
+/* appends "[...]" of a GstValueArray of numbers */
+static void
+json_array (GString * s, const GValue * arr)
+{
+  guint i, n = arr && GST_VALUE_HOLDS_ARRAY (arr) ?
+      gst_value_array_get_size (arr) : 0;
+
+  g_string_append_c (s, '[');
+  for (i = 0; i < n; i++) {
+    const GValue *v = gst_value_array_get_value (arr, i);
+    if (i)
+      g_string_append_c (s, ',');
+    if (G_VALUE_HOLDS_UINT (v))
+      g_string_append_printf (s, "%u", g_value_get_uint (v));
+    else if (G_VALUE_HOLDS_INT (v))
+      g_string_append_printf (s, "%d", g_value_get_int (v));
+    else if (G_VALUE_HOLDS_FLOAT (v))
+      json_number (s, g_value_get_float (v));
+    else if (G_VALUE_HOLDS_DOUBLE (v))
+      json_number (s, g_value_get_double (v));
+    else
+      g_string_append (s, "null");
+  }
+  g_string_append_c (s, ']');
+}
+
+/* one region: box (or null) + the result structure's fields; returns its
+ * label and confidence */
+static void
+json_region (GString * s, const GstVideoRegionOfInterestMeta * roi,
+    const GstStructure * r, gint * label, gdouble * confidence,
+    const gchar ** name)
+{
+  *label = -1;
+  *confidence = 0;
+  *name = NULL;
+  if (r) {
+    gst_structure_get_int (r, "label", label);
+    gst_structure_get_double (r, "confidence", confidence);
+    *name = gst_structure_get_string (r, "label-name");
+  }
+  g_string_append (s, "{\"box\":");
+  if (roi)
+    g_string_append_printf (s, "[%u,%u,%u,%u]", roi->x, roi->y, roi->w,
+        roi->h);
+  else
+    g_string_append (s, "null");
+  g_string_append (s, ",\"ids\":");
+  json_array (s, r ? gst_structure_get_value (r, "ids") : NULL);
+  g_string_append (s, ",\"labels\":");
+  json_array (s, r ? gst_structure_get_value (r, "labels") : NULL);
+  g_string_append (s, ",\"distances\":");
+  json_array (s, r ? gst_structure_get_value (r, "distances") : NULL);
+  g_string_append_printf (s, ",\"label\":%d,\"confidence\":", *label);
+  json_number (s, *confidence);
+  if (*name) {
+    g_string_append (s, ",\"label_name\":");
+    json_string (s, *name);
+  }
+  g_string_append_c (s, '}');
+}
+
+static void
+count_label (Job * job, gint label, const gchar * name)
+{
+  if (label >= 0 && label < MAX_LABELS)
+    job->histogram[label]++;
+  else if (label >= 0)
+    job->other_labels++;
+  if (name && label >= 0 && !g_hash_table_contains (job->label_names,
+          GINT_TO_POINTER (label)))
+    g_hash_table_insert (job->label_names, GINT_TO_POINTER (label),
+        g_strdup (name));
+}
+
+/* ---- the per-frame probe (streaming thread) ---- */
+
+static GstPadProbeReturn
+frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  Job *job = user_data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GString *s = g_string_sized_new (256);
+  GstClockTime pts = GST_BUFFER_PTS (buf);
+  gpointer state = NULL;
+  GstMeta *meta;
+  guint frame = (guint) g_atomic_int_get (&job->frames), n_regions = 0;
+  gint best_label = -1;
+  gdouble best_conf = -1;
+
+  g_string_append_printf (s, "{\"frame\":%u,\"pts\":", frame);
+  if (GST_CLOCK_TIME_IS_VALID (pts))
+    g_string_append_printf (s, "%" G_GUINT64_FORMAT ",\"time\":%.3f", pts,
+        pts / (gdouble) GST_SECOND);
+  else
+    g_string_append (s, "null,\"time\":null");
+  g_string_append (s, ",\"regions\":[");
+
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
+    GstStructure *r = gst_video_region_of_interest_meta_get_param (roi,
+        GST_CBIR_RESULT_STRUCTURE_NAME);
+    gint label;
+    gdouble conf;
+    const gchar *name;
+
+    if (!r && roi->roi_type != g_quark_from_static_string ("digit"))
+      continue;
+    if (n_regions++)
+      g_string_append_c (s, ',');
+    json_region (s, roi, r, &label, &conf, &name);
+    count_label (job, label, name);
+    if (label >= 0 && conf > best_conf) {
+      best_conf = conf;
+      best_label = label;
+    }
+  }
+  if (n_regions == 0) {
+    const GstStructure *r = gst_buffer_get_cbir_result_structure (buf);
+    if (r) {
+      gint label;
+      gdouble conf;
+      const gchar *name;
+
+      n_regions = 1;
+      json_region (s, NULL, r, &label, &conf, &name);
+      count_label (job, label, name);
+      if (label >= 0) {
+        best_conf = conf;
+        best_label = label;
+      }
+    }
+  }
+  g_string_append_printf (s, "],\"label\":%d,\"confidence\":", best_label);
+  json_number (s, best_label >= 0 ? best_conf : 0);
+  g_string_append (s, "}\n");
+
+  job->regions += n_regions;
+  if (best_label >= 0) {
+    job->frames_matched++;
+  } else {
+    job->frames_no_match++;
+    if (job->no_match_frames->len < MAX_LISTED_NO_MATCH)
+      g_array_append_val (job->no_match_frames, frame);
+  }
+  if (!job->write_failed && fwrite (s->str, 1, s->len, job->out) != s->len) {
+    job->write_failed = TRUE;
+    job->write_errno = errno;
+  }
+  g_string_free (s, TRUE);
+  g_atomic_int_inc (&job->frames);
+  return GST_PAD_PROBE_OK;
+}
+
+/* ---- pipeline ---- */
+
+static void
+pad_added (GstElement * dec, GstPad * pad, gpointer user_data)
+{
+  Job *job = user_data;
+  GstCaps *caps = gst_pad_get_current_caps (pad);
+  const GstStructure *st;
+  gboolean video;
+
+  if (!caps)
+    caps = gst_pad_query_caps (pad, NULL);
+  st = gst_caps_get_structure (caps, 0);
+  video = g_str_has_prefix (gst_structure_get_name (st), "video/");
+  gst_caps_unref (caps);
+
+  if (video && !job->have_video) {
+    GstPad *sink = gst_element_get_static_pad (job->convert, "sink");
+    if (gst_pad_link (pad, sink) == GST_PAD_LINK_OK)
+      job->have_video = TRUE;
+    gst_object_unref (sink);
+  } else {
+    /* audio, subtitles, a second video stream: drained */
+    GstElement *fs = gst_element_factory_make ("fakesink", NULL);
+    GstPad *sink;
+
+    g_object_set (fs, "sync", FALSE, "async", FALSE, NULL);
+    gst_bin_add (GST_BIN (job->pipeline), fs);
+    gst_element_sync_state_with_parent (fs);
+    sink = gst_element_get_static_pad (fs, "sink");
+    gst_pad_link (pad, sink);
+    gst_object_unref (sink);
+  }
+}
+
+static void
+set_error (Job * job, const gchar * msg)
+{
+  if (!job->error)
+    job->error = g_strdup (msg);
+}
+
+static gboolean
+bus_cb (GstBus * bus, GstMessage * msg, gpointer user_data)
+{
+  Job *job = user_data;
+
+  switch (GST_MESSAGE_TYPE (msg)) {
+    case GST_MESSAGE_ERROR:{
+      g_autoptr (GError) err = NULL;
+      g_autofree gchar *dbg = NULL;
+
+      gst_message_parse_error (msg, &err, &dbg);
+      set_error (job, err->message);
+      if (opt_verbose && dbg)
+        g_printerr ("  (%s: %s)\n", GST_OBJECT_NAME (msg->src), dbg);
+      g_main_loop_quit (job->loop);
+      break;
+    }
+    case GST_MESSAGE_WARNING:
+      if (opt_verbose) {
+        g_autoptr (GError) err = NULL;
+        gst_message_parse_warning (msg, &err, NULL);
+        g_printerr ("%s: warning: %s\n", job->path, err->message);
+      }
+      break;
+    case GST_MESSAGE_EOS:
+      g_main_loop_quit (job->loop);
+      break;
+    default:
+      break;
+  }
+  return TRUE;
+}
+
+static gboolean
+progress_cb (gpointer user_data)
+{
+  Job *job = user_data;
+  gint64 pos = -1, dur = -1;
+  gint frames = g_atomic_int_get (&job->frames);
+  gdouble secs = (g_get_monotonic_time () - job->t_start) / 1e6;
+
+  gst_element_query_position (job->pipeline, GST_FORMAT_TIME, &pos);
+  gst_element_query_duration (job->pipeline, GST_FORMAT_TIME, &dur);
+  if (dur > 0 && pos >= 0)
+    g_printerr ("\r%s: frame %d (%.0f%%), %.1f frames/s   ", job->path,
+        frames, 100.0 * pos / dur, frames / MAX (secs, 1e-3));
+  else
+    g_printerr ("\r%s: frame %d, %.1f frames/s   ", job->path, frames,
+        frames / MAX (secs, 1e-3));
+  job->progress_shown = TRUE;
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+signal_cb (gpointer user_data)
+{
+  interrupted = TRUE;
+  if (current_job)
+    g_main_loop_quit (current_job->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static GstElement *
+make (const gchar * factory, Job * job)
+{
+  GstElement *e = gst_element_factory_make (factory, NULL);
+
+  if (!e) {
+    g_autofree gchar *m = g_strdup_printf ("element %s is missing", factory);
+    set_error (job, m);
+  }
+  return e;
+}
+
+static gboolean
+build_pipeline (Job * job)
+{
+  GstElement *dec, *caps, *enc, *search, *sink;
+  GstCaps *gray;
+  GstPad *pad;
+  g_autofree gchar *uri = NULL;
+  g_autoptr (GError) err = NULL;
+
+  uri = gst_filename_to_uri (job->path, &err);
+  if (!uri) {
+    set_error (job, err->message);
+    return FALSE;
+  }
+  job->pipeline = gst_pipeline_new (NULL);
+  dec = make ("uridecodebin", job);
+  job->convert = make ("videoconvert", job);
+  caps = make ("capsfilter", job);
+  enc = make ("cbirencode", job);
+  search = make ("cbirsearch", job);
+  sink = make ("fakesink", job);
+  if (!dec || !job->convert || !caps || !enc || !search || !sink) {
+    GstElement *all[] = { dec, job->convert, caps, enc, search, sink };
+    for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+      if (all[i])
+        gst_object_unref (all[i]);
+    job->convert = NULL;
+    return FALSE;
+  }
+  g_object_set (dec, "uri", uri, NULL);
+  gray = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING,
+      "GRAY8", NULL);
+  g_object_set (caps, "caps", gray, NULL);
+  gst_caps_unref (gray);
+  gst_util_set_object_arg (G_OBJECT (enc), "preprocess",
+      opt_preprocess ? opt_preprocess : "mnist");
+  g_object_set (enc, "model", opt_model, NULL);
+  g_object_set (search, "gallery", opt_gallery, "k", (guint) opt_k,
+      "post-messages", FALSE, NULL);
+  if (opt_max_distance >= 0)
+    g_object_set (search, "max-distance", (gfloat) opt_max_distance, NULL);
+  g_object_set (sink, "sync", FALSE, NULL);
+
+  gst_bin_add_many (GST_BIN (job->pipeline), dec, job->convert, caps, enc,
+      search, sink, NULL);
+  if (!gst_element_link_many (job->convert, caps, enc, search, sink, NULL)) {
+    set_error (job, "cannot link videoconvert ! GRAY8 ! cbirencode ! "
+        "cbirsearch ! fakesink");
+    return FALSE;
+  }
+  g_signal_connect (dec, "pad-added", G_CALLBACK (pad_added), job);
+
+  pad = gst_element_get_static_pad (sink, "sink");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, frame_probe, job, NULL);
+  gst_object_unref (pad);
+  return TRUE;
+}
+
+/* ---- output files ---- */
+
+static gchar *
+out_path (const gchar * file, const gchar * suffix)
+{
+  g_autofree gchar *base = g_path_get_basename (file);
+  g_autofree gchar *name = g_strconcat (base, suffix, NULL);
+
+  if (opt_out_dir)
+    return g_build_filename (opt_out_dir, name, NULL);
+  else {
+    g_autofree gchar *dir = g_path_get_dirname (file);
+    return g_build_filename (dir, name, NULL);
+  }
+}
+
+static gboolean
+open_tmp (Job * job)
+{
+  g_autofree gchar *dir = g_path_get_dirname (job->sidecar);
+  g_autofree gchar *base = g_path_get_basename (job->sidecar);
+  int fd;
+
+  job->tmp_path = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
+  fd = g_mkstemp (job->tmp_path);
+  if (fd < 0) {
+    g_autofree gchar *m = g_strdup_printf ("cannot create %s: %s",
+        job->tmp_path, g_strerror (errno));
+    set_error (job, m);
+    g_clear_pointer (&job->tmp_path, g_free);
+    return FALSE;
+  }
+  fchmod (fd, 0644);
+  job->out = fdopen (fd, "w");
+  return job->out != NULL;
+}
+
+static void
+discard_tmp (Job * job)
+{
+  if (job->out) {
+    fclose (job->out);
+    job->out = NULL;
+  }
+  if (job->tmp_path) {
+    g_unlink (job->tmp_path);
+    g_clear_pointer (&job->tmp_path, g_free);
+  }
+}
+
+static gboolean
+commit_sidecar (Job * job)
+{
+  int e = 0;
+
+  if (job->write_failed)
+    e = job->write_errno;
+  else if (fflush (job->out) != 0 || fsync (fileno (job->out)) != 0)
+    e = errno;
+  if (fclose (job->out) != 0 && !e)
+    e = errno;
+  job->out = NULL;
+  if (!e && g_rename (job->tmp_path, job->sidecar) != 0)
+    e = errno;
+  if (e) {
+    g_autofree gchar *m = g_strdup_printf ("cannot write %s: %s",
+        job->sidecar, g_strerror (e));
+    set_error (job, m);
+    g_unlink (job->tmp_path);
+    g_clear_pointer (&job->tmp_path, g_free);
+    return FALSE;
+  }
+  g_clear_pointer (&job->tmp_path, g_free);
+  return TRUE;
+}
+
+static gchar *
+summary_json (Job * job, gdouble secs)
+{
+  GString *s = g_string_new ("{\"file\":");
+  guint i, best = 0, best_n = 0;
+  gboolean first = TRUE;
+  gint frames = g_atomic_int_get (&job->frames);
+
+  json_string (s, job->path);
+  g_string_append (s, ",\"sidecar\":");
+  json_string (s, job->sidecar);
+  g_string_append (s, ",\"model\":");
+  json_string (s, opt_model);
+  g_string_append (s, ",\"gallery\":");
+  json_string (s, opt_gallery);
+  g_string_append_printf (s, ",\"preprocess\":\"%s\",\"k\":%d,"
+      "\"frames\":%d,\"frames_matched\":%u,\"frames_no_match\":%u,"
+      "\"regions\":%u,\"label_histogram\":{", opt_preprocess ?
+      opt_preprocess : "mnist", opt_k, frames, job->frames_matched,
+      job->frames_no_match, job->regions);
+  for (i = 0; i < MAX_LABELS; i++) {
+    if (!job->histogram[i])
+      continue;
+    g_string_append_printf (s, "%s\"%u\":%u", first ? "" : ",", i,
+        job->histogram[i]);
+    first = FALSE;
+    if (job->histogram[i] > best_n) {
+      best_n = job->histogram[i];
+      best = i;
+    }
+  }
+  g_string_append (s, "}");
+  if (g_hash_table_size (job->label_names) > 0) {
+    GHashTableIter it;
+    gpointer k, v;
+    first = TRUE;
+    g_string_append (s, ",\"label_names\":{");
+    g_hash_table_iter_init (&it, job->label_names);
+    while (g_hash_table_iter_next (&it, &k, &v)) {
+      g_string_append_printf (s, "%s\"%d\":", first ? "" : ",",
+          GPOINTER_TO_INT (k));
+      json_string (s, v);
+      first = FALSE;
+    }
+    g_string_append (s, "}");
+  }
+  g_string_append_printf (s, ",\"most_frequent_label\":%d",
+      best_n ? (gint) best : -1);
+  g_string_append (s, ",\"no_match_frames\":[");
+  for (i = 0; i < job->no_match_frames->len; i++)
+    g_string_append_printf (s, "%s%u", i ? "," : "",
+        g_array_index (job->no_match_frames, guint, i));
+  g_string_append_printf (s, "],\"no_match_frames_truncated\":%s",
+      job->frames_no_match > job->no_match_frames->len ? "true" : "false");
+  g_string_append (s, ",\"seconds\":");
+  json_number (s, secs);
+  g_string_append (s, ",\"frames_per_second\":");
+  json_number (s, secs > 0 ? frames / secs : 0);
+  g_string_append (s, "}\n");
+  return g_string_free (s, FALSE);
+}
+
+static void
+print_summary (Job * job, gdouble secs)
+{
+  GString *h = g_string_new (NULL);
+  gint frames = g_atomic_int_get (&job->frames);
+  guint i;
+
+  for (i = 0; i < MAX_LABELS; i++)
+    if (job->histogram[i]) {
+      const gchar *name = g_hash_table_lookup (job->label_names,
+          GINT_TO_POINTER (i));
+      if (name)
+        g_string_append_printf (h, " %s:%u", name, job->histogram[i]);
+      else
+        g_string_append_printf (h, " %u:%u", i, job->histogram[i]);
+    }
+  printf ("%s: %d frames in %.2f s (%.1f frames/s); labels%s; "
+      "no match in %u frames\n  -> %s\n", job->path, frames, secs,
+      secs > 0 ? frames / secs : 0.0, h->len ? h->str : " none",
+      job->frames_no_match, job->sidecar);
+  fflush (stdout);
+  g_string_free (h, TRUE);
+}
+
+/* Tags one file. TRUE on success. */
+static gboolean
+tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
+{
+  Job job = { 0 };
+  gboolean ok = FALSE, show_progress;
+  guint bus_watch = 0, progress = 0;
+  GstBus *bus;
+  gdouble secs = 0;
+
+  job.path = path;
+  job.sidecar = out_path (path, ".cbir.jsonl");
+  job.summary = out_path (path, ".cbir-summary.json");
+  job.no_match_frames = g_array_new (FALSE, FALSE, sizeof (guint));
+  job.label_names = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  job.loop = g_main_loop_new (NULL, FALSE);
+  show_progress = !opt_quiet && isatty (fileno (stderr));
+
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR)) {
+    set_error (&job, g_file_test (path, G_FILE_TEST_EXISTS) ?
+        "not a regular file" : "no such file");
+    goto done;
+  }
+  if (!build_pipeline (&job) || !open_tmp (&job))
+    goto done;
+
+  bus = gst_element_get_bus (job.pipeline);
+  bus_watch = gst_bus_add_watch (bus, bus_cb, &job);
+  gst_object_unref (bus);
+  current_job = &job;
+  job.t_start = g_get_monotonic_time ();
+  if (show_progress)
+    progress = g_timeout_add (500, progress_cb, &job);
+
+  if (gst_element_set_state (job.pipeline, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE)
+    set_error (&job, "the pipeline would not start");
+  /* errors during the state change are on the bus: run the loop anyway,
+   * it stops at the first error */
+  g_main_loop_run (job.loop);
+  job.t_end = g_get_monotonic_time ();
+  current_job = NULL;
+  if (progress)
+    g_source_remove (progress);
+  if (job.progress_shown)
+    g_printerr ("\r%*s\r", 78, "");
+  gst_element_set_state (job.pipeline, GST_STATE_NULL);
+  secs = (job.t_end - job.t_start) / 1e6;
+
+  if (interrupted) {
+    set_error (&job, "interrupted");
+    goto done;
+  }
+  if (job.error)
+    goto done;
+  if (!job.have_video) {
+    set_error (&job, "no video stream");
+    goto done;
+  }
+  if (!commit_sidecar (&job))
+    goto done;
+  {
+    g_autofree gchar *js = summary_json (&job, secs);
+    g_autoptr (GError) err = NULL;
+    if (!g_file_set_contents (job.summary, js, -1, &err)) {
+      set_error (&job, err->message);
+      g_unlink (job.sidecar);
+      goto done;
+    }
+  }
+  print_summary (&job, secs);
+  *total_frames += g_atomic_int_get (&job.frames);
+  *total_secs += secs;
+  ok = TRUE;
+
+done:
+  if (!ok) {
+    discard_tmp (&job);
+    g_printerr ("%s: FAILED: %s\n", path, job.error ? job.error : "?");
+  }
+  if (bus_watch)
+    g_source_remove (bus_watch);
+  if (job.pipeline)
+    gst_object_unref (job.pipeline);
+  g_main_loop_unref (job.loop);
+  g_free (job.error);
+  g_free (job.sidecar);
+  g_free (job.summary);
+  g_array_unref (job.no_match_frames);
+  g_hash_table_unref (job.label_names);
+  return ok;
+}
+
+static gboolean
+have_plugin (void)
+{
+  GstElementFactory *f = gst_element_factory_find ("cbirencode");
+
+  if (f)
+    gst_object_unref (f);
+  return f != NULL;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GError) err = NULL;
+  g_autoptr (GOptionContext) ctx = NULL;
+  guint n_failed = 0, n_files, i;
+  gint total_frames = 0;
+  gdouble total_secs = 0;
+
+  ctx = g_option_context_new ("FILE... - tag the frames of video files "
+      "with their nearest gallery digits");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  g_option_context_set_description (ctx,
+      "Writes FILE.cbir.jsonl (one line a frame) and FILE.cbir-summary.json "
+      "for each FILE.\nExit status: 0 when every file was tagged, 1 when "
+      "any failed, 2 on bad usage, 130 when interrupted.\n");
+  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
+    g_printerr ("cbir-tag: %s (see --help)\n", err->message);
+    return 2;
+  }
+  if (!opt_model || !opt_gallery) {
+    g_printerr ("cbir-tag: --model and --gallery are required (see --help)\n");
+    return 2;
+  }
+  if (!opt_files || !opt_files[0]) {
+    g_printerr ("cbir-tag: no video file given (see --help)\n");
+    return 2;
+  }
+  if (opt_k < 1 || opt_k > 1000) {
+    g_printerr ("cbir-tag: --k must be in 1..1000\n");
+    return 2;
+  }
+  if (opt_preprocess && strcmp (opt_preprocess, "mnist") != 0 &&
+      strcmp (opt_preprocess, "scale") != 0) {
+    g_printerr ("cbir-tag: --preprocess must be mnist or scale, not '%s'\n",
+        opt_preprocess);
+    return 2;
+  }
+  if (opt_out_dir && g_mkdir_with_parents (opt_out_dir, 0755) != 0) {
+    g_printerr ("cbir-tag: %s: cannot create directory: %s\n", opt_out_dir,
+        g_strerror (errno));
+    return 2;
+  }
+
+  gst_init (NULL, NULL);
+  if (opt_plugin_path)
+    gst_registry_scan_path (gst_registry_get (), opt_plugin_path);
+#ifdef CBIR_TAG_PLUGIN_DIR
+  if (!have_plugin ())
+    gst_registry_scan_path (gst_registry_get (), CBIR_TAG_PLUGIN_DIR);
+#endif
+  if (!have_plugin ()) {
+    g_printerr ("cbir-tag: the cbir plugin (libgstcbir.so) was not found: "
+        "install it, set GST_PLUGIN_PATH to its directory or use "
+        "--plugin-path\n");
+    return 2;
+  }
+
+  g_unix_signal_add (SIGINT, signal_cb, NULL);
+  g_unix_signal_add (SIGTERM, signal_cb, NULL);
+
+  n_files = g_strv_length (opt_files);
+  for (i = 0; i < n_files && !interrupted; i++)
+    if (!tag_file (opt_files[i], &total_frames, &total_secs))
+      n_failed++;
+
+  if (interrupted) {
+    g_printerr ("cbir-tag: interrupted; no sidecar left half-written\n");
+    return 130;
+  }
+  if (n_files > 1 || n_failed)
+    printf ("cbir-tag: %u of %u files tagged, %d frames in %.2f s "
+        "(%.1f frames/s)%s\n", n_files - n_failed, n_files, total_frames,
+        total_secs, total_secs > 0 ? total_frames / total_secs : 0.0,
+        n_failed ? "; failures above" : "");
+  return n_failed ? 1 : 0;
+}
