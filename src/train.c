@@ -365,7 +365,8 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
     t->val_set = data;
     t->val_idx = g_memdup2 (perm + t->n_train, sizeof (guint) * t->n_val);
     /* keep the held-out images in file order (for pictures) */
-    qsort (t->val_idx, t->n_val, sizeof (guint), cmp_uint);
+    if (t->n_val > 1)
+      qsort (t->val_idx, t->n_val, sizeof (guint), cmp_uint);
   }
   t->order = g_new (guint, MAX (t->n_train, 1));
 

@@ -226,6 +226,8 @@ def main():
         print(f"PyTorch {torch.__version__}, {a.threads} threads, "
               f"LD_LIBRARY_PATH={os.environ.get('LD_LIBRARY_PATH', '')}")
     print(f"data: {data} ({n_img} images); ours: {exe}")
+    print("load average at start: %.2f %.2f %.2f (figures are only comparable "
+          "on an otherwise idle machine)" % os.getloadavg())
 
     rows = []
     for name in a.nets.split(","):
@@ -255,6 +257,7 @@ def main():
         print(f"{'':<10} {'encode img/s (batch 256)':<28} {f(b256[0]):>16} "
               f"{f(b256[1]):>15} {f(o['encode_b256_images_per_s']):>10} "
               f"{f(o['encode_b256_images_per_s'] / bestt if bestt else None, '{:.2f}'):>7}")
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     print("\nratio: training ours/PyTorch; batch 1 best-PyTorch-latency/ours; "
           "batch 256 ours/best-PyTorch (higher is better for us)")
 
