@@ -499,12 +499,16 @@ cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy, float *recon,
         "asked for %u sample images, only %u available", n, avail);
     return FALSE;
   }
+  /* evenly spaced over the set (data sets are often sorted by label) */
+  g_autofree guint *pick = g_new (guint, MAX (n, 1));
+  for (guint i = 0; i < n; i++)
+    pick[i] = idx[(guint) ((guint64) i * avail / n)];
   guint bs = t->set.batch_size;
   guint64 seed = t->opts.seed ^ VAL_NOISE_KEY;
   for (guint done = 0; done < n; done += bs) {
     guint b = MIN (bs, n - done);
     gsize off = (gsize) done * t->in_size;
-    prep_batch (t, ds, idx + done, b, seed, 0, t->x, clean + off,
+    prep_batch (t, ds, pick + done, b, seed, 0, t->x, clean + off,
         noisy + off);
     const float *y = cbir_net_forward (t->net, t->st, t->x, b,
         t->n_layers - 1, FALSE);

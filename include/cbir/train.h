@@ -102,7 +102,8 @@ gboolean cbir_trainer_get_collapsed (const CbirTrainer *t);
  * validation data) with the current weights, eval mode, fixed noise. */
 double cbir_trainer_evaluate (CbirTrainer *t, gboolean val);
 
-/* The first n validation images (training images without validation data):
+/* n validation images (training images without validation data), evenly
+ * spaced over the set (the first when n equals the set's size):
  * noisy input as fed to the net, reconstruction and clean target, each
  * n * input-size floats in [0, 1]. */
 gboolean cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy,
