@@ -22,7 +22,8 @@
  *
  * The query picture is recomputed from the frame's luma with the same
  * preprocessing as cbirencode's (#GstCbirOverlay:preprocess, set it to
- * match). Thumbnails come from the gallery file (#GstCbirOverlay:gallery);
+ * match); with preprocess=mnist a whole-frame result also gets a box around
+ * the ink that was found. Thumbnails come from the gallery file (#GstCbirOverlay:gallery);
  * without one, or for a gallery without thumbnails, each hit is drawn as
  * its label in a grey cell.
  *
@@ -430,6 +431,8 @@ typedef struct
   gchar label_name[64];
   gboolean has_query;
   guint8 query[28 * 28];
+  gboolean has_ink_box;         /* whole frame, mnist: the ink found */
+  CbirRect ink_box;
 } Row;
 
 static void
@@ -733,7 +736,7 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
 static void
 draw_box (cairo_t * cr, const Row * row, guint index, gboolean numbered)
 {
-  const CbirRect *b = &row->box;
+  const CbirRect *b = row->has_box ? &row->box : &row->ink_box;
   double lw = 3;
   gchar buf[96], lab[64];
   cairo_text_extents_t ext;
@@ -865,9 +868,17 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
     luma = frame_luma (self, frame);
     if (st.preprocess == GST_CBIR_OVERLAY_PREPROCESS_MNIST) {
       g_autoptr (CbirInkMap) map = cbir_ink_map_new (luma, w, h, w);
-      for (r = 0; r < n_rows && map; r++)
+      for (r = 0; r < n_rows && map; r++) {
+        CbirPreprocessInfo info;
+
         rows[r].has_query = cbir_ink_map_normalise (map,
-            rows[r].has_box ? &rows[r].box : NULL, rows[r].query, NULL);
+            rows[r].has_box ? &rows[r].box : NULL, rows[r].query, &info);
+        /* whole frame: show where the ink was found */
+        if (rows[r].has_query && !rows[r].has_box) {
+          rows[r].ink_box = info.bbox;
+          rows[r].has_ink_box = TRUE;
+        }
+      }
     } else {
       for (r = 0; r < n_rows; r++) {
         const CbirRect *b = &rows[r].box;
@@ -889,7 +900,7 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
 
   if (st.draw_boxes)
     for (r = 0; r < n_rows; r++)
-      if (rows[r].has_box)
+      if (rows[r].has_box || rows[r].has_ink_box)
         draw_box (cr, &rows[r], r, n_rows > 1);
   draw_panel (self, cr, &st, rows, n_rows, w, h);
 

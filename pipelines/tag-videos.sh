@@ -1,0 +1,30 @@
+#!/bin/sh
+# Video batch tagging: for each video file (anything GStreamer decodes)
+# writes FILE.cbir.jsonl (one line a frame: pts, frame number, per-region
+# top-k ids, labels, distances, voted label, confidence) and
+# FILE.cbir-summary.json (label histogram, frames with no match, frames/s).
+# usage: pipelines/tag-videos.sh MODEL GALLERY FILE...
+# Env: K (5), PREPROCESS (mnist or scale), OUT_DIR (default: next to each
+#   file), CBIR_TAG (default build/gst/cbir-tag, else cbir-tag on PATH).
+# A file that cannot be decoded is reported and the others still run (exit
+# status 1 at the end); Ctrl-C leaves no half-written sidecar.
+set -eu
+if [ $# -lt 3 ]; then
+  sed -n '2,11p' "$0"; exit 2
+fi
+MODEL=$1
+GALLERY=$2
+shift 2
+if [ -z "${CBIR_TAG:-}" ]; then
+  if [ -x "${CBIR_BUILD:-build}/gst/cbir-tag" ]; then
+    CBIR_TAG=${CBIR_BUILD:-build}/gst/cbir-tag
+  else
+    CBIR_TAG=cbir-tag
+  fi
+fi
+set -- --model "$MODEL" --gallery "$GALLERY" --k "${K:-5}" \
+  --preprocess "${PREPROCESS:-mnist}" "$@"
+if [ -n "${OUT_DIR:-}" ]; then
+  set -- --out-dir "$OUT_DIR" "$@"
+fi
+exec "$CBIR_TAG" "$@"
