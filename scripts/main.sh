@@ -40,12 +40,12 @@ else
 fi
 
 step "5/7 gallery: cbiridxsrc ! cbirencode ! cbirindex"
-gst-launch-1.0 -q cbiridxsrc images="$D/gallery-images.idx3-ubyte" labels="$D/gallery-labels.idx1-ubyte" \
-  framerate=0/1 ! cbirencode model="$MODEL" ! cbirindex location="$GALLERY" thumbnails=true
-echo "wrote $GALLERY"
+sh pipelines/build-gallery.sh "$MODEL" "$GALLERY" \
+  "$D/gallery-images.idx3-ubyte" "$D/gallery-labels.idx1-ubyte"
 
 step "6/7 search: 12 held-out query digits with Gaussian noise 0.3"
-bash pipelines/search-noisy-digits.sh "$MODEL" "$GALLERY" 12 | tee "$OUT/search.log"
+sh pipelines/search-noisy-digits.sh "$MODEL" "$GALLERY" \
+  "$D/query-images.idx3-ubyte" "$D/query-labels.idx1-ubyte" 12 | tee "$OUT/search.log"
 
 step "7/7 retrieval quality on MNIST-10k (997 queries vs 9,003 gallery)"
 "$BIN/cbir-eval" --model "$MODEL" --gallery-file "$GALLERY" \
