@@ -152,6 +152,7 @@ struct _GstCbirOverlay
   gboolean draw_boxes;
 
   /* streaming */
+  gboolean started;             /* between start and stop (object lock) */
   CbirGallery *gallery;
   guint8 *luma;
   gsize luma_size;
@@ -293,9 +294,9 @@ gst_cbir_overlay_set_property (GObject * object, guint prop_id,
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_GALLERY:
-      if (self->gallery != NULL) {
+      if (self->started) {
         GST_OBJECT_UNLOCK (self);
-        g_warning ("cbiroverlay: the gallery cannot be changed while the "
+        GST_WARNING_OBJECT (self, "the gallery cannot be changed while the "
             "element is running (set it in the NULL or READY state)");
         return;
       }
@@ -373,6 +374,7 @@ gst_cbir_overlay_start (GstBaseTransform * trans)
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
+  self->started = TRUE;
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -380,6 +382,9 @@ gst_cbir_overlay_start (GstBaseTransform * trans)
 
   g = cbir_gallery_open (path, &err);
   if (g == NULL) {
+    GST_OBJECT_LOCK (self);
+    self->started = FALSE;
+    GST_OBJECT_UNLOCK (self);
     if (!g_file_test (path, G_FILE_TEST_EXISTS))
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
           ("Gallery file \"%s\" not found.", path), ("%s", err->message));
@@ -407,6 +412,7 @@ gst_cbir_overlay_stop (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   g = self->gallery;
   self->gallery = NULL;
+  self->started = FALSE;
   GST_OBJECT_UNLOCK (self);
   if (g)
     cbir_gallery_free (g);
@@ -700,18 +706,26 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
         cairo_set_source_rgb (cr, 1, 1, 1);
         text_at (cr, x + c * 0.25, y + c * 0.72, c * 0.6, TRUE, lab, c * 0.7);
       }
-      /* the hit's label in its corner, coloured by agreement */
-      if (row->labels[i] == row->label)
-        cairo_set_source_rgb (cr, 0.3, 0.9, 0.4);
-      else
-        cairo_set_source_rgb (cr, 0.95, 0.45, 0.35);
-      text_at (cr, x + 2, y + text_h, text_h, TRUE, lab, c - 4);
-      cairo_set_source_rgb (cr, 0.85, 0.85, 0.85);
-      if (isfinite (row->distances[i]))
-        g_snprintf (buf, sizeof (buf), "%.3g", row->distances[i]);
-      else
-        g_strlcpy (buf, "?", sizeof (buf));
-      text_at (cr, x, y + c + text_h, text_h * 0.85, FALSE, buf, c);
+      /* under it: the hit's label, coloured by agreement with the vote,
+       * and its distance */
+      {
+        cairo_text_extents_t ext;
+
+        if (row->labels[i] == row->label)
+          cairo_set_source_rgb (cr, 0.3, 0.9, 0.4);
+        else
+          cairo_set_source_rgb (cr, 0.95, 0.45, 0.35);
+        text_at (cr, x, y + c + text_h, text_h * 0.9, TRUE, lab, c / 2);
+        cairo_text_extents (cr, lab, &ext);
+        cairo_set_source_rgb (cr, 0.85, 0.85, 0.85);
+        if (isfinite (row->distances[i]))
+          g_snprintf (buf, sizeof (buf), "%.3g", row->distances[i]);
+        else
+          g_strlcpy (buf, "?", sizeof (buf));
+        text_at (cr, x + MIN (ext.x_advance, c / 2) + text_h * 0.4,
+            y + c + text_h, text_h * 0.85, FALSE, buf,
+            c - MIN (ext.x_advance, c / 2) - text_h * 0.4);
+      }
       x += c + gap;
     }
     x = pad + cols_w + gap;
