@@ -338,80 +338,85 @@ nn_upsample2_backward (const float *dy, float *dx, int c, int h, int w)
     }
 }
 
-/* ---- stride-1 convolution as k*k shifted GEMMs (no im2col) ----
+/* ---- stride-1 convolution on the wide grid ----
  *
  * With the input zero-padded to hp x wp (hp = ho + k - 1, wp = wo + k - 1)
  * and the output computed on a grid of ho rows of wp columns (the last
  * k - 1 of each row are junk and dropped), the input seen by kernel tap
- * (ky, kx) is the padded planes shifted by ky * wp + kx: a plain strided
- * matrix, so the convolution is k*k GEMMs of [cout x cin] . [cin x n]
- * accumulating into one output block, n = (ho - 1) * wp + wo. Weights are
- * packed per tap as wk[kk][co][ci] (nn_pack_taps). */
-
-void
-nn_pack_taps (const float *w, float *wk, int cout, int cin, int k)
-{
-  int kk = k * k;
-  for (int co = 0; co < cout; co++)
-    for (int ci = 0; ci < cin; ci++)
-      for (int t = 0; t < kk; t++)
-        wk[((gsize) t * cout + co) * cin + ci] =
-            w[((gsize) co * cin + ci) * kk + t];
-}
+ * (ky, kx) is the padded planes shifted by ky * wp + kx: the forward pass
+ * is one nn_wconv over n = (ho - 1) * wp + wo positions.  The input
+ * gradient is the same kind of convolution of the output gradient (on the
+ * wide grid, with a zero margin of (k-1) * wp + k - 1 in front) with the
+ * taps shifted the other way; the weight gradient is k*k GEMMs
+ * [cout x n] . [n x cin] (OpenBLAS). */
 
 static void
 pad_planes (const float *x, int c, int h, int w, int pt, int pl, int hp,
     int wp, float *xp)
 {
-  memset (xp, 0, (gsize) c * hp * wp * sizeof (float));
+  memset (xp, 0, ((gsize) c * hp * wp + NN_WCONV_SLACK) * sizeof (float));
   for (int ci = 0; ci < c; ci++)
-    for (int iy = 0; iy < h; iy++)
-      memcpy (xp + ((gsize) ci * hp + iy + pt) * wp + pl,
-          x + ((gsize) ci * h + iy) * w, w * sizeof (float));
+    for (int iy = 0; iy < h; iy++) {
+      float *d = xp + ((gsize) ci * hp + iy + pt) * wp + pl;
+      const float *s = x + ((gsize) ci * h + iy) * w;
+      for (int ix = 0; ix < w; ix++)
+        d[ix] = s[ix];
+    }
 }
 
 void
-nn_conv_s1_forward (const float *x, const float *wk, const float *b,
-    float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
-    int pt, int pl, float *xp, float *cbuf)
+nn_conv_s1_geometry (int k, int ho, int wo, NnS1Geom *g)
 {
-  int hp = ho + k - 1, wp = wo + k - 1;
-  gsize plane = (gsize) hp * wp, ldc = (gsize) ho * wp;
-  int n = (ho - 1) * wp + wo;
-
-  pad_planes (x, cin, h, wd, pt, pl, hp, wp, xp);
-  for (int co = 0; co < cout; co++) {
-    float v = b ? b[co] : 0.0f;
-    for (int i = 0; i < n; i++)
-      cbuf[co * ldc + i] = v;
-  }
+  g->hp = ho + k - 1;
+  g->wp = wo + k - 1;
+  g->plane = (gsize) g->hp * g->wp;
+  g->n = (ho - 1) * g->wp + wo;
+  g->ldc = nn_wconv_ld (g->n);
+  g->margin = (k - 1) * g->wp + k - 1;
+  g->dstride = g->margin + g->plane + NN_WCONV_SLACK;
   for (int ky = 0; ky < k; ky++)
     for (int kx = 0; kx < k; kx++)
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, n, cin,
-          1.0f, wk + (gsize) (ky * k + kx) * cout * cin, cin,
-          xp + ky * wp + kx, plane, 1.0f, cbuf, ldc);
-  for (int co = 0; co < cout; co++)
-    for (int oy = 0; oy < ho; oy++)
-      memcpy (y + ((gsize) co * ho + oy) * wo, cbuf + co * ldc + oy * wp,
-          wo * sizeof (float));
+      g->off[ky * k + kx] = ky * g->wp + kx;
 }
 
-void
-nn_conv_s1_backward (const float *x, const float *wk, const float *dy,
-    float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
-    int ho, int wo, int k, int pt, int pl, float *xp, float *dyp,
-    float *tmp)
+NN_HOT void
+nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
+    float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
+    int pt, int pl, float *xp, float *cbuf, gboolean relu)
 {
-  int hp = ho + k - 1, wp = wo + k - 1, kk = k * k;
-  gsize plane = (gsize) hp * wp, ldd = (gsize) ho * wp;
-  int n = (ho - 1) * wp + wo;
+  NnS1Geom g;
 
-  /* dy on the wide grid, junk columns zero */
+  nn_conv_s1_geometry (k, ho, wo, &g);
+  pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
+  nn_wconv (xp, g.plane, g.off, k * k, wpk, b, cbuf, g.ldc, cin, cout, g.n,
+      relu);
   for (int co = 0; co < cout; co++)
     for (int oy = 0; oy < ho; oy++) {
-      float *r = dyp + co * ldd + oy * wp;
-      memcpy (r, dy + ((gsize) co * ho + oy) * wo, wo * sizeof (float));
-      memset (r + wo, 0, (wp - wo) * sizeof (float));
+      float *d = y + ((gsize) co * ho + oy) * wo;
+      const float *s = cbuf + co * g.ldc + oy * g.wp;
+      for (int ox = 0; ox < wo; ox++)
+        d[ox] = s[ox];
+    }
+}
+
+NN_HOT void
+nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
+    float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
+    int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,
+    float *dxb, float *tmp)
+{
+  int kk = k * k;
+  NnS1Geom g;
+
+  nn_conv_s1_geometry (k, ho, wo, &g);
+  /* dy on the wide grid (junk columns zero) after a zero margin */
+  memset (dyz, 0, (gsize) cout * g.dstride * sizeof (float));
+  for (int co = 0; co < cout; co++)
+    for (int oy = 0; oy < ho; oy++) {
+      float *r = dyz + co * g.dstride + g.margin + oy * g.wp;
+      const float *s = dy + ((gsize) co * ho + oy) * wo;
+      for (int ox = 0; ox < wo; ox++)
+        r[ox] = s[ox];
     }
   if (db)
     for (int co = 0; co < cout; co++) {
@@ -422,27 +427,238 @@ nn_conv_s1_backward (const float *x, const float *wk, const float *dy,
       db[co] += acc;
     }
   /* weight gradient per tap: [cout x n] . [n x cin] */
-  pad_planes (x, cin, h, wd, pt, pl, hp, wp, xp);
-  for (int ky = 0; ky < k; ky++)
-    for (int kx = 0; kx < k; kx++)
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, cout, cin, n,
-          1.0f, dyp, ldd, xp + ky * wp + kx, plane, 0.0f,
-          tmp + (gsize) (ky * k + kx) * cout * cin, cin);
+  pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
+  for (int t = 0; t < kk; t++)
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, cout, cin, g.n,
+        1.0f, dyz + g.margin, g.dstride, xp + g.off[t], g.plane, 0.0f,
+        tmp + (gsize) t * cout * cin, cin);
   for (int co = 0; co < cout; co++)
     for (int ci = 0; ci < cin; ci++) {
       float *d = dw + ((gsize) co * cin + ci) * kk;
       for (int t = 0; t < kk; t++)
         d[t] += tmp[((gsize) t * cout + co) * cin + ci];
     }
-  /* input gradient: scatter each tap back onto the padded planes */
-  memset (xp, 0, (gsize) cin * plane * sizeof (float));
-  for (int ky = 0; ky < k; ky++)
-    for (int kx = 0; kx < k; kx++)
-      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, cin, n, cout,
-          1.0f, wk + (gsize) (ky * k + kx) * cout * cin, cin, dyp, ldd,
-          1.0f, xp + ky * wp + kx, plane);
-  for (int ci = 0; ci < cin; ci++)
-    for (int iy = 0; iy < h; iy++)
-      memcpy (dx + ((gsize) ci * h + iy) * wd,
-          xp + ((gsize) ci * hp + iy + pt) * wp + pl, wd * sizeof (float));
+  /* input gradient on the padded grid, positions [a, a + nx) */
+  if (dx) {
+    int a = pt * g.wp + pl, nx = (h - 1) * g.wp + wd;
+    gsize ldx = nn_wconv_ld (nx);
+    int boff[9];
+    for (int t = 0; t < kk; t++)
+      boff[t] = g.margin - g.off[t] + a;
+    nn_wconv (dyz, g.dstride, boff, kk, wpb, NULL, dxb, ldx, cout, cin, nx,
+        FALSE);
+    for (int ci = 0; ci < cin; ci++)
+      for (int iy = 0; iy < h; iy++) {
+        float *d = dx + ((gsize) ci * h + iy) * wd;
+        const float *s = dxb + ci * ldx + iy * g.wp;
+        for (int ix = 0; ix < wd; ix++)
+          d[ix] = s[ix];
+      }
+  }
+}
+
+/* ---- "wide" direct convolution (stride 1) ----
+ *
+ *   out[o * ostride + j] = bias[o]
+ *       + sum_{i < cin} sum_{t < nt} W(o, i, t) * in[i * istride + off[t] + j]
+ *
+ * for j in [0, n), optionally followed by a ReLU.  With zero-padded input
+ * planes and the output on a grid as wide as the padded input (junk in
+ * the last k - 1 columns of each row), this is a stride-1 convolution:
+ * all k*k taps and all input channels accumulate in registers, one pass,
+ * no im2col and no GEMM calls.  Vectorised over j (16 or 8 floats), 4
+ * output channels at a time, each input vector used for 4 FMAs.  Whole
+ * vectors are written: output rows need nn_wconv_ld (n) floats, and the
+ * input is read up to off[t] + nn_wconv_ld (n) - 1 (NN_WCONV_SLACK floats
+ * past n + max off; keep them zero).  Weights are packed by nn_wconv_pack.
+ * The summation order of one output does not depend on j or on which
+ * (AVX-512, AVX2, plain C) kernel runs... except for rounding: the vector
+ * kernels use fused multiply-adds, so results are bit-identical on one
+ * machine, not across instruction sets. */
+
+#define WB 4                    /* output channels per weight block */
+
+gsize
+nn_wconv_packed_size (int cout, int cin, int kk)
+{
+  return (gsize) (cout + WB - 1) / WB * WB * cin * kk;
+}
+
+void
+nn_wconv_pack (const float *w, float *wp, int cout, int cin, int kk,
+    gsize so, gsize si)
+{
+  for (int o0 = 0; o0 < cout; o0 += WB)
+    for (int i = 0; i < cin; i++)
+      for (int t = 0; t < kk; t++)
+        for (int m = 0; m < WB; m++, wp++)
+          *wp = o0 + m < cout ? w[(o0 + m) * so + i * si + t] : 0.0f;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+typedef float v16sf __attribute__((vector_size (64)));
+typedef float v16sf_u __attribute__((vector_size (64), aligned (4),
+        may_alias));
+typedef int v16si __attribute__((vector_size (64)));
+typedef float v8sf __attribute__((vector_size (32)));
+typedef float v8sf_u __attribute__((vector_size (32), aligned (4),
+        may_alias));
+typedef int v8si __attribute__((vector_size (32)));
+
+/* One block: NB vectors of j times MB output channels. */
+#define WCONV_BLOCK(VT, VTU, VI, VW, FMA, NB, MB) \
+  do { \
+    VT acc[NB][MB]; \
+    const float *wb = wp; \
+    _Pragma ("GCC unroll 8") \
+    for (int v = 0; v < NB; v++) \
+      _Pragma ("GCC unroll 4") \
+      for (int m = 0; m < MB; m++) \
+        acc[v][m] = (VT) { 0 }; \
+    for (int i = 0; i < cin; i++) { \
+      const float *xi = in + (gsize) i * istride + j0; \
+      for (int t = 0; t < nt; t++, wb += WB) { \
+        const float *xt = xi + off[t]; \
+        VT xv[NB]; \
+        _Pragma ("GCC unroll 8") \
+        for (int v = 0; v < NB; v++) \
+          xv[v] = *(const VTU *) (xt + v * VW); \
+        _Pragma ("GCC unroll 4") \
+        for (int m = 0; m < MB; m++) { \
+          VT wv = (VT) { 0 } + wb[m]; \
+          _Pragma ("GCC unroll 8") \
+          for (int v = 0; v < NB; v++) \
+            acc[v][m] = FMA (xv[v], wv, acc[v][m]); \
+        } \
+      } \
+    } \
+    _Pragma ("GCC unroll 4") \
+    for (int m = 0; m < MB; m++) { \
+      float bm = bias ? bias[o0 + m] : 0.0f; \
+      _Pragma ("GCC unroll 8") \
+      for (int v = 0; v < NB; v++) { \
+        VT r = acc[v][m] + bm; \
+        if (relu) \
+          r = (VT) ((VI) r & (VI) (r > 0)); \
+        *(VTU *) (out + (gsize) (o0 + m) * ostride + j0 + v * VW) = r; \
+      } \
+    } \
+  } while (0)
+
+#define WCONV_CASE(VT, VTU, VI, VW, FMA, NB, MB) \
+  case (MB) * 16 + (NB): \
+    WCONV_BLOCK (VT, VTU, VI, VW, FMA, NB, MB); \
+    break
+
+/* Loop over blocks of output channels and of j with a switch on the block
+ * shape (mb, nb), each case fully unrolled into registers. */
+#define WCONV_DRIVER(VW, NBMAX, CASES) \
+  do { \
+    int nvec = (n + VW - 1) / VW; \
+    for (int o0 = 0; o0 < cout; o0 += WB, wp0 += (gsize) WB * cin * nt) { \
+      int mb = MIN (WB, cout - o0); \
+      for (int v0 = 0; v0 < nvec; v0 += NBMAX) { \
+        int nb = MIN (NBMAX, nvec - v0), j0 = v0 * VW; \
+        const float *wp = wp0; \
+        switch (mb * 16 + nb) { \
+          CASES \
+          default: \
+            g_assert_not_reached (); \
+        } \
+      } \
+    } \
+  } while (0)
+
+#include <immintrin.h>
+
+#define C512(NB, MB) WCONV_CASE (v16sf, v16sf_u, v16si, 16, _mm512_fmadd_ps, NB, MB)
+#define C512M(MB) C512 (1, MB); C512 (2, MB); C512 (3, MB); C512 (4, MB); \
+  C512 (5, MB); C512 (6, MB);
+
+__attribute__((target ("avx512f")))
+static void
+wconv_avx512 (const float *in, gsize istride, const int *off, int nt,
+    const float *wp0, const float *bias, float *out, gsize ostride, int cin,
+    int cout, int n, gboolean relu)
+{
+  WCONV_DRIVER (16, 6, C512M (1) C512M (2) C512M (3) C512M (4));
+}
+
+#define C256(NB, MB) WCONV_CASE (v8sf, v8sf_u, v8si, 8, _mm256_fmadd_ps, NB, MB)
+#define C256M(MB) C256 (1, MB); C256 (2, MB);
+
+__attribute__((target ("avx2,fma")))
+static void
+wconv_avx2 (const float *in, gsize istride, const int *off, int nt,
+    const float *wp0, const float *bias, float *out, gsize ostride, int cin,
+    int cout, int n, gboolean relu)
+{
+  WCONV_DRIVER (8, 2, C256M (1) C256M (2) C256M (3) C256M (4));
+}
+#endif
+
+/* Plain C version (any machine): same packing and summation order. */
+static void
+wconv_c (const float *in, gsize istride, const int *off, int nt,
+    const float *wp0, const float *bias, float *out, gsize ostride, int cin,
+    int cout, int n, gboolean relu)
+{
+  for (int o0 = 0; o0 < cout; o0 += WB, wp0 += (gsize) WB * cin * nt) {
+    int mb = MIN (WB, cout - o0);
+    for (int m = 0; m < mb; m++) {
+      float *o = out + (gsize) (o0 + m) * ostride;
+      for (int j = 0; j < n; j++)
+        o[j] = 0.0f;
+      const float *wb = wp0 + m;
+      for (int i = 0; i < cin; i++) {
+        const float *xi = in + (gsize) i * istride;
+        for (int t = 0; t < nt; t++, wb += WB) {
+          const float *xt = xi + off[t];
+          float wv = *wb;
+          for (int j = 0; j < n; j++)
+            o[j] += xt[j] * wv;
+        }
+      }
+      for (int j = 0; j < n; j++) {
+        float r = o[j] + (bias ? bias[o0 + m] : 0.0f);
+        o[j] = relu && !(r > 0) ? 0.0f : r;
+      }
+    }
+  }
+}
+
+typedef void (*WconvFunc) (const float *, gsize, const int *, int,
+    const float *, const float *, float *, gsize, int, int, int, gboolean);
+
+static WconvFunc
+wconv_pick (void)
+{
+  const char *env = g_getenv ("CBIR_NN_ISA");   /* tests: force a path */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  __builtin_cpu_init ();
+  if ((!env || g_strcmp0 (env, "avx512") == 0)
+      && __builtin_cpu_supports ("avx512f"))
+    return wconv_avx512;
+  if ((!env || g_strcmp0 (env, "avx512") == 0 || g_strcmp0 (env, "avx2") == 0)
+      && __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+    return wconv_avx2;
+#endif
+  (void) env;
+  return wconv_c;
+}
+
+void
+nn_wconv (const float *in, gsize istride, const int *off, int nt,
+    const float *wp, const float *bias, float *out, gsize ostride, int cin,
+    int cout, int n, gboolean relu)
+{
+  static WconvFunc fn;
+  WconvFunc f = g_atomic_pointer_get (&fn);
+
+  if (G_UNLIKELY (!f)) {
+    f = wconv_pick ();
+    g_atomic_pointer_set (&fn, f);
+  }
+  if (n > 0 && cout > 0)
+    f (in, istride, off, nt, wp, bias, out, ostride, cin, cout, n, relu);
 }

@@ -42,16 +42,40 @@ void nn_sigmoid_backward (const float *y, const float *dy, float *dx,
 void nn_upsample2_forward (const float *x, float *y, int c, int h, int w);
 void nn_upsample2_backward (const float *dy, float *dx, int c, int h, int w);
 
-/* stride-1 convolution as shifted GEMMs; scratch: xp cin*hp*wp,
- * cbuf/dyp cout*ho*wp, tmp k*k*cout*cin floats (hp = ho+k-1, wp = wo+k-1) */
-void nn_pack_taps (const float *w, float *wk, int cout, int cin, int k);
-void nn_conv_s1_forward (const float *x, const float *wk, const float *b,
+/* Direct stride-1 convolution on a wide grid (see nn-kernels.c). */
+#define NN_WCONV_SLACK 16
+static inline gsize
+nn_wconv_ld (int n)
+{
+  return ((gsize) n + NN_WCONV_SLACK - 1) / NN_WCONV_SLACK * NN_WCONV_SLACK;
+}
+gsize nn_wconv_packed_size (int cout, int cin, int kk);
+/* W(o, i, t) = w[o * so + i * si + t] */
+void nn_wconv_pack (const float *w, float *wp, int cout, int cin, int kk,
+    gsize so, gsize si);
+void nn_wconv (const float *in, gsize istride, const int *off, int nt,
+    const float *wp, const float *bias, float *out, gsize ostride, int cin,
+    int cout, int n, gboolean relu);
+
+typedef struct {
+  int hp, wp, n, margin;
+  gsize plane, ldc, dstride;
+  int off[9];
+} NnS1Geom;
+void nn_conv_s1_geometry (int k, int ho, int wo, NnS1Geom *g);
+
+/* Scratch (floats): xp cin*plane + NN_WCONV_SLACK; cbuf cout*ldc;
+ * dyz cout*dstride; dxb cin*nn_wconv_ld ((h-1)*wp + w); tmp k*k*cout*cin.
+ * wpk: forward weights, nn_wconv_pack (w, wpk, cout, cin, k*k, cin*k*k,
+ * k*k); wpb: input-gradient weights, nn_wconv_pack (w, wpb, cin, cout,
+ * k*k, k*k, cin*k*k).  dx may be NULL (not needed). */
+void nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
     float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
-    int pt, int pl, float *xp, float *cbuf);
-void nn_conv_s1_backward (const float *x, const float *wk, const float *dy,
+    int pt, int pl, float *xp, float *cbuf, gboolean relu);
+void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
-    int ho, int wo, int k, int pt, int pl, float *xp, float *dyp,
-    float *tmp);
+    int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,
+    float *dxb, float *tmp);
 
 void nn_im2col (const float *x, int c, int h, int w, int k, int s, int pt,
     int pl, int ho, int wo, float *col);

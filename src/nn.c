@@ -208,6 +208,8 @@ struct _CbirNet {
   gsize max_tmp;                /* floats of per-tap weight scratch */
   gsize max_act;                /* largest activation per image, input included */
   int max_bn_c;
+  gsize max_s1[3];              /* stride-1 conv scratch: xp, cbuf/dyz, dxb */
+  gint params_version;          /* bumped whenever the parameters may change */
 };
 
 static const char *
@@ -379,9 +381,15 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
         }
         L->s1 = !tr && s == 1;
         if (L->s1) {
-          gsize hp = oh + k - 1, wp = ow + k - 1;
-          net->max_col = MAX (net->max_col, (gsize) cur.c * hp * wp);
-          net->max_col = MAX (net->max_col, (gsize) sp->filters * oh * wp);
+          NnS1Geom g;
+          nn_conv_s1_geometry (k, oh, ow, &g);
+          net->max_s1[0] = MAX (net->max_s1[0],
+              (gsize) cur.c * g.plane + NN_WCONV_SLACK);
+          net->max_s1[1] = MAX (net->max_s1[1], (gsize) sp->filters * g.ldc);
+          net->max_s1[1] = MAX (net->max_s1[1],
+              (gsize) sp->filters * g.dstride);
+          net->max_s1[2] = MAX (net->max_s1[2], (gsize) cur.c
+              * nn_wconv_ld ((cur.h - 1) * g.wp + cur.w));
           net->max_tmp = MAX (net->max_tmp,
               (gsize) k * k * cur.c * sp->filters);
         }
@@ -565,10 +573,19 @@ cbir_net_n_params (const CbirNet *net)
   return net->n_params;
 }
 
+/* The caller may write through the pointer: packed copies of the weights
+ * are rebuilt at the next forward. */
 float *
 cbir_net_params (CbirNet *net)
 {
+  cbir_net_params_changed (net);
   return net->params;
+}
+
+void
+cbir_net_params_changed (CbirNet *net)
+{
+  g_atomic_int_inc (&net->params_version);
 }
 
 guint
@@ -622,6 +639,7 @@ cbir_net_init_params (CbirNet *net, guint64 seed)
 {
   guint64 rs = seed;
 
+  cbir_net_params_changed (net);
   memset (net->params, 0, net->n_params * sizeof (float));
   for (guint i = 0; i < net->n_layers; i++) {
     Layer *L = &net->layers[i];
@@ -665,6 +683,7 @@ cbir_net_init_params (CbirNet *net, guint64 seed)
 typedef struct {
   float *col;
   float *dcol;
+  float *ebuf;
   float *tmp;
   float *grads;                 /* per-thread parameter gradients */
 } Scratch;
@@ -687,7 +706,10 @@ struct _CbirNetState {
   gboolean forwarded;
   gboolean have_input_grad;
   float *dinput;                /* input gradient, batch * input size */
-  float **wpack;                /* per s1 conv: weights packed per tap */
+  float **wpack;                /* per s1 conv: forward weights, packed */
+  float **wpackb;               /* per s1 conv: input-gradient weights */
+  gint packed_version;          /* net->params_version they were packed at */
+  gboolean packed;
 };
 
 static gboolean
@@ -712,6 +734,7 @@ cbir_net_state_new (CbirNet *net, guint max_batch)
   st->act = g_new0 (float *, n);
   st->act_mem = g_new0 (float *, n);
   st->wpack = g_new0 (float *, n);
+  st->wpackb = g_new0 (float *, n);
   st->argmax = g_new0 (gint32 *, n);
   st->bn_mean = g_new0 (float *, n);
   st->bn_invstd = g_new0 (float *, n);
@@ -725,8 +748,12 @@ cbir_net_state_new (CbirNet *net, guint max_batch)
     }
     if (L->spec.kind == CBIR_LAYER_MAXPOOL2)
       st->argmax[i] = g_new (gint32, L->out_size * max_batch);
-    if (L->s1)
-      st->wpack[i] = g_new (float, (gsize) L->k * L->k * L->in.c * L->out.c);
+    if (L->s1) {
+      st->wpack[i] = g_new (float, nn_wconv_packed_size (L->out.c, L->in.c,
+              L->k * L->k));
+      st->wpackb[i] = g_new (float, nn_wconv_packed_size (L->in.c, L->out.c,
+              L->k * L->k));
+    }
     if (L->spec.kind == CBIR_LAYER_BATCHNORM) {
       st->bn_mean[i] = g_new0 (float, L->in.c);
       st->bn_invstd[i] = g_new0 (float, L->in.c);
@@ -747,6 +774,7 @@ state_free_scratch (CbirNetState *st)
   for (guint t = 0; t < st->n_scratch; t++) {
     g_free (st->scratch[t].col);
     g_free (st->scratch[t].dcol);
+    g_free (st->scratch[t].ebuf);
     g_free (st->scratch[t].tmp);
     g_free (st->scratch[t].grads);
   }
@@ -764,8 +792,11 @@ state_ensure_scratch (CbirNetState *st, guint n)
   state_free_scratch (st);
   st->scratch = g_new0 (Scratch, n);
   for (guint t = 0; t < n; t++) {
-    st->scratch[t].col = g_new (float, MAX (net->max_col, 1));
-    st->scratch[t].dcol = g_new (float, MAX (net->max_col, 1));
+    st->scratch[t].col = g_new (float, MAX (MAX (net->max_col,
+                net->max_s1[0]), 1));
+    st->scratch[t].dcol = g_new (float, MAX (MAX (net->max_col,
+                net->max_s1[1]), 1));
+    st->scratch[t].ebuf = g_new (float, MAX (net->max_s1[2], 1));
     st->scratch[t].tmp = g_new (float, MAX (net->max_tmp, 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
   }
@@ -781,6 +812,7 @@ cbir_net_state_free (CbirNetState *st)
     g_free (st->act_mem[i]);
     g_free (st->argmax[i]);
     g_free (st->wpack[i]);
+    g_free (st->wpackb[i]);
     g_free (st->bn_mean[i]);
     g_free (st->bn_invstd[i]);
   }
@@ -788,6 +820,7 @@ cbir_net_state_free (CbirNetState *st)
   g_free (st->act_mem);
   g_free (st->argmax);
   g_free (st->wpack);
+  g_free (st->wpackb);
   g_free (st->bn_mean);
   g_free (st->bn_invstd);
   g_free (st->bn_s1);
@@ -826,7 +859,7 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
         nn_conv_s1_forward (x, st->wpack[l],
             L->b_off >= 0 ? P + L->b_off : NULL, y, L->cc, L->ch, L->cw,
             L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
-            st->scratch[tid].col, st->scratch[tid].dcol);
+            st->scratch[tid].col, st->scratch[tid].dcol, FALSE);
         break;
       }
       nn_conv_forward (x, P + L->w_off, L->b_off >= 0 ? P + L->b_off : NULL,
@@ -901,11 +934,11 @@ layer_backward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
   switch (L->spec.kind) {
     case CBIR_LAYER_CONV2D:
       if (L->s1) {
-        nn_conv_s1_backward (x, st->wpack[l], dy, dx, grads + L->w_off,
+        nn_conv_s1_backward (x, st->wpackb[l], dy, dx, grads + L->w_off,
             L->b_off >= 0 ? grads + L->b_off : NULL, L->cc, L->ch, L->cw,
             L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
             st->scratch[tid].col, st->scratch[tid].dcol,
-            st->scratch[tid].tmp);
+            st->scratch[tid].ebuf, st->scratch[tid].tmp);
         break;
       }
       nn_conv_backward (x, P + L->w_off, dy, dx, grads + L->w_off,
@@ -1170,13 +1203,25 @@ cbir_net_forward (CbirNet *net, CbirNetState *st, const float *input,
   st->training = training;
   st->forwarded = TRUE;
   st->have_input_grad = FALSE;
-  /* weights packed per tap for the stride-1 convs (backward reuses them:
-   * the parameters do not change between a forward and its backward) */
-  for (guint l = 0; l <= last; l++) {
-    Layer *L = &net->layers[l];
-    if (L->s1)
-      nn_pack_taps (net->params + L->w_off, st->wpack[l], L->out.c, L->in.c,
-          L->k);
+  /* weights packed for the stride-1 convs, kept while the parameters do
+   * not change (backward reuses them: the parameters do not change between
+   * a forward and its backward) */
+  {
+    gint ver = g_atomic_int_get (&net->params_version);
+    if (training || !st->packed || st->packed_version != ver) {
+      for (guint l = 0; l < net->n_layers; l++) {
+        Layer *L = &net->layers[l];
+        int kk = L->k * L->k;
+        if (!L->s1)
+          continue;
+        nn_wconv_pack (net->params + L->w_off, st->wpack[l], L->out.c,
+            L->in.c, kk, (gsize) L->in.c * kk, kk);
+        nn_wconv_pack (net->params + L->w_off, st->wpackb[l], L->in.c,
+            L->out.c, kk, kk, (gsize) L->in.c * kk);
+      }
+      st->packed = TRUE;
+      st->packed_version = ver;
+    }
   }
   pool_run (net->pool, nt, forward_job, &job);
   return st->act[last];
@@ -1247,6 +1292,8 @@ cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
   nt = threads_for_batch (net, st->batch);
   state_ensure_scratch (st, nt);
   pool_run (net->pool, nt, backward_job, &job);
+  /* the caller is about to update the parameters */
+  cbir_net_params_changed (net);
   /* add the per-thread blocks in thread order, trainable tensors only */
   for (guint i = 0; i < net->n_tensors; i++) {
     const CbirNetTensor *T = &net->tensors[i];

@@ -113,7 +113,15 @@ CbirShape cbir_net_output_shape (const CbirNet *net, guint i);
 void cbir_net_init_params (CbirNet *net, guint64 seed);
 
 gsize cbir_net_n_params (const CbirNet *net);
+/* The parameter block. The caller may write it through this pointer
+ * (calling cbir_net_params () counts as a change). */
 float *cbir_net_params (CbirNet *net);
+/* Tells the net its parameters changed (a writer that kept the pointer of
+ * cbir_net_params () from before a forward must call this before the next
+ * forward: eval-mode forwards reuse weights packed from the parameters).
+ * cbir_net_params (), cbir_net_init_params () and cbir_net_backward () do
+ * it themselves. */
+void cbir_net_params_changed (CbirNet *net);
 guint cbir_net_n_tensors (const CbirNet *net);
 const CbirNetTensor *cbir_net_tensor (const CbirNet *net, guint i);
 const CbirNetTensor *cbir_net_find_tensor (const CbirNet *net,

@@ -3,9 +3,13 @@
  * threads, and encoder latency at batch 1 (us/image) and throughput at
  * batch 256 (images/s). Prints figures; never a pass/fail test.
  *
- *   build/tests/bench/bench-nn [seconds-per-figure]   (default 2) */
+ *   build/tests/bench/bench-nn [seconds-per-figure [network [what]]]
+ *
+ * seconds default 2; network: keras-dae, sicara or all (default); what:
+ * train, encode or all (default). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <time.h>
 
@@ -47,6 +51,13 @@ typedef struct {
 } Arch;
 
 static double seconds = 2.0;
+static const char *only_net, *only_what;
+
+static gboolean
+want (const char *what)
+{
+  return !only_what || strcmp (only_what, what) == 0;
+}
 
 static double
 now (void)
@@ -152,26 +163,33 @@ main (int argc, char **argv)
     seconds = atof (argv[1]);
   if (!(seconds > 0))
     seconds = 2.0;
+  if (argc > 2 && strcmp (argv[2], "all") != 0)
+    only_net = argv[2];
+  if (argc > 3 && strcmp (argv[3], "all") != 0)
+    only_what = argv[3];
   printf ("# gst-cbir nn benchmark (%u cores, %.1f s per figure)\n", ncpu,
       seconds);
   printf ("%-10s %-28s %12s\n", "network", "measure", "figure");
   for (guint a = 0; a < G_N_ELEMENTS (archs); a++) {
     g_autoptr (GError) err = NULL;
-    g_autoptr (CbirNet) net = cbir_net_new (in, archs[a].layers, archs[a].n,
-        &err);
+    g_autoptr (CbirNet) net = NULL;
+
+    if (only_net && strcmp (only_net, archs[a].name) != 0)
+      continue;
+    net = cbir_net_new (in, archs[a].layers, archs[a].n, &err);
     if (!net) {
       fprintf (stderr, "%s: %s\n", archs[a].name, err->message);
       return 1;
     }
     cbir_net_init_params (net, 1);
-    for (guint t = 1; t <= 2; t++) {
+    for (guint t = 1; t <= 2 && want ("train"); t++) {
       double ips = bench_train (net, 128, t);
       printf ("%-10s train b128 %u thread%s %9s %9.0f img/s"
           "  (%.0f us CPU/img)\n", archs[a].name, t, t > 1 ? "s" : " ", "",
           ips, last_cpu_s * 1e6);
       fflush (stdout);
     }
-    {
+    if (want ("encode")) {
       double s1, s256, c1, c256;
       s1 = bench_encode (net, archs[a].code_layer, 1, 2);
       c1 = last_cpu_s;
