@@ -215,14 +215,24 @@ nn_maxpool2_forward (const float *x, float *y, gint32 *idx, int c, int h,
   for (int ci = 0; ci < c; ci++) {
     const float *xc = x + (gsize) ci * h * w;
     float *yc = y + (gsize) ci * oh * ow;
-    gint32 *ic = idx + (gsize) ci * oh * ow;
+    gint32 *ic = idx ? idx + (gsize) ci * oh * ow : NULL;
     for (int oy = 0; oy < oh; oy++) {
       const float *r0 = xc + (gsize) (2 * oy) * w;
       const float *r1 = r0 + w;
       float *yr = yc + oy * ow;
-      gint32 *ir = ic + oy * ow;
+      gint32 *ir = ic ? ic + oy * ow : NULL;
       int base = 2 * oy * w;
-      if (oy < fh) {
+      if (oy < fh && !idx) {
+        /* values only (inference) */
+        for (int ox = 0; ox < fw; ox++) {
+          float m = r0[2 * ox], b = r0[2 * ox + 1];
+          float cc = r1[2 * ox], d = r1[2 * ox + 1];
+          m = b > m ? b : m;
+          m = cc > m ? cc : m;
+          m = d > m ? d : m;
+          yr[ox] = m;
+        }
+      } else if (oy < fh) {
         /* branch-free: row-major scan, first maximum wins (strict >) */
         for (int ox = 0; ox < fw; ox++) {
           float a = r0[2 * ox], b = r0[2 * ox + 1];
@@ -257,7 +267,8 @@ nn_maxpool2_forward (const float *x, float *y, gint32 *idx, int c, int h,
           best = i0 + w + 1;
         }
         yr[ox] = m;
-        ir[ox] = best;
+        if (idx)
+          ir[ox] = best;
       }
     }
   }

@@ -28,6 +28,7 @@ void nn_dense_forward (const float *x, const float *w, const float *b,
 void nn_dense_backward (const float *x, const float *w, const float *dy,
     float *dx, float *dw, float *db, int in, int out);
 
+/* idx may be NULL (inference) */
 void nn_maxpool2_forward (const float *x, float *y, gint32 *idx, int c,
     int h, int w, int oh, int ow);
 void nn_maxpool2_backward (const float *dy, float *dx, const gint32 *idx,

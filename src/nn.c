@@ -190,7 +190,12 @@ typedef struct {
   int k, s, pt, pl;
   int cc, ch, cw, gh, gw;
   gssize w_off, b_off, rm_off, rv_off;  /* -1: none */
-  gboolean s1;                  /* conv2d stride 1: shifted-GEMM path */
+  gboolean s1;                  /* conv2d stride 1: direct wide-grid path */
+  gboolean fuse_relu;           /* s1 conv followed by a ReLU: applied in
+                                 * the conv's epilogue */
+  gboolean fused;               /* ReLU applied by the conv before it: its
+                                 * output aliases the conv's (the backward
+                                 * mask y > 0 equals x > 0) */
 } Layer;
 
 struct _CbirNet {
@@ -509,6 +514,12 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
     cur = out;
   }
 
+  for (guint i = 0; i + 1 < n_layers; i++)
+    if (net->layers[i].s1
+        && net->layers[i + 1].spec.kind == CBIR_LAYER_RELU) {
+      net->layers[i].fuse_relu = TRUE;
+      net->layers[i + 1].fused = TRUE;
+    }
   net->n_params = off;
   net->params = g_new0 (float, MAX (off, 1));
   net->n_tensors = tensors->len;
@@ -684,6 +695,7 @@ typedef struct {
   float *col;
   float *dcol;
   float *ebuf;
+  float *pp[2];                 /* inference ping-pong activations */
   float *tmp;
   float *grads;                 /* per-thread parameter gradients */
 } Scratch;
@@ -708,15 +720,17 @@ struct _CbirNetState {
   float *dinput;                /* input gradient, batch * input size */
   float **wpack;                /* per s1 conv: forward weights, packed */
   float **wpackb;               /* per s1 conv: input-gradient weights */
+  gboolean lean;                /* last forward kept only its output */
   gint packed_version;          /* net->params_version they were packed at */
   gboolean packed;
 };
 
+/* output aliases the input: nothing to compute in a forward pass */
 static gboolean
 layer_is_view (const Layer *L)
 {
   return L->spec.kind == CBIR_LAYER_FLATTEN
-      || L->spec.kind == CBIR_LAYER_RESHAPE;
+      || L->spec.kind == CBIR_LAYER_RESHAPE || L->fused;
 }
 
 CbirNetState *
@@ -775,6 +789,8 @@ state_free_scratch (CbirNetState *st)
     g_free (st->scratch[t].col);
     g_free (st->scratch[t].dcol);
     g_free (st->scratch[t].ebuf);
+    g_free (st->scratch[t].pp[0]);
+    g_free (st->scratch[t].pp[1]);
     g_free (st->scratch[t].tmp);
     g_free (st->scratch[t].grads);
   }
@@ -797,6 +813,8 @@ state_ensure_scratch (CbirNetState *st, guint n)
     st->scratch[t].dcol = g_new (float, MAX (MAX (net->max_col,
                 net->max_s1[1]), 1));
     st->scratch[t].ebuf = g_new (float, MAX (net->max_s1[2], 1));
+    st->scratch[t].pp[0] = g_new (float, net->max_act);
+    st->scratch[t].pp[1] = g_new (float, net->max_act);
     st->scratch[t].tmp = g_new (float, MAX (net->max_tmp, 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
   }
@@ -844,12 +862,10 @@ layer_input (CbirNetState *st, guint l)
 /* Forward of one image through layer l (BN only in eval mode or the
  * normalisation step after statistics are known). */
 static void
-layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
-    guint tid)
+layer_forward_xy (CbirNet *net, CbirNetState *st, guint l, guint img,
+    guint tid, const float *x, float *y, gboolean keep_idx)
 {
   Layer *L = &net->layers[l];
-  const float *x = layer_input (st, l) + img * L->in_size;
-  float *y = st->act[l] + img * L->out_size;
   const float *P = net->params;
   gsize n = L->out_size;
 
@@ -859,7 +875,8 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
         nn_conv_s1_forward (x, st->wpack[l],
             L->b_off >= 0 ? P + L->b_off : NULL, y, L->cc, L->ch, L->cw,
             L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
-            st->scratch[tid].col, st->scratch[tid].dcol, FALSE);
+            st->scratch[tid].col, st->scratch[tid].dcol,
+            L->fuse_relu && l < st->last);
         break;
       }
       nn_conv_forward (x, P + L->w_off, L->b_off >= 0 ? P + L->b_off : NULL,
@@ -876,7 +893,8 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
           y, (int) L->in_size, (int) L->out_size);
       break;
     case CBIR_LAYER_RELU:
-      nn_relu_forward (x, y, n, 0.0f);
+      if (!L->fused)
+        nn_relu_forward (x, y, n, 0.0f);
       break;
     case CBIR_LAYER_LEAKY_RELU:
       nn_relu_forward (x, y, n, L->spec.alpha);
@@ -906,8 +924,9 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
       break;
     }
     case CBIR_LAYER_MAXPOOL2:
-      nn_maxpool2_forward (x, y, st->argmax[l] + img * L->out_size, L->in.c,
-          L->in.h, L->in.w, L->out.h, L->out.w);
+      nn_maxpool2_forward (x, y, keep_idx ? st->argmax[l]
+          + img * L->out_size : NULL, L->in.c, L->in.h, L->in.w, L->out.h,
+          L->out.w);
       break;
     case CBIR_LAYER_UPSAMPLE2:
       nn_upsample2_forward (x, y, L->in.c, L->in.h, L->in.w);
@@ -916,6 +935,17 @@ layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
     case CBIR_LAYER_RESHAPE:
       break;                    /* views: act[l] aliases the input */
   }
+}
+
+/* the same on the state's activations */
+static void
+layer_forward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
+    guint tid)
+{
+  Layer *L = &net->layers[l];
+  layer_forward_xy (net, st, l, img, tid,
+      layer_input (st, l) + img * L->in_size,
+      st->act[l] + img * L->out_size, TRUE);
 }
 
 /* Backward of one image: dy (gradient of layer l's output) -> dx, and
@@ -1165,6 +1195,32 @@ forward_job (void *data, guint tid, guint nt)
   guint b0, b1, l = 0;
 
   chunk_of (st->batch, tid, nt, &b0, &b1);
+  if (st->lean) {
+    /* inference: one image at a time through two small per-thread
+     * buffers; only the last computed layer writes the state's (batch
+     * sized) activations, which the output aliases */
+    guint final = st->last;
+    while (final > 0 && layer_is_view (&net->layers[final]))
+      final--;
+    if (layer_is_view (&net->layers[final]))
+      return;                   /* views of the input only */
+    for (guint b = b0; b < b1; b++) {
+      const float *cur = st->input + (gsize) b * net->input_size;
+      guint pp = 0;
+      for (guint j = 0; j <= final; j++) {
+        Layer *L = &net->layers[j];
+        float *dst;
+        if (layer_is_view (L))
+          continue;
+        dst = j == final ? st->act[j] + (gsize) b * L->out_size
+            : st->scratch[tid].pp[pp];
+        pp ^= 1;
+        layer_forward_xy (net, st, j, b, tid, cur, dst, FALSE);
+        cur = dst;
+      }
+    }
+    return;
+  }
   while (l <= st->last) {
     guint e = l;
     while (e <= st->last && !is_sync_layer (st, e))
@@ -1203,6 +1259,7 @@ cbir_net_forward (CbirNet *net, CbirNetState *st, const float *input,
   st->training = training;
   st->forwarded = TRUE;
   st->have_input_grad = FALSE;
+  st->lean = !training;
   /* weights packed for the stride-1 convs, kept while the parameters do
    * not change (backward reuses them: the parameters do not change between
    * a forward and its backward) */
@@ -1291,6 +1348,12 @@ cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
 
   nt = threads_for_batch (net, st->batch);
   state_ensure_scratch (st, nt);
+  if (st->lean) {
+    /* backward through an inference forward (BN with running stats):
+     * run it again keeping every layer's activations */
+    st->lean = FALSE;
+    pool_run (net->pool, nt, forward_job, &job);
+  }
   pool_run (net->pool, nt, backward_job, &job);
   /* the caller is about to update the parameters */
   cbir_net_params_changed (net);
