@@ -410,6 +410,57 @@ nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
     }
 }
 
+/* Inference: max-pool (values only, first maximum wins as in
+ * nn_maxpool2_forward) of planes with row stride ld and plane stride lp. */
+static void
+pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
+    int w, int oh, int ow)
+{
+  int fh = h / 2, fw = w / 2;
+
+  for (int ci = 0; ci < c; ci++)
+    for (int oy = 0; oy < oh; oy++) {
+      const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
+      const float *r1 = 2 * oy + 1 < h ? r0 + ld : r0;
+      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      int ox = 0;
+      if (oy < fh)
+        for (; ox < fw; ox++) {
+          float m = r0[2 * ox], b = r0[2 * ox + 1];
+          float cc = r1[2 * ox], d = r1[2 * ox + 1];
+          m = b > m ? b : m;
+          m = cc > m ? cc : m;
+          m = d > m ? d : m;
+          yr[ox] = m;
+        }
+      for (; ox < ow; ox++) {
+        int x2 = 2 * ox + 1 < w;
+        float m = r0[2 * ox];
+        if (x2 && r0[2 * ox + 1] > m)
+          m = r0[2 * ox + 1];
+        if (r1 != r0 && r1[2 * ox] > m)
+          m = r1[2 * ox];
+        if (r1 != r0 && x2 && r1[2 * ox + 1] > m)
+          m = r1[2 * ox + 1];
+        yr[ox] = m;
+      }
+    }
+}
+
+NN_HOT void
+nn_conv_s1_forward_pool (const float *x, const float *wpk, const float *b,
+    float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
+    int pt, int pl, float *xp, float *cbuf, gboolean relu, int oh, int ow)
+{
+  NnS1Geom g;
+
+  nn_conv_s1_geometry (k, ho, wo, &g);
+  pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
+  nn_wconv (xp, g.plane, g.off, k * k, wpk, b, cbuf, g.ldc, cin, cout, g.n,
+      relu);
+  pool_values (cbuf, g.wp, g.ldc, y, cout, ho, wo, oh, ow);
+}
+
 NN_HOT void
 nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,

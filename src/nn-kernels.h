@@ -73,6 +73,11 @@ void nn_conv_s1_geometry (int k, int ho, int wo, NnS1Geom *g);
 void nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
     float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
     int pt, int pl, float *xp, float *cbuf, gboolean relu);
+/* inference: the conv (+ ReLU) then a 2x2 max-pool to oh x ow, values only */
+void nn_conv_s1_forward_pool (const float *x, const float *wpk,
+    const float *b, float *y, int cin, int h, int wd, int cout, int ho,
+    int wo, int k, int pt, int pl, float *xp, float *cbuf, gboolean relu,
+    int oh, int ow);
 void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
     int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,

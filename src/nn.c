@@ -1212,6 +1212,22 @@ forward_job (void *data, guint tid, guint nt)
         float *dst;
         if (layer_is_view (L))
           continue;
+        if (L->fuse_relu && j + 2 <= final
+            && net->layers[j + 2].spec.kind == CBIR_LAYER_MAXPOOL2) {
+          /* conv + ReLU + pool in one go: the pool's output only */
+          Layer *P = &net->layers[j + 2];
+          dst = j + 2 == final ? st->act[j + 2] + (gsize) b * P->out_size
+              : st->scratch[tid].pp[pp];
+          pp ^= 1;
+          nn_conv_s1_forward_pool (cur, st->wpack[j], L->b_off >= 0
+              ? net->params + L->b_off : NULL, dst, L->cc, L->ch, L->cw,
+              L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
+              st->scratch[tid].col, st->scratch[tid].dcol, TRUE, P->out.h,
+              P->out.w);
+          cur = dst;
+          j += 2;
+          continue;
+        }
         dst = j == final ? st->act[j] + (gsize) b * L->out_size
             : st->scratch[tid].pp[pp];
         pp ^= 1;

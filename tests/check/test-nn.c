@@ -1169,6 +1169,30 @@ START_TEST (test_known_conv_s1)
       (void) out;
     }
   }
+  {
+    /* inference fuses conv + ReLU + pool (valid and same pooling): the
+     * same values as the training-mode path, which stores every layer */
+    CbirShape in = { 2, 9, 7 };
+    CbirLayerSpec l[7] = { conv (5, 3, 1, TRUE), simple (CBIR_LAYER_RELU),
+      pool_same (), conv (6, 2, 1, TRUE), simple (CBIR_LAYER_RELU),
+      simple (CBIR_LAYER_MAXPOOL2), simple (CBIR_LAYER_FLATTEN)
+    };
+    g_autoptr (CbirNet) net = cbir_net_new (in, l, 7, NULL);
+    g_autoptr (CbirNetState) st = cbir_net_state_new (net, 3);
+    float x[2 * 9 * 7 * 3];
+    guint64 s = 4242;
+    for (guint i = 0; i < G_N_ELEMENTS (x); i++)
+      x[i] = rnd_uniform (&s, -1.0f, 1.0f);
+    randomise_params (net, 5);
+    for (guint last = 0; last < 7; last++) {
+      gsize n = shape_size (cbir_net_output_shape (net, last)) * 3;
+      g_autofree float *ev = g_memdup2 (cbir_net_forward (net, st, x, 3,
+              last, FALSE), n * sizeof (float));
+      const float *tr = cbir_net_forward (net, st, x, 3, last, TRUE);
+      ck_assert_msg (memcmp (ev, tr, n * sizeof (float)) == 0, "last %u",
+          last);
+    }
+  }
 }
 END_TEST
 
