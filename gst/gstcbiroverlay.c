@@ -65,6 +65,7 @@ typedef enum
   GST_CBIR_OVERLAY_POSITION_TOP_RIGHT,
   GST_CBIR_OVERLAY_POSITION_BOTTOM_LEFT,
   GST_CBIR_OVERLAY_POSITION_BOTTOM_RIGHT,
+  GST_CBIR_OVERLAY_POSITION_AUTO,
 } GstCbirOverlayPosition;
 
 #define GST_TYPE_CBIR_OVERLAY_POSITION (gst_cbir_overlay_position_get_type ())
@@ -79,6 +80,8 @@ gst_cbir_overlay_position_get_type (void)
         "bottom-left"},
     {GST_CBIR_OVERLAY_POSITION_BOTTOM_RIGHT, "Bottom right corner",
         "bottom-right"},
+    {GST_CBIR_OVERLAY_POSITION_AUTO,
+        "The corner that hides the least of the digits found", "auto"},
     {0, NULL, NULL},
   };
 
@@ -133,7 +136,7 @@ enum
 #define DEFAULT_GALLERY NULL
 #define DEFAULT_SHOW_QUERY TRUE
 #define DEFAULT_MAX_HITS 5
-#define DEFAULT_POSITION GST_CBIR_OVERLAY_POSITION_TOP_LEFT
+#define DEFAULT_POSITION GST_CBIR_OVERLAY_POSITION_AUTO
 #define DEFAULT_SCALE 2
 #define DEFAULT_PREPROCESS GST_CBIR_OVERLAY_PREPROCESS_SCALE
 #define DEFAULT_DRAW_BOXES TRUE
@@ -153,6 +156,8 @@ struct _GstCbirOverlay
 
   /* streaming */
   gboolean started;             /* between start and stop (object lock) */
+  guint last_corner;            /* position=auto: corner of the last frame
+                                 * (4: none yet) */
   CbirGallery *gallery;
   guint8 *luma;
   gsize luma_size;
@@ -223,7 +228,8 @@ gst_cbir_overlay_class_init (GstCbirOverlayClass * klass)
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_POSITION,
       g_param_spec_enum ("position", "Position",
-          "Corner of the frame the result panel is drawn in",
+          "Corner of the frame the result panel is drawn in (auto: the one "
+          "hiding the least of the digits found)",
           GST_TYPE_CBIR_OVERLAY_POSITION, DEFAULT_POSITION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
@@ -272,6 +278,7 @@ gst_cbir_overlay_init (GstCbirOverlay * self)
   self->scale = DEFAULT_SCALE;
   self->preprocess = DEFAULT_PREPROCESS;
   self->draw_boxes = DEFAULT_DRAW_BOXES;
+  self->last_corner = 4;
 }
 
 static void
@@ -375,6 +382,7 @@ gst_cbir_overlay_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
   self->started = TRUE;
+  self->last_corner = 4;
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -619,6 +627,7 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
   double row_h = c + text_h + gap, label_w = MAX (c, 56);
   guint k = 0, i, r;
   double panel_w, panel_h, f, x0, y0, cols_w;
+  GstCbirOverlayPosition pos;
   const CbirGallery *g = self->gallery;
 
   for (r = 0; r < n_rows; r++)
@@ -631,7 +640,47 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
   f = MIN (1.0, MIN ((fw - 8) / panel_w, (fh - 8) / panel_h));
   if (f <= 0)
     return;
-  switch (st->position) {
+  pos = st->position;
+  if (pos == GST_CBIR_OVERLAY_POSITION_AUTO) {
+    /* the corner whose panel covers the least of the boxes */
+    double best = -1, covers[4];
+    guint c, corner = 0;
+
+    for (c = 0; c < 4; c++) {
+      double px0 = (c & 1) ? fw - 4 - panel_w * f : 4;
+      double py0 = (c & 2) ? fh - 4 - panel_h * f : 4;
+      double px1 = px0 + panel_w * f, py1 = py0 + panel_h * f, cover = 0;
+
+      for (r = 0; r < n_rows; r++) {
+        const CbirRect *b = rows[r].has_box ? &rows[r].box :
+            rows[r].has_ink_box ? &rows[r].ink_box : NULL;
+        double ox, oy;
+        if (!b)
+          continue;
+        /* the box and the label tag above it */
+        ox = MIN (px1, b->x + b->width + 4.0) - MAX (px0, b->x - 4.0);
+        oy = MIN (py1, b->y + b->height + 4.0) - MAX (py0, b->y - 30.0);
+        if (ox > 0 && oy > 0)
+          cover += ox * oy;
+      }
+      covers[c] = cover;
+      if (best < 0 || cover < best) {
+        best = cover;
+        corner = c;
+      }
+    }
+    /* hysteresis: stay in the last corner unless moving helps clearly,
+     * so that the panel does not flicker on a live picture */
+    if (self->last_corner < 4 && covers[self->last_corner] <= best + 0.05 *
+        panel_w * panel_h * f * f)
+      corner = self->last_corner;
+    self->last_corner = corner;
+    pos = corner == 0 ? GST_CBIR_OVERLAY_POSITION_TOP_LEFT :
+        corner == 1 ? GST_CBIR_OVERLAY_POSITION_TOP_RIGHT :
+        corner == 2 ? GST_CBIR_OVERLAY_POSITION_BOTTOM_LEFT :
+        GST_CBIR_OVERLAY_POSITION_BOTTOM_RIGHT;
+  }
+  switch (pos) {
     case GST_CBIR_OVERLAY_POSITION_TOP_RIGHT:
       x0 = fw - 4 - panel_w * f;
       y0 = 4;

@@ -12,11 +12,12 @@
 #            then the voted label is compared with the truth.
 # Env: FRAMES (30), DIGITS (1, or e.g. 1-3), SEED (1), K (5), SCALE (3),
 #   PREPROCESS (mnist), IMAGES/LABELS (data/mnist/query-*), DISPLAY_SINK
-#   (e.g. autovideosink: also show it), CBIR_BUILD (build), GST_LAUNCH.
+#   (e.g. autovideosink: also show it), DOC_PNG + DOC_FRAME (write that
+#   overlay frame at 480x360 there), CBIR_BUILD (build), GST_LAUNCH.
 # Needs the cbir plugin on GST_PLUGIN_PATH (export GST_PLUGIN_PATH=$PWD/build/gst).
 set -eu
 if [ $# -lt 2 ]; then
-  sed -n '2,17p' "$0"; exit 2
+  sed -n '2,18p' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
@@ -60,6 +61,14 @@ $GST_LAUNCH -q \
   t. ! queue ! videoconvert ! jpegenc quality=90 ! avimux ! \
     filesink location="$OUT/overlay.avi" $show
 echo "overlay: $OUT/overlay/frame-NNNNN.png and $OUT/overlay.avi"
+# one overlay frame, 480x360, for the README (DOC_PNG=docs/overlay.png DOC_FRAME=4)
+if [ -n "${DOC_PNG:-}" ]; then
+  $GST_LAUNCH -q filesrc location="$(printf "$OUT/overlay/frame-%05d.png" "${DOC_FRAME:-0}")" ! \
+    pngdec ! videoconvert ! videoscale method=lanczos ! \
+    video/x-raw,width=480,height=360 ! videoconvert ! video/x-raw,format=RGB ! \
+    pngenc compression-level=9 ! filesink location="$DOC_PNG.tmp" && mv "$DOC_PNG.tmp" "$DOC_PNG"
+  echo "README picture: $DOC_PNG"
+fi
 
 # tag the video and compare with the truth
 "$TAG" --quiet --model "$MODEL" --gallery "$GALLERY" --k "$K" \
