@@ -159,7 +159,8 @@ reference_frame (const guint8 * pix)
 START_TEST (test_overlay_whole_frame)
 {
   CbirSimcamTruth truth;
-  g_autofree guint8 *pix = camera_frame (1, 3, &truth);
+  g_autofree guint8 *pix = camera_frame (1, 4, &truth);
+  /* (frame 4 of seed 7: a digit near the top, under a top-left panel) */
   GstHarness *h = pipeline_harness ("position=top-left");
   GstBuffer *out, *ref;
   GstMapInfo mo, mr;
@@ -227,6 +228,23 @@ START_TEST (test_overlay_whole_frame)
   fail_unless_equals_int (changed_outside, 0);
 
   write_png (mo.data, W * 4, "overlay-test.png");
+  gst_buffer_unmap (out, &mo);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+
+  /* position=auto (the default) keeps the panel off the digit: the inside
+   * of the ink box is untouched (with top-left it was not) */
+  fail_unless (b->y < qy + 28 * SCALE + 20, "the test frame's digit is not "
+      "under a top-left panel");
+  h = pipeline_harness ("");
+  out = gst_harness_push_and_pull (h, gray_buffer (pix));
+  fail_unless (gst_buffer_map (out, &mo, GST_MAP_READ));
+  changed_outside = 0;
+  for (y = b->y + 4; y + 4 < b->y + b->height; y++)
+    for (x = b->x + 4; x + 4 < b->x + b->width; x++)
+      changed_outside += px (mo.data, W * 4, x, y) !=
+          px (mr.data, W * 4, x, y);
+  fail_unless_equals_int (changed_outside, 0);
   gst_buffer_unmap (out, &mo);
   gst_buffer_unmap (ref, &mr);
   gst_buffer_unref (out);
