@@ -461,11 +461,22 @@ nn_conv_s1_forward_pool (const float *x, const float *wpk, const float *b,
   pool_values (cbuf, g.wp, g.ldc, y, cout, ho, wo, oh, ow);
 }
 
+void
+nn_conv_s1_dw_finish (const float *dwt, float *dw, int cout, int cin, int kk)
+{
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++) {
+      float *d = dw + ((gsize) co * cin + ci) * kk;
+      for (int t = 0; t < kk; t++)
+        d[t] += dwt[((gsize) t * cout + co) * cin + ci];
+    }
+}
+
 NN_HOT void
 nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
     int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,
-    float *dxb, float *tmp)
+    float *dxb, float *dwt)
 {
   int kk = k * k;
   NnS1Geom g;
@@ -488,18 +499,13 @@ nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
         acc += d[i];
       db[co] += acc;
     }
-  /* weight gradient per tap: [cout x n] . [n x cin] */
+  /* weight gradient per tap: [cout x n] . [n x cin], accumulated in
+   * tap-major order (nn_conv_s1_dw_finish adds it to dw) */
   pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
   for (int t = 0; t < kk; t++)
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, cout, cin, g.n,
-        1.0f, dyz + g.margin, g.dstride, xp + g.off[t], g.plane, 0.0f,
-        tmp + (gsize) t * cout * cin, cin);
-  for (int co = 0; co < cout; co++)
-    for (int ci = 0; ci < cin; ci++) {
-      float *d = dw + ((gsize) co * cin + ci) * kk;
-      for (int t = 0; t < kk; t++)
-        d[t] += tmp[((gsize) t * cout + co) * cin + ci];
-    }
+        1.0f, dyz + g.margin, g.dstride, xp + g.off[t], g.plane, 1.0f,
+        dwt + (gsize) t * cout * cin, cin);
   /* input gradient on the padded grid, positions [a, a + nx) */
   if (dx) {
     int a = pt * g.wp + pl, nx = (h - 1) * g.wp + wd;

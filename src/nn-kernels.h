@@ -66,7 +66,7 @@ typedef struct {
 void nn_conv_s1_geometry (int k, int ho, int wo, NnS1Geom *g);
 
 /* Scratch (floats): xp cin*plane + NN_WCONV_SLACK; cbuf cout*ldc;
- * dyz cout*dstride; dxb cin*nn_wconv_ld ((h-1)*wp + w); tmp k*k*cout*cin.
+ * dyz cout*dstride; dxb cin*nn_wconv_ld ((h-1)*wp + w).
  * wpk: forward weights, nn_wconv_pack (w, wpk, cout, cin, k*k, cin*k*k,
  * k*k); wpb: input-gradient weights, nn_wconv_pack (w, wpb, cin, cout,
  * k*k, k*k, cin*k*k).  dx may be NULL (not needed). */
@@ -81,7 +81,11 @@ void nn_conv_s1_forward_pool (const float *x, const float *wpk,
 void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
     int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,
-    float *dxb, float *tmp);
+    float *dxb, float *dwt);
+/* dwt: weight gradient accumulated tap-major [k*k][cout][cin] over the
+ * images of a pass (start zero); nn_conv_s1_dw_finish adds it to dw. */
+void nn_conv_s1_dw_finish (const float *dwt, float *dw, int cout, int cin,
+    int kk);
 
 void nn_im2col (const float *x, int c, int h, int w, int k, int s, int pt,
     int pl, int ho, int wo, float *col);

@@ -698,6 +698,8 @@ typedef struct {
   float *pp[2];                 /* inference ping-pong activations */
   float *tmp;
   float *grads;                 /* per-thread parameter gradients */
+  float *dwt;                   /* same layout; s1 convs' weight gradient
+                                 * kept tap-major during a pass */
 } Scratch;
 
 struct _CbirNetState {
@@ -793,6 +795,7 @@ state_free_scratch (CbirNetState *st)
     g_free (st->scratch[t].pp[1]);
     g_free (st->scratch[t].tmp);
     g_free (st->scratch[t].grads);
+    g_free (st->scratch[t].dwt);
   }
   g_free (st->scratch);
   st->scratch = NULL;
@@ -817,6 +820,7 @@ state_ensure_scratch (CbirNetState *st, guint n)
     st->scratch[t].pp[1] = g_new (float, net->max_act);
     st->scratch[t].tmp = g_new (float, MAX (net->max_tmp, 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
+    st->scratch[t].dwt = g_new (float, MAX (net->n_params, 1));
   }
   st->n_scratch = n;
 }
@@ -968,7 +972,7 @@ layer_backward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
             L->b_off >= 0 ? grads + L->b_off : NULL, L->cc, L->ch, L->cw,
             L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
             st->scratch[tid].col, st->scratch[tid].dcol,
-            st->scratch[tid].ebuf, st->scratch[tid].tmp);
+            st->scratch[tid].ebuf, st->scratch[tid].dwt + L->w_off);
         break;
       }
       nn_conv_backward (x, P + L->w_off, dy, dx, grads + L->w_off,
@@ -1336,6 +1340,7 @@ backward_job (void *data, guint tid, guint nt)
   int l = (int) st->last;
 
   memset (grads, 0, net->n_params * sizeof (float));
+  memset (st->scratch[tid].dwt, 0, net->n_params * sizeof (float));
   chunk_of (st->batch, tid, nt, &b0, &b1);
   while (l >= 0) {
     int e = l;
@@ -1349,6 +1354,12 @@ backward_job (void *data, guint tid, guint nt)
     if (e >= 0)
       bn_train_backward (net, st, (guint) e, tid, nt, b0, b1, job->dout);
     l = e - 1;
+  }
+  for (guint j = 0; j <= st->last; j++) {
+    Layer *L = &net->layers[j];
+    if (L->s1)
+      nn_conv_s1_dw_finish (st->scratch[tid].dwt + L->w_off,
+          grads + L->w_off, L->out.c, L->in.c, L->k * L->k);
   }
 }
 
