@@ -10,6 +10,7 @@ Figures (per network: keras-dae and sicara):
   - encoder latency at batch 1 (us/image), PyTorch with OpenBLAS and with
     oneDNN (torch.utils.mkldnn.to_mkldnn);
   - encoder throughput at batch 256 (images/s).
+Each side runs --repeat times (alternating) and keeps its best figure.
 Ratios: training ours/PyTorch (target >= 1), batch-1 latency
 PyTorch(best)/ours (target >= 3), batch-256 ours/PyTorch(best).
 
@@ -207,6 +208,9 @@ def main():
     ap.add_argument("--batches", type=int, default=30,
                     help="timed training batches (after 3 warm-up batches)")
     ap.add_argument("--nets", default="keras-dae,sicara")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per side, alternating; the best figure of each "
+                         "is kept (damps noise from other load)")
     a = ap.parse_args()
 
     data = a.data
@@ -229,12 +233,27 @@ def main():
     print("load average at start: %.2f %.2f %.2f (figures are only comparable "
           "on an otherwise idle machine)" % os.getloadavg())
 
+    def best(runs):
+        out = {}
+        for r in runs:
+            for k, v in r.items():
+                if not isinstance(v, float):
+                    out[k] = v
+                elif "_us" in k:
+                    out[k] = min(out.get(k, v), v)
+                else:
+                    out[k] = max(out.get(k, v), v)
+        return out
+
     rows = []
     for name in a.nets.split(","):
-        ours = ours_bench(exe, name, data, a.threads, a.batches)
-        t = torch_bench(torch, name, nets[name], images, n_img, a.batches) \
-            if have_torch else {}
-        rows.append((name, ours, t))
+        o_runs, t_runs = [], []
+        for _ in range(max(a.repeat, 1)):
+            o_runs.append(ours_bench(exe, name, data, a.threads, a.batches))
+            if have_torch:
+                t_runs.append(torch_bench(torch, name, nets[name], images,
+                                          n_img, a.batches))
+        rows.append((name, best(o_runs), best(t_runs)))
 
     def f(v, fmt="{:.0f}"):
         return fmt.format(v) if v is not None else "-"
