@@ -81,11 +81,26 @@ void nn_conv_s1_forward_pool (const float *x, const float *wpk,
 void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
     int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,
-    float *dxb, float *dwt);
-/* dwt: weight gradient accumulated tap-major [k*k][cout][cin] over the
- * images of a pass (start zero); nn_conv_s1_dw_finish adds it to dw. */
+    float *dxb, float *dwt, float *tbuf);
+/* dwt: weight gradient accumulated tap-major over the images of a pass
+ * (start zero), [k*k][cout][cin] if nn_conv_s1_dw_by_cin (), else
+ * [k*k][cin][cout]; nn_conv_s1_dw_finish adds it to dw.  tbuf:
+ * nn_conv_s1_dw_scratch () floats. */
 void nn_conv_s1_dw_finish (const float *dwt, float *dw, int cout, int cin,
     int kk);
+gboolean nn_conv_s1_dw_by_cin (int cin, int cout);
+gsize nn_conv_s1_dw_scratch (int cin, int cout, int k, int ho, int wo);
+
+/* weight-gradient kernel (see nn-kernels.c); lanes padded to NN_DW_LANES */
+#define NN_DW_LANES 16
+static inline gsize
+nn_dw_lanes (int n)
+{
+  return ((gsize) n + NN_DW_LANES - 1) / NN_DW_LANES * NN_DW_LANES;
+}
+void nn_dw (const float *B, gsize ldb, int brow, const int *boff,
+    const float *V, gsize lv, int vrow, const int *voff, int nt, int m,
+    int nl, int ho, int wo, float *out);
 
 void nn_im2col (const float *x, int c, int h, int w, int k, int s, int pt,
     int pl, int ho, int wo, float *col);

@@ -210,7 +210,7 @@ struct _CbirNet {
   guint n_threads;
   Pool *pool;
   gsize max_col;                /* floats of im2col scratch per image */
-  gsize max_tmp;                /* floats of per-tap weight scratch */
+  gsize max_dwt;                /* floats of s1 weight-gradient scratch */
   gsize max_act;                /* largest activation per image, input included */
   int max_bn_c;
   gsize max_s1[3];              /* stride-1 conv scratch: xp, cbuf/dyz, dxb */
@@ -395,8 +395,8 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
               (gsize) sp->filters * g.dstride);
           net->max_s1[2] = MAX (net->max_s1[2], (gsize) cur.c
               * nn_wconv_ld ((cur.h - 1) * g.wp + cur.w));
-          net->max_tmp = MAX (net->max_tmp,
-              (gsize) k * k * cur.c * sp->filters);
+          net->max_dwt = MAX (net->max_dwt, nn_conv_s1_dw_scratch (cur.c,
+                  sp->filters, k, oh, ow));
         }
         wshape[0] = tr ? cur.c : sp->filters;
         wshape[1] = tr ? sp->filters : cur.c;
@@ -696,7 +696,7 @@ typedef struct {
   float *dcol;
   float *ebuf;
   float *pp[2];                 /* inference ping-pong activations */
-  float *tmp;
+  float *tbuf;                  /* s1 weight gradient: transposed planes */
   float *grads;                 /* per-thread parameter gradients */
   float *dwt;                   /* same layout; s1 convs' weight gradient
                                  * kept tap-major during a pass */
@@ -793,7 +793,7 @@ state_free_scratch (CbirNetState *st)
     g_free (st->scratch[t].ebuf);
     g_free (st->scratch[t].pp[0]);
     g_free (st->scratch[t].pp[1]);
-    g_free (st->scratch[t].tmp);
+    g_free (st->scratch[t].tbuf);
     g_free (st->scratch[t].grads);
     g_free (st->scratch[t].dwt);
   }
@@ -818,7 +818,7 @@ state_ensure_scratch (CbirNetState *st, guint n)
     st->scratch[t].ebuf = g_new (float, MAX (net->max_s1[2], 1));
     st->scratch[t].pp[0] = g_new (float, net->max_act);
     st->scratch[t].pp[1] = g_new (float, net->max_act);
-    st->scratch[t].tmp = g_new (float, MAX (net->max_tmp, 1));
+    st->scratch[t].tbuf = g_new (float, MAX (net->max_dwt, 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
     st->scratch[t].dwt = g_new (float, MAX (net->n_params, 1));
   }
@@ -972,7 +972,8 @@ layer_backward_image (CbirNet *net, CbirNetState *st, guint l, guint img,
             L->b_off >= 0 ? grads + L->b_off : NULL, L->cc, L->ch, L->cw,
             L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
             st->scratch[tid].col, st->scratch[tid].dcol,
-            st->scratch[tid].ebuf, st->scratch[tid].dwt + L->w_off);
+            st->scratch[tid].ebuf, st->scratch[tid].dwt + L->w_off,
+            st->scratch[tid].tbuf);
         break;
       }
       nn_conv_backward (x, P + L->w_off, dy, dx, grads + L->w_off,

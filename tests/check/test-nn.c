@@ -1110,6 +1110,14 @@ START_TEST (test_known_conv_s1)
     {5, 1, 9, 30, 2, 1, 0},
     {1, 7, 28, 28, 3, 0, 1},
     {2, 3, 7, 7, 3, 1, 1},
+    /* weight gradient vectorised over input channels (full and partial
+     * vectors, several row blocks) or over output channels */
+    {32, 32, 14, 14, 3, 1, 1},
+    {20, 3, 9, 10, 3, 1, 0},
+    {17, 7, 6, 7, 2, 1, 1},
+    {32, 1, 12, 12, 3, 1, 0},
+    {2, 18, 8, 9, 2, 1, 1},
+    {1, 32, 10, 11, 3, 1, 1},
   };
   for (guint c = 0; c < G_N_ELEMENTS (cfg); c++) {
     int cin = cfg[c][0], cout = cfg[c][1], h = cfg[c][2], wd = cfg[c][3];
