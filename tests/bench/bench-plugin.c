@@ -609,6 +609,18 @@ main (int argc, char **argv)
   printf ("plugin overhead (median of per-rep ratios): wall %+.1f %%, "
       "CPU %+.1f %% (target < 10 %%)\n", 100 * (median (ratio, opt_reps) - 1),
       100 * (median (cpu_ratio, opt_reps) - 1));
+  {
+    gdouble sp = 0, se = 0, wp = 0, we = 0;
+
+    for (r = 0; r < (guint) opt_reps; r++) {
+      sp += cpu_p[r];
+      se += cpu_e[r];
+      wp += 1 / fps_p[r];
+      we += 1 / fps_e[r];
+    }
+    printf ("plugin overhead (totals over all reps): wall %+.1f %%, "
+        "CPU %+.1f %%\n", 100 * (wp / we - 1), 100 * (sp / se - 1));
+  }
   printf ("(on a loaded machine compare CPU: the pipeline's extra threads "
       "(streaming, bus) get a larger share of the cores, which flatters "
       "its wall time)\n");
