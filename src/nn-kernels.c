@@ -522,6 +522,71 @@ sum16 (const float *d, gsize n)
   return r;
 }
 
+/* dst[(iy * dwp + ix) * lv + c] = src[c * cs + iy * w + ix] for c < nc
+ * (lanes nc..lv-1 zero): 8 channels x 8 pixels at a time, transposed in
+ * registers. */
+typedef float nn_v8 __attribute__((vector_size (32)));
+typedef float nn_v8u __attribute__((vector_size (32), aligned (4),
+        may_alias));
+typedef int nn_v8i __attribute__((vector_size (32)));
+
+static inline void
+transpose8 (nn_v8 r[8])
+{
+  const nn_v8i lo = { 0, 8, 1, 9, 4, 12, 5, 13 };
+  const nn_v8i hi = { 2, 10, 3, 11, 6, 14, 7, 15 };
+  const nn_v8i plo = { 0, 1, 8, 9, 4, 5, 12, 13 };
+  const nn_v8i phi = { 2, 3, 10, 11, 6, 7, 14, 15 };
+  const nn_v8i q0 = { 0, 1, 2, 3, 8, 9, 10, 11 };
+  const nn_v8i q1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
+  nn_v8 t[8], u[8];
+
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = __builtin_shuffle (r[2 * i], r[2 * i + 1], lo);
+    t[2 * i + 1] = __builtin_shuffle (r[2 * i], r[2 * i + 1], hi);
+  }
+  for (int i = 0; i < 2; i++) {
+    u[4 * i] = __builtin_shuffle (t[4 * i], t[4 * i + 2], plo);
+    u[4 * i + 1] = __builtin_shuffle (t[4 * i], t[4 * i + 2], phi);
+    u[4 * i + 2] = __builtin_shuffle (t[4 * i + 1], t[4 * i + 3], plo);
+    u[4 * i + 3] = __builtin_shuffle (t[4 * i + 1], t[4 * i + 3], phi);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = __builtin_shuffle (u[i], u[i + 4], q0);
+    r[i + 4] = __builtin_shuffle (u[i], u[i + 4], q1);
+  }
+}
+
+NN_HOT static void
+to_pixel_major (const float *src, gsize cs, int nc, int h, int w,
+    float *dst, gsize lv, int dwp)
+{
+  int np = h * w, c8 = nc / 8 * 8;
+
+  for (int q0 = 0; q0 < np; q0 += 8) {
+    float *d[8];
+    int nq = MIN (8, np - q0);
+    for (int j = 0; j < nq; j++) {
+      int q = q0 + j;
+      d[j] = dst + ((gsize) (q / w) * dwp + q % w) * lv;
+      for (gsize c = nc; c < lv; c++)
+        d[j][c] = 0.0f;
+    }
+    if (nq == 8)
+      for (int c0 = 0; c0 < c8; c0 += 8) {
+        nn_v8 r[8];
+        for (int i = 0; i < 8; i++)
+          r[i] = *(const nn_v8u *) (src + (gsize) (c0 + i) * cs + q0);
+        transpose8 (r);
+        for (int j = 0; j < 8; j++)
+          *(nn_v8u *) (d[j] + c0) = r[j];
+      }
+    for (int c = nq == 8 ? c8 : 0; c < nc; c++)
+      for (int j = 0; j < nq; j++)
+        d[j][c] = src[(gsize) c * cs + q0 + j];
+  }
+}
+
 NN_HOT void
 nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
@@ -540,28 +605,22 @@ nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
    * reads */
   if (nn_conv_s1_dw_by_cin (cin, cout)) {
     gsize lv = nn_dw_lanes (cin);
-    /* padded input, pixel-major: tbuf[p * lv + ci] */
-    memset (tbuf, 0, g.plane * lv * sizeof (float));
-    for (int ci = 0; ci < cin; ci++)
-      for (int iy = 0; iy < h; iy++) {
-        float *d = tbuf + (((gsize) iy + pt) * g.wp + pl) * lv + ci;
-        const float *s = x + ((gsize) ci * h + iy) * wd;
-        for (int ix = 0; ix < wd; ix++)
-          d[ix * lv] = s[ix];
-      }
+    /* padded input, pixel-major: tbuf[p * lv + ci]; zero border */
+    for (int py = 0; py < g.hp; py++) {
+      gboolean inside = py >= pt && py < pt + h;
+      for (int px = 0; px < g.wp; px++)
+        if (!inside || px < pl || px >= pl + wd)
+          memset (tbuf + ((gsize) py * g.wp + px) * lv, 0,
+              lv * sizeof (float));
+    }
+    to_pixel_major (x, (gsize) h * wd, cin, h, wd, tbuf
+        + ((gsize) pt * g.wp + pl) * lv, lv, g.wp);
     nn_dw (dy, (gsize) ho * wo, wo, NULL, tbuf, lv, g.wp, g.off, kk, cout,
         cin, ho, wo, dwt);
   } else {
     gsize lv = nn_dw_lanes (cout);
-    gsize np = (gsize) ho * wo;
     /* dy pixel-major: tbuf[p * lv + co] */
-    for (gsize p = 0; p < np; p++) {
-      float *d = tbuf + p * lv;
-      for (int co = 0; co < cout; co++)
-        d[co] = dy[co * np + p];
-      for (gsize co = cout; co < lv; co++)
-        d[co] = 0.0f;
-    }
+    to_pixel_major (dy, (gsize) ho * wo, cout, ho, wo, tbuf, lv, wo);
     pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
     nn_dw (xp, g.plane, g.wp, g.off, tbuf, lv, wo, NULL, kk, cin, cout, ho,
         wo, dwt);
