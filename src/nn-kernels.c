@@ -453,10 +453,64 @@ pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
     }
 }
 
+/* Training: the same with the indices of the maxima (first maximum in
+ * row-major order, as nn_maxpool2_forward) into the dense h x w planes. */
+static void
+pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
+    int h, int w, int oh, int ow)
+{
+  int fh = h / 2, fw = w / 2;
+
+  for (int ci = 0; ci < c; ci++)
+    for (int oy = 0; oy < oh; oy++) {
+      const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
+      const float *r1 = r0 + ld;
+      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      gint32 *ir = idx + ((gsize) ci * oh + oy) * ow;
+      gint32 base = 2 * oy * w;
+      int ox = 0;
+      if (oy < fh)
+        for (; ox < fw; ox++) {
+          float a = r0[2 * ox], b = r0[2 * ox + 1];
+          float cc = r1[2 * ox], d = r1[2 * ox + 1];
+          float m = a;
+          gint32 bi = base + 2 * ox;
+          bi = b > m ? base + 2 * ox + 1 : bi;
+          m = b > m ? b : m;
+          bi = cc > m ? base + w + 2 * ox : bi;
+          m = cc > m ? cc : m;
+          bi = d > m ? base + w + 2 * ox + 1 : bi;
+          m = d > m ? d : m;
+          yr[ox] = m;
+          ir[ox] = bi;
+        }
+      for (; ox < ow; ox++) {
+        gboolean x2 = 2 * ox + 1 < w, y2 = 2 * oy + 1 < h;
+        gint32 best = base + 2 * ox;
+        float m = r0[2 * ox];
+        if (x2 && r0[2 * ox + 1] > m) {
+          m = r0[2 * ox + 1];
+          best = base + 2 * ox + 1;
+        }
+        if (y2 && r1[2 * ox] > m) {
+          m = r1[2 * ox];
+          best = base + w + 2 * ox;
+        }
+        if (x2 && y2 && r1[2 * ox + 1] > m) {
+          m = r1[2 * ox + 1];
+          best = base + w + 2 * ox + 1;
+        }
+        yr[ox] = m;
+        ir[ox] = best;
+      }
+    }
+}
+
 NN_HOT void
 nn_conv_s1_forward_pool (const float *x, const float *wpk, const float *b,
     float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
-    int pt, int pl, float *xp, float *cbuf, gboolean relu, int oh, int ow)
+    int pt, int pl, float *xp, float *cbuf, gboolean relu, int oh, int ow,
+    gint32 *idx)
 {
   NnS1Geom g;
 
@@ -464,7 +518,29 @@ nn_conv_s1_forward_pool (const float *x, const float *wpk, const float *b,
   pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
   nn_wconv (xp, g.plane, g.off, k * k, wpk, b, cbuf, g.ldc, cin, cout, g.n,
       relu);
-  pool_values (cbuf, g.wp, g.ldc, y, cout, ho, wo, oh, ow);
+  if (idx)
+    pool_idx (cbuf, g.wp, g.ldc, y, idx, cout, ho, wo, oh, ow);
+  else
+    pool_values (cbuf, g.wp, g.ldc, y, cout, ho, wo, oh, ow);
+}
+
+/* Backward of conv + ReLU + max-pool 2 fused in training: dx (the conv's
+ * output gradient, c planes of h x w) = dy at the maxima whose (ReLU'd)
+ * value y is positive, else 0. */
+void
+nn_relu_pool_backward (const float *y, const float *dy, const gint32 *idx,
+    float *dx, int c, int h, int w, int oh, int ow)
+{
+  gsize no = (gsize) oh * ow, ni = (gsize) h * w;
+
+  memset (dx, 0, (gsize) c * ni * sizeof (float));
+  for (int ci = 0; ci < c; ci++) {
+    float *d = dx + ci * ni;
+    const float *yc = y + ci * no, *gc = dy + ci * no;
+    const gint32 *ic = idx + ci * no;
+    for (gsize i = 0; i < no; i++)
+      d[ic[i]] = yc[i] > 0.0f ? gc[i] : 0.0f;
+  }
 }
 
 /* The weight gradient of a stride-1 conv is vectorised over the input

@@ -73,11 +73,14 @@ void nn_conv_s1_geometry (int k, int ho, int wo, NnS1Geom *g);
 void nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
     float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
     int pt, int pl, float *xp, float *cbuf, gboolean relu);
-/* inference: the conv (+ ReLU) then a 2x2 max-pool to oh x ow, values only */
+/* the conv (+ ReLU) then a 2x2 max-pool to oh x ow; idx: the maxima's
+ * indices as nn_maxpool2_forward (training) or NULL (inference) */
 void nn_conv_s1_forward_pool (const float *x, const float *wpk,
     const float *b, float *y, int cin, int h, int wd, int cout, int ho,
     int wo, int k, int pt, int pl, float *xp, float *cbuf, gboolean relu,
-    int oh, int ow);
+    int oh, int ow, gint32 *idx);
+void nn_relu_pool_backward (const float *y, const float *dy,
+    const gint32 *idx, float *dx, int c, int h, int w, int oh, int ow);
 void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
     float *dx, float *dw, float *db, int cin, int h, int wd, int cout,
     int ho, int wo, int k, int pt, int pl, float *xp, float *dyz,

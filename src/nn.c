@@ -1191,6 +1191,17 @@ is_sync_layer (CbirNetState *st, guint l)
       && st->net->layers[l].spec.kind == CBIR_LAYER_BATCHNORM;
 }
 
+/* A stride-1 conv, its fused ReLU and a max-pool, all forwarded: in a
+ * full (training) forward the conv's output is pooled straight from its
+ * wide grid and never stored (the pool's indices and positive outputs
+ * are all the backward needs). */
+static gboolean
+train_pool_fused (CbirNet *net, CbirNetState *st, guint j)
+{
+  return j + 2 <= st->last && net->layers[j].fuse_relu
+      && net->layers[j + 2].spec.kind == CBIR_LAYER_MAXPOOL2;
+}
+
 static void
 forward_job (void *data, guint tid, guint nt)
 {
@@ -1228,7 +1239,7 @@ forward_job (void *data, guint tid, guint nt)
               ? net->params + L->b_off : NULL, dst, L->cc, L->ch, L->cw,
               L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
               st->scratch[tid].col, st->scratch[tid].dcol, TRUE, P->out.h,
-              P->out.w);
+              P->out.w, NULL);
           cur = dst;
           j += 2;
           continue;
@@ -1247,8 +1258,21 @@ forward_job (void *data, guint tid, guint nt)
     while (e <= st->last && !is_sync_layer (st, e))
       e++;
     for (guint b = b0; b < b1; b++)
-      for (guint j = l; j < e; j++)
+      for (guint j = l; j < e; j++) {
+        if (j + 2 < e && train_pool_fused (net, st, j)) {
+          /* conv + ReLU + pool: the pool's output and indices only */
+          Layer *L = &net->layers[j], *P = &net->layers[j + 2];
+          nn_conv_s1_forward_pool (layer_input (st, j) + b * L->in_size,
+              st->wpack[j], L->b_off >= 0 ? net->params + L->b_off : NULL,
+              st->act[j + 2] + b * P->out_size, L->cc, L->ch, L->cw,
+              L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
+              st->scratch[tid].col, st->scratch[tid].dcol, TRUE, P->out.h,
+              P->out.w, st->argmax[j + 2] + b * P->out_size);
+          j += 2;
+          continue;
+        }
         layer_forward_image (net, st, j, b, tid);
+      }
     if (e <= st->last)
       bn_train_forward (net, st, e, tid, nt, b0, b1);
     l = e + 1;
@@ -1349,9 +1373,26 @@ backward_job (void *data, guint tid, guint nt)
       e--;
     /* layers l down to e+1 image by image */
     for (guint b = b0; b < b1; b++)
-      for (int j = l; j > e; j--)
+      for (int j = l; j > e; j--) {
+        if (j - 2 > e && train_pool_fused (net, st, (guint) j - 2)) {
+          /* pool + ReLU backward in one scatter into the conv's output
+           * gradient (per-thread: the ping-pong buffer of the conv's
+           * output gradient is the one the pool's is read from), then
+           * the conv */
+          Layer *P = &net->layers[j];
+          float *dyc = st->scratch[tid].pp[0];
+          nn_relu_pool_backward (st->act[j] + b * P->out_size,
+              grad_out (st, job->dout, j, b),
+              st->argmax[j] + b * P->out_size, dyc, P->in.c, P->in.h,
+              P->in.w, P->out.h, P->out.w);
+          layer_backward_image (net, st, (guint) j - 2, b, tid, dyc,
+              grad_in (st, j - 2, b), grads);
+          j -= 2;
+          continue;
+        }
         layer_backward_image (net, st, (guint) j, b, tid,
             grad_out (st, job->dout, j, b), grad_in (st, j, b), grads);
+      }
     if (e >= 0)
       bn_train_backward (net, st, (guint) e, tid, nt, b0, b1, job->dout);
     l = e - 1;

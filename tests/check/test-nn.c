@@ -418,7 +418,16 @@ START_TEST (test_grad_small_nets)
     convt (2, 2, 2, TRUE), simple (CBIR_LAYER_RELU),
     conv (1, 3, 1, TRUE), simple (CBIR_LAYER_SIGMOID),
   };
+  /* conv + ReLU + pool fused in training, with clipped (same) windows */
+  CbirShape in7 = { 2, 7, 5 };
+  CbirLayerSpec fused[] = {
+    conv (3, 3, 1, TRUE), simple (CBIR_LAYER_RELU), pool_same (),
+    conv (2, 2, 1, TRUE), simple (CBIR_LAYER_RELU), pool_same (),
+    conv (2, 3, 1, TRUE), simple (CBIR_LAYER_RELU),
+  };
   gradcheck ("dae", in, dae, G_N_ELEMENTS (dae), 2, TRUE, 2, 800);
+  gradcheck ("fused-pool", in7, fused, G_N_ELEMENTS (fused), 3, TRUE, 2,
+      803);
   gradcheck ("pyimagesearch", in, pis, G_N_ELEMENTS (pis), 3, TRUE, 2, 801);
   gradcheck ("binary-xor", in, xor, G_N_ELEMENTS (xor), 2, TRUE, 1, 802);
 }
