@@ -418,9 +418,13 @@ nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
 
 /* Inference: max-pool (values only, first maximum wins as in
  * nn_maxpool2_forward) of planes with row stride ld and plane stride lp. */
-static void
-pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
-    int w, int oh, int ow)
+static void pool_values (const float *x, gsize ld, gsize lp, float *y,
+    int c, int h, int w, int oh, int ow);
+
+/* skip_full: only the windows clipped by the bottom/right edge */
+NN_HOT static void
+pool_values_c (const float *x, gsize ld, gsize lp, float *y, int c, int h,
+    int w, int oh, int ow, gboolean skip_full)
 {
   int fh = h / 2, fw = w / 2;
 
@@ -429,7 +433,7 @@ pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
       const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
       const float *r1 = 2 * oy + 1 < h ? r0 + ld : r0;
       float *yr = y + ((gsize) ci * oh + oy) * ow;
-      int ox = 0;
+      int ox = oy < fh && skip_full ? fw : 0;
       if (oy < fh)
         for (; ox < fw; ox++) {
           float m = r0[2 * ox], b = r0[2 * ox + 1];
@@ -455,7 +459,7 @@ pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
 
 /* Training: the same with the indices of the maxima (first maximum in
  * row-major order, as nn_maxpool2_forward) into the dense h x w planes. */
-static void
+NN_HOT static void
 pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
     int h, int w, int oh, int ow)
 {
@@ -997,6 +1001,44 @@ dw_avx2 (const float *B, gsize ldb, int brow, const int *boff,
 {
   DW_DRIVER (8, 1, D256 (1, 4); D256 (1, 9););
 }
+
+/* max-pool 2 values of the full windows, 16 outputs per step: even and
+ * odd columns of two rows separated by permutes, max taken in the order
+ * of pool_values_c (maxps (b, m) = b > m ? b : m) */
+__attribute__((target ("avx512f")))
+static void
+pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int c, int h,
+    int w, int oh, int ow)
+{
+  int fh = h / 2, fw = w / 2;
+  const __m512i ev = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+      20, 22, 24, 26, 28, 30);
+  const __m512i od = _mm512_setr_epi32 (1, 3, 5, 7, 9, 11, 13, 15, 17, 19,
+      21, 23, 25, 27, 29, 31);
+
+  for (int ci = 0; ci < c; ci++)
+    for (int oy = 0; oy < fh; oy++) {
+      const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
+      const float *r1 = r0 + ld;
+      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      for (int ox = 0; ox < fw; ox += 16) {
+        int n = MIN (16, fw - ox);
+        __mmask16 ml = n >= 8 ? 0xffff : (__mmask16) ((1u << (2 * n)) - 1);
+        __mmask16 mh = n > 8 ? (__mmask16) ((1u << (2 * n - 16)) - 1) : 0;
+        __m512 a0 = _mm512_maskz_loadu_ps (ml, r0 + 2 * ox);
+        __m512 a1 = _mm512_maskz_loadu_ps (mh, r0 + 2 * ox + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps (ml, r1 + 2 * ox);
+        __m512 b1 = _mm512_maskz_loadu_ps (mh, r1 + 2 * ox + 16);
+        __m512 m = _mm512_permutex2var_ps (a0, ev, a1);
+        m = _mm512_max_ps (_mm512_permutex2var_ps (a0, od, a1), m);
+        m = _mm512_max_ps (_mm512_permutex2var_ps (b0, ev, b1), m);
+        m = _mm512_max_ps (_mm512_permutex2var_ps (b0, od, b1), m);
+        _mm512_mask_storeu_ps (yr + ox, (__mmask16) ((1u << n) - 1), m);
+      }
+    }
+  if (oh > fh || ow > fw)
+    pool_values_c (x, ld, lp, y, c, h, w, oh, ow, TRUE);
+}
 #endif
 
 /* Plain C version (any machine): same packing and summation order. */
@@ -1035,19 +1077,32 @@ typedef void (*DwFunc) (const float *, gsize, int, const int *,
     const float *, gsize, int, const int *, int, int, int, int, int,
     float *);
 
+typedef void (*PoolFunc) (const float *, gsize, gsize, float *, int, int,
+    int, int, int);
+
+static void
+pool_values_generic (const float *x, gsize ld, gsize lp, float *y, int c,
+    int h, int w, int oh, int ow)
+{
+  pool_values_c (x, ld, lp, y, c, h, w, oh, ow, FALSE);
+}
+
 typedef struct {
   WconvFunc wconv;
   DwFunc dw;
+  PoolFunc pool;
 } Kernels;
 
 static const Kernels *
 kernels_pick (void)
 {
   const char *env = g_getenv ("CBIR_NN_ISA");   /* tests: force a path */
-  static const Kernels kc = { wconv_c, dw_c };
+  static const Kernels kc = { wconv_c, dw_c, pool_values_generic };
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  static const Kernels k512 = { wconv_avx512, dw_avx512 };
-  static const Kernels k256 = { wconv_avx2, dw_avx2 };
+  static const Kernels k512 = { wconv_avx512, dw_avx512, pool_avx512 };
+  static const Kernels k256 = { wconv_avx2, dw_avx2,
+    pool_values_generic
+  };
   __builtin_cpu_init ();
   if ((!env || g_strcmp0 (env, "avx512") == 0)
       && __builtin_cpu_supports ("avx512f"))
@@ -1091,4 +1146,11 @@ nn_dw (const float *B, gsize ldb, int brow, const int *boff, const float *V,
   if (m > 0 && nl > 0 && ho > 0 && wo > 0)
     kernels ()->dw (B, ldb, brow, boff, V, lv, vrow, voff, nt, m, nl, ho, wo,
         out);
+}
+
+static void
+pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
+    int w, int oh, int ow)
+{
+  kernels ()->pool (x, ld, lp, y, c, h, w, oh, ow);
 }

@@ -1189,14 +1189,14 @@ START_TEST (test_known_conv_s1)
   {
     /* inference fuses conv + ReLU + pool (valid and same pooling): the
      * same values as the training-mode path, which stores every layer */
-    CbirShape in = { 2, 9, 7 };
+    CbirShape in = { 2, 9, 37 };    /* rows of more than 16 windows */
     CbirLayerSpec l[7] = { conv (5, 3, 1, TRUE), simple (CBIR_LAYER_RELU),
       pool_same (), conv (6, 2, 1, TRUE), simple (CBIR_LAYER_RELU),
       simple (CBIR_LAYER_MAXPOOL2), simple (CBIR_LAYER_FLATTEN)
     };
     g_autoptr (CbirNet) net = cbir_net_new (in, l, 7, NULL);
     g_autoptr (CbirNetState) st = cbir_net_state_new (net, 3);
-    float x[2 * 9 * 7 * 3];
+    float x[2 * 9 * 37 * 3];
     guint64 s = 4242;
     for (guint i = 0; i < G_N_ELEMENTS (x); i++)
       x[i] = rnd_uniform (&s, -1.0f, 1.0f);
