@@ -15,10 +15,31 @@
  * With preprocess=mnist a frame in which no digit is found gets no
  * embedding.
  *
+ * Several digits in a frame: with #GstCbirEncode:regions=digits the frame
+ * is analysed once (polarity, background, threshold, connected components
+ * of the ink: the engine's CbirInkMap) and every digit found (at most
+ * #GstCbirEncode:max-regions, the largest, left to right) gets
+ * - a GstVideoRegionOfInterestMeta of type "digit": the digit's box in
+ *   frame pixels, with ids 0, 1, ... in left-to-right order (counted on
+ *   from the largest id of any region already on the buffer);
+ * - a GstCbirEmbeddingMeta whose region_id is that ROI's id, the code of
+ *   the region alone (MNIST-style normalisation of the ink inside the box
+ *   with preprocess=mnist, an area-average resize of the box with
+ *   preprocess=scale).
+ * cbirsearch searches each of them and puts the result on the ROI. A frame
+ * without a digit gets neither. With regions=none (default) the whole
+ * frame is one query, as above.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 cbiridxsrc images=t10k-images-idx3-ubyte.gz ! \
  *     cbirencode model=model.safetensors ! cbirindex location=gallery.safetensors
+ * ]|
+ * |[
+ * gst-launch-1.0 -m filesrc location=digits.avi ! decodebin ! videoconvert ! \
+ *     video/x-raw,format=GRAY8 ! \
+ *     cbirencode model=model.safetensors preprocess=mnist regions=digits ! \
+ *     cbirsearch gallery=gallery.safetensors ! fakesink
  * ]|
  */
 #ifdef HAVE_CONFIG_H
@@ -63,14 +84,48 @@ gst_cbir_preprocess_get_type (void)
   return type;
 }
 
+typedef enum
+{
+  GST_CBIR_REGIONS_NONE = 0,
+  GST_CBIR_REGIONS_DIGITS = 1,
+} GstCbirRegions;
+
+#define GST_TYPE_CBIR_REGIONS (gst_cbir_regions_get_type ())
+static GType
+gst_cbir_regions_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_CBIR_REGIONS_NONE,
+        "The whole frame is one query (one embedding, no region metas)",
+        "none"},
+    {GST_CBIR_REGIONS_DIGITS,
+          "Every digit found (connected components of the ink) is a query: "
+          "a GstVideoRegionOfInterestMeta \"digit\" and an embedding each",
+        "digits"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstCbirRegions", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
 #define DEFAULT_MODEL NULL
 #define DEFAULT_PREPROCESS GST_CBIR_PREPROCESS_SCALE
+#define DEFAULT_REGIONS GST_CBIR_REGIONS_NONE
+#define DEFAULT_MAX_REGIONS 8
+#define MAX_MAX_REGIONS 64
 
 enum
 {
   PROP_0,
   PROP_MODEL,
   PROP_PREPROCESS,
+  PROP_REGIONS,
+  PROP_MAX_REGIONS,
 };
 
 struct _GstCbirEncode
@@ -80,10 +135,14 @@ struct _GstCbirEncode
   /* properties (object lock) */
   gchar *model_path;
   GstCbirPreprocess preprocess;
+  GstCbirRegions regions;
+  guint max_regions;
 
   /* streaming state */
   CbirModel *model;
   GstCbirPreprocess cur_preprocess;
+  GstCbirRegions cur_regions;
+  guint cur_max_regions;
   guint in_w, in_h;             /* model input */
   guint dim;
   CbirCodeType code_type;
@@ -141,6 +200,20 @@ gst_cbir_encode_class_init (GstCbirEncodeClass * klass)
           GST_TYPE_CBIR_PREPROCESS, DEFAULT_PREPROCESS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_REGIONS,
+      g_param_spec_enum ("regions", "Regions",
+          "What is encoded: the whole frame, or every digit found in it "
+          "(one GstVideoRegionOfInterestMeta of type \"digit\" and one "
+          "embedding per digit; cbirsearch searches each)",
+          GST_TYPE_CBIR_REGIONS, DEFAULT_REGIONS,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MAX_REGIONS,
+      g_param_spec_uint ("max-regions", "Maximum regions",
+          "With regions=digits: at most this many digits a frame (the "
+          "largest)", 1, MAX_MAX_REGIONS, DEFAULT_MAX_REGIONS,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -156,6 +229,7 @@ gst_cbir_encode_class_init (GstCbirEncodeClass * klass)
   trans_class->passthrough_on_same_caps = FALSE;
 
   gst_type_mark_as_plugin_api (GST_TYPE_CBIR_PREPROCESS, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_CBIR_REGIONS, 0);
 }
 
 static void
@@ -163,6 +237,8 @@ gst_cbir_encode_init (GstCbirEncode * self)
 {
   self->model_path = g_strdup (DEFAULT_MODEL);
   self->preprocess = DEFAULT_PREPROCESS;
+  self->regions = DEFAULT_REGIONS;
+  self->max_regions = DEFAULT_MAX_REGIONS;
 
   /* attaching metas needs a writable buffer: never passthrough (the
    * buffer is made writable, its memory is shared, as in gstlevel.c) */
@@ -206,6 +282,12 @@ gst_cbir_encode_set_property (GObject * object, guint prop_id,
     case PROP_PREPROCESS:
       self->preprocess = g_value_get_enum (value);
       break;
+    case PROP_REGIONS:
+      self->regions = g_value_get_enum (value);
+      break;
+    case PROP_MAX_REGIONS:
+      self->max_regions = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -227,6 +309,12 @@ gst_cbir_encode_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_PREPROCESS:
       g_value_set_enum (value, self->preprocess);
       break;
+    case PROP_REGIONS:
+      g_value_set_enum (value, self->regions);
+      break;
+    case PROP_MAX_REGIONS:
+      g_value_set_uint (value, self->max_regions);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -244,6 +332,8 @@ gst_cbir_encode_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->model_path);
   self->cur_preprocess = self->preprocess;
+  self->cur_regions = self->regions;
+  self->cur_max_regions = self->max_regions;
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -261,7 +351,10 @@ gst_cbir_encode_start (GstBaseTransform * trans)
   self->fingerprint =
       g_intern_string (cbir_model_get_fingerprint (self->model));
   g_free (self->input);
-  self->input = g_malloc0 ((gsize) self->in_w * self->in_h);
+  /* one model input per region (one for the whole frame) */
+  self->input = g_malloc0 ((gsize) self->in_w * self->in_h *
+      (self->cur_regions == GST_CBIR_REGIONS_DIGITS ?
+          self->cur_max_regions : 1));
   GST_INFO_OBJECT (self, "model %s (%s): input %ux%u, %u-%s code, "
       "fingerprint %s", path, cbir_model_get_name (self->model), self->in_w,
       self->in_h, self->dim, cbir_code_type_to_string (self->code_type),
@@ -313,6 +406,58 @@ gst_cbir_encode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   return TRUE;
 }
 
+/* Attaches the embedding of code (dim floats, taken) for region_id. */
+static void
+add_embedding (GstCbirEncode * self, GstBuffer * buf, gfloat * code,
+    gint region_id)
+{
+  GstCbirEmbeddingMeta *e;
+  guint8 *bits = NULL;
+
+  if (self->code_type == CBIR_CODE_BITS) {
+    bits = g_malloc0 ((self->dim + 7) / 8);
+    cbir_codes_pack_bits (code, 1, self->dim, NULL, bits);
+  }
+  e = gst_buffer_add_cbir_embedding_meta (buf, code, self->dim,
+      self->code_type, bits, bits ? self->dim : 0, self->fingerprint);
+  if (e)
+    e->region_id = region_id;
+}
+
+/* regions=digits: finds the digits of the mapped frame, fills one model
+ * input per digit into self->input and the boxes into rects; returns how
+ * many. */
+static guint
+find_regions (GstCbirEncode * self, const guint8 * pix, guint w, guint h,
+    gsize stride, CbirRect * rects)
+{
+  g_autoptr (CbirInkMap) map = cbir_ink_map_new (pix, w, h, stride);
+  gsize in_size = (gsize) self->in_w * self->in_h;
+  guint n, i, kept = 0;
+
+  if (map == NULL)
+    return 0;
+  n = cbir_ink_map_find_digits (map, rects, self->cur_max_regions);
+  for (i = 0; i < n; i++) {
+    const CbirRect *r = &rects[i];
+    guint8 *dst = self->input + kept * in_size;
+
+    if (self->cur_preprocess == GST_CBIR_PREPROCESS_MNIST) {
+      if (!cbir_ink_map_normalise (map, r, self->mnist, NULL))
+        continue;
+      cbir_preprocess_scale (self->mnist, CBIR_MNIST_SIZE, CBIR_MNIST_SIZE,
+          CBIR_MNIST_SIZE, self->in_w, self->in_h, dst);
+    } else {
+      if (r->width == 0 || r->height == 0)
+        continue;
+      cbir_preprocess_scale (pix + (gsize) r->y * stride + r->x, r->width,
+          r->height, stride, self->in_w, self->in_h, dst);
+    }
+    rects[kept++] = *r;
+  }
+  return kept;
+}
+
 static GstFlowReturn
 gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
@@ -323,8 +468,9 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   guint w, h;
   gsize stride;
   gfloat *code;
-  guint8 *bits = NULL;
   gboolean have_digit = TRUE;
+  CbirRect rects[MAX_MAX_REGIONS];
+  guint n_regions = 0, i;
 
   if (GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_GRAY8)
     goto not_negotiated;
@@ -336,7 +482,10 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   w = GST_VIDEO_FRAME_WIDTH (&frame);
   h = GST_VIDEO_FRAME_HEIGHT (&frame);
   stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0);
-  if (self->cur_preprocess == GST_CBIR_PREPROCESS_MNIST) {
+  if (self->cur_regions == GST_CBIR_REGIONS_DIGITS) {
+    n_regions = find_regions (self, pix, w, h, stride, rects);
+    have_digit = n_regions > 0;
+  } else if (self->cur_preprocess == GST_CBIR_PREPROCESS_MNIST) {
     have_digit = cbir_preprocess_mnist (pix, w, h, stride, self->mnist, NULL);
     cbir_preprocess_scale (self->mnist, CBIR_MNIST_SIZE, CBIR_MNIST_SIZE,
         CBIR_MNIST_SIZE, self->in_w, self->in_h, self->input);
@@ -352,17 +501,42 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     return GST_FLOW_OK;
   }
 
+  if (self->cur_regions == GST_CBIR_REGIONS_DIGITS) {
+    /* all the frame's digits in one batch */
+    g_autofree gfloat *codes = g_new (gfloat, (gsize) n_regions * self->dim);
+
+    if (!cbir_model_encode_u8 (self->model, self->input, n_regions, codes,
+            &err))
+      goto encode_failed;
+    gint first_id = 0;
+    gpointer state = NULL;
+    GstMeta *meta;
+
+    /* ids after any region upstream put on the buffer */
+    while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+                GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
+      first_id = MAX (first_id,
+          ((GstVideoRegionOfInterestMeta *) meta)->id + 1);
+    for (i = 0; i < n_regions; i++) {
+      GstVideoRegionOfInterestMeta *roi =
+          gst_buffer_add_video_region_of_interest_meta (buf, "digit",
+          rects[i].x, rects[i].y, rects[i].width, rects[i].height);
+
+      roi->id = first_id + (gint) i;
+      add_embedding (self, buf, g_memdup2 (codes + (gsize) i * self->dim,
+              sizeof (gfloat) * self->dim), roi->id);
+    }
+    GST_LOG_OBJECT (self, "%u digit(s) in frame %" GST_TIME_FORMAT,
+        n_regions, GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
+    return GST_FLOW_OK;
+  }
+
   code = g_new (gfloat, self->dim);
   if (!cbir_model_encode_u8 (self->model, self->input, 1, code, &err)) {
     g_free (code);
     goto encode_failed;
   }
-  if (self->code_type == CBIR_CODE_BITS) {
-    bits = g_malloc0 ((self->dim + 7) / 8);
-    cbir_codes_pack_bits (code, 1, self->dim, NULL, bits);
-  }
-  gst_buffer_add_cbir_embedding_meta (buf, code, self->dim, self->code_type,
-      bits, bits ? self->dim : 0, self->fingerprint);
+  add_embedding (self, buf, code, -1);
   return GST_FLOW_OK;
 
   /* ERRORS */

@@ -13,6 +13,7 @@
 #include "gstcbirmeta.h"
 
 #include <string.h>
+#include <gst/video/video.h>
 
 static const gchar *no_tags[] = { NULL };
 
@@ -120,6 +121,7 @@ embedding_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
   m->n_bits = 0;
   m->bits = NULL;
   m->model_fingerprint = NULL;
+  m->region_id = -1;
   return TRUE;
 }
 
@@ -136,17 +138,21 @@ static gboolean
 embedding_meta_transform (GstBuffer * dest, GstMeta * meta,
     GstBuffer * buffer, GQuark type, gpointer data)
 {
-  GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta;
+  GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta, *d;
 
   if (!GST_META_TRANSFORM_IS_COPY (type) &&
       type != g_quark_from_static_string ("gst-video-scale"))
     return FALSE;
-  if (gst_buffer_get_meta (dest, gst_cbir_embedding_meta_api_get_type ()))
+  /* one embedding per region: a buffer may carry several */
+  if (gst_buffer_get_cbir_embedding_meta_for_region (dest, m->region_id))
     return TRUE;
-  return gst_buffer_add_cbir_embedding_meta (dest,
+  d = gst_buffer_add_cbir_embedding_meta (dest,
       g_memdup2 (m->vector, sizeof (gfloat) * m->dim), m->dim, m->code_type,
       m->bits ? g_memdup2 (m->bits, (m->n_bits + 7) / 8) : NULL, m->n_bits,
-      m->model_fingerprint) != NULL;
+      m->model_fingerprint);
+  if (d)
+    d->region_id = m->region_id;
+  return d != NULL;
 }
 
 const GstMetaInfo *
@@ -319,6 +325,110 @@ gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
   }
 }
 
+/* ---- per-region results: keeps the ROIs' "cbir-result" params alive ----
+ *
+ * GStreamer 1.22's GstVideoRegionOfInterestMeta transform (copy and
+ * scale, i.e. videoconvert and videoscale) keeps the box and the id but
+ * drops the params. cbirsearch therefore also adds this meta, holding a
+ * copy of each region's result structure; it is added after the ROIs, so
+ * when a buffer is copied or scaled its transform runs after theirs and
+ * puts the params back on the destination's ROIs (found by id). */
+
+GType
+gst_cbir_region_results_meta_api_get_type (void)
+{
+  static GType type = 0;
+
+  if (g_once_init_enter (&type)) {
+    GType t = register_api (GST_CBIR_REGION_RESULTS_META_API_NAME);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static gboolean
+region_results_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  ((GstCbirRegionResultsMeta *) meta)->results =
+      g_ptr_array_new_with_free_func ((GDestroyNotify) gst_structure_free);
+  return TRUE;
+}
+
+static void
+region_results_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  g_clear_pointer (&((GstCbirRegionResultsMeta *) meta)->results,
+      g_ptr_array_unref);
+}
+
+/* Adds a copy of s (with a "region-id") to dest's ROI of that id unless it
+ * already has a param of that name. */
+static void
+restore_roi_param (GstBuffer * dest, const GstStructure * s)
+{
+  GstVideoRegionOfInterestMeta *roi;
+  gint id;
+
+  if (!gst_structure_get_int (s, "region-id", &id))
+    return;
+  roi = gst_buffer_get_video_region_of_interest_meta_id (dest, id);
+  if (roi && !gst_video_region_of_interest_meta_get_param (roi,
+          gst_structure_get_name (s)))
+    gst_video_region_of_interest_meta_add_param (roi, gst_structure_copy (s));
+}
+
+static gboolean
+region_results_meta_transform (GstBuffer * dest, GstMeta * meta,
+    GstBuffer * buffer, GQuark type, gpointer data)
+{
+  GstCbirRegionResultsMeta *m = (GstCbirRegionResultsMeta *) meta;
+  guint i;
+
+  if (!GST_META_TRANSFORM_IS_COPY (type) &&
+      type != g_quark_from_static_string ("gst-video-scale"))
+    return FALSE;
+  if (gst_buffer_get_meta (dest, gst_cbir_region_results_meta_api_get_type ()))
+    return TRUE;
+  for (i = 0; i < m->results->len; i++) {
+    const GstStructure *s = g_ptr_array_index (m->results, i);
+
+    restore_roi_param (dest, s);
+    gst_buffer_add_cbir_region_result (dest, s);
+  }
+  return TRUE;
+}
+
+const GstMetaInfo *
+gst_cbir_region_results_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter (&info)) {
+    const GstMetaInfo *i =
+        gst_meta_register (gst_cbir_region_results_meta_api_get_type (),
+        "GstCbirRegionResultsMeta", sizeof (GstCbirRegionResultsMeta),
+        region_results_meta_init, region_results_meta_free,
+        region_results_meta_transform);
+    g_once_init_leave (&info, i);
+  }
+  return info;
+}
+
+void
+gst_buffer_add_cbir_region_result (GstBuffer * buffer, const GstStructure * s)
+{
+  GstCbirRegionResultsMeta *m;
+
+  g_return_if_fail (GST_IS_BUFFER (buffer));
+  m = (GstCbirRegionResultsMeta *) gst_buffer_get_meta (buffer,
+      gst_cbir_region_results_meta_api_get_type ());
+  if (m == NULL)
+    m = (GstCbirRegionResultsMeta *) gst_buffer_add_meta (buffer,
+        gst_cbir_region_results_meta_get_info (), NULL);
+  if (m)
+    g_ptr_array_add (m->results, gst_structure_copy (s));
+}
+
 void
 gst_cbir_meta_register_all (void)
 {
@@ -326,4 +436,5 @@ gst_cbir_meta_register_all (void)
   gst_cbir_embedding_meta_get_info ();
   gst_cbir_result_meta_get_info ();
   gst_cbir_result_custom_meta_get_info ();
+  gst_cbir_region_results_meta_get_info ();
 }

@@ -17,6 +17,9 @@ GType gst_cbir_result_meta_api_get_type (void);
 const GstMetaInfo *gst_cbir_result_meta_get_info (void);
 const GstMetaInfo *gst_cbir_result_custom_meta_get_info (void);
 
+GType gst_cbir_region_results_meta_api_get_type (void);
+const GstMetaInfo *gst_cbir_region_results_meta_get_info (void);
+
 /* Registers all of them (plugin_init). */
 void gst_cbir_meta_register_all (void);
 
@@ -24,7 +27,8 @@ GstCbirSourceMeta *gst_buffer_add_cbir_source_meta (GstBuffer * buffer,
     guint64 index, gint32 label, const gchar * source);
 
 /* Takes ownership of vector (dim floats) and bits (may be NULL),
- * both g_malloc'ed. */
+ * both g_malloc'ed. The meta's region_id is -1 (whole frame): set it for
+ * the embedding of a region. */
 GstCbirEmbeddingMeta *gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer,
     gfloat * vector, guint dim, gint code_type, guint8 * bits, guint n_bits,
     const gchar * model_fingerprint);
@@ -36,6 +40,11 @@ GstCbirResultMeta *gst_buffer_add_cbir_result_meta (GstBuffer * buffer,
 
 /* Adds the custom meta holding a copy of s. */
 void gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
+    const GstStructure * s);
+
+/* Appends a copy of s (a region's "cbir-result" with its "region-id") to
+ * the buffer's GstCbirRegionResultsMeta, adding the meta if needed. */
+void gst_buffer_add_cbir_region_result (GstBuffer * buffer,
     const GstStructure * s);
 
 G_END_DECLS

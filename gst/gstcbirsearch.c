@@ -23,6 +23,23 @@
  * - "metric" (string), and when known "label-name" (string),
  *   "source-index" (guint64) and "source-label" (gint) from cbiridxsrc
  *
+ * Several digits in a frame (cbirencode regions=digits): the buffer then
+ * carries one embedding per GstVideoRegionOfInterestMeta of type "digit".
+ * Each is searched; its result structure (the fields above, without the
+ * region fields below) is added to its ROI as a param named "cbir-result"
+ * (gst_video_region_of_interest_meta_get_param (roi, "cbir-result")), and
+ * one message is posted per region, with these fields added:
+ *
+ * - "region-id" (gint): the ROI's id (whole-frame messages have no region
+ *   fields)
+ * - "x", "y", "width", "height" (guint): the ROI's box in frame pixels
+ * - "n-regions" (guint): the number of regions searched in this frame
+ *
+ * The whole-frame GstCbirResultMeta and custom meta are added only for a
+ * whole-frame embedding; frames with regions carry their results on the
+ * ROIs (and in a GstCbirRegionResultsMeta, which restores the ROIs' params
+ * that GStreamer 1.22's videoconvert and videoscale drop).
+ *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
  * passes through unsearched (with one warning). A gallery made by another
@@ -42,6 +59,7 @@
 #include "gstcbirsearch.h"
 #include "gstcbirmeta.h"
 
+#include <gst/video/video.h>
 #include <cbir/search.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_cbir_search_debug);
@@ -453,30 +471,32 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   return s;
 }
 
-static GstFlowReturn
-gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+/* Searches one embedding: hits into self->hits, returns how many are kept
+ * (within max-distance) and the vote. */
+static guint
+search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
+    gfloat max_distance, gint32 * label, gfloat * confidence)
 {
-  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
-  GstCbirEmbeddingMeta *emb;
-  GstStructure *s;
-  guint k, n, i;
-  gfloat max_distance, confidence;
-  gboolean post;
-  gint32 label;
+  guint n, i;
 
-  emb = (GstCbirEmbeddingMeta *) gst_buffer_get_meta (buf,
-      gst_cbir_embedding_meta_api_get_type ());
-  if (emb == NULL) {
-    if (!self->warned_no_embedding) {
-      self->warned_no_embedding = TRUE;
-      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
-          ("Frames without an embedding pass through unsearched "
-              "(is cbirencode upstream?)."), (NULL));
-    }
-    self->frame++;
-    return GST_FLOW_OK;
+  n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
+  for (i = 0; i < n; i++)
+    if (!(self->hits[i].distance <= max_distance))
+      break;
+  n = i;                        /* hits are sorted by distance */
+  cbir_vote (self->hits, n, label, confidence);
+  if (n == 0) {
+    *label = -1;
+    *confidence = 0.0f;
   }
+  return n;
+}
 
+/* The first embedding of a model is checked against the gallery; FALSE
+ * (and an error posted) when it does not fit. */
+static gboolean
+check_embedding (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb)
+{
   if (emb->model_fingerprint != self->checked_fingerprint) {
     const gchar *gfp = cbir_gallery_get_model_fingerprint (self->gallery);
 
@@ -488,27 +508,156 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   } else if (emb->dim != self->query_dim) {
     goto wrong_dim;
   }
+  return TRUE;
 
+  /* ERRORS */
+wrong_model:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+        ("Gallery \"%s\" was made by another model: gallery model fingerprint "
+            "%s, frames encoded by model %s.",
+            cbir_gallery_get_path (self->gallery),
+            cbir_gallery_get_model_fingerprint (self->gallery),
+            emb->model_fingerprint ? emb->model_fingerprint : "(none)"),
+        (NULL));
+    return FALSE;
+  }
+wrong_dim:
+  {
+    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+        ("Code of %u values does not fit gallery \"%s\" (%u values).",
+            emb->dim, cbir_gallery_get_path (self->gallery), self->query_dim),
+        (NULL));
+    return FALSE;
+  }
+}
+
+static void
+get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
+    gboolean * post)
+{
   GST_OBJECT_LOCK (self);
-  k = self->k;
-  max_distance = self->max_distance;
-  post = self->post_messages;
+  *k = self->k;
+  *max_distance = self->max_distance;
+  *post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 
-  if (self->hits_len < k) {
-    self->hits = g_renew (CbirHit, self->hits, k);
-    self->hits_len = k;
+  if (self->hits_len < *k) {
+    self->hits = g_renew (CbirHit, self->hits, *k);
+    self->hits_len = *k;
   }
-  n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
-  for (i = 0; i < n; i++)
-    if (!(self->hits[i].distance <= max_distance))
-      break;
-  n = i;                        /* hits are sorted by distance */
-  cbir_vote (self->hits, n, &label, &confidence);
-  if (n == 0) {
-    label = -1;
-    confidence = 0.0f;
+}
+
+/* Frames with regions: each region's embedding is searched, its result
+ * added to its ROI as the param "cbir-result" and posted (with the region's
+ * id and box). Takes regions. */
+static GstFlowReturn
+search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
+{
+  guint k, n, i;
+  gfloat max_distance, confidence;
+  gboolean post;
+  gint32 label;
+  GList *messages = NULL, *l;
+
+  for (i = 0; i < regions->len; i++)
+    if (!check_embedding (self, g_ptr_array_index (regions, i))) {
+      g_ptr_array_free (regions, TRUE);
+      return GST_FLOW_ERROR;
+    }
+  get_settings (self, &k, &max_distance, &post);
+
+  for (i = 0; i < regions->len; i++) {
+    const GstCbirEmbeddingMeta *emb = g_ptr_array_index (regions, i);
+    GstVideoRegionOfInterestMeta *roi =
+        gst_buffer_get_video_region_of_interest_meta_id (buf, emb->region_id);
+    GstStructure *s;
+
+    n = search_one (self, emb, k, max_distance, &label, &confidence);
+    s = make_result_structure (self, buf, self->hits, n, label, confidence);
+    gst_structure_set (s, "region-id", G_TYPE_INT, emb->region_id, NULL);
+    if (roi) {
+      /* the ROI's param: a copy without the box (videoscale moves the box,
+       * the param would keep a stale one) */
+      gst_video_region_of_interest_meta_add_param (roi, gst_structure_copy
+          (s));
+      /* (and a copy that puts it back where videoconvert/videoscale drop
+       * the ROI's params: see gstcbirmeta.c) */
+      gst_buffer_add_cbir_region_result (buf, s);
+      gst_structure_set (s, "x", G_TYPE_UINT, roi->x, "y", G_TYPE_UINT,
+          roi->y, "width", G_TYPE_UINT, roi->w, "height", G_TYPE_UINT,
+          roi->h, NULL);
+    } else {
+      GST_WARNING_OBJECT (self, "no region of interest with id %d for an "
+          "embedding", emb->region_id);
+    }
+    gst_structure_set (s, "n-regions", G_TYPE_UINT, regions->len, NULL);
+    GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " region %d: label %d "
+        "(%.3f), %u hits", self->frame, emb->region_id, label, confidence, n);
+    if (post)
+      messages = g_list_prepend (messages, s);
+    else
+      gst_structure_free (s);
   }
+  g_ptr_array_free (regions, TRUE);
+  self->frame++;
+
+  /* posted after the search, in region order */
+  messages = g_list_reverse (messages);
+  for (l = messages; l; l = l->next)
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), l->data));
+  g_list_free (messages);
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn
+gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+  GstCbirEmbeddingMeta *emb;
+  GstStructure *s;
+  guint k, n;
+  gfloat max_distance, confidence;
+  gboolean post;
+  gint32 label;
+  GPtrArray *regions = NULL;
+  gpointer state = NULL;
+  GstMeta *meta;
+
+  /* the whole frame's embedding, or those of its regions */
+  emb = NULL;
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              gst_cbir_embedding_meta_api_get_type ()))) {
+    GstCbirEmbeddingMeta *e = (GstCbirEmbeddingMeta *) meta;
+
+    if (e->region_id < 0) {
+      if (emb == NULL)
+        emb = e;
+    } else {
+      if (regions == NULL)
+        regions = g_ptr_array_new ();
+      g_ptr_array_add (regions, e);
+    }
+  }
+  if (regions)
+    return search_regions (self, buf, regions);
+  if (emb == NULL) {
+    if (!self->warned_no_embedding) {
+      self->warned_no_embedding = TRUE;
+      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+          ("Frames without an embedding pass through unsearched "
+              "(is cbirencode upstream?)."), (NULL));
+    }
+    self->frame++;
+    return GST_FLOW_OK;
+  }
+
+  if (!check_embedding (self, emb))
+    return GST_FLOW_ERROR;
+
+  get_settings (self, &k, &max_distance, &post);
+  n = search_one (self, emb, k, max_distance, &label, &confidence);
 
   G_STATIC_ASSERT (sizeof (CbirHit) == sizeof (GstCbirHit));
   gst_buffer_add_cbir_result_meta (buf, (const GstCbirHit *) self->hits, n,
@@ -525,25 +674,4 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   else
     gst_structure_free (s);
   return GST_FLOW_OK;
-
-  /* ERRORS */
-wrong_model:
-  {
-    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
-        ("Gallery \"%s\" was made by another model: gallery model fingerprint "
-            "%s, frames encoded by model %s.",
-            cbir_gallery_get_path (self->gallery),
-            cbir_gallery_get_model_fingerprint (self->gallery),
-            emb->model_fingerprint ? emb->model_fingerprint : "(none)"),
-        (NULL));
-    return GST_FLOW_ERROR;
-  }
-wrong_dim:
-  {
-    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
-        ("Code of %u values does not fit gallery \"%s\" (%u values).",
-            emb->dim, cbir_gallery_get_path (self->gallery), self->query_dim),
-        (NULL));
-    return GST_FLOW_ERROR;
-  }
 }

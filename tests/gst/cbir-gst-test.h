@@ -229,3 +229,106 @@ gray8_caps (guint w, guint h)
   return g_strdup_printf ("video/x-raw,format=GRAY8,width=%u,height=%u,"
       "framerate=30/1", w, h);
 }
+
+/* A light frame (w x h, packed) showing the fixture's images idx[0..n-1]
+ * as dark ink, each enlarged `scale` times (nearest neighbour), side by
+ * side with gaps; the ink boxes (pixels darker than the paper) go to
+ * boxes. */
+#define DIGITS_PAPER 220
+G_GNUC_UNUSED static guint8 *
+digits_frame (const CbirDataset * ds, const guint * idx, guint n,
+    guint scale, guint w, guint h, CbirRect * boxes)
+{
+  guint8 *pix = g_malloc (w * h);
+  guint j, x, y, cell = w / n;
+
+  memset (pix, DIGITS_PAPER, (gsize) w * h);
+  for (j = 0; j < n; j++) {
+    const guint8 *img = ds->images + (gsize) idx[j] * 784;
+    guint ox = j * cell + (cell - 28 * scale) / 2, oy = (h - 28 * scale) / 2;
+    guint x0 = G_MAXUINT, y0 = G_MAXUINT, x1 = 0, y1 = 0;
+
+    fail_unless (cell >= 28 * scale && h >= 28 * scale);
+    for (y = 0; y < 28 * scale; y++)
+      for (x = 0; x < 28 * scale; x++) {
+        guint v = img[(y / scale) * 28 + x / scale];
+        guint8 p = DIGITS_PAPER - v * 200 / 255;
+
+        pix[(gsize) (oy + y) * w + ox + x] = p;
+        if (p < DIGITS_PAPER) {
+          x0 = MIN (x0, ox + x);
+          y0 = MIN (y0, oy + y);
+          x1 = MAX (x1, ox + x);
+          y1 = MAX (y1, oy + y);
+        }
+      }
+    boxes[j].x = x0;
+    boxes[j].y = y0;
+    boxes[j].width = x1 - x0 + 1;
+    boxes[j].height = y1 - y0 + 1;
+  }
+  return pix;
+}
+
+/* The engine's own multi-digit path for a packed GRAY8 frame: the ink
+ * map's digits (at most max) into rects and, for each, the code of its
+ * MNIST-style normalisation (mnist) or of its box resized (!mnist) into
+ * codes (max * dim floats); returns the number of digits. */
+G_GNUC_UNUSED static guint
+engine_region_codes (CbirModel * m, const guint8 * pix, guint w, guint h,
+    gboolean mnist, guint max, CbirRect * rects, gfloat * codes)
+{
+  CbirInkMap *map = cbir_ink_map_new (pix, w, h, w);
+  guint in_w, in_h, dim = cbir_model_get_code_dim (m), n, i;
+  guint8 norm[28 * 28], *input;
+  GError *err = NULL;
+
+  fail_unless (map != NULL);
+  cbir_model_get_input_size (m, &in_w, &in_h);
+  input = g_malloc ((gsize) in_w * in_h);
+  n = cbir_ink_map_find_digits (map, rects, max);
+  for (i = 0; i < n; i++) {
+    const CbirRect *r = &rects[i];
+
+    if (mnist) {
+      fail_unless (cbir_ink_map_normalise (map, r, norm, NULL));
+      cbir_preprocess_scale (norm, 28, 28, 28, in_w, in_h, input);
+    } else {
+      cbir_preprocess_scale (pix + (gsize) r->y * w + r->x, r->width,
+          r->height, w, in_w, in_h, input);
+    }
+    fail_unless (cbir_model_encode_u8 (m, input, 1, codes + (gsize) i * dim,
+            &err), "encode: %s", err ? err->message : "?");
+  }
+  g_free (input);
+  cbir_ink_map_free (map);
+  return n;
+}
+
+/* The ROI metas of type "digit" of a buffer, in the buffer's order. */
+G_GNUC_UNUSED static guint
+digit_rois (GstBuffer * buf, GstVideoRegionOfInterestMeta ** rois, guint max)
+{
+  gpointer state = NULL;
+  GstMeta *meta;
+  guint n = 0;
+
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
+
+    if (roi->roi_type != g_quark_from_static_string ("digit"))
+      continue;
+    fail_unless (n < max, "more than %u digit regions", max);
+    rois[n++] = roi;
+  }
+  return n;
+}
+
+/* Number of embedding metas of a buffer. */
+G_GNUC_UNUSED static guint
+n_embeddings (GstBuffer * buf)
+{
+  return gst_buffer_get_n_meta (buf,
+      g_type_from_name (GST_CBIR_EMBEDDING_META_API_NAME));
+}

@@ -155,6 +155,155 @@ GST_START_TEST (test_mnist_preprocess)
 
 GST_END_TEST;
 
+/* regions=digits: one ROI "digit" per digit (box = the ink's box), one
+ * embedding per ROI equal to the engine's (ink map + normalise + encode) */
+#define RW 640
+#define RH 200
+#define RSCALE 5
+
+static void
+check_regions (const gchar * preset, const gchar * preprocess,
+    const guint * idx, guint n)
+{
+  gchar *model_path = make_model (dir, preset);
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirDataset *ds = load_fixture ();
+  gchar *extra = g_strdup_printf ("preprocess=%s regions=digits", preprocess);
+  GstHarness *h = encode_harness (model_path, extra, RW, RH);
+  gboolean mnist = g_str_equal (preprocess, "mnist");
+  guint dim = cbir_model_get_code_dim (m), j, i, ne;
+  CbirRect truth[4], rects[8];
+  gfloat *codes = g_new (gfloat, 8 * dim);
+  guint8 *pix = digits_frame (ds, idx, n, RSCALE, RW, RH, truth);
+  GstVideoRegionOfInterestMeta *rois[8];
+  GstBuffer *out;
+
+  ne = engine_region_codes (m, pix, RW, RH, mnist, 8, rects, codes);
+  fail_unless_equals_int (ne, n);
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 0));
+  fail_unless_equals_int (digit_rois (out, rois, 8), n);
+  fail_unless_equals_int (n_embeddings (out), n);
+  fail_unless (gst_buffer_get_cbir_embedding_meta_for_region (out, -1) ==
+      NULL, "a whole-frame embedding in regions mode");
+  for (j = 0; j < n; j++) {
+    GstCbirEmbeddingMeta *e;
+
+    /* left to right, ids 0.., the engine's box, close to the drawn ink */
+    fail_unless_equals_int (rois[j]->id, j);
+    fail_unless_equals_int (rois[j]->x, rects[j].x);
+    fail_unless_equals_int (rois[j]->y, rects[j].y);
+    fail_unless_equals_int (rois[j]->w, rects[j].width);
+    fail_unless_equals_int (rois[j]->h, rects[j].height);
+    fail_unless (ABS ((gint) rois[j]->x - (gint) truth[j].x) <= RSCALE &&
+        ABS ((gint) rois[j]->y - (gint) truth[j].y) <= RSCALE &&
+        ABS ((gint) (rois[j]->x + rois[j]->w) - (gint) (truth[j].x +
+                truth[j].width)) <= RSCALE &&
+        ABS ((gint) (rois[j]->y + rois[j]->h) - (gint) (truth[j].y +
+                truth[j].height)) <= RSCALE,
+        "digit %u: box %u,%u %ux%u, ink %u,%u %ux%u", j, rois[j]->x,
+        rois[j]->y, rois[j]->w, rois[j]->h, truth[j].x, truth[j].y,
+        truth[j].width, truth[j].height);
+    e = gst_buffer_get_cbir_embedding_meta_for_region (out, rois[j]->id);
+    fail_unless (e != NULL, "no embedding for region %u", j);
+    fail_unless_equals_int (e->dim, dim);
+    fail_unless_equals_string (e->model_fingerprint,
+        cbir_model_get_fingerprint (m));
+    for (i = 0; i < dim; i++)
+      fail_unless (fabsf (e->vector[i] - codes[j * dim + i]) <= 1e-5f *
+          (1.0f + fabsf (codes[j * dim + i])), "digit %u value %u: %g vs %g",
+          j, i, e->vector[i], codes[j * dim + i]);
+    if (cbir_model_get_code_type (m) == CBIR_CODE_BITS) {
+      guint8 bits[64] = { 0, };
+
+      fail_unless ((dim + 7) / 8 <= sizeof (bits));
+      cbir_codes_pack_bits (codes + j * dim, 1, dim, NULL, bits);
+      fail_unless (e->bits != NULL && memcmp (e->bits, bits,
+              (dim + 7) / 8) == 0);
+    }
+  }
+  /* the pixels are untouched */
+  fail_unless (gst_buffer_memcmp (out, 0, pix, RW) == 0);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+  g_free (pix);
+  g_free (codes);
+  g_free (extra);
+  cbir_dataset_free (ds);
+  cbir_model_free (m);
+  g_free (model_path);
+}
+
+GST_START_TEST (test_regions_two_and_three_digits)
+{
+  const guint two[] = { 0, 1 }, three[] = { 2, 3, 4 };
+
+  check_regions ("keras-dae", "mnist", two, 2);
+  check_regions ("keras-dae", "mnist", three, 3);
+  check_regions ("binary-xor", "mnist", three, 3);
+  check_regions ("keras-dae", "scale", two, 2);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_regions_blank_max_and_ids)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  CbirDataset *ds = load_fixture ();
+  GstHarness *h = encode_harness (model_path,
+      "preprocess=mnist regions=digits max-regions=2", RW, RH);
+  const guint three[] = { 5, 6, 7 };
+  CbirRect truth[3];
+  guint8 *pix = digits_frame (ds, three, 3, RSCALE, RW, RH, truth);
+  GstVideoRegionOfInterestMeta *rois[8];
+  GstBuffer *in, *out;
+  GstElement *e;
+  guint max, j;
+
+  /* gst-inspect: default whole frame, 8 regions at most */
+  e = gst_element_factory_make ("cbirencode", NULL);
+  g_object_get (e, "max-regions", &max, NULL);
+  fail_unless_equals_int (max, 8);
+  {
+    gint regions;
+    g_object_get (e, "regions", &regions, NULL);
+    fail_unless_equals_int (regions, 0);
+  }
+  gst_object_unref (e);
+
+  /* max-regions=2 of 3 digits: two regions, two embeddings */
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 0));
+  fail_unless_equals_int (digit_rois (out, rois, 8), 2);
+  fail_unless_equals_int (n_embeddings (out), 2);
+  gst_buffer_unref (out);
+
+  /* an upstream region with id 4: the digits are numbered after it */
+  in = gray8_buffer (pix, RW, RH, 1);
+  gst_buffer_add_video_region_of_interest_meta (in, "face", 0, 0, 10,
+      10)->id = 4;
+  out = gst_harness_push_and_pull (h, in);
+  fail_unless_equals_int (digit_rois (out, rois, 8), 2);
+  for (j = 0; j < 2; j++) {
+    fail_unless_equals_int (rois[j]->id, 5 + j);
+    fail_unless (gst_buffer_get_cbir_embedding_meta_for_region (out,
+            5 + j) != NULL);
+  }
+  gst_buffer_unref (out);
+
+  /* blank paper: no region, no embedding */
+  memset (pix, DIGITS_PAPER, RW * RH);
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 2));
+  fail_unless_equals_int (digit_rois (out, rois, 8), 0);
+  fail_unless_equals_int (n_embeddings (out), 0);
+  gst_buffer_unref (out);
+
+  gst_harness_teardown (h);
+  g_free (pix);
+  cbir_dataset_free (ds);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_model_errors)
 {
   gchar *bad = g_build_filename (dir, "corrupt-model.safetensors", NULL);
@@ -259,6 +408,8 @@ cbirencode_suite (void)
   tcase_add_test (tc, test_bit_code_matches_engine);
   tcase_add_test (tc, test_any_size_is_scaled);
   tcase_add_test (tc, test_mnist_preprocess);
+  tcase_add_test (tc, test_regions_two_and_three_digits);
+  tcase_add_test (tc, test_regions_blank_max_and_ids);
   tcase_add_test (tc, test_model_errors);
   tcase_add_test (tc, test_wrong_caps);
   tcase_add_test (tc, test_model_refused_while_playing);

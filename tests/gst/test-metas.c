@@ -93,11 +93,118 @@ GST_START_TEST (test_metas_survive)
 
 GST_END_TEST;
 
+/* Per-region results (regions=digits) survive queue, tee, videoconvert and
+ * videoscale: videoscale scales each ROI's box; its id, its "cbir-result"
+ * param and the region's embedding stay. */
+#define RW 640
+#define RH 200
+
+static void
+check_regions_survive (const gchar * model_path, const gchar * gallery_path,
+    const guint8 * pix, const gchar * chain, guint out_w, guint out_h)
+{
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist "
+      "regions=digits ! cbirsearch gallery=%s k=3 post-messages=false ! %s",
+      model_path, gallery_path, chain);
+  GstHarness *h = gst_harness_new_parse (desc);
+  gchar *caps = gray8_caps (RW, RH);
+  GstBuffer *ref, *out;
+  GstVideoRegionOfInterestMeta *a[8], *b[8];
+  guint n, j;
+
+  gst_harness_set_src_caps_str (h, caps);
+  /* the reference: straight out of cbirsearch */
+  {
+    gchar *d2 = g_strdup_printf ("cbirencode model=%s preprocess=mnist "
+        "regions=digits ! cbirsearch gallery=%s k=3 post-messages=false",
+        model_path, gallery_path);
+    GstHarness *h2 = gst_harness_new_parse (d2);
+
+    gst_harness_set_src_caps_str (h2, caps);
+    ref = gst_harness_push_and_pull (h2, gray8_buffer (pix, RW, RH, 0));
+    gst_harness_teardown (h2);
+    g_free (d2);
+  }
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 0));
+  fail_unless (out != NULL, "%s: no output", chain);
+  n = digit_rois (ref, a, 8);
+  fail_unless_equals_int (n, 2);
+  fail_unless_equals_int (digit_rois (out, b, 8), n);
+  fail_unless_equals_int (n_embeddings (out), n);
+  fail_unless (gst_buffer_get_cbir_region_results_meta (out) != NULL);
+  fail_unless_equals_int (gst_buffer_get_cbir_region_results_meta
+      (out)->results->len, n);
+  for (j = 0; j < n; j++) {
+    GstStructure *pa = gst_video_region_of_interest_meta_get_param (a[j],
+        "cbir-result");
+    GstStructure *pb = gst_video_region_of_interest_meta_get_param (b[j],
+        "cbir-result");
+    GstCbirEmbeddingMeta *ea, *eb;
+
+    fail_unless_equals_int (b[j]->id, a[j]->id);
+    /* the box follows the picture (to within the rounding) */
+    fail_unless (ABS ((gint) b[j]->x - (gint) (a[j]->x * out_w / RW)) <= 1 &&
+        ABS ((gint) b[j]->y - (gint) (a[j]->y * out_h / RH)) <= 1 &&
+        ABS ((gint) b[j]->w - (gint) (a[j]->w * out_w / RW)) <= 1 &&
+        ABS ((gint) b[j]->h - (gint) (a[j]->h * out_h / RH)) <= 1,
+        "%s: region %u box %u,%u %ux%u from %u,%u %ux%u", chain, j, b[j]->x,
+        b[j]->y, b[j]->w, b[j]->h, a[j]->x, a[j]->y, a[j]->w, a[j]->h);
+    fail_unless (pa != NULL && pb != NULL, "%s: region %u lost its result "
+        "(%p %p, %u %u params)", chain, j, pa, pb, g_list_length (a[j]->params),
+        g_list_length (b[j]->params));
+    fail_unless (gst_structure_is_equal (pa, pb), "%s: region %u result "
+        "changed", chain, j);
+    ea = gst_buffer_get_cbir_embedding_meta_for_region (ref, a[j]->id);
+    eb = gst_buffer_get_cbir_embedding_meta_for_region (out, b[j]->id);
+    fail_unless (ea != NULL && eb != NULL, "%s: region %u lost its "
+        "embedding", chain, j);
+    fail_unless_equals_int (eb->dim, ea->dim);
+    fail_unless (memcmp (ea->vector, eb->vector, ea->dim * sizeof (gfloat))
+        == 0);
+  }
+  gst_buffer_unref (ref);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+  g_free (caps);
+  g_free (desc);
+}
+
+GST_START_TEST (test_region_metas_survive)
+{
+  gchar *dir = tmpdir_new ();
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *gallery_path = make_gallery (dir, model_path, 64, "g.safetensors");
+  CbirDataset *ds = load_fixture ();
+  const guint idx[] = { 13, 14 };
+  CbirRect truth[2];
+  guint8 *pix = digits_frame (ds, idx, 2, 5, RW, RH, truth);
+
+  check_regions_survive (model_path, gallery_path, pix, "queue", RW, RH);
+  check_regions_survive (model_path, gallery_path, pix,
+      "tee name=t t. ! queue", RW, RH);
+  check_regions_survive (model_path, gallery_path, pix,
+      "videoconvert ! capsfilter caps=video/x-raw,format=RGB", RW, RH);
+  check_regions_survive (model_path, gallery_path, pix,
+      "videoscale ! capsfilter caps=video/x-raw,width=320,height=100", 320, 100);
+  check_regions_survive (model_path, gallery_path, pix,
+      "videoconvert ! capsfilter caps=video/x-raw,format=I420 ! videoscale "
+      "! capsfilter caps=video/x-raw,width=1280,height=400 ! videoconvert "
+      "! capsfilter caps=video/x-raw,format=BGRx", 1280, 400);
+  g_free (pix);
+  cbir_dataset_free (ds);
+  g_free (gallery_path);
+  g_free (model_path);
+  tmpdir_free (dir);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_meta_api_registered_without_tags)
 {
   const gchar *names[] = { GST_CBIR_SOURCE_META_API_NAME,
     GST_CBIR_EMBEDDING_META_API_NAME, GST_CBIR_RESULT_META_API_NAME,
-    GST_CBIR_RESULT_CUSTOM_META_NAME "-api"
+    GST_CBIR_RESULT_CUSTOM_META_NAME "-api",
+    GST_CBIR_REGION_RESULTS_META_API_NAME
   };
   GstElement *e = gst_element_factory_make ("cbirsearch", NULL);
   guint i;
@@ -128,6 +235,7 @@ cbirmetas_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_meta_api_registered_without_tags);
   tcase_add_test (tc, test_metas_survive);
+  tcase_add_test (tc, test_region_metas_survive);
   return s;
 }
 

@@ -226,6 +226,121 @@ GST_START_TEST (test_metas_and_message)
 
 GST_END_TEST;
 
+/* regions=digits: each region searched as the engine would, the result on
+ * its ROI ("cbir-result" param), one message per region with its id and
+ * box, no whole-frame result */
+#define RW 640
+#define RH 200
+
+static void
+check_regions_search (const gchar * preset, const guint * idx, guint n)
+{
+  gchar *model_path = make_model (dir, preset);
+  gchar *gallery_path = make_gallery (dir, model_path, 64, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist "
+      "regions=digits ! cbirsearch gallery=%s k=4", model_path, gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirGallery *g = cbir_gallery_open (gallery_path, NULL);
+  CbirSearcher *searcher = cbir_searcher_new (g,
+      cbir_model_get_code_type (m) == CBIR_CODE_BITS ? CBIR_METRIC_HAMMING :
+      CBIR_METRIC_L2, 0, NULL);
+  CbirDataset *ds = load_fixture ();
+  GstBus *bus = gst_bus_new ();
+  gchar *caps = gray8_caps (RW, RH);
+  guint dim = cbir_model_get_code_dim (m), j, ne;
+  CbirRect truth[4], rects[8];
+  gfloat *codes = g_new (gfloat, 8 * dim);
+  guint8 *pix = digits_frame (ds, idx, n, 5, RW, RH, truth);
+  GstVideoRegionOfInterestMeta *rois[8];
+  CbirHit hits[4];
+  GstBuffer *out;
+  GstMessage *msg;
+
+  fail_unless (searcher != NULL);
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  ne = engine_region_codes (m, pix, RW, RH, TRUE, 8, rects, codes);
+  fail_unless_equals_int (ne, n);
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 3));
+
+  fail_unless_equals_int (digit_rois (out, rois, 8), n);
+  fail_unless (gst_buffer_get_cbir_result_meta (out) == NULL);
+  fail_unless (gst_buffer_get_cbir_result_structure (out) == NULL);
+  for (j = 0; j < n; j++) {
+    GstStructure *ps = gst_video_region_of_interest_meta_get_param (rois[j],
+        "cbir-result");
+    const GstStructure *ms;
+    guint nh = cbir_searcher_search (searcher, codes + j * dim, 4, hits);
+    gint32 label;
+    gfloat conf;
+    gint rid;
+    guint x, y, w, hh, nr;
+    guint64 frame;
+
+    cbir_vote (hits, nh, &label, &conf);
+    fail_unless (ps != NULL, "region %u: no cbir-result param", j);
+    check_result_structure (ps, hits, nh, label, conf);
+    fail_unless (gst_structure_get_int (ps, "region-id", &rid));
+    fail_unless_equals_int (rid, rois[j]->id);
+    fail_unless (!gst_structure_has_field (ps, "x"));
+
+    /* the message of region j, in order */
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
+    fail_unless (msg != NULL, "no message for region %u", j);
+    ms = gst_message_get_structure (msg);
+    check_result_structure (ms, hits, nh, label, conf);
+    fail_unless (gst_structure_get_int (ms, "region-id", &rid));
+    fail_unless_equals_int (rid, rois[j]->id);
+    fail_unless (gst_structure_get (ms, "x", G_TYPE_UINT, &x, "y",
+            G_TYPE_UINT, &y, "width", G_TYPE_UINT, &w, "height", G_TYPE_UINT,
+            &hh, "n-regions", G_TYPE_UINT, &nr, "frame", G_TYPE_UINT64,
+            &frame, NULL));
+    fail_unless (x == rects[j].x && y == rects[j].y && w == rects[j].width &&
+        hh == rects[j].height, "region %u: box in the message", j);
+    fail_unless_equals_int (nr, n);
+    fail_unless_equals_uint64 (frame, 3);
+    gst_message_unref (msg);
+  }
+  /* nothing more */
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
+  fail_unless (msg == NULL, "more messages than regions");
+  gst_buffer_unref (out);
+
+  /* a blank frame: no region, no result, no message */
+  memset (pix, DIGITS_PAPER, RW * RH);
+  out = gst_harness_push_and_pull (h, gray8_buffer (pix, RW, RH, 4));
+  fail_unless_equals_int (digit_rois (out, rois, 8), 0);
+  fail_unless (gst_buffer_get_cbir_result_meta (out) == NULL);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
+  gst_buffer_unref (out);
+
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  cbir_searcher_free (searcher);
+  cbir_gallery_free (g);
+  cbir_model_free (m);
+  g_free (pix);
+  g_free (codes);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_START_TEST (test_regions_equal_engine)
+{
+  const guint two[] = { 8, 9 }, three[] = { 10, 11, 12 };
+
+  check_regions_search ("keras-dae", two, 2);
+  check_regions_search ("keras-dae", three, 3);
+  check_regions_search ("binary-xor", three, 3);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_max_distance_and_no_messages)
 {
   gchar *model_path = make_model (dir, "keras-dae");
@@ -392,6 +507,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_cosine_shortlist_equals_engine);
   tcase_add_test (tc, test_bits_hamming_equals_engine);
   tcase_add_test (tc, test_metas_and_message);
+  tcase_add_test (tc, test_regions_equal_engine);
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_model_gallery_mismatch);

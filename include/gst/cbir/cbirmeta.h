@@ -9,7 +9,9 @@
  *  - GstCbirSourceMeta:    added by cbiridxsrc: index of the image in its
  *                          IDX file and its label (-1 when unknown).
  *  - GstCbirEmbeddingMeta: added by cbirencode: the float code, the packed
- *                          bits (bit models) and the model fingerprint.
+ *                          bits (bit models) and the model fingerprint;
+ *                          one for the whole frame, or with regions=digits
+ *                          one per digit (see "Several digits" below).
  *  - GstCbirResultMeta:    added by cbirsearch: k hits (gallery index,
  *                          label, distance), the voted label, confidence.
  * cbirsearch also adds the result as a GstCustomMeta named
@@ -18,8 +20,25 @@
  * read it with gst_buffer_get_custom_meta () and
  * gst_custom_meta_get_structure ().
  *
+ * Several digits in a frame (cbirencode regions=digits): cbirencode adds
+ * one GstVideoRegionOfInterestMeta of type "digit" per digit (its box in
+ * frame pixels, ids 0, 1, ... left to right) and one GstCbirEmbeddingMeta
+ * per region whose @region_id is that ROI's id (-1 = whole frame).
+ * cbirsearch then adds to each ROI a param structure "cbir-result" (the
+ * fields of the bus message; read it with
+ * gst_video_region_of_interest_meta_get_param (roi, "cbir-result")) and
+ * posts one message per region (with "region-id" and the box added).
+ * The whole-frame GstCbirResultMeta and custom meta are only added for a
+ * whole-frame embedding.
+ * GStreamer 1.22's ROI meta loses its params when videoconvert or
+ * videoscale copy it; cbirsearch therefore also adds a
+ * GstCbirRegionResultsMeta (all the regions' result structures, each with
+ * its "region-id") whose transform puts the "cbir-result" params back on
+ * the copied ROIs, so readers of the ROI params need do nothing.
+ *
  * All metas are registered with no tags and a copy transform, so they
- * survive queue, tee, videoconvert and videoscale.
+ * survive queue, tee, videoconvert and videoscale (videoscale scales the
+ * ROI boxes; their ids and params are kept).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -32,6 +51,7 @@ G_BEGIN_DECLS
 #define GST_CBIR_SOURCE_META_API_NAME     "GstCbirSourceMetaAPI"
 #define GST_CBIR_EMBEDDING_META_API_NAME  "GstCbirEmbeddingMetaAPI"
 #define GST_CBIR_RESULT_META_API_NAME     "GstCbirResultMetaAPI"
+#define GST_CBIR_REGION_RESULTS_META_API_NAME "GstCbirRegionResultsMetaAPI"
 /* Name of the GstCustomMeta holding the result as a GstStructure. */
 #define GST_CBIR_RESULT_CUSTOM_META_NAME  "GstCbirResultStructureMeta"
 /* Name of the structure of the result (bus message and custom meta). */
@@ -60,6 +80,8 @@ typedef struct {
  * @n_bits: number of bits in @bits (0 for float models)
  * @bits: packed bits, LSB first in each byte, or NULL
  * @model_fingerprint: hex SHA-256 of the model (interned string)
+ * @region_id: -1 for the whole frame, else the id of the
+ *   GstVideoRegionOfInterestMeta (type "digit") whose box was encoded
  */
 typedef struct {
   GstMeta meta;
@@ -69,6 +91,7 @@ typedef struct {
   guint n_bits;
   guint8 *bits;
   const gchar *model_fingerprint;
+  gint region_id;
 } GstCbirEmbeddingMeta;
 
 /**
@@ -109,6 +132,17 @@ gst_cbir_buffer_get_meta_by_api_name (GstBuffer * buffer, const gchar * name)
 }
 
 /* The metas of a buffer, or NULL (also when the plugin is not loaded). */
+/**
+ * GstCbirRegionResultsMeta:
+ * @meta: parent
+ * @results: (element-type GstStructure): the "cbir-result" structure of
+ *   each region searched, in region order, each with "region-id" (gint)
+ */
+typedef struct {
+  GstMeta meta;
+  GPtrArray *results;
+} GstCbirRegionResultsMeta;
+
 static inline GstCbirSourceMeta *
 gst_buffer_get_cbir_source_meta (GstBuffer * buffer)
 {
@@ -125,12 +159,37 @@ gst_buffer_get_cbir_embedding_meta (GstBuffer * buffer)
       GST_CBIR_EMBEDDING_META_API_NAME);
 }
 
+/* The embedding of region region_id (-1: of the whole frame), or NULL. */
+static inline GstCbirEmbeddingMeta *
+gst_buffer_get_cbir_embedding_meta_for_region (GstBuffer * buffer,
+    gint region_id)
+{
+  GType api = g_type_from_name (GST_CBIR_EMBEDDING_META_API_NAME);
+  gpointer state = NULL;
+  GstMeta *m;
+
+  if (!api)
+    return NULL;
+  while ((m = gst_buffer_iterate_meta_filtered (buffer, &state, api)))
+    if (((GstCbirEmbeddingMeta *) m)->region_id == region_id)
+      return (GstCbirEmbeddingMeta *) m;
+  return NULL;
+}
+
 static inline GstCbirResultMeta *
 gst_buffer_get_cbir_result_meta (GstBuffer * buffer)
 {
   return (GstCbirResultMeta *)
       gst_cbir_buffer_get_meta_by_api_name (buffer,
       GST_CBIR_RESULT_META_API_NAME);
+}
+
+static inline GstCbirRegionResultsMeta *
+gst_buffer_get_cbir_region_results_meta (GstBuffer * buffer)
+{
+  return (GstCbirRegionResultsMeta *)
+      gst_cbir_buffer_get_meta_by_api_name (buffer,
+      GST_CBIR_REGION_RESULTS_META_API_NAME);
 }
 
 /* The result as a GstStructure (owned by the buffer), or NULL. */
