@@ -3,22 +3,25 @@
 # paper) in front of a webcam and see its nearest gallery digits and the
 # voted label drawn on the video.
 #   v4l2src ! videoconvert ! queue leaky=downstream max-size-buffers=2 !
-#   GRAY8 ! cbirencode preprocess=mnist ! cbirsearch ! cbiroverlay ! autovideosink
+#   GRAY8 ! cbirencode preprocess=mnist regions=digits ! cbirsearch !
+#   cbiroverlay ! autovideosink   (every digit in view is found and drawn)
 # usage: pipelines/camera.sh MODEL GALLERY [DEVICE]
 #   DEVICE  V4L2 device (default /dev/video0)
 # Env: K (5), SCALE (overlay magnification, 3), POSITION (top-left...),
-#   PREPROCESS (mnist), SINK (autovideosink), GST_LAUNCH (gst-launch-1.0).
+#   PREPROCESS (mnist), REGIONS (digits; none = one query per frame),
+#   SINK (autovideosink), GST_LAUNCH (gst-launch-1.0).
 # Needs the cbir plugin on GST_PLUGIN_PATH (export GST_PLUGIN_PATH=$PWD/build/gst).
 # No camera? pipelines/simcam.sh runs the same pipeline on a simulated one.
 set -eu
 if [ $# -lt 2 ]; then
-  sed -n '2,13p' "$0"; exit 2
+  sed -n '2,14p' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
 DEVICE=${3:-/dev/video0}
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 PREPROCESS=${PREPROCESS:-mnist}
+REGIONS=${REGIONS:-digits}
 
 for f in "$MODEL" "$GALLERY"; do
   [ -r "$f" ] || { echo "camera.sh: cannot read $f" >&2; exit 1; }
@@ -37,7 +40,7 @@ exec $GST_LAUNCH \
   video/x-raw,width=640,height=480 ! \
   queue leaky=downstream max-size-buffers=2 ! \
   videoconvert ! video/x-raw,format=GRAY8 ! \
-  cbirencode model="$MODEL" preprocess="$PREPROCESS" ! \
+  cbirencode model="$MODEL" preprocess="$PREPROCESS" regions="$REGIONS" ! \
   cbirsearch gallery="$GALLERY" k="${K:-5}" ! \
   videoconvert ! \
   cbiroverlay gallery="$GALLERY" preprocess="$PREPROCESS" \

@@ -3,21 +3,24 @@
 # split only) large on unevenly lit paper, shifted, scaled, rotated, blurred
 # and noisy at 640x480 (cbir-simcam), makes a video of them, and runs the
 # camera pipeline (pipelines/camera.sh) on it:
-#   filesrc ! decodebin ! videoconvert ! GRAY8 ! cbirencode preprocess=mnist !
-#   cbirsearch ! videoconvert ! cbiroverlay ! videoconvert ! PNGs + video
+#   filesrc ! decodebin ! videoconvert ! GRAY8 !
+#   cbirencode preprocess=mnist regions=digits ! cbirsearch ! videoconvert !
+#   cbiroverlay ! videoconvert ! PNGs + video
+# (regions=digits: every digit of a frame is found, searched and drawn)
 # usage: pipelines/simcam.sh MODEL GALLERY [OUT_DIR]
 #   OUT_DIR  default out/simcam; gets frames/ (camera PNGs + truth.jsonl),
 #            simcam.avi (the camera video), overlay/ (overlay PNGs),
 #            overlay.avi, and simcam.avi.cbir.jsonl + summary (cbir-tag),
 #            then the voted label is compared with the truth.
 # Env: FRAMES (30), DIGITS (1, or e.g. 1-3), SEED (1), K (5), SCALE (3),
-#   PREPROCESS (mnist), IMAGES/LABELS (data/mnist/query-*), DISPLAY_SINK
+#   PREPROCESS (mnist), REGIONS (digits; none = the whole frame is one
+#   query), IMAGES/LABELS (data/mnist/query-*), DISPLAY_SINK
 #   (e.g. autovideosink: also show it), DOC_PNG + DOC_FRAME (write that
 #   overlay frame at 480x360 there), CBIR_BUILD (build), GST_LAUNCH.
 # Needs the cbir plugin on GST_PLUGIN_PATH (export GST_PLUGIN_PATH=$PWD/build/gst).
 set -eu
 if [ $# -lt 2 ]; then
-  sed -n '2,18p' "$0"; exit 2
+  sed -n '2,20p' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
@@ -29,6 +32,7 @@ TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
 IMAGES=${IMAGES:-data/mnist/query-images.idx3-ubyte}
 LABELS=${LABELS:-data/mnist/query-labels.idx1-ubyte}
 PREPROCESS=${PREPROCESS:-mnist}
+REGIONS=${REGIONS:-digits}
 K=${K:-5}
 
 mkdir -p "$OUT"
@@ -53,7 +57,7 @@ fi
 $GST_LAUNCH -q \
   filesrc location="$OUT/simcam.avi" ! decodebin ! videoconvert ! \
   video/x-raw,format=GRAY8 ! \
-  cbirencode model="$MODEL" preprocess="$PREPROCESS" ! \
+  cbirencode model="$MODEL" preprocess="$PREPROCESS" regions="$REGIONS" ! \
   cbirsearch gallery="$GALLERY" k="$K" ! videoconvert ! \
   cbiroverlay gallery="$GALLERY" preprocess="$PREPROCESS" scale="${SCALE:-3}" ! \
   videoconvert ! tee name=t \
