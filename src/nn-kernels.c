@@ -419,12 +419,12 @@ nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
 /* Inference: max-pool (values only, first maximum wins as in
  * nn_maxpool2_forward) of planes with row stride ld and plane stride lp. */
 static void pool_values (const float *x, gsize ld, gsize lp, float *y,
-    int c, int h, int w, int oh, int ow);
+    int yrow, gsize yplane, int c, int h, int w, int oh, int ow);
 
 /* skip_full: only the windows clipped by the bottom/right edge */
 NN_HOT static void
-pool_values_c (const float *x, gsize ld, gsize lp, float *y, int c, int h,
-    int w, int oh, int ow, gboolean skip_full)
+pool_values_c (const float *x, gsize ld, gsize lp, float *y, int yrow,
+    gsize yplane, int c, int h, int w, int oh, int ow, gboolean skip_full)
 {
   int fh = h / 2, fw = w / 2;
 
@@ -432,7 +432,7 @@ pool_values_c (const float *x, gsize ld, gsize lp, float *y, int c, int h,
     for (int oy = 0; oy < oh; oy++) {
       const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
       const float *r1 = 2 * oy + 1 < h ? r0 + ld : r0;
-      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      float *yr = y + ci * yplane + (gsize) oy * yrow;
       int ox = oy < fh && skip_full ? fw : 0;
       if (oy < fh)
         for (; ox < fw; ox++) {
@@ -514,18 +514,42 @@ NN_HOT void
 nn_conv_s1_forward_pool (const float *x, const float *wpk, const float *b,
     float *y, int cin, int h, int wd, int cout, int ho, int wo, int k,
     int pt, int pl, float *xp, float *cbuf, gboolean relu, int oh, int ow,
-    gint32 *idx)
+    gint32 *idx, gboolean x_padded, const NnS1Geom *yg)
 {
   NnS1Geom g;
 
   nn_conv_s1_geometry (k, ho, wo, &g);
-  pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
+  if (x_padded)
+    xp = (float *) x;
+  else
+    pad_planes (x, cin, h, wd, pt, pl, g.hp, g.wp, xp);
   nn_wconv (xp, g.plane, g.off, k * k, wpk, b, cbuf, g.ldc, cin, cout, g.n,
       relu);
   if (idx)
     pool_idx (cbuf, g.wp, g.ldc, y, idx, cout, ho, wo, oh, ow);
-  else
-    pool_values (cbuf, g.wp, g.ldc, y, cout, ho, wo, oh, ow);
+  else if (yg) {
+    /* straight into the next conv's padded planes */
+    int ypt = (yg->hp - oh) / 2, ypl = (yg->wp - ow) / 2;
+    nn_pad_border (y, cout, oh, ow, ypt, ypl, yg);
+    pool_values (cbuf, g.wp, g.ldc, y + (gsize) ypt * yg->wp + ypl, yg->wp,
+        yg->plane, cout, ho, wo, oh, ow);
+  } else
+    pool_values (cbuf, g.wp, g.ldc, y, ow, (gsize) oh * ow, cout, ho, wo, oh,
+        ow);
+}
+
+/* zero everything of c padded planes (geometry g, image h x w at pt, pl)
+ * but the image, and the slack after the planes: one memset of it all
+ * (cheaper than a call per row gap) */
+void
+nn_pad_border (float *xp, int c, int h, int w, int pt, int pl,
+    const NnS1Geom *g)
+{
+  (void) h;
+  (void) w;
+  (void) pt;
+  (void) pl;
+  memset (xp, 0, ((gsize) c * g->plane + NN_WCONV_SLACK) * sizeof (float));
 }
 
 /* Backward of conv + ReLU + max-pool 2 fused in training: dx (the conv's
@@ -1007,8 +1031,8 @@ dw_avx2 (const float *B, gsize ldb, int brow, const int *boff,
  * of pool_values_c (maxps (b, m) = b > m ? b : m) */
 __attribute__((target ("avx512f")))
 static void
-pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int c, int h,
-    int w, int oh, int ow)
+pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int yrow,
+    gsize yplane, int c, int h, int w, int oh, int ow)
 {
   int fh = h / 2, fw = w / 2;
   const __m512i ev = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
@@ -1020,7 +1044,7 @@ pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int c, int h,
     for (int oy = 0; oy < fh; oy++) {
       const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
       const float *r1 = r0 + ld;
-      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      float *yr = y + ci * yplane + (gsize) oy * yrow;
       for (int ox = 0; ox < fw; ox += 16) {
         int n = MIN (16, fw - ox);
         __mmask16 ml = n >= 8 ? 0xffff : (__mmask16) ((1u << (2 * n)) - 1);
@@ -1037,7 +1061,7 @@ pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int c, int h,
       }
     }
   if (oh > fh || ow > fw)
-    pool_values_c (x, ld, lp, y, c, h, w, oh, ow, TRUE);
+    pool_values_c (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow, TRUE);
 }
 #endif
 
@@ -1077,14 +1101,14 @@ typedef void (*DwFunc) (const float *, gsize, int, const int *,
     const float *, gsize, int, const int *, int, int, int, int, int,
     float *);
 
-typedef void (*PoolFunc) (const float *, gsize, gsize, float *, int, int,
-    int, int, int);
+typedef void (*PoolFunc) (const float *, gsize, gsize, float *, int, gsize,
+    int, int, int, int, int);
 
 static void
-pool_values_generic (const float *x, gsize ld, gsize lp, float *y, int c,
-    int h, int w, int oh, int ow)
+pool_values_generic (const float *x, gsize ld, gsize lp, float *y, int yrow,
+    gsize yplane, int c, int h, int w, int oh, int ow)
 {
-  pool_values_c (x, ld, lp, y, c, h, w, oh, ow, FALSE);
+  pool_values_c (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow, FALSE);
 }
 
 typedef struct {
@@ -1149,8 +1173,8 @@ nn_dw (const float *B, gsize ldb, int brow, const int *boff, const float *V,
 }
 
 static void
-pool_values (const float *x, gsize ld, gsize lp, float *y, int c, int h,
-    int w, int oh, int ow)
+pool_values (const float *x, gsize ld, gsize lp, float *y, int yrow,
+    gsize yplane, int c, int h, int w, int oh, int ow)
 {
-  kernels ()->pool (x, ld, lp, y, c, h, w, oh, ow);
+  kernels ()->pool (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow);
 }

@@ -78,7 +78,14 @@ void nn_conv_s1_forward (const float *x, const float *wpk, const float *b,
 void nn_conv_s1_forward_pool (const float *x, const float *wpk,
     const float *b, float *y, int cin, int h, int wd, int cout, int ho,
     int wo, int k, int pt, int pl, float *xp, float *cbuf, gboolean relu,
-    int oh, int ow, gint32 *idx);
+    int oh, int ow, gint32 *idx, gboolean x_padded, const NnS1Geom *yg);
+/* x_padded: x is already the padded planes (geometry of this conv, as
+ * pad_planes makes them: nn_pad_border around the image), xp unused.
+ * yg (inference only): y is the next stride-1 conv's padded input of that
+ * geometry ("same" 3x3 or 2x2 placement: top/left pad (hp - oh) / 2),
+ * border zeroed here. */
+void nn_pad_border (float *xp, int c, int h, int w, int pt, int pl,
+    const NnS1Geom *g);
 void nn_relu_pool_backward (const float *y, const float *dy,
     const gint32 *idx, float *dx, int c, int h, int w, int oh, int ow);
 void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,

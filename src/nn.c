@@ -697,6 +697,7 @@ typedef struct {
   float *ebuf;
   float *pp[2];                 /* inference ping-pong activations */
   float *tbuf;                  /* s1 weight gradient: transposed planes */
+  float *xq;                    /* inference: padded planes, the other of col */
   float *grads;                 /* per-thread parameter gradients */
   float *dwt;                   /* same layout; s1 convs' weight gradient
                                  * kept tap-major during a pass */
@@ -794,6 +795,7 @@ state_free_scratch (CbirNetState *st)
     g_free (st->scratch[t].pp[0]);
     g_free (st->scratch[t].pp[1]);
     g_free (st->scratch[t].tbuf);
+    g_free (st->scratch[t].xq);
     g_free (st->scratch[t].grads);
     g_free (st->scratch[t].dwt);
   }
@@ -819,6 +821,7 @@ state_ensure_scratch (CbirNetState *st, guint n)
     st->scratch[t].pp[0] = g_new (float, net->max_act);
     st->scratch[t].pp[1] = g_new (float, net->max_act);
     st->scratch[t].tbuf = g_new (float, MAX (net->max_dwt, 1));
+    st->scratch[t].xq = g_new (float, MAX (net->max_s1[0], 1));
     st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
     st->scratch[t].dwt = g_new (float, MAX (net->n_params, 1));
   }
@@ -1202,6 +1205,15 @@ train_pool_fused (CbirNet *net, CbirNetState *st, guint j)
       && net->layers[j + 2].spec.kind == CBIR_LAYER_MAXPOOL2;
 }
 
+/* inference: layers j (s1 conv), j + 1 (its fused ReLU) and j + 2 (max-pool)
+ * run as one, all up to `final` */
+static gboolean
+lean_fused (CbirNet *net, guint j, guint final)
+{
+  return j + 2 <= final && net->layers[j].fuse_relu
+      && net->layers[j + 2].spec.kind == CBIR_LAYER_MAXPOOL2;
+}
+
 static void
 forward_job (void *data, guint tid, guint nt)
 {
@@ -1223,27 +1235,40 @@ forward_job (void *data, guint tid, guint nt)
     for (guint b = b0; b < b1; b++) {
       const float *cur = st->input + (gsize) b * net->input_size;
       guint pp = 0;
+      gboolean cur_padded = FALSE;      /* cur: padded planes for layer j */
       for (guint j = 0; j <= final; j++) {
         Layer *L = &net->layers[j];
         float *dst;
         if (layer_is_view (L))
           continue;
-        if (L->fuse_relu && j + 2 <= final
-            && net->layers[j + 2].spec.kind == CBIR_LAYER_MAXPOOL2) {
-          /* conv + ReLU + pool in one go: the pool's output only */
+        if (lean_fused (net, j, final)) {
+          /* conv + ReLU + pool in one go: the pool's output only, written
+           * as the padded input of the next conv if that is fused too */
           Layer *P = &net->layers[j + 2];
-          dst = j + 2 == final ? st->act[j + 2] + (gsize) b * P->out_size
-              : st->scratch[tid].pp[pp];
-          pp ^= 1;
+          gboolean pad_next = lean_fused (net, j + 3, final);
+          float *xp = st->scratch[tid].col;
+          NnS1Geom gn;
+          if (pad_next) {
+            Layer *N = &net->layers[j + 3];
+            nn_conv_s1_geometry (N->k, N->gh, N->gw, &gn);
+            dst = cur == st->scratch[tid].xq ? st->scratch[tid].col
+                : st->scratch[tid].xq;
+          } else {
+            dst = j + 2 == final ? st->act[j + 2] + (gsize) b * P->out_size
+                : st->scratch[tid].pp[pp];
+            pp ^= 1;
+          }
           nn_conv_s1_forward_pool (cur, st->wpack[j], L->b_off >= 0
               ? net->params + L->b_off : NULL, dst, L->cc, L->ch, L->cw,
-              L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
-              st->scratch[tid].col, st->scratch[tid].dcol, TRUE, P->out.h,
-              P->out.w, NULL);
+              L->out.c, L->gh, L->gw, L->k, L->pt, L->pl, xp,
+              st->scratch[tid].dcol, TRUE, P->out.h, P->out.w, NULL,
+              cur_padded, pad_next ? &gn : NULL);
+          cur_padded = pad_next;
           cur = dst;
           j += 2;
           continue;
         }
+        g_assert (!cur_padded);
         dst = j == final ? st->act[j] + (gsize) b * L->out_size
             : st->scratch[tid].pp[pp];
         pp ^= 1;
@@ -1267,7 +1292,7 @@ forward_job (void *data, guint tid, guint nt)
               st->act[j + 2] + b * P->out_size, L->cc, L->ch, L->cw,
               L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
               st->scratch[tid].col, st->scratch[tid].dcol, TRUE, P->out.h,
-              P->out.w, st->argmax[j + 2] + b * P->out_size);
+              P->out.w, st->argmax[j + 2] + b * P->out_size, FALSE, NULL);
           j += 2;
           continue;
         }
