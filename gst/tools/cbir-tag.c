@@ -1,6 +1,7 @@
 /* cbir-tag: batch tagging of video files with the cbir plugin.
  *
- *   cbir-tag --model M --gallery G [--preprocess mnist|scale] [--k 5]
+ *   cbir-tag --model M --gallery G [--preprocess mnist|scale]
+ *            [--regions digits|none] [--k 5]
  *            [--out-dir DIR] FILE...
  *
  * For each file (anything uridecodebin decodes) runs
@@ -44,6 +45,7 @@
 
 static gchar *opt_model, *opt_gallery, *opt_out_dir, *opt_plugin_path;
 static gchar *opt_preprocess;
+static gchar *opt_regions;
 static gint opt_k = 5;
 static gdouble opt_max_distance = -1;
 static gboolean opt_quiet, opt_verbose;
@@ -57,6 +59,9 @@ static GOptionEntry entries[] = {
   {"preprocess", 'p', 0, G_OPTION_ARG_STRING, &opt_preprocess,
       "cbirencode preprocessing: mnist (digits on paper; default) or scale",
       "MODE"},
+  {"regions", 'r', 0, G_OPTION_ARG_STRING, &opt_regions,
+      "cbirencode regions: digits (every digit in a frame; default) or none "
+      "(the whole frame is one query)", "digits|none"},
   {"k", 'k', 0, G_OPTION_ARG_INT, &opt_k, "Nearest items per frame (5)",
       "K"},
   {"max-distance", 0, 0, G_OPTION_ARG_DOUBLE, &opt_max_distance,
@@ -443,6 +448,8 @@ build_pipeline (Job * job)
   gst_caps_unref (gray);
   gst_util_set_object_arg (G_OBJECT (enc), "preprocess",
       opt_preprocess ? opt_preprocess : "mnist");
+  gst_util_set_object_arg (G_OBJECT (enc), "regions",
+      opt_regions ? opt_regions : "digits");
   g_object_set (enc, "model", opt_model, NULL);
   g_object_set (search, "gallery", opt_gallery, "k", (guint) opt_k,
       "post-messages", FALSE, NULL);
@@ -761,6 +768,12 @@ main (int argc, char **argv)
   }
   if (opt_k < 1 || opt_k > 1000) {
     g_printerr ("cbir-tag: --k must be in 1..1000\n");
+    return 2;
+  }
+  if (opt_regions && strcmp (opt_regions, "digits") != 0 &&
+      strcmp (opt_regions, "none") != 0) {
+    g_printerr ("cbir-tag: --regions must be digits or none, not '%s'\n",
+        opt_regions);
     return 2;
   }
   if (opt_preprocess && strcmp (opt_preprocess, "mnist") != 0 &&
