@@ -702,6 +702,8 @@ nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
 
   (void) dw;
   nn_conv_s1_geometry (k, ho, wo, &g);
+  if (!dwt)
+    goto input_grad;
   if (db)
     for (int co = 0; co < cout; co++)
       db[co] += sum16 (dy + (gsize) co * ho * wo, (gsize) ho * wo);
@@ -732,6 +734,7 @@ nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
   /* input gradient: dy on the wide grid (junk columns zero) after a zero
    * margin, convolved with the flipped taps; positions [a, a + nx) of the
    * padded grid */
+input_grad:
   if (dx) {
     int a = pt * g.wp + pl, nx = (h - 1) * g.wp + wd;
     gsize ldx = nn_wconv_ld (nx);

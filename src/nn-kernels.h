@@ -95,7 +95,8 @@ void nn_conv_s1_backward (const float *x, const float *wpb, const float *dy,
 /* dwt: weight gradient accumulated tap-major over the images of a pass
  * (start zero), [k*k][cout][cin] if nn_conv_s1_dw_by_cin (), else
  * [k*k][cin][cout]; nn_conv_s1_dw_finish adds it to dw.  tbuf:
- * nn_conv_s1_dw_scratch () floats. */
+ * nn_conv_s1_dw_scratch () floats.  dwt NULL: the input gradient only
+ * (db, dw, tbuf unused). */
 void nn_conv_s1_dw_finish (const float *dwt, float *dw, int cout, int cin,
     int kk);
 gboolean nn_conv_s1_dw_by_cin (int cin, int cout);

@@ -720,6 +720,9 @@ struct _CbirNetState {
   gboolean training;
   gboolean forwarded;
   gboolean have_input_grad;
+  gboolean input_grad_lazy;     /* layer 0 (s1 conv): its input gradient is
+                                 * computed by cbir_net_input_grad () from
+                                 * its output gradient, kept by backward */
   float *dinput;                /* input gradient, batch * input size */
   float **wpack;                /* per s1 conv: forward weights, packed */
   float **wpackb;               /* per s1 conv: input-gradient weights */
@@ -1329,6 +1332,7 @@ cbir_net_forward (CbirNet *net, CbirNetState *st, const float *input,
   st->training = training;
   st->forwarded = TRUE;
   st->have_input_grad = FALSE;
+  st->input_grad_lazy = FALSE;
   st->lean = !training;
   /* weights packed for the stride-1 convs, kept while the parameters do
    * not change (backward reuses them: the parameters do not change between
@@ -1379,6 +1383,27 @@ grad_in (CbirNetState *st, int j, guint b)
   return grad_buf (st, j - 1, b);
 }
 
+/* layer 0 is a stride-1 conv whose output gradient stays in the state
+ * after backward: its input gradient (needed only by
+ * cbir_net_input_grad) is left to that call */
+static gboolean
+input_grad_deferred (CbirNet *net, CbirNetState *st)
+{
+  return net->layers[0].s1 && st->last >= 1;
+}
+
+/* where backward leaves layer 0's output gradient for image b when
+ * input_grad_deferred (): the slice of the ping-pong buffer the input
+ * gradient would take, if the conv is fused with a pool (the other one
+ * holds the pool's output gradient); else its usual place */
+static float *
+input_dy (CbirNetState *st, guint b)
+{
+  if (train_pool_fused (st->net, st, 0))
+    return grad_in (st, 0, b);
+  return grad_buf (st, 0, b);
+}
+
 static void
 backward_job (void *data, guint tid, guint nt)
 {
@@ -1405,18 +1430,21 @@ backward_job (void *data, guint tid, guint nt)
            * output gradient is the one the pool's is read from), then
            * the conv */
           Layer *P = &net->layers[j];
-          float *dyc = st->scratch[tid].pp[0];
+          float *dyc = j == 2 && st->input_grad_lazy ? input_dy (st, b)
+              : st->scratch[tid].pp[0];
           nn_relu_pool_backward (st->act[j] + b * P->out_size,
               grad_out (st, job->dout, j, b),
               st->argmax[j] + b * P->out_size, dyc, P->in.c, P->in.h,
               P->in.w, P->out.h, P->out.w);
           layer_backward_image (net, st, (guint) j - 2, b, tid, dyc,
-              grad_in (st, j - 2, b), grads);
+              j == 2 && st->input_grad_lazy ? NULL : grad_in (st, j - 2, b),
+              grads);
           j -= 2;
           continue;
         }
         layer_backward_image (net, st, (guint) j, b, tid,
-            grad_out (st, job->dout, j, b), grad_in (st, j, b), grads);
+            grad_out (st, job->dout, j, b), j == 0 && st->input_grad_lazy
+            ? NULL : grad_in (st, j, b), grads);
       }
     if (e >= 0)
       bn_train_backward (net, st, (guint) e, tid, nt, b0, b1, job->dout);
@@ -1448,6 +1476,7 @@ cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
     st->lean = FALSE;
     pool_run (net->pool, nt, forward_job, &job);
   }
+  st->input_grad_lazy = input_grad_deferred (net, st);
   pool_run (net->pool, nt, backward_job, &job);
   /* the caller is about to update the parameters */
   cbir_net_params_changed (net);
@@ -1463,9 +1492,10 @@ cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
         o[j] += g[j];
     }
   }
-  for (guint b = 0; b < st->batch; b++)
-    memcpy (st->dinput + b * net->input_size, grad_in (st, 0, b),
-        net->input_size * sizeof (float));
+  if (!st->input_grad_lazy)
+    for (guint b = 0; b < st->batch; b++)
+      memcpy (st->dinput + b * net->input_size, grad_in (st, 0, b),
+          net->input_size * sizeof (float));
   st->have_input_grad = TRUE;
 }
 
@@ -1473,5 +1503,16 @@ const float *
 cbir_net_input_grad (CbirNetState *st)
 {
   g_return_val_if_fail (st->have_input_grad, NULL);
+  if (st->input_grad_lazy) {
+    CbirNet *net = st->net;
+    Layer *L = &net->layers[0];
+    for (guint b = 0; b < st->batch; b++)
+      nn_conv_s1_backward (st->input + b * net->input_size, st->wpackb[0],
+          input_dy (st, b), st->dinput + b * net->input_size, NULL, NULL,
+          L->cc, L->ch, L->cw, L->out.c, L->gh, L->gw, L->k, L->pt, L->pl,
+          st->scratch[0].col, st->scratch[0].dcol, st->scratch[0].ebuf, NULL,
+          NULL);
+    st->input_grad_lazy = FALSE;
+  }
   return st->dinput;
 }
