@@ -792,19 +792,27 @@ static void
 state_free_scratch (CbirNetState *st)
 {
   for (guint t = 0; t < st->n_scratch; t++) {
-    g_free (st->scratch[t].col);
-    g_free (st->scratch[t].dcol);
-    g_free (st->scratch[t].ebuf);
-    g_free (st->scratch[t].pp[0]);
-    g_free (st->scratch[t].pp[1]);
-    g_free (st->scratch[t].tbuf);
-    g_free (st->scratch[t].xq);
-    g_free (st->scratch[t].grads);
-    g_free (st->scratch[t].dwt);
+    g_aligned_free (st->scratch[t].col);
+    g_aligned_free (st->scratch[t].dcol);
+    g_aligned_free (st->scratch[t].ebuf);
+    g_aligned_free (st->scratch[t].pp[0]);
+    g_aligned_free (st->scratch[t].pp[1]);
+    g_aligned_free (st->scratch[t].tbuf);
+    g_aligned_free (st->scratch[t].xq);
+    g_aligned_free (st->scratch[t].grads);
+    g_aligned_free (st->scratch[t].dwt);
   }
   g_free (st->scratch);
   st->scratch = NULL;
   st->n_scratch = 0;
+}
+
+/* per-thread scratch: 64-byte aligned (whole-vector rows stay aligned,
+ * and no two threads' buffers share a cache line) */
+static float *
+scratch_new (gsize n)
+{
+  return g_aligned_alloc (MAX (n, 1) + 16, sizeof (float), 64);
 }
 
 static void
@@ -816,17 +824,15 @@ state_ensure_scratch (CbirNetState *st, guint n)
   state_free_scratch (st);
   st->scratch = g_new0 (Scratch, n);
   for (guint t = 0; t < n; t++) {
-    st->scratch[t].col = g_new (float, MAX (MAX (net->max_col,
-                net->max_s1[0]), 1));
-    st->scratch[t].dcol = g_new (float, MAX (MAX (net->max_col,
-                net->max_s1[1]), 1));
-    st->scratch[t].ebuf = g_new (float, MAX (net->max_s1[2], 1));
-    st->scratch[t].pp[0] = g_new (float, net->max_act);
-    st->scratch[t].pp[1] = g_new (float, net->max_act);
-    st->scratch[t].tbuf = g_new (float, MAX (net->max_dwt, 1));
-    st->scratch[t].xq = g_new (float, MAX (net->max_s1[0], 1));
-    st->scratch[t].grads = g_new (float, MAX (net->n_params, 1));
-    st->scratch[t].dwt = g_new (float, MAX (net->n_params, 1));
+    st->scratch[t].col = scratch_new (MAX (net->max_col, net->max_s1[0]));
+    st->scratch[t].dcol = scratch_new (MAX (net->max_col, net->max_s1[1]));
+    st->scratch[t].ebuf = scratch_new (net->max_s1[2]);
+    st->scratch[t].pp[0] = scratch_new (net->max_act);
+    st->scratch[t].pp[1] = scratch_new (net->max_act);
+    st->scratch[t].tbuf = scratch_new (net->max_dwt);
+    st->scratch[t].xq = scratch_new (net->max_s1[0]);
+    st->scratch[t].grads = scratch_new (net->n_params);
+    st->scratch[t].dwt = scratch_new (net->n_params);
   }
   st->n_scratch = n;
 }
