@@ -30,8 +30,10 @@ static gint opt_frames = 100, opt_first = 0, opt_width = 640, opt_height = 480;
 static gint opt_blank_every = 0;
 static gboolean opt_sequential;
 static gint64 opt_seed = 1;
-static gdouble opt_min_h = -1, opt_max_h = -1, opt_rot = -1, opt_blur = -1,
-    opt_noise = -1;
+/* "not given" (not -1: a typed negative value must be refused) */
+#define UNSET_DOUBLE (-G_MAXDOUBLE)
+static gdouble opt_min_h = UNSET_DOUBLE, opt_max_h = UNSET_DOUBLE,
+    opt_rot = UNSET_DOUBLE, opt_blur = UNSET_DOUBLE, opt_noise = UNSET_DOUBLE;
 
 static GOptionEntry entries[] = {
   {"images", 'i', 0, G_OPTION_ARG_FILENAME, &opt_images,
@@ -170,6 +172,16 @@ main (int argc, char **argv)
   if (opt_first < 0 || opt_width < 1 || opt_height < 1 || opt_blank_every < 0)
     return fail ("--first, --width, --height and --blank-every must be "
         "positive");
+  {
+    const struct { const char *name; double v; } d[] = {
+      {"--min-height", opt_min_h}, {"--max-height", opt_max_h},
+      {"--rotation", opt_rot}, {"--blur", opt_blur}, {"--noise", opt_noise}
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (d); i++)
+      if (d[i].v != UNSET_DOUBLE && !(d[i].v >= 0 && d[i].v < 1e6))
+        return fail ("%s must be in 0..1000000, not %g", d[i].name,
+            d[i].v);
+  }
   if (opt_format && strcmp (opt_format, "png") != 0) {
     if (strcmp (opt_format, "gray8") != 0)
       return fail ("--format must be png or gray8, not '%s'", opt_format);

@@ -17,11 +17,15 @@
 static char *opt_data, *opt_labels, *opt_preset, *opt_arch, *opt_out;
 static char *opt_optimizer, *opt_loss, *opt_noise, *opt_val_data;
 static char *opt_checkpoint, *opt_resume, *opt_png_prefix;
-static gint opt_epochs = -1, opt_batch = -1, opt_threads = 0;
+/* "not given" (not -1: a typed -1 must be refused, not mean the default) */
+#define UNSET_INT G_MININT
+#define UNSET_DOUBLE (-G_MAXDOUBLE)
+static gint opt_epochs = UNSET_INT, opt_batch = UNSET_INT, opt_threads = 0;
 static gint opt_checkpoint_every = 0, opt_limit = 0, opt_bench_batches = 20;
-static gdouble opt_lr = -1, opt_momentum = -1, opt_noise_level = -1;
-static gdouble opt_val_split = -1;
-static gint64 opt_seed = -1;
+static gint opt_shift = UNSET_INT;
+static gdouble opt_lr = UNSET_DOUBLE, opt_momentum = UNSET_DOUBLE;
+static gdouble opt_noise_level = UNSET_DOUBLE, opt_val_split = UNSET_DOUBLE;
+static gint64 opt_seed = G_MININT64;
 static gboolean opt_list, opt_quiet, opt_bench;
 static char *opt_show_preset;
 
@@ -50,6 +54,9 @@ static GOptionEntry entries[] = {
       "gaussian, salt-and-pepper or none", "KIND"},
   {"noise-level", 0, 0, G_OPTION_ARG_DOUBLE, &opt_noise_level,
       "Gaussian sigma or salt-and-pepper density, 0..1", "X"},
+  {"shift", 0, 0, G_OPTION_ARG_INT, &opt_shift,
+      "Translation jitter of the noisy input: random integer shift of up to "
+      "N pixels in x and y (target stays unshifted; 0: none)", "N"},
   {"val-split", 0, 0, G_OPTION_ARG_DOUBLE, &opt_val_split,
       "Fraction of the data held out for validation (default 0.1)", "F"},
   {"val-data", 0, 0, G_OPTION_ARG_FILENAME, &opt_val_data,
@@ -419,14 +426,15 @@ main (int argc, char **argv)
   if (opt_resume && (opt_preset || opt_arch))
     return fail ("--resume takes the architecture from the checkpoint; drop "
         "--preset/--arch");
-  if (opt_resume && (opt_batch >= 0 || opt_optimizer || opt_lr >= 0
-          || opt_momentum >= 0 || opt_loss || opt_noise
-          || opt_noise_level >= 0 || opt_seed >= 0 || opt_val_split >= 0))
+  if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
+          || opt_lr != UNSET_DOUBLE || opt_momentum != UNSET_DOUBLE
+          || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
+          || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
-  if (opt_epochs == 0 || opt_epochs < -1)
+  if (opt_epochs != UNSET_INT && opt_epochs < 1)
     return fail ("--epochs must be at least 1");
-  if (opt_batch == 0 || opt_batch < -1)
+  if (opt_batch != UNSET_INT && opt_batch < 1)
     return fail ("--batch-size must be at least 1");
   if (opt_threads < 0 || opt_threads > 256)
     return fail ("--threads must be in 1..256");
@@ -434,17 +442,20 @@ main (int argc, char **argv)
     return fail ("--limit must be positive");
   if (opt_checkpoint_every < 0)
     return fail ("--checkpoint-every must be positive");
-  if (opt_val_split >= 0 && opt_val_data)
+  if (opt_val_split != UNSET_DOUBLE && opt_val_data)
     return fail ("give --val-split or --val-data, not both");
-  if (opt_val_split > 0.9)
+  if (opt_val_split != UNSET_DOUBLE
+      && !(opt_val_split >= 0 && opt_val_split <= 0.9))
     return fail ("--val-split must be in [0, 0.9]");
-  if (opt_seed < -1)
+  if (opt_seed != G_MININT64 && opt_seed < 0)
     return fail ("--seed must be >= 0");
-  if ((opt_lr != -1 && !(opt_lr > 0)))
+  if (opt_lr != UNSET_DOUBLE && !(opt_lr > 0))
     return fail ("--lr must be > 0");
-  if (opt_noise_level != -1 && !(opt_noise_level >= 0 && opt_noise_level <= 1))
+  if (opt_noise_level != UNSET_DOUBLE
+      && !(opt_noise_level >= 0 && opt_noise_level <= 1))
     return fail ("--noise-level must be in [0, 1]");
-  if (opt_momentum != -1 && !(opt_momentum >= 0 && opt_momentum < 1))
+  if (opt_momentum != UNSET_DOUBLE
+      && !(opt_momentum >= 0 && opt_momentum < 1))
     return fail ("--momentum must be in [0, 1)");
 
   g_autofree char *prefix = NULL, *ckpt = NULL;
@@ -536,6 +547,11 @@ main (int argc, char **argv)
       s.batch_size = (guint) opt_batch;
     if (opt_epochs > 0)
       s.epochs = (guint) opt_epochs;
+    if (opt_shift != UNSET_INT) {
+      if (opt_shift < 0)
+        return fail ("--shift must be >= 0, not %d", opt_shift);
+      s.shift = (guint) opt_shift;
+    }
     if (!cbir_model_set_train_settings (model, &s, &err))
       return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);
@@ -557,14 +573,15 @@ main (int argc, char **argv)
   pc.zeros = cbir_trainer_get_zeros_loss (t, FALSE);
   if (!opt_quiet) {
     fprintf (pc.tty ? stderr : stdout, "training %s (%u-%s code) on %u "
-        "images, validating on %u; %s, %s lr %g, noise %s %g, batch %u, "
-        "epochs %u%s, seed %" G_GUINT64_FORMAT ", %u threads\n",
+        "images, validating on %u; %s, %s lr %g, noise %s %g, shift %u, "
+        "batch %u, epochs %u%s, seed %" G_GUINT64_FORMAT ", %u threads\n",
         cbir_model_get_name (m), cbir_model_get_code_dim (m),
         cbir_code_type_to_string (cbir_model_get_code_type (m)),
         cbir_trainer_get_n_train (t), cbir_trainer_get_n_val (t),
         pc.loss_name, cbir_optimizer_to_string (s->optimizer), s->lr,
-        cbir_noise_kind_to_string (s->noise), s->noise_level, s->batch_size,
-        epochs, opt_resume ? " (resumed)" : "", o.seed, threads);
+        cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
+        s->batch_size, epochs, opt_resume ? " (resumed)" : "", o.seed,
+        threads);
     fflush (stdout);
   }
   if (cbir_trainer_get_epoch (t) < epochs
