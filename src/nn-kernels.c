@@ -459,9 +459,12 @@ pool_values_c (const float *x, gsize ld, gsize lp, float *y, int yrow,
 
 /* Training: the same with the indices of the maxima (first maximum in
  * row-major order, as nn_maxpool2_forward) into the dense h x w planes. */
+static void pool_idx (const float *x, gsize ld, gsize lp, float *y,
+    gint32 *idx, int c, int h, int w, int oh, int ow);
+
 NN_HOT static void
-pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
-    int h, int w, int oh, int ow)
+pool_idx_c (const float *x, gsize ld, gsize lp, float *y, gint32 *idx,
+    int c, int h, int w, int oh, int ow, gboolean skip_full)
 {
   int fh = h / 2, fw = w / 2;
 
@@ -472,7 +475,7 @@ pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
       float *yr = y + ((gsize) ci * oh + oy) * ow;
       gint32 *ir = idx + ((gsize) ci * oh + oy) * ow;
       gint32 base = 2 * oy * w;
-      int ox = 0;
+      int ox = oy < fh && skip_full ? fw : 0;
       if (oy < fh)
         for (; ox < fw; ox++) {
           float a = r0[2 * ox], b = r0[2 * ox + 1];
@@ -1066,6 +1069,60 @@ pool_avx512 (const float *x, gsize ld, gsize lp, float *y, int yrow,
   if (oh > fh || ow > fw)
     pool_values_c (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow, TRUE);
 }
+
+/* the same with the indices of the maxima (as pool_idx_c: strict >, in
+ * row-major order) */
+__attribute__((target ("avx512f")))
+static void
+pool_idx_avx512 (const float *x, gsize ld, gsize lp, float *y, gint32 *idx,
+    int c, int h, int w, int oh, int ow)
+{
+  int fh = h / 2, fw = w / 2;
+  const __m512i ev = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+      20, 22, 24, 26, 28, 30);
+  const __m512i od = _mm512_setr_epi32 (1, 3, 5, 7, 9, 11, 13, 15, 17, 19,
+      21, 23, 25, 27, 29, 31);
+  const __m512i one = _mm512_set1_epi32 (1), wv = _mm512_set1_epi32 (w);
+
+  for (int ci = 0; ci < c; ci++)
+    for (int oy = 0; oy < fh; oy++) {
+      const float *r0 = x + ci * lp + (gsize) (2 * oy) * ld;
+      const float *r1 = r0 + ld;
+      float *yr = y + ((gsize) ci * oh + oy) * ow;
+      gint32 *ir = idx + ((gsize) ci * oh + oy) * ow;
+      for (int ox = 0; ox < fw; ox += 16) {
+        int n = MIN (16, fw - ox);
+        __mmask16 ml = n >= 8 ? 0xffff : (__mmask16) ((1u << (2 * n)) - 1);
+        __mmask16 mh = n > 8 ? (__mmask16) ((1u << (2 * n - 16)) - 1) : 0;
+        __mmask16 mo = (__mmask16) ((1u << n) - 1), gt;
+        __m512 a0 = _mm512_maskz_loadu_ps (ml, r0 + 2 * ox);
+        __m512 a1 = _mm512_maskz_loadu_ps (mh, r0 + 2 * ox + 16);
+        __m512 b0 = _mm512_maskz_loadu_ps (ml, r1 + 2 * ox);
+        __m512 b1 = _mm512_maskz_loadu_ps (mh, r1 + 2 * ox + 16);
+        __m512 m = _mm512_permutex2var_ps (a0, ev, a1), v;
+        __m512i i0 = _mm512_add_epi32 (_mm512_set1_epi32 (2 * oy * w
+                + 2 * ox), ev);
+        __m512i bi = i0;
+        v = _mm512_permutex2var_ps (a0, od, a1);
+        gt = _mm512_cmp_ps_mask (v, m, _CMP_GT_OQ);
+        bi = _mm512_mask_mov_epi32 (bi, gt, _mm512_add_epi32 (i0, one));
+        m = _mm512_mask_mov_ps (m, gt, v);
+        v = _mm512_permutex2var_ps (b0, ev, b1);
+        gt = _mm512_cmp_ps_mask (v, m, _CMP_GT_OQ);
+        bi = _mm512_mask_mov_epi32 (bi, gt, _mm512_add_epi32 (i0, wv));
+        m = _mm512_mask_mov_ps (m, gt, v);
+        v = _mm512_permutex2var_ps (b0, od, b1);
+        gt = _mm512_cmp_ps_mask (v, m, _CMP_GT_OQ);
+        bi = _mm512_mask_mov_epi32 (bi, gt,
+            _mm512_add_epi32 (_mm512_add_epi32 (i0, wv), one));
+        m = _mm512_mask_mov_ps (m, gt, v);
+        _mm512_mask_storeu_ps (yr + ox, mo, m);
+        _mm512_mask_storeu_epi32 (ir + ox, mo, bi);
+      }
+    }
+  if (oh > fh || ow > fw)
+    pool_idx_c (x, ld, lp, y, idx, c, h, w, oh, ow, TRUE);
+}
 #endif
 
 /* Plain C version (any machine): same packing and summation order. */
@@ -1114,21 +1171,36 @@ pool_values_generic (const float *x, gsize ld, gsize lp, float *y, int yrow,
   pool_values_c (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow, FALSE);
 }
 
+typedef void (*PoolIdxFunc) (const float *, gsize, gsize, float *,
+    gint32 *, int, int, int, int, int);
+
+static void
+pool_idx_generic (const float *x, gsize ld, gsize lp, float *y, gint32 *idx,
+    int c, int h, int w, int oh, int ow)
+{
+  pool_idx_c (x, ld, lp, y, idx, c, h, w, oh, ow, FALSE);
+}
+
 typedef struct {
   WconvFunc wconv;
   DwFunc dw;
   PoolFunc pool;
+  PoolIdxFunc pool_idx;
 } Kernels;
 
 static const Kernels *
 kernels_pick (void)
 {
   const char *env = g_getenv ("CBIR_NN_ISA");   /* tests: force a path */
-  static const Kernels kc = { wconv_c, dw_c, pool_values_generic };
+  static const Kernels kc = { wconv_c, dw_c, pool_values_generic,
+    pool_idx_generic
+  };
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  static const Kernels k512 = { wconv_avx512, dw_avx512, pool_avx512 };
+  static const Kernels k512 = { wconv_avx512, dw_avx512, pool_avx512,
+    pool_idx_avx512
+  };
   static const Kernels k256 = { wconv_avx2, dw_avx2,
-    pool_values_generic
+    pool_values_generic, pool_idx_generic
   };
   __builtin_cpu_init ();
   if ((!env || g_strcmp0 (env, "avx512") == 0)
@@ -1180,4 +1252,11 @@ pool_values (const float *x, gsize ld, gsize lp, float *y, int yrow,
     gsize yplane, int c, int h, int w, int oh, int ow)
 {
   kernels ()->pool (x, ld, lp, y, yrow, yplane, c, h, w, oh, ow);
+}
+
+static void
+pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
+    int h, int w, int oh, int ow)
+{
+  kernels ()->pool_idx (x, ld, lp, y, idx, c, h, w, oh, ow);
 }
