@@ -12,6 +12,8 @@
 #define MODEL_VERSION "1"
 /* Images per forward pass when encoding; also the pooled states' size. */
 #define ENCODE_CHUNK 64
+/* Largest translation jitter (pixels) a training block may ask for. */
+#define CBIR_MAX_SHIFT 64
 
 /* ------------------------------------------------------------------ */
 /* Presets. Kept as data: each is exactly what a user could write in an
@@ -115,35 +117,45 @@ static const char preset_binary_xor[] =
     "   \"noise\": \"gaussian\", \"noise_level\": 0.2, \"batch_size\": 128,\n"
     "   \"epochs\": 10}}\n";
 
-/* Project default: the keras-dae encoder with a dense 64-d bottleneck
- * (best float figure in notes/seeds.md); tuned later by the gallery work. */
+/* Project default: the research's best recipe on MNIST-10k (research/
+ * dae.py, arch mpdense, widths 16,32, code 32, bn 1, shift 3: mAP 0.599
+ * with cosine ranking in PyTorch). BatchNorm before ReLU with PyTorch's
+ * eps/momentum and Adam eps 1e-8 as there; the decoder mirrors dae.py's
+ * (BN in the decoder's conv blocks too). The code is L2-normalised, so L2
+ * search ranks like cosine. Keep this and models/presets/default.json
+ * the one place the default is defined (test-model checks they agree). */
 static const char preset_default[] =
     "{\"name\": \"default\",\n"
-    " \"description\": \"keras-dae encoder + dense 64-d bottleneck\",\n"
-    " \"input\": [1, 28, 28], \"code_layer\": 7, \"code_type\": \"float\",\n"
+    " \"description\": \"Conv16-BN-ReLU-MP-Conv32-BN-ReLU-MP-Dense32 (L2-normalised 32-d code); denoising + shift 3\",\n"
+    " \"input\": [1, 28, 28], \"code_layer\": 9, \"code_type\": \"float\",\n"
+    " \"code_normalise\": \"l2\",\n"
     " \"layers\": [\n"
-    "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 16, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"maxpool2\"},\n"
     "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"maxpool2\"},\n"
     "  {\"type\": \"flatten\"},\n"
-    "  {\"type\": \"dense\", \"units\": 64},\n"
+    "  {\"type\": \"dense\", \"units\": 32},\n"
     "  {\"type\": \"dense\", \"units\": 1568},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"reshape\", \"shape\": [32, 7, 7]},\n"
     "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"upsample2\"},\n"
-    "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 16, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"upsample2\"},\n"
     "  {\"type\": \"conv2d\", \"filters\": 1, \"kernel\": 3, \"padding\": \"same\"},\n"
     "  {\"type\": \"sigmoid\"}],\n"
     " \"training\": {\"loss\": \"bce\", \"optimizer\": \"adam\", \"lr\": 0.001,\n"
-    "   \"noise\": \"gaussian\", \"noise_level\": 0.5, \"batch_size\": 128,\n"
-    "   \"epochs\": 20}}\n";
+    "   \"eps\": 1e-8, \"noise\": \"gaussian\", \"noise_level\": 0.3, \"shift\": 3,\n"
+    "   \"batch_size\": 128, \"epochs\": 16}}\n";
 
 static const struct {
   const char *name;
@@ -285,6 +297,8 @@ settings_check (const CbirTrainSettings *s)
     what = "batch_size must be in 1..65536";
   else if (s->epochs > 1000000)
     what = "epochs must be at most 1000000";
+  else if (s->shift > CBIR_MAX_SHIFT)
+    what = "shift must be in 0.." G_STRINGIFY (CBIR_MAX_SHIFT);
   return what;
 }
 
@@ -298,6 +312,30 @@ settings_validate (const CbirTrainSettings *s, const char *origin,
         "%s: training settings: %s", origin, what);
     return FALSE;
   }
+  return TRUE;
+}
+
+const char *
+cbir_code_normalise_to_string (CbirCodeNormalise n)
+{
+  switch (n) {
+    case CBIR_CODE_NORMALISE_NONE:
+      return "none";
+    case CBIR_CODE_NORMALISE_L2:
+      return "l2";
+  }
+  return "unknown";
+}
+
+gboolean
+cbir_code_normalise_from_string (const char *s, CbirCodeNormalise *out)
+{
+  if (g_strcmp0 (s, "none") == 0)
+    *out = CBIR_CODE_NORMALISE_NONE;
+  else if (g_strcmp0 (s, "l2") == 0)
+    *out = CBIR_CODE_NORMALISE_L2;
+  else
+    return FALSE;
   return TRUE;
 }
 
@@ -321,6 +359,7 @@ struct _CbirModel {
   gboolean *spec_pool_same;
   guint code_layer;
   CbirCodeType code_type;
+  CbirCodeNormalise code_norm;
   guint code_dim;
   double scale, offset;
   CbirTrainSettings settings;
@@ -458,6 +497,10 @@ settings_to_json (const CbirTrainSettings *t)
   append_string (s, cbir_noise_kind_to_string (t->noise));
   g_string_append (s, ",\"noise_level\":");
   append_double (s, t->noise_level);
+  /* written only when set, so that models from before "shift" existed keep
+   * their canonical JSON and fingerprint */
+  if (t->shift)
+    g_string_append_printf (s, ",\"shift\":%u", t->shift);
   g_string_append_printf (s, ",\"batch_size\":%u,\"epochs\":%u}",
       t->batch_size, t->epochs);
   return g_string_free (s, FALSE);
@@ -481,6 +524,11 @@ model_make_canonical (CbirModel *m)
   g_string_append_printf (s, "},\"code_layer\":%u,\"code_type\":",
       m->code_layer);
   append_string (s, cbir_code_type_to_string (m->code_type));
+  /* only when set: older models keep their canonical JSON (fingerprint) */
+  if (m->code_norm != CBIR_CODE_NORMALISE_NONE) {
+    g_string_append (s, ",\"code_normalise\":");
+    append_string (s, cbir_code_normalise_to_string (m->code_norm));
+  }
   g_string_append (s, ",\"layers\":[");
   for (guint i = 0; i < m->n_layers; i++) {
     const CbirLayerSpec *l = &m->specs[i];
@@ -834,7 +882,7 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   JsonObject *o = json_node_get_object (n);
   static const char *const keys[] = { "loss", "optimizer", "lr", "rho",
     "momentum", "beta1", "beta2", "eps", "noise", "noise_level",
-    "batch_size", "epochs", NULL
+    "shift", "batch_size", "epochs", NULL
   };
   if (!check_keys (c, o, keys, error))
     return FALSE;
@@ -871,6 +919,9 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   if (!get_int (c, o, "epochs", FALSE, 20, 0, 1000000, &v, error))
     return FALSE;
   s->epochs = (guint) v;
+  if (!get_int (c, o, "shift", FALSE, 0, 0, CBIR_MAX_SHIFT, &v, error))
+    return FALSE;
+  s->shift = (guint) v;
   if (s->noise == CBIR_NOISE_NONE)
     s->noise_level = 0;
   const char *what = settings_check (s);
@@ -906,7 +957,8 @@ model_parse (const char *json, const char *origin, gssize len,
   JsonObject *root = json_node_get_object (root_node);
   c.where = g_strdup ("architecture");
   static const char *const keys[] = { "name", "description", "input",
-    "normalisation", "code_layer", "code_type", "layers", "training", NULL
+    "normalisation", "code_layer", "code_type", "code_normalise", "layers",
+    "training", NULL
   };
   const char *str;
   int in[3];
@@ -965,6 +1017,20 @@ model_parse (const char *json, const char *origin, gssize len,
   if (!cbir_code_type_from_string (str, &m->code_type)) {
     ctx_error (&c, error, "\"code_type\" must be \"float\" or \"bits\", not "
         "\"%s\"", str);
+    goto out;
+  }
+  if (!get_string (&c, root, "code_normalise", "none", &str, error))
+    goto out;
+  if (!cbir_code_normalise_from_string (str, &m->code_norm)) {
+    ctx_error (&c, error, "\"code_normalise\" must be \"none\" or \"l2\", "
+        "not \"%s\"", str);
+    goto out;
+  }
+  if (m->code_norm != CBIR_CODE_NORMALISE_NONE
+      && m->code_type == CBIR_CODE_BITS) {
+    ctx_error (&c, error, "\"code_normalise\": \"%s\" needs float codes "
+        "(\"code_type\" is \"bits\": a bit's sign does not change with the "
+        "code's length)", str);
     goto out;
   }
   JsonNode *ln = json_object_get_member (root, "layers");
@@ -1082,6 +1148,8 @@ noise_json (const CbirTrainSettings *s)
   append_string (str, cbir_noise_kind_to_string (s->noise));
   g_string_append (str, ",\"level\":");
   append_double (str, s->noise_level);
+  if (s->shift)
+    g_string_append_printf (str, ",\"shift\":%u", s->shift);
   g_string_append_c (str, '}');
   return g_string_free (str, FALSE);
 }
@@ -1250,6 +1318,12 @@ cbir_model_get_code_type (const CbirModel *m)
   return m->code_type;
 }
 
+CbirCodeNormalise
+cbir_model_get_code_normalise (const CbirModel *m)
+{
+  return m->code_norm;
+}
+
 guint
 cbir_model_get_code_dim (const CbirModel *m)
 {
@@ -1351,9 +1425,28 @@ pool_put (CbirModel *m, PoolEntry *e)
   g_mutex_unlock (&m->pool_lock);
 }
 
+/* Scales each of n codes of dim values to unit L2 length (zero stays
+ * zero). */
+static void
+l2_normalise (float *codes, guint n, gsize dim)
+{
+  for (guint i = 0; i < n; i++) {
+    float *c = codes + (gsize) i * dim;
+    double ss = 0;
+    for (gsize j = 0; j < dim; j++)
+      ss += (double) c[j] * c[j];
+    if (ss > 0) {
+      const float inv = (float) (1.0 / sqrt (ss));
+      for (gsize j = 0; j < dim; j++)
+        c[j] *= inv;
+    }
+  }
+}
+
+/* `code`: the output is a code (apply the code normalisation). */
 static gboolean
 forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
-    guint n, guint last, float *out, GError **error)
+    guint n, guint last, gboolean code, float *out, GError **error)
 {
   if (last >= m->n_layers) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
@@ -1388,6 +1481,8 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     }
     memcpy (out + (gsize) done * out_size, y, (gsize) b * out_size *
         sizeof (float));
+    if (code && m->code_norm == CBIR_CODE_NORMALISE_L2)
+      l2_normalise (out + (gsize) done * out_size, b, out_size);
   }
   pool_put (m, e);
   return TRUE;
@@ -1397,21 +1492,23 @@ gboolean
 cbir_model_encode_u8 (CbirModel *m, const guint8 *pixels, guint n,
     float *codes, GError **error)
 {
-  return forward_chunks (m, pixels, NULL, n, m->code_layer, codes, error);
+  return forward_chunks (m, pixels, NULL, n, m->code_layer, TRUE, codes,
+      error);
 }
 
 gboolean
 cbir_model_encode_f32 (CbirModel *m, const float *input, guint n,
     float *codes, GError **error)
 {
-  return forward_chunks (m, NULL, input, n, m->code_layer, codes, error);
+  return forward_chunks (m, NULL, input, n, m->code_layer, TRUE, codes,
+      error);
 }
 
 gboolean
 cbir_model_forward_f32 (CbirModel *m, const float *input, guint n,
     guint last, float *out, GError **error)
 {
-  return forward_chunks (m, NULL, input, n, last, out, error);
+  return forward_chunks (m, NULL, input, n, last, FALSE, out, error);
 }
 
 void

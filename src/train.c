@@ -15,6 +15,8 @@
 /* Streams of the counter-based RNG that are not epochs. */
 #define STREAM_SPLIT G_GUINT64_CONSTANT (0xffffffffffff0001)
 #define VAL_NOISE_KEY G_GUINT64_CONSTANT (0x5eedf00dcafe1234)
+/* Keys the translation jitter's stream apart from the noise's. */
+#define SHIFT_KEY G_GUINT64_CONSTANT (0x7a3f19e5b2c8d461)
 
 struct _CbirTrainer {
   CbirModel *model;
@@ -180,13 +182,53 @@ append_losses (GString *s, const GArray *a)
   g_string_append_c (s, ']');
 }
 
+void
+cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed, guint64 stream,
+    const float *clean, guint channels, guint width, guint height, float *out,
+    int *dx, int *dy)
+{
+  const gsize plane = (gsize) width * height, n = plane * channels;
+  int ox = 0, oy = 0;
+  if (s->shift > 0) {
+    guint64 st = (seed ^ SHIFT_KEY)
+        + stream * G_GUINT64_CONSTANT (0xD1B54A32D192ED03);
+    const guint64 span = 2 * (guint64) s->shift + 1;
+    ox = (int) (splitmix64 (&st) % span) - (int) s->shift;
+    oy = (int) (splitmix64 (&st) % span) - (int) s->shift;
+  }
+  if (ox == 0 && oy == 0) {
+    memcpy (out, clean, n * sizeof (float));
+  } else {
+    /* out (x, y) = clean (x - ox, y - oy), 0 outside */
+    const int w = (int) width, h = (int) height;
+    const int x0 = MAX (ox, 0), x1 = MIN (w, w + ox);
+    memset (out, 0, n * sizeof (float));
+    for (guint c = 0; c < channels; c++)
+      for (int y = MAX (oy, 0); y < MIN (h, h + oy) && x0 < x1; y++)
+        memcpy (out + c * plane + (gsize) y * w + x0,
+            clean + c * plane + (gsize) (y - oy) * w + (x0 - ox),
+            (gsize) (x1 - x0) * sizeof (float));
+  }
+  if (s->noise != CBIR_NOISE_NONE && s->noise_level > 0)
+    cbir_noise_apply_f32 (s->noise, (float) s->noise_level, seed, stream,
+        out, n);
+  if (dx)
+    *dx = ox;
+  if (dy)
+    *dy = oy;
+}
+
 /* Fills x (noisy, normalised input) and target (clean, [0,1]) for `count`
- * images of ds at indices idx. */
+ * images of ds at indices idx; `shift` FALSE: noise only (validation). */
 static void
 prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
-    guint count, guint64 seed, guint64 stream_base, float *x, float *target,
-    float *noisy01)
+    guint count, guint64 seed, guint64 stream_base, gboolean shift, float *x,
+    float *target, float *noisy01)
 {
+  CbirTrainSettings cs = t->set;
+  if (!shift)
+    cs.shift = 0;
+  CbirShape in = cbir_net_input_shape (t->net);
   float scale, offset;
   cbir_model_get_normalisation (t->model, &scale, &offset);
   const float k = (float) (255.0 * (double) scale);
@@ -196,10 +238,8 @@ prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
     float *tg = target + b * sz, *xi = x + b * sz;
     for (gsize p = 0; p < sz; p++)
       tg[p] = t->lut[img[p]];
-    memcpy (xi, tg, sz * sizeof (float));
-    if (t->set.noise != CBIR_NOISE_NONE && t->set.noise_level > 0)
-      cbir_noise_apply_f32 (t->set.noise, (float) t->set.noise_level, seed,
-          stream_base + idx[b], xi, sz);
+    cbir_train_corrupt (&cs, seed, stream_base + idx[b], tg, (guint) in.c,
+        (guint) in.w, (guint) in.h, xi, NULL, NULL);
     if (noisy01)
       memcpy (noisy01 + b * sz, xi, sz * sizeof (float));
     if (k != 1.0f || offset != 0.0f)
@@ -470,7 +510,8 @@ eval_set (CbirTrainer *t, const CbirDataset *ds, const guint *idx, guint n)
   guint64 seed = t->opts.seed ^ VAL_NOISE_KEY;
   for (guint done = 0; done < n; done += bs) {
     guint b = MIN (bs, n - done);
-    prep_batch (t, ds, idx + done, b, seed, 0, t->x, t->target, NULL);
+    prep_batch (t, ds, idx + done, b, seed, 0, FALSE, t->x, t->target,
+        NULL);
     const float *y = cbir_net_forward (t->net, t->st, t->x, b, t->last,
         FALSE);
     sum += cbir_loss_eval (t->set.loss, t->fused, y, t->target,
@@ -508,7 +549,7 @@ cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy, float *recon,
   for (guint done = 0; done < n; done += bs) {
     guint b = MIN (bs, n - done);
     gsize off = (gsize) done * t->in_size;
-    prep_batch (t, ds, pick + done, b, seed, 0, t->x, clean + off,
+    prep_batch (t, ds, pick + done, b, seed, 0, FALSE, t->x, clean + off,
         noisy + off);
     const float *y = cbir_net_forward (t->net, t->st, t->x, b,
         t->n_layers - 1, FALSE);
@@ -748,7 +789,7 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
       guint b = MIN (bs, t->n_train - done);
       gsize nval = (gsize) b * t->in_size;
       prep_batch (t, t->data, t->order + done, b, t->opts.seed,
-          (guint64) e * t->data->n, t->x, t->target, NULL);
+          (guint64) e * t->data->n, TRUE, t->x, t->target, NULL);
       const float *y = cbir_net_forward (t->net, t->st, t->x, b, t->last,
           TRUE);
       double l = cbir_loss_eval (t->set.loss, t->fused, y, t->target, nval,

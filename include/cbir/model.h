@@ -110,6 +110,11 @@ typedef struct {
   double noise_level;
   guint batch_size;
   guint epochs;
+  /* Appended (train-features helper): translation jitter of the noisy
+   * input, integer pixels in [-shift, shift] in x and y (uniform, zero
+   * fill); the target stays the clean, unshifted image. JSON "shift",
+   * default 0 (not written to the canonical JSON when 0). */
+  guint shift;
 } CbirTrainSettings;
 
 /* Fills the defaults for an optimiser (lr, rho, momentum, betas, eps). */
@@ -147,5 +152,23 @@ CbirModel *cbir_model_new_from_safetensors (struct _CbirSafetensors *st,
  * holds n * size of that layer's output. Thread-safe like encode. */
 gboolean cbir_model_forward_f32 (CbirModel *model, const float *input,
     guint n, guint last, float *out, GError **error);
+
+/* ---- Additions (train-features helper): code normalisation. ---- */
+
+/* Architecture JSON "code_normalise": "none" (default) or "l2". With
+ * "l2", cbir_model_encode_u8/_f32 return unit-length codes (a zero code
+ * stays zero), so L2 distances between codes rank like cosine distances.
+ * Float codes only: bit models refuse "l2". cbir_model_forward_f32 always
+ * returns the raw layer output. Part of the canonical JSON (only when not
+ * "none") and so of the fingerprint. */
+typedef enum {
+  CBIR_CODE_NORMALISE_NONE = 0,
+  CBIR_CODE_NORMALISE_L2,
+} CbirCodeNormalise;
+
+const char *cbir_code_normalise_to_string (CbirCodeNormalise n);  /* "none", "l2" */
+gboolean cbir_code_normalise_from_string (const char *s,
+    CbirCodeNormalise *out);
+CbirCodeNormalise cbir_model_get_code_normalise (const CbirModel *model);
 
 G_END_DECLS

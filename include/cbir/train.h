@@ -3,8 +3,8 @@
  * shuffled mini-batches; validation; checkpoint/resume.
  *
  * Reproducibility: every random choice is counter-based on the seed (the
- * validation split, the order of each epoch, the noise of image i in
- * epoch e uses stream e * N + i of cbir_noise_apply_f32), so the same
+ * validation split, the order of each epoch, the noise and the shift of
+ * image i in epoch e use stream e * N + i, see cbir_train_corrupt), so the same
  * data, seed and thread count give a bit-identical model, and a run
  * resumed from a checkpoint equals the uninterrupted run. */
 #pragma once
@@ -116,5 +116,21 @@ gboolean cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy,
  * [1e-7, 1 - 1e-7] like Keras. */
 double cbir_loss_eval (CbirLoss loss, gboolean from_logits, const float *y,
     const float *target, gsize n, float *grad, float grad_scale);
+
+/* ---- Additions (train-features helper): translation jitter. ---- */
+
+/* The training corruption of one image, as the trainer applies it:
+ * `clean` (channels planes of width x height floats in [0, 1]) moved by an
+ * integer offset (dx, dy), each uniform in [-s->shift, s->shift] (content
+ * at (x, y) goes to (x + dx, y + dy); pixels moved in from outside are 0),
+ * then s->noise at s->noise_level (cbir_noise_apply_f32 with `seed` and
+ * `stream`). The offset depends only on (seed, stream), from a stream of
+ * its own, so shift 0 gives exactly the noise-only corruption. The trainer
+ * uses stream epoch * N + image index; validation and samples use no
+ * shift. dx/dy (may be NULL) receive the offset. out must not alias
+ * clean. */
+void cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed,
+    guint64 stream, const float *clean, guint channels, guint width,
+    guint height, float *out, int *dx, int *dy);
 
 G_END_DECLS

@@ -429,7 +429,7 @@ main (int argc, char **argv)
   if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
           || opt_lr != UNSET_DOUBLE || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
-          || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
+          || opt_shift != UNSET_INT || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
