@@ -653,6 +653,209 @@ START_TEST (test_concurrent_encode)
 }
 END_TEST
 
+/* A small float model: conv-pool encoder with a dense 8-d code. */
+static char *
+norm_arch (const char *code_type, const char *norm)
+{
+  GString *s = g_string_new ("{\"name\": \"n\", \"input\": [1, 28, 28], "
+      "\"code_layer\": 4, ");
+  if (code_type)
+    g_string_append_printf (s, "\"code_type\": \"%s\", ", code_type);
+  if (norm)
+    g_string_append_printf (s, "\"code_normalise\": \"%s\", ", norm);
+  g_string_append (s, "\"layers\": ["
+      "{\"type\": \"conv2d\", \"filters\": 4, \"kernel\": 3},"
+      "{\"type\": \"relu\"}, {\"type\": \"maxpool2\"},"
+      "{\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 8},"
+      "{\"type\": \"dense\", \"units\": 784}, {\"type\": \"sigmoid\"},"
+      "{\"type\": \"reshape\", \"shape\": [1, 28, 28]}]}");
+  return g_string_free (s, FALSE);
+}
+
+static CbirModel *
+norm_model (const char *code_type, const char *norm, guint64 seed,
+    GError **error)
+{
+  g_autofree char *json = norm_arch (code_type, norm);
+  CbirModel *m = cbir_model_new_from_json (json, "norm-test", error);
+  if (m) {
+    cbir_net_init_params (cbir_model_get_net (m), seed);
+    cbir_model_update_fingerprint (m);
+  }
+  return m;
+}
+
+START_TEST (test_code_normalise)
+{
+  GError *err = NULL;
+  g_autoptr (CbirModel) raw = norm_model (NULL, NULL, 4, &err);
+  ck_assert_msg (raw != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirModel) none = norm_model ("float", "none", 4, &err);
+  g_autoptr (CbirModel) l2 = norm_model ("float", "l2", 4, &err);
+  ck_assert_msg (none && l2, "%s", err ? err->message : "");
+  ck_assert_int_eq (cbir_model_get_code_normalise (raw),
+      CBIR_CODE_NORMALISE_NONE);
+  ck_assert_int_eq (cbir_model_get_code_normalise (l2),
+      CBIR_CODE_NORMALISE_L2);
+  /* "none" is the default: same canonical JSON and fingerprint */
+  ck_assert_str_eq (cbir_model_get_arch_json (raw),
+      cbir_model_get_arch_json (none));
+  ck_assert_str_eq (cbir_model_get_fingerprint (raw),
+      cbir_model_get_fingerprint (none));
+  ck_assert (strstr (cbir_model_get_arch_json (raw), "code_normalise") ==
+      NULL);
+  /* "l2" is part of the canonical JSON and so of the fingerprint */
+  ck_assert (strstr (cbir_model_get_arch_json (l2),
+          "\"code_normalise\":\"l2\"") != NULL);
+  ck_assert_str_ne (cbir_model_get_fingerprint (raw),
+      cbir_model_get_fingerprint (l2));
+
+  /* codes: unit length, the raw code's direction */
+  const guint n = 6, dim = 8;
+  ck_assert_uint_eq (cbir_model_get_code_dim (l2), dim);
+  g_autofree guint8 *px = make_images (n);
+  g_autofree float *c0 = encode (raw, px, n);
+  g_autofree float *c1 = encode (l2, px, n);
+  for (guint i = 0; i < n; i++) {
+    double len0 = 0, len1 = 0;
+    for (guint j = 0; j < dim; j++) {
+      len0 += (double) c0[i * dim + j] * c0[i * dim + j];
+      len1 += (double) c1[i * dim + j] * c1[i * dim + j];
+    }
+    ck_assert (len0 > 1e-6);
+    ck_assert_msg (fabs (sqrt (len1) - 1) < 1e-5, "code %u length %g", i,
+        sqrt (len1));
+    for (guint j = 0; j < dim; j++)
+      ck_assert_float_eq_tol (c1[i * dim + j],
+          (float) (c0[i * dim + j] / sqrt (len0)), 1e-5f);
+  }
+  /* batch-1 (inline path) and the float input path normalise too */
+  float one[8];
+  ck_assert (cbir_model_encode_u8 (l2, px + 784, 1, one, NULL));
+  for (guint j = 0; j < dim; j++)
+    ck_assert_float_eq_tol (one[j], c1[dim + j], 1e-6f);
+  g_autofree float *x = g_new (float, n * 784);
+  for (guint k = 0; k < n * 784; k++)
+    x[k] = px[k] * (1.0f / 255.0f);
+  g_autofree float *cf = g_new (float, n * dim);
+  ck_assert (cbir_model_encode_f32 (l2, x, n, cf, NULL));
+  for (guint k = 0; k < n * dim; k++)
+    ck_assert_float_eq_tol (cf[k], c1[k], 1e-5f);
+  /* cbir_model_forward_f32 gives the raw layer output */
+  ck_assert (cbir_model_forward_f32 (l2, x, n, cbir_model_get_code_layer (l2),
+          cf, NULL));
+  for (guint k = 0; k < n * dim; k++)
+    ck_assert_float_eq_tol (cf[k], c0[k], 1e-5f);
+
+  /* a zero code stays zero (no NaN): all-zero weights and biases */
+  g_autoptr (CbirModel) z = norm_model ("float", "l2", 4, &err);
+  CbirNet *zn = cbir_model_get_net (z);
+  memset (cbir_net_params (zn), 0, cbir_net_n_params (zn) * sizeof (float));
+  cbir_net_params_changed (zn);
+  cbir_model_update_fingerprint (z);
+  g_autofree float *cz = encode (z, px, 2);
+  for (guint k = 0; k < 2 * dim; k++)
+    ck_assert (cz[k] == 0.0f);
+
+  /* save/load keeps it */
+  g_autofree char *path = tmp_path ("l2.safetensors");
+  ck_assert (cbir_model_save (l2, path, &err));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert_int_eq (cbir_model_get_code_normalise (back),
+      CBIR_CODE_NORMALISE_L2);
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (l2));
+  g_autofree float *cb = encode (back, px, n);
+  ck_assert (memcmp (cb, c1, n * dim * sizeof (float)) == 0);
+
+  /* bit models refuse "l2"; unknown values are refused */
+  ck_assert (norm_model ("bits", "l2", 4, &err) == NULL);
+  assert_error_has (err, "code_normalise", "bits");
+  g_clear_error (&err);
+  g_autoptr (CbirModel) bits = norm_model ("bits", "none", 4, &err);
+  ck_assert_msg (bits != NULL, "%s", err ? err->message : "");
+  ck_assert (norm_model ("float", "cosine", 4, &err) == NULL);
+  assert_error_has (err, "code_normalise", "cosine");
+  g_clear_error (&err);
+
+  /* enum strings round-trip */
+  CbirCodeNormalise cn;
+  ck_assert (cbir_code_normalise_from_string ("l2", &cn));
+  ck_assert_str_eq (cbir_code_normalise_to_string (cn), "l2");
+  ck_assert (!cbir_code_normalise_from_string ("L2", &cn));
+}
+END_TEST
+
+/* The training block's "shift": parsed, range-checked, in the canonical
+ * JSON only when set (old models keep their fingerprint). */
+START_TEST (test_train_shift_setting)
+{
+  GError *err = NULL;
+  g_autofree char *base = norm_arch (NULL, NULL);
+  ck_assert (g_str_has_suffix (base, "]}"));
+  /* (without a training block the noise defaults differ: compare blocks) */
+  g_autofree char *stem = g_strndup (base, strlen (base) - 1);
+  g_autofree char *jn = g_strdup_printf ("%s, \"training\": {\"noise\": "
+      "\"gaussian\"}}", stem);
+  g_autofree char *j0 = g_strdup_printf ("%s, \"training\": {\"noise\": "
+      "\"gaussian\", \"shift\": 0}}", stem);
+  g_autofree char *j3 = g_strdup_printf ("%s, \"training\": {\"shift\": 3}}",
+      stem);
+  g_autofree char *jbad = g_strdup_printf ("%s, \"training\": {\"shift\": "
+      "-1}}", stem);
+  g_autofree char *jbig = g_strdup_printf ("%s, \"training\": {\"shift\": "
+      "65}}", stem);
+  g_autofree char *jfrac = g_strdup_printf ("%s, \"training\": {\"shift\": "
+      "1.5}}", stem);
+  g_autoptr (CbirModel) a = cbir_model_new_from_json (jn, "a", &err);
+  g_autoptr (CbirModel) b = cbir_model_new_from_json (j0, "b", &err);
+  g_autoptr (CbirModel) c = cbir_model_new_from_json (j3, "c", &err);
+  ck_assert_msg (a && b && c, "%s", err ? err->message : "");
+  ck_assert_uint_eq (cbir_model_get_train_settings (a)->shift, 0);
+  ck_assert_uint_eq (cbir_model_get_train_settings (c)->shift, 3);
+  ck_assert_str_eq (cbir_model_get_arch_json (a), cbir_model_get_arch_json (b));
+  ck_assert_str_eq (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (b));
+  ck_assert (strstr (cbir_model_get_arch_json (a), "shift") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c), "\"shift\":3") != NULL);
+  ck_assert_str_ne (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (c));
+  ck_assert (cbir_model_new_from_json (jbad, "bad", &err) == NULL);
+  assert_error_has (err, "training", "shift");
+  g_clear_error (&err);
+  ck_assert (cbir_model_new_from_json (jbig, "big", &err) == NULL);
+  assert_error_has (err, "training", "shift");
+  g_clear_error (&err);
+  ck_assert (cbir_model_new_from_json (jfrac, "frac", &err) == NULL);
+  assert_error_has (err, "shift", NULL);
+  g_clear_error (&err);
+  /* set_train_settings checks it too, and the file metadata records it */
+  CbirTrainSettings s = *cbir_model_get_train_settings (a);
+  s.shift = 2;
+  ck_assert (cbir_model_set_train_settings (a, &s, &err));
+  ck_assert (strstr (cbir_model_get_arch_json (a), "\"shift\":2") != NULL);
+  g_autofree char *path = tmp_path ("shift.safetensors");
+  ck_assert (cbir_model_save (a, path, &err));
+  g_autoptr (CbirSafetensors) st = cbir_safetensors_open (path, &err);
+  ck_assert_msg (st != NULL, "%s", err ? err->message : "");
+  const char *noise = cbir_safetensors_get_metadata (st, "noise");
+  ck_assert (noise && strstr (noise, "\"shift\":2"));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert_uint_eq (cbir_model_get_train_settings (back)->shift, 2);
+  s.shift = 1000;
+  ck_assert (!cbir_model_set_train_settings (a, &s, &err));
+  assert_error_has (err, "shift", NULL);
+  g_clear_error (&err);
+  /* the default preset trains with shift 3 and L2-normalised codes */
+  g_autoptr (CbirModel) d = make_model ("default", 1);
+  ck_assert_uint_eq (cbir_model_get_train_settings (d)->shift, 3);
+  ck_assert_int_eq (cbir_model_get_code_normalise (d),
+      CBIR_CODE_NORMALISE_L2);
+}
+END_TEST
+
 /* The exported preset files (models/presets, for users to copy) equal
  * the built-in presets. */
 START_TEST (test_preset_files)
@@ -690,6 +893,8 @@ model_suite (void)
   tcase_add_test (tc, test_pack_bits);
   tcase_add_test (tc, test_concurrent_encode);
   tcase_add_test (tc, test_preset_files);
+  tcase_add_test (tc, test_code_normalise);
+  tcase_add_test (tc, test_train_shift_setting);
   suite_add_tcase (s, tc);
   return s;
 }

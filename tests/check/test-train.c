@@ -6,6 +6,7 @@
 
 #include <cbir/idx.h>
 #include <cbir/model.h>
+#include <cbir/noise.h>
 #include <cbir/safetensors.h>
 #include <cbir/train.h>
 
@@ -418,6 +419,180 @@ START_TEST (test_bad_input)
 }
 END_TEST
 
+/* The corruption function: shifted clean image plus noise, with the
+ * shift an independent, seeded draw; shift 0 is the noise alone. */
+static void
+expected_shift (const float *clean, guint c, guint w, guint h, int dx, int dy,
+    float *out)
+{
+  for (guint k = 0; k < c; k++)
+    for (int y = 0; y < (int) h; y++)
+      for (int x = 0; x < (int) w; x++) {
+        int sx = x - dx, sy = y - dy;
+        out[(k * h + y) * w + x] = sx >= 0 && sx < (int) w && sy >= 0
+            && sy < (int) h ? clean[(k * h + sy) * w + sx] : 0.0f;
+      }
+}
+
+START_TEST (test_corrupt)
+{
+  /* a real digit plus a 2-channel 7x5 pattern */
+  float clean[784], out[784], want[784];
+  for (guint p = 0; p < 784; p++)
+    clean[p] = mnist->images[3 * 784 + p] / 255.0f;
+  CbirTrainSettings s;
+  memset (&s, 0, sizeof s);
+  s.noise = CBIR_NOISE_NONE;
+  s.shift = 3;
+  gboolean seen[7][7] = { { FALSE } };
+  for (guint64 stream = 0; stream < 400; stream++) {
+    int dx = 99, dy = 99;
+    cbir_train_corrupt (&s, 42, stream, clean, 1, 28, 28, out, &dx, &dy);
+    ck_assert (dx >= -3 && dx <= 3 && dy >= -3 && dy <= 3);
+    seen[dx + 3][dy + 3] = TRUE;
+    expected_shift (clean, 1, 28, 28, dx, dy, want);
+    ck_assert_msg (memcmp (out, want, sizeof want) == 0,
+        "stream %" G_GUINT64_FORMAT ": not the image shifted by (%d, %d)",
+        stream, dx, dy);
+    /* the same (seed, stream) gives the same offset, whatever came before */
+    int dx2, dy2;
+    cbir_train_corrupt (&s, 42, stream, clean, 1, 28, 28, want, &dx2, &dy2);
+    ck_assert (dx2 == dx && dy2 == dy);
+  }
+  for (int i = 0; i < 7; i++)
+    for (int j = 0; j < 7; j++)
+      ck_assert_msg (seen[i][j], "offset (%d, %d) never drawn", i - 3, j - 3);
+  /* another seed gives other offsets */
+  guint differ = 0;
+  for (guint64 stream = 0; stream < 50; stream++) {
+    int a, b, c, d;
+    cbir_train_corrupt (&s, 42, stream, clean, 1, 28, 28, out, &a, &b);
+    cbir_train_corrupt (&s, 43, stream, clean, 1, 28, 28, out, &c, &d);
+    differ += a != c || b != d;
+  }
+  ck_assert_uint_gt (differ, 30);
+
+  /* with noise: exactly the shifted image with the (seed, stream) noise */
+  s.noise = CBIR_NOISE_GAUSSIAN;
+  s.noise_level = 0.3;
+  for (guint64 stream = 100; stream < 120; stream++) {
+    int dx, dy;
+    cbir_train_corrupt (&s, 7, stream, clean, 1, 28, 28, out, &dx, &dy);
+    expected_shift (clean, 1, 28, 28, dx, dy, want);
+    cbir_noise_apply_f32 (CBIR_NOISE_GAUSSIAN, 0.3f, 7, stream, want, 784);
+    ck_assert (memcmp (out, want, sizeof want) == 0);
+    gboolean noisy = FALSE;
+    expected_shift (clean, 1, 28, 28, dx, dy, want);
+    for (guint p = 0; p < 784; p++)
+      noisy |= out[p] != want[p];
+    ck_assert (noisy);
+  }
+  /* shift 0: the noise alone, offset (0, 0) */
+  s.shift = 0;
+  {
+    int dx = 5, dy = 5;
+    cbir_train_corrupt (&s, 7, 3, clean, 1, 28, 28, out, &dx, &dy);
+    ck_assert (dx == 0 && dy == 0);
+    memcpy (want, clean, sizeof want);
+    cbir_noise_apply_f32 (CBIR_NOISE_GAUSSIAN, 0.3f, 7, 3, want, 784);
+    ck_assert (memcmp (out, want, sizeof want) == 0);
+  }
+  /* several planes move together; shifts as large as the image empty it */
+  float pc[2 * 35], po[2 * 35], pw[2 * 35];
+  for (guint p = 0; p < 70; p++)
+    pc[p] = (float) (p + 1) / 70.0f;
+  s.noise = CBIR_NOISE_NONE;
+  s.shift = 2;
+  for (guint64 stream = 0; stream < 40; stream++) {
+    int dx, dy;
+    cbir_train_corrupt (&s, 1, stream, pc, 2, 7, 5, po, &dx, &dy);
+    expected_shift (pc, 2, 7, 5, dx, dy, pw);
+    ck_assert (memcmp (po, pw, sizeof pw) == 0);
+  }
+  s.shift = 9;
+  for (guint64 stream = 0; stream < 40; stream++) {
+    int dx, dy;
+    cbir_train_corrupt (&s, 1, stream, pc, 2, 7, 5, po, &dx, &dy);
+    expected_shift (pc, 2, 7, 5, dx, dy, pw);
+    ck_assert (memcmp (po, pw, sizeof pw) == 0);
+  }
+}
+END_TEST
+
+static CbirModel *
+shift_model (guint64 seed, guint shift)
+{
+  CbirModel *m = small_model (seed, NULL, NULL);
+  CbirTrainSettings s = *cbir_model_get_train_settings (m);
+  s.shift = shift;
+  GError *err = NULL;
+  ck_assert_msg (cbir_model_set_train_settings (m, &s, &err), "%s",
+      err ? err->message : "");
+  return m;
+}
+
+/* Training with a shift: reproducible, different from no shift, recorded;
+ * validation loss without the shift. */
+START_TEST (test_shift_training)
+{
+  g_autoptr (CbirModel) a = shift_model (5, 2);
+  g_autoptr (CbirModel) b = shift_model (5, 2);
+  g_autoptr (CbirModel) c = shift_model (5, 0);
+  ck_assert (params_equal (a, c));
+  g_autoptr (CbirTrainer) ta = trainer (a, mnist, 11, 2, 0.25);
+  g_autoptr (CbirTrainer) tb = trainer (b, mnist, 11, 2, 0.25);
+  g_autoptr (CbirTrainer) tc = trainer (c, mnist, 11, 2, 0.25);
+  /* same weights, shift or not: the same validation loss (no shift there) */
+  ck_assert (cbir_trainer_evaluate (ta, TRUE) ==
+      cbir_trainer_evaluate (tc, TRUE));
+  float n1[2 * 784], r1[2 * 784], k1[2 * 784];
+  float n2[2 * 784], r2[2 * 784], k2[2 * 784];
+  ck_assert (cbir_trainer_sample (ta, 2, n1, r1, k1, NULL));
+  ck_assert (cbir_trainer_sample (tc, 2, n2, r2, k2, NULL));
+  ck_assert (memcmp (n1, n2, sizeof n1) == 0);
+  run (ta, 2);
+  run (tb, 2);
+  run (tc, 2);
+  ck_assert (params_equal (a, b));
+  ck_assert_str_eq (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (b));
+  ck_assert (memcmp (cbir_trainer_get_train_losses (ta),
+          cbir_trainer_get_train_losses (tb), 2 * sizeof (double)) == 0);
+  ck_assert (memcmp (cbir_trainer_get_val_losses (ta),
+          cbir_trainer_get_val_losses (tb), 2 * sizeof (double)) == 0);
+  ck_assert (!params_equal (a, c));
+  ck_assert (strstr (cbir_model_get_arch_json (a), "\"shift\":2") != NULL);
+  ck_assert (strstr (cbir_model_get_training_info (a), "\"shift\":2") !=
+      NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c), "shift") == NULL);
+  /* a shifted run resumes bit-identically too */
+  GError *err = NULL;
+  g_autofree char *ck = g_build_filename (tmpdir, "sk.safetensors", NULL);
+  g_autoptr (CbirModel) d = shift_model (5, 2);
+  CbirTrainOptions o;
+  cbir_train_options_init (&o);
+  o.seed = 11;
+  o.threads = 2;
+  o.val_split = 0.25;
+  o.checkpoint_every = 1;
+  o.checkpoint_path = ck;
+  {
+    g_autoptr (CbirTrainer) td = cbir_trainer_new (d, mnist, &o, &err);
+    ck_assert (td != NULL);
+    run (td, 1);
+  }
+  CbirTrainOptions r;
+  cbir_train_options_init (&r);
+  r.threads = 2;
+  g_autoptr (CbirTrainer) tr = cbir_trainer_resume (ck, mnist, &r, &err);
+  ck_assert_msg (tr != NULL, "%s", err ? err->message : "");
+  ck_assert_uint_eq (cbir_model_get_train_settings (cbir_trainer_get_model
+          (tr))->shift, 2);
+  run (tr, 2);
+  ck_assert (params_equal (cbir_trainer_get_model (tr), a));
+}
+END_TEST
+
 static Suite *
 train_suite (void)
 {
@@ -433,6 +608,8 @@ train_suite (void)
   tcase_add_test (tc, test_val_file);
   tcase_add_test (tc, test_collapse);
   tcase_add_test (tc, test_bad_input);
+  tcase_add_test (tc, test_corrupt);
+  tcase_add_test (tc, test_shift_training);
   suite_add_tcase (s, tc);
   return s;
 }
