@@ -558,8 +558,8 @@ nn_pad_border (float *xp, int c, int h, int w, int pt, int pl,
 /* Backward of conv + ReLU + max-pool 2 fused in training: dx (the conv's
  * output gradient, c planes of h x w) = dy at the maxima whose (ReLU'd)
  * value y is positive, else 0. */
-void
-nn_relu_pool_backward (const float *y, const float *dy, const gint32 *idx,
+static void
+relu_pool_backward_c (const float *y, const float *dy, const gint32 *idx,
     float *dx, int c, int h, int w, int oh, int ow)
 {
   gsize no = (gsize) oh * ow, ni = (gsize) h * w;
@@ -1123,6 +1123,63 @@ pool_idx_avx512 (const float *x, gsize ld, gsize lp, float *y, gint32 *idx,
   if (oh > fh || ow > fw)
     pool_idx_c (x, ld, lp, y, idx, c, h, w, oh, ow, TRUE);
 }
+
+/* relu_pool_backward_c for even sizes: every window written whole (the
+ * gradient at its maximum if positive, zeros elsewhere), two rows of 16
+ * windows per step, no memset and no scatter */
+__attribute__((target ("avx512f")))
+static void
+relu_pool_backward_avx512 (const float *y, const float *dy,
+    const gint32 *idx, float *dx, int c, int h, int w, int oh, int ow)
+{
+  const __m512i lo = _mm512_setr_epi32 (0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
+      5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32 (8, 24, 9, 25, 10, 26, 11, 27, 12,
+      28, 13, 29, 14, 30, 15, 31);
+  const __m512i ev = _mm512_setr_epi32 (0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+      20, 22, 24, 26, 28, 30);
+  const __m512i one = _mm512_set1_epi32 (1), wv = _mm512_set1_epi32 (w);
+
+  if ((h | w) & 1 || oh != h / 2 || ow != w / 2) {
+    relu_pool_backward_c (y, dy, idx, dx, c, h, w, oh, ow);
+    return;
+  }
+  for (int ci = 0; ci < c; ci++)
+    for (int oy = 0; oy < oh; oy++) {
+      gsize o = ((gsize) ci * oh + oy) * ow;
+      float *d0 = dx + ((gsize) ci * h + 2 * oy) * w, *d1 = d0 + w;
+      for (int ox = 0; ox < ow; ox += 16) {
+        int n = MIN (16, ow - ox);
+        __mmask16 mo = (__mmask16) ((1u << n) - 1);
+        __mmask16 ml = n >= 8 ? 0xffff : (__mmask16) ((1u << (2 * n)) - 1);
+        __mmask16 mh = n > 8 ? (__mmask16) ((1u << (2 * n - 16)) - 1) : 0;
+        __m512 g = _mm512_maskz_loadu_ps (mo, dy + o + ox);
+        __m512 yv = _mm512_maskz_loadu_ps (mo, y + o + ox);
+        __m512i bi = _mm512_maskz_loadu_epi32 (mo, idx + o + ox);
+        __m512i i0 = _mm512_add_epi32 (_mm512_set1_epi32 (2 * oy * w
+                + 2 * ox), ev);
+        __mmask16 pos = _mm512_cmp_ps_mask (yv, _mm512_setzero_ps (),
+            _CMP_GT_OQ);
+        __m512 a = _mm512_maskz_mov_ps (pos
+            & _mm512_cmpeq_epi32_mask (bi, i0), g);
+        __m512 b = _mm512_maskz_mov_ps (pos
+            & _mm512_cmpeq_epi32_mask (bi, _mm512_add_epi32 (i0, one)), g);
+        __m512i i1 = _mm512_add_epi32 (i0, wv);
+        __m512 cc = _mm512_maskz_mov_ps (pos
+            & _mm512_cmpeq_epi32_mask (bi, i1), g);
+        __m512 dd = _mm512_maskz_mov_ps (pos
+            & _mm512_cmpeq_epi32_mask (bi, _mm512_add_epi32 (i1, one)), g);
+        _mm512_mask_storeu_ps (d0 + 2 * ox, ml,
+            _mm512_permutex2var_ps (a, lo, b));
+        _mm512_mask_storeu_ps (d0 + 2 * ox + 16, mh,
+            _mm512_permutex2var_ps (a, hi, b));
+        _mm512_mask_storeu_ps (d1 + 2 * ox, ml,
+            _mm512_permutex2var_ps (cc, lo, dd));
+        _mm512_mask_storeu_ps (d1 + 2 * ox + 16, mh,
+            _mm512_permutex2var_ps (cc, hi, dd));
+      }
+    }
+}
 #endif
 
 /* Plain C version (any machine): same packing and summation order. */
@@ -1181,11 +1238,15 @@ pool_idx_generic (const float *x, gsize ld, gsize lp, float *y, gint32 *idx,
   pool_idx_c (x, ld, lp, y, idx, c, h, w, oh, ow, FALSE);
 }
 
+typedef void (*PoolBackFunc) (const float *, const float *, const gint32 *,
+    float *, int, int, int, int, int);
+
 typedef struct {
   WconvFunc wconv;
   DwFunc dw;
   PoolFunc pool;
   PoolIdxFunc pool_idx;
+  PoolBackFunc relu_pool_backward;
 } Kernels;
 
 static const Kernels *
@@ -1193,14 +1254,14 @@ kernels_pick (void)
 {
   const char *env = g_getenv ("CBIR_NN_ISA");   /* tests: force a path */
   static const Kernels kc = { wconv_c, dw_c, pool_values_generic,
-    pool_idx_generic
+    pool_idx_generic, relu_pool_backward_c
   };
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static const Kernels k512 = { wconv_avx512, dw_avx512, pool_avx512,
-    pool_idx_avx512
+    pool_idx_avx512, relu_pool_backward_avx512
   };
   static const Kernels k256 = { wconv_avx2, dw_avx2,
-    pool_values_generic, pool_idx_generic
+    pool_values_generic, pool_idx_generic, relu_pool_backward_c
   };
   __builtin_cpu_init ();
   if ((!env || g_strcmp0 (env, "avx512") == 0)
@@ -1259,4 +1320,11 @@ pool_idx (const float *x, gsize ld, gsize lp, float *y, gint32 *idx, int c,
     int h, int w, int oh, int ow)
 {
   kernels ()->pool_idx (x, ld, lp, y, idx, c, h, w, oh, ow);
+}
+
+void
+nn_relu_pool_backward (const float *y, const float *dy, const gint32 *idx,
+    float *dx, int c, int h, int w, int oh, int ow)
+{
+  kernels ()->relu_pool_backward (y, dy, idx, dx, c, h, w, oh, ow);
 }

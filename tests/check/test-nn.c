@@ -429,7 +429,7 @@ START_TEST (test_grad_small_nets)
   gradcheck ("fused-pool", in7, fused, G_N_ELEMENTS (fused), 3, TRUE, 2,
       803);
   /* rows of more than 16 pooling windows */
-  CbirShape wide = { 1, 4, 37 };
+  CbirShape wide = { 1, 4, 36 };
   gradcheck ("fused-pool-wide", wide, fused, 3, 2, TRUE, 1, 804);
   gradcheck ("pyimagesearch", in, pis, G_N_ELEMENTS (pis), 3, TRUE, 2, 801);
   gradcheck ("binary-xor", in, xor, G_N_ELEMENTS (xor), 2, TRUE, 1, 802);
