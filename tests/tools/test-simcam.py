@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""cbir-simcam end to end: a few small frames as PNG and as GRAY8, the truth
+lines (frame, labels from the label file, source indices, boxes inside the
+frame), the seed (same seed -> same frames, another -> other frames), and
+bad arguments -> one-line error, nothing written."""
+
+import filecmp
+import json
+import os
+
+from tools_common import (FIX_IMAGES, FIX_LABELS, check, check_png,
+                          expect_error, finish, fixture, listing, np,
+                          run_ok, tmpdir)
+
+images, labels = fixture()
+W, H = 160, 120
+SMALL = ['--width', W, '--height', H]
+
+
+def read_truth(path, frames):
+    try:
+        with open(path) as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+    except (OSError, ValueError) as e:
+        check(False, '%s: %s' % (path, e))
+        return []
+    check(len(lines) == frames, '%s: %d lines, expected %d' %
+          (path, len(lines), frames))
+    for i, t in enumerate(lines):
+        check(t.get('frame') == i, 'truth line %d: frame %r' %
+              (i, t.get('frame')))
+        n = len(t.get('source_indices', []))
+        check(len(t.get('labels', [])) == n and len(t.get('boxes', [])) == n,
+              'truth line %d: %r' % (i, t))
+        for box in t.get('boxes', []):
+            x, y, w, h = box
+            check(w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= W and
+                  y + h <= H, 'truth line %d: box %r outside %dx%d' %
+                  (i, box, W, H))
+    return lines
+
+
+HAVE_CAIRO = os.environ.get('CBIR_HAVE_CAIRO', '1') == '1'
+
+with tmpdir() as d:
+    # ---- PNG frames with labels (cairo builds)
+    a = os.path.join(d, 'a')
+    if not HAVE_CAIRO:
+        print('SKIP (built without cairo): PNG frames')
+        expect_error('cbir-simcam', ['--images', FIX_IMAGES, '--out-dir', a],
+                     d, ['cairo'], 'PNG without cairo')
+    else:
+        run_ok('cbir-simcam', ['--images', FIX_IMAGES, '--labels',
+                               FIX_LABELS, '--out-dir', a, '--frames', 3]
+               + SMALL)
+        check(listing(a) == {'frame-00000.png', 'frame-00001.png',
+                             'frame-00002.png', 'truth.jsonl'},
+              'PNG run wrote %s' % sorted(listing(a)))
+        for i in range(3):
+            size = check_png(os.path.join(a, 'frame-%05d.png' % i))
+            check(size == (W, H), 'frame %d: size %r, expected %dx%d' %
+                  (i, size, W, H))
+        truth = read_truth(os.path.join(a, 'truth.jsonl'), 3)
+        for t in truth:
+            for src, lab in zip(t['source_indices'], t['labels']):
+                check(0 <= src < 64 and lab == labels[src],
+                      'frame %d: label %r of image %r, the label file says '
+                      '%r' % (t['frame'], lab, src,
+                              labels[src] if 0 <= src < 64 else None))
+
+    # ---- GRAY8 with labels: the labels in the truth come from the file
+    a8 = os.path.join(d, 'a8')
+    run_ok('cbir-simcam', ['-i', FIX_IMAGES, '-l', FIX_LABELS, '-o', a8,
+                           '-n', 3, '-f', 'gray8'] + SMALL)
+    for t in read_truth(os.path.join(a8, 'truth.jsonl'), 3):
+        for src, lab in zip(t['source_indices'], t['labels']):
+            check(0 <= src < 64 and lab == labels[src],
+                  'gray8 frame %d: label %r of image %r' %
+                  (t['frame'], lab, src))
+
+    # ---- GRAY8, two digits a frame, a blank frame, sequential, no labels
+    b = os.path.join(d, 'b')
+    run_ok('cbir-simcam', ['-i', FIX_IMAGES, '-o', b, '-n', 4, '-f', 'gray8',
+                           '--digits', 2, '--sequential', '--blank-every', 4]
+           + SMALL)
+    check(listing(b) == {'frames.gray', 'truth.jsonl'},
+          'GRAY8 run wrote %s' % sorted(listing(b)))
+    check(os.path.getsize(os.path.join(b, 'frames.gray')) == 4 * W * H,
+          'frames.gray: %d bytes, expected %d' %
+          (os.path.getsize(os.path.join(b, 'frames.gray')), 4 * W * H))
+    truth = read_truth(os.path.join(b, 'truth.jsonl'), 4)
+    counts = [len(t.get('source_indices', [])) for t in truth]
+    check(counts == [2, 2, 2, 0], 'digits per frame %r, expected '
+          '[2, 2, 2, 0] (every 4th blank)' % counts)
+    check(all(l == -1 for t in truth for l in t.get('labels', [])),
+          'labels without a label file: %r' % [t.get('labels') for t in truth])
+    srcs = [s for t in truth for s in t.get('source_indices', [])]
+    check(srcs == list(range(len(srcs))), '--sequential: images %r' % srcs)
+    if np is not None:
+        with open(os.path.join(b, 'frames.gray'), 'rb') as f:
+            fr = np.frombuffer(f.read(), np.uint8).reshape(4, H, W)
+        check(all(fr[i].std() > 1 for i in range(4)),
+              'a flat GRAY8 frame (no paper texture, noise or digit)')
+
+    # ---- seeds
+    c1, c2, c3 = (os.path.join(d, x) for x in ('c1', 'c2', 'c3'))
+    for dirname, seed in ((c1, 5), (c2, 5), (c3, 6)):
+        run_ok('cbir-simcam', ['-i', FIX_IMAGES, '-o', dirname, '-n', 2,
+                               '-f', 'gray8', '--seed', seed] + SMALL)
+    same = filecmp.cmp(os.path.join(c1, 'frames.gray'),
+                       os.path.join(c2, 'frames.gray'), shallow=False)
+    check(same and filecmp.cmp(os.path.join(c1, 'truth.jsonl'),
+                               os.path.join(c2, 'truth.jsonl'),
+                               shallow=False), 'same seed, other frames')
+    check(not filecmp.cmp(os.path.join(c1, 'frames.gray'),
+                          os.path.join(c3, 'frames.gray'), shallow=False),
+          'seeds 5 and 6 give the same frames')
+
+    # ---- errors
+    z = os.path.join(d, 'z')
+    ok = ['--images', FIX_IMAGES, '--out-dir', z]
+    notdir = os.path.join(d, 'afile')
+    with open(notdir, 'w') as f:
+        f.write('x')
+    cases = [
+        (['--out-dir', z], ['--images'], 'missing --images'),
+        (['--images', FIX_IMAGES], ['--out-dir'], 'missing --out-dir'),
+        (['--images', os.path.join(d, 'none.idx')] + ok[2:],
+         [os.path.join(d, 'none.idx')], 'missing images'),
+        (ok + ['--labels', FIX_IMAGES], [FIX_IMAGES], 'images as labels'),
+        (ok + ['--frames', 0], ['--frames'], 'zero frames'),
+        (ok + ['--format', 'jpeg'], ['jpeg'], 'unknown format'),
+        (ok + ['--digits', 'many'], ['many'], 'bad --digits'),
+        (ok + ['--digits', '3-1'], ['3..1'], 'reversed --digits range'),
+        (ok + ['--digits', 40], ['40'], 'too many digits'),
+        (ok + ['--width', 0], ['--width'], 'zero width'),
+        (ok + ['--blur', -1], ['--blur'], 'negative blur'),
+        (ok + ['--noise', -2], ['--noise'], 'negative noise'),
+        (ok + ['--rotation', -5], ['--rotation'], 'negative rotation'),
+        (ok + ['--frames', 'x'], ['x'], 'non-numeric frames'),
+        (['--images', FIX_IMAGES, '--out-dir', notdir], [notdir],
+         'out-dir is a file'),
+    ]
+    for args, names, what in cases:
+        expect_error('cbir-simcam', args, d, names, what)
+    check(not os.path.exists(z), 'errors created %s' % z)
+
+finish()
