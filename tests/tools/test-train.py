@@ -11,7 +11,7 @@ import json
 import os
 import re
 
-from tools_common import (FIX_IMAGES, FIX_LABELS, check, check_png,
+from tools_common import (FIX_IMAGES, check, check_png,
                           expect_error, finish, listing, read_safetensors,
                           run, run_ok, tmpdir)
 
