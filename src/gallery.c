@@ -3,6 +3,7 @@
  * builder that collects items and writes a gallery atomically. */
 #include "cbir/gallery.h"
 #include "cbir/safetensors.h"
+#include "cbir/search.h"
 
 #include <json-glib/json-glib.h>
 #include <stdlib.h>
@@ -31,8 +32,12 @@ struct _CbirGallery
   const char **ids;             /* n pointers (NULL for empty ids), or NULL */
   char **label_names;           /* NULL-terminated, or NULL */
   guint n_label_names;
+  const float *features_raw;    /* un-augmented features (DBA), or NULL */
+  gboolean thresholds_median;   /* "bit_thresholds_rule" is "median" */
+  guint dba_k;                  /* 0: no DBA */
+  float dba_alpha;
   /* Owned copies: unaligned tensors of a foreign file, or in-memory data. */
-  gpointer owned[6];
+  gpointer owned[8];
 };
 
 static void
@@ -161,6 +166,43 @@ parse_ids (CbirGallery *g, const CbirTensorView *v, GError **error)
     off += strlen (p + off) + 1;
   }
   return TRUE;
+}
+
+/* "k=K,alpha=A" (K >= 0, 0 <= A <= 1000). */
+static gboolean
+parse_dba (const char *text, guint *k, float *alpha)
+{
+  g_auto (GStrv) parts = g_strsplit (text, ",", -1);
+  gboolean have_k = FALSE, have_a = FALSE;
+  for (guint i = 0; parts[i]; i++) {
+    const char *p = g_strstrip (parts[i]);
+    if (g_str_has_prefix (p, "k=")) {
+      guint64 v;
+      if (have_k || !g_ascii_string_to_unsigned (p + 2, 10, 0, G_MAXINT32,
+              &v, NULL))
+        return FALSE;
+      *k = (guint) v;
+      have_k = TRUE;
+    } else if (g_str_has_prefix (p, "alpha=")) {
+      char *end = NULL;
+      double a = g_ascii_strtod (p + 6, &end);
+      if (have_a || end == p + 6 || *end || !(a >= 0 && a <= 1000))
+        return FALSE;
+      *alpha = (float) a;
+      have_a = TRUE;
+    } else {
+      return FALSE;
+    }
+  }
+  return have_k && have_a;
+}
+
+static char *
+format_dba (guint k, float alpha)
+{
+  char num[G_ASCII_DTOSTR_BUF_SIZE];
+  g_ascii_formatd (num, sizeof (num), "%.9g", alpha);
+  return g_strdup_printf ("k=%u,alpha=%s", k, num);
 }
 
 /* Checks everything but the tensors' presence; shared by open and the
@@ -340,6 +382,32 @@ cbir_gallery_open (const char *path, GError **error)
     if (!parse_ids (g, &v, error))
       return NULL;
   }
+  if (cbir_safetensors_get (st, "features_raw", &v)) {
+    gint64 s[2] = { g->n, g->dim };
+    if (!g->features) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: tensor \"features_raw\" without \"features\"", path);
+      return NULL;
+    }
+    if (!cbir_safetensors_require (st, "features_raw", CBIR_DTYPE_F32, 2, s,
+            &v, error))
+      return NULL;
+    g->features_raw = aligned_data (g, &v, 4);
+  }
+  const char *dba = cbir_safetensors_get_metadata (st, "dba");
+  if (dba && !parse_dba (dba, &g->dba_k, &g->dba_alpha)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: bad metadata \"dba\" \"%s\" (expected \"k=K,alpha=A\")", path,
+        dba);
+    return NULL;
+  }
+  if (g->dba_k > 0 && !g->features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: metadata \"dba\" but no \"features\" tensor", path);
+    return NULL;
+  }
+  g->thresholds_median = g_strcmp0 (cbir_safetensors_get_metadata (st,
+          "bit_thresholds_rule"), "median") == 0;
   const char *ln = cbir_safetensors_get_metadata (st, "label_names");
   if (ln && !parse_label_names (g, ln, error))
     return NULL;
@@ -452,6 +520,20 @@ cbir_gallery_get_n_label_names (const CbirGallery *g)
   return g->n_label_names;
 }
 
+const float *
+cbir_gallery_get_raw_features (const CbirGallery *g)
+{
+  return g->features_raw ? g->features_raw : g->features;
+}
+
+guint
+cbir_gallery_get_dba (const CbirGallery *g, float *alpha)
+{
+  if (alpha)
+    *alpha = g->dba_alpha;
+  return g->dba_k;
+}
+
 gboolean
 cbir_gallery_check_model (const CbirGallery *g, const CbirModel *model,
     GError **error)
@@ -494,6 +576,10 @@ struct _CbirGalleryBuilder
   gboolean any_id;
   char **label_names;
   guint n_label_names;
+  guint dba_k;                  /* 0: off */
+  float dba_alpha;
+  gboolean dba_set;             /* set_dba called (else an appended file's) */
+  gboolean thresholds_median;   /* loaded thresholds are the median rule's */
 };
 
 CbirGalleryBuilder *
@@ -542,8 +628,39 @@ cbir_gallery_builder_set_store (CbirGalleryBuilder *b, gboolean features,
   g_return_if_fail (features || bits);
   g_return_if_fail (features || b->code_type == CBIR_CODE_BITS);
   g_return_if_fail (bits || b->code_type == CBIR_CODE_FLOAT);
+  g_return_if_fail (features || b->dba_k == 0);
   b->store_features = features;
   b->store_bits = bits;
+}
+
+gboolean
+cbir_gallery_builder_set_dba (CbirGalleryBuilder *b, guint k, float alpha,
+    GError **error)
+{
+  g_return_val_if_fail (b != NULL, FALSE);
+  if (k > 0 && !b->store_features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "database-side augmentation needs float features (a float gallery "
+        "that stores them)");
+    return FALSE;
+  }
+  if (!(alpha >= 0.f && alpha <= 1000.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "augmentation alpha must be in 0..1000, not %g", alpha);
+    return FALSE;
+  }
+  b->dba_k = k;
+  b->dba_alpha = alpha;
+  b->dba_set = TRUE;
+  return TRUE;
+}
+
+guint
+cbir_gallery_builder_get_dba (const CbirGalleryBuilder *b, float *alpha)
+{
+  if (alpha)
+    *alpha = b->dba_alpha;
+  return b->dba_k;
 }
 
 void
@@ -559,6 +676,7 @@ cbir_gallery_builder_set_bit_thresholds (CbirGalleryBuilder *b,
     const float *thresholds)
 {
   g_clear_pointer (&b->thresholds, g_free);
+  b->thresholds_median = FALSE;
   if (thresholds)
     b->thresholds = g_memdup2 (thresholds, sizeof (float) * b->dim);
 }
@@ -657,8 +775,23 @@ cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
         "%s: gallery has no float features to keep", path);
     return FALSE;
   }
-  if (g->thresholds)
+  if (g->dba_k > 0 && !g->features_raw) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: augmented gallery (dba) without \"features_raw\": cannot "
+        "recompute the augmentation over appended items", path);
+    return FALSE;
+  }
+  /* the un-augmented features are kept; DBA is re-run over all items at
+   * write time (with the file's settings unless set_dba was called) */
+  const float *gfeat = cbir_gallery_get_raw_features (g);
+  if (!b->dba_set && g->dba_k > 0) {
+    b->dba_k = g->dba_k;
+    b->dba_alpha = g->dba_alpha;
+  }
+  if (g->thresholds) {
     cbir_gallery_builder_set_bit_thresholds (b, g->thresholds);
+    b->thresholds_median = g->thresholds_median;
+  }
   if (!b->metric)
     b->metric = g_strdup (g->metric);
   if (!b->label_names && g->label_names)
@@ -681,8 +814,7 @@ cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
   b->any_id = FALSE;
   for (guint i = 0; i < g->n; i++) {
     if (b->store_features)
-      g_array_append_vals (b->features, g->features + (gsize) i * g->dim,
-          g->dim);
+      g_array_append_vals (b->features, gfeat + (gsize) i * g->dim, g->dim);
     else if (g->codes)
       g_byte_array_append (b->codes, g->codes + (gsize) i * g->code_bytes,
           g->code_bytes);
@@ -690,7 +822,7 @@ cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
       guint cb = code_bytes_for (b->dim);
       guint old = b->codes->len;
       g_byte_array_set_size (b->codes, old + cb);
-      cbir_codes_pack_bits (g->features + (gsize) i * g->dim, 1, b->dim,
+      cbir_codes_pack_bits (gfeat + (gsize) i * g->dim, 1, b->dim,
           b->thresholds, b->codes->data + old);
     }
     builder_add_common (b, g->labels[i], cbir_gallery_get_thumbnail (g, i),
@@ -740,21 +872,32 @@ column_medians (const float *x, guint n, guint dim)
   return med;
 }
 
-/* The thresholds the written file will carry (owned by the caller). */
+/* The thresholds the written file will carry (owned by the caller), for
+ * the features `feat` (augmented ones with DBA). Thresholds loaded from an
+ * appended file that were the median rule's are recomputed when DBA
+ * changes every feature. */
 static float *
-builder_resolve_thresholds (CbirGalleryBuilder *b)
+builder_resolve_thresholds (CbirGalleryBuilder *b, const float *feat,
+    gboolean *median)
 {
-  if (b->thresholds)
+  *median = FALSE;
+  if (b->thresholds && !(b->thresholds_median && b->dba_k > 0)) {
+    *median = b->thresholds_median;
     return g_memdup2 (b->thresholds, sizeof (float) * b->dim);
-  if (b->code_type == CBIR_CODE_FLOAT && b->store_features)
-    return column_medians ((const float *) b->features->data, b->labels->len,
-        b->dim);
+  }
+  if (b->code_type == CBIR_CODE_FLOAT && b->store_features) {
+    *median = TRUE;
+    return column_medians (feat, b->labels->len, b->dim);
+  }
   return g_new0 (float, b->dim);
 }
 
 typedef struct
 {
   float *thresholds;
+  gboolean thresholds_median;
+  float *dba;                   /* augmented features, or NULL */
+  char *dba_meta;
   guint8 *codes;
   guint8 *ids;
   gsize ids_len;
@@ -766,24 +909,39 @@ static void
 builder_output_clear (BuilderOutput *o)
 {
   g_free (o->thresholds);
+  g_free (o->dba);
+  g_free (o->dba_meta);
   g_free (o->codes);
   g_free (o->ids);
   g_free (o->label_names_json);
   g_free (o->code_bits);
 }
 
+static const char *builder_metric (CbirGalleryBuilder *b);
+
 static void
 builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o)
 {
   guint n = b->labels->len;
   memset (o, 0, sizeof (*o));
+  const float *feat = (const float *) b->features->data;
+  if (b->dba_k > 0 && b->store_features) {
+    o->dba_meta = format_dba (b->dba_k, b->dba_alpha);
+    o->dba = g_new (float, MAX ((gsize) n * b->dim, 1));
+    CbirMetric m = g_strcmp0 (builder_metric (b), "l2") == 0
+        ? CBIR_METRIC_L2 : CBIR_METRIC_COSINE;
+    gboolean ok = cbir_dba_compute (feat, n, b->dim, m, b->dba_k,
+        b->dba_alpha, 0, o->dba, NULL);
+    g_assert (ok);              /* arguments checked by set_dba */
+    feat = o->dba;
+  }
   if (b->store_bits) {
-    o->thresholds = builder_resolve_thresholds (b);
+    o->thresholds = builder_resolve_thresholds (b, feat,
+        &o->thresholds_median);
     guint cb = code_bytes_for (b->dim);
     o->codes = g_malloc0 (MAX ((gsize) n * cb, 1));
     if (b->store_features)
-      cbir_codes_pack_bits ((const float *) b->features->data, n, b->dim,
-          o->thresholds, o->codes);
+      cbir_codes_pack_bits (feat, n, b->dim, o->thresholds, o->codes);
     else
       memcpy (o->codes, b->codes->data, (gsize) n * cb);
     o->code_bits = g_strdup_printf ("%u", b->dim);
@@ -832,11 +990,19 @@ cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
   if (o.label_names_json)
     cbir_safetensors_writer_set_metadata (w, "label_names",
         o.label_names_json);
+  if (o.thresholds)
+    cbir_safetensors_writer_set_metadata (w, "bit_thresholds_rule",
+        o.thresholds_median ? "median" : "given");
+  if (o.dba_meta)
+    cbir_safetensors_writer_set_metadata (w, "dba", o.dba_meta);
 
   gint64 s_feat[2] = { n, b->dim };
   if (b->store_features)
     cbir_safetensors_writer_add (w, "features", CBIR_DTYPE_F32, 2, s_feat,
-        b->features->data);
+        o.dba ? o.dba : (float *) b->features->data);
+  if (o.dba)
+    cbir_safetensors_writer_add (w, "features_raw", CBIR_DTYPE_F32, 2,
+        s_feat, b->features->data);
   gint64 s_codes[2] = { n, code_bytes_for (b->dim) };
   gint64 s_thr[1] = { b->dim };
   if (b->store_bits) {
@@ -880,10 +1046,20 @@ cbir_gallery_builder_build (CbirGalleryBuilder *b)
   if (b->store_features) {
     float *f = g_memdup2 (b->features->data,
         sizeof (float) * MAX ((gsize) n * b->dim, 1));
-    g->features = f;
-    gallery_own (g, f);
     g->dim = b->dim;
+    if (o.dba) {
+      g->features_raw = f;
+      gallery_own (g, f);
+      g->features = o.dba;
+      gallery_own (g, g_steal_pointer (&o.dba));
+      g->dba_k = b->dba_k;
+      g->dba_alpha = b->dba_alpha;
+    } else {
+      g->features = f;
+      gallery_own (g, f);
+    }
   }
+  g->thresholds_median = o.thresholds_median;
   if (b->store_bits) {
     g->codes = o.codes;
     gallery_own (g, g_steal_pointer (&o.codes));

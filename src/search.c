@@ -652,6 +652,9 @@ struct _CbirSearcher
   Pool *pool;
   guint n_threads;
   gsize par_bytes;              /* split one query over threads past this */
+  guint qe_k;                   /* query expansion: neighbours, 0 = off */
+  float qe_alpha;
+  gint32 *owned_labels;         /* raw searchers (DBA): zeros */
 };
 
 const char *
@@ -681,6 +684,9 @@ cbir_metric_from_string (const char *s, CbirMetric *out)
     return FALSE;
   return TRUE;
 }
+
+static void searcher_setup (CbirSearcher *s, gboolean need_feat,
+    guint n_threads);
 
 CbirSearcher *
 cbir_searcher_new (const CbirGallery *g, CbirMetric metric, guint shortlist,
@@ -740,6 +746,16 @@ cbir_searcher_new_full (const CbirGallery *g, CbirMetric metric,
   s->codes = cbir_gallery_get_codes (g);
   s->thresholds = cbir_gallery_get_bit_thresholds (g);
   s->labels = cbir_gallery_get_labels (g);
+  searcher_setup (s, need_feat, n_threads);
+  return s;
+}
+
+/* Kernels, norms and the thread pool of a searcher whose data fields are
+ * set. */
+static void
+searcher_setup (CbirSearcher *s, gboolean need_feat, guint n_threads)
+{
+  CbirMetric metric = s->metric;
   Isa isa = isa_get ();
   s->dots = dots_for (isa);
   s->hamming = hamming_for (isa);
@@ -762,7 +778,6 @@ cbir_searcher_new_full (const CbirGallery *g, CbirMetric metric,
   const char *env = g_getenv ("CBIR_SEARCH_PAR_BYTES");
   if (env && *env)
     s->par_bytes = g_ascii_strtoull (env, NULL, 10);
-  return s;
 }
 
 void
@@ -772,6 +787,7 @@ cbir_searcher_free (CbirSearcher *s)
     return;
   pool_free (s->pool);
   g_free (s->gnorm);
+  g_free (s->owned_labels);
   g_free (s);
 }
 
@@ -969,11 +985,9 @@ search_one (CbirSearcher *s, const Query *qq, guint k, CbirHit *hits,
   return n;
 }
 
-guint
-cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
-    CbirHit *hits)
+static guint
+search_plain (CbirSearcher *s, const float *query, guint k, CbirHit *hits)
 {
-  g_return_val_if_fail (s != NULL && query != NULL, 0);
   guint8 bits_stack[256];
   guint8 *bits = s->code_bytes <= sizeof (bits_stack) ? bits_stack
       : g_malloc (s->code_bytes);
@@ -1075,11 +1089,10 @@ gemm_block (CbirSearcher *s, const float *queries, guint qb, float *dotbuf,
   }
 }
 
-void
-cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
+static void
+search_batch_plain (CbirSearcher *s, const float *queries, guint nq,
     guint k, CbirHit *hits, guint *n_hits)
 {
-  g_return_if_fail (s != NULL);
   if (nq == 0)
     return;
   if (k == 0 || s->n == 0) {
@@ -1094,7 +1107,7 @@ cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
     guint tasks = (nq + c.per_task - 1) / c.per_task;
     if (nq < 4) {
       for (guint i = 0; i < nq; i++) {
-        guint n = cbir_searcher_search (s, queries + (gsize) i *
+        guint n = search_plain (s, queries + (gsize) i *
             (s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim), k,
             hits + (gsize) i * k);
         if (n_hits)
@@ -1197,15 +1210,9 @@ dist_task (gpointer data, guint t)
       c->out + (gsize) t * c->s->n);
 }
 
-void
-cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
-{
-  distances_one (s, query, out);
-}
-
-void
-cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
-    guint nq, float *out)
+static void
+distances_batch_plain (CbirSearcher *s, const float *queries, guint nq,
+    float *out)
 {
   if (nq == 0 || s->n == 0)
     return;
@@ -1223,6 +1230,305 @@ cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
         out + (gsize) q0 * s->n);
   }
   g_free (dotbuf);
+}
+
+/* ---- query expansion and database-side augmentation ----
+ *
+ * Both replace a vector by a weighted combination of itself and its k
+ * nearest gallery items (research/lib.py: alpha_qe, dba):
+ *   cosine: v' = l2n (v/|v| + sum_i w_i g_i/|g_i|)
+ *   l2:     v' = (v + sum_i w_i g_i) / (1 + sum_i w_i)
+ * with w_i = max (cos (v, g_i), 0)^alpha. Weights and sums are computed
+ * in double from the vectors themselves (not from the search's float
+ * distances), so single, batched and distance-list paths expand a query
+ * to the same vector. */
+
+#define QE_CHUNK_HITS (1 << 22)         /* hits buffered per chunk */
+
+static inline double
+vec_dot (const float *a, const float *b, guint dim)
+{
+  double acc = 0;
+  for (guint j = 0; j < dim; j++)
+    acc += (double) a[j] * b[j];
+  return acc;
+}
+
+/* out (dim floats) = the expansion of v with the items idx[0..m). */
+static void
+expand_from_hits (const float *feat, guint dim, CbirMetric metric,
+    float alpha, const float *v, const guint *idx, guint m, double *acc,
+    float *out)
+{
+  double vv = vec_dot (v, v, dim);
+  double vinv = vv > 0 ? 1.0 / sqrt (vv) : 0.0;
+  gboolean cosine = metric != CBIR_METRIC_L2;
+  double wsum = 1.0;
+  for (guint j = 0; j < dim; j++)
+    acc[j] = cosine ? v[j] * vinv : v[j];
+  for (guint i = 0; i < m; i++) {
+    const float *g = feat + (gsize) idx[i] * dim;
+    double gg = vec_dot (g, g, dim);
+    double ginv = gg > 0 ? 1.0 / sqrt (gg) : 0.0;
+    double c = vec_dot (v, g, dim) * vinv * ginv;
+    double w = pow (c > 0 ? c : 0.0, alpha);
+    if (cosine) {
+      double f = w * ginv;
+      for (guint j = 0; j < dim; j++)
+        acc[j] += f * g[j];
+    } else {
+      for (guint j = 0; j < dim; j++)
+        acc[j] += w * g[j];
+      wsum += w;
+    }
+  }
+  double scale;
+  if (cosine) {
+    double nn = 0;
+    for (guint j = 0; j < dim; j++)
+      nn += acc[j] * acc[j];
+    scale = nn > 0 ? 1.0 / sqrt (nn) : 0.0;
+  } else {
+    scale = 1.0 / wsum;
+  }
+  for (guint j = 0; j < dim; j++)
+    out[j] = (float) (acc[j] * scale);
+}
+
+gboolean
+cbir_searcher_set_query_expansion (CbirSearcher *s, guint k, float alpha,
+    GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (k > 0 && s->metric == CBIR_METRIC_HAMMING) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "query expansion needs float features (metric l2 or cosine), not "
+        "hamming");
+    return FALSE;
+  }
+  if (!(alpha >= 0.f && alpha <= 1000.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "query expansion alpha must be in 0..1000, not %g", alpha);
+    return FALSE;
+  }
+  s->qe_k = k;
+  s->qe_alpha = alpha;
+  return TRUE;
+}
+
+guint
+cbir_searcher_get_query_expansion (const CbirSearcher *s, float *alpha)
+{
+  if (alpha)
+    *alpha = s->qe_alpha;
+  return s->qe_k;
+}
+
+/* Expands nq queries (plain top-qe_k searches, batched) into out. */
+static void
+expand_batch (CbirSearcher *s, const float *queries, guint nq, float *out)
+{
+  guint kk = MIN (s->qe_k, s->n);
+  gsize dim = s->dim;
+  if (kk == 0) {
+    memcpy (out, queries, sizeof (float) * dim * nq);
+    return;
+  }
+  guint chunk = MAX (1, MIN (nq, QE_CHUNK_HITS / kk));
+  CbirHit *hits = g_new (CbirHit, (gsize) chunk * kk);
+  guint *nh = g_new (guint, chunk);
+  guint *idx = g_new (guint, kk);
+  double *acc = g_new (double, dim);
+  for (guint q0 = 0; q0 < nq; q0 += chunk) {
+    guint c = MIN (chunk, nq - q0);
+    search_batch_plain (s, queries + q0 * dim, c, kk, hits, nh);
+    for (guint i = 0; i < c; i++) {
+      const CbirHit *h = hits + (gsize) i * kk;
+      for (guint j = 0; j < nh[i]; j++)
+        idx[j] = h[j].index;
+      expand_from_hits (s->feat, s->dim, s->metric, s->qe_alpha,
+          queries + (q0 + i) * dim, idx, nh[i], acc, out + (q0 + i) * dim);
+    }
+  }
+  g_free (acc);
+  g_free (idx);
+  g_free (nh);
+  g_free (hits);
+}
+
+static void
+expand_one (CbirSearcher *s, const float *query, float *out)
+{
+  guint kk = MIN (s->qe_k, s->n);
+  if (kk == 0) {
+    memcpy (out, query, sizeof (float) * s->dim);
+    return;
+  }
+  CbirHit hstack[64];
+  guint istack[64];
+  CbirHit *hits = kk <= 64 ? hstack : g_new (CbirHit, kk);
+  guint *idx = kk <= 64 ? istack : g_new (guint, kk);
+  double *acc = g_new (double, s->dim);
+  guint n = search_plain (s, query, kk, hits);
+  for (guint j = 0; j < n; j++)
+    idx[j] = hits[j].index;
+  expand_from_hits (s->feat, s->dim, s->metric, s->qe_alpha, query, idx, n,
+      acc, out);
+  g_free (acc);
+  if (hits != hstack)
+    g_free (hits);
+  if (idx != istack)
+    g_free (idx);
+}
+
+void
+cbir_searcher_expand_query (CbirSearcher *s, const float *query, float *out)
+{
+  g_return_if_fail (s != NULL && query != NULL && out != NULL);
+  g_return_if_fail (s->metric != CBIR_METRIC_HAMMING);
+  expand_one (s, query, out);
+}
+
+guint
+cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
+    CbirHit *hits)
+{
+  g_return_val_if_fail (s != NULL && query != NULL, 0);
+  if (s->qe_k == 0 || k == 0 || s->n == 0)
+    return search_plain (s, query, k, hits);
+  float stack[256];
+  float *eq = s->dim <= 256 ? stack : g_new (float, s->dim);
+  expand_one (s, query, eq);
+  guint n = search_plain (s, eq, k, hits);
+  if (eq != stack)
+    g_free (eq);
+  return n;
+}
+
+/* Queries per expansion chunk of the batched entry points. */
+static guint
+qe_batch_chunk (const CbirSearcher *s, guint nq)
+{
+  return MAX (1, MIN (nq, (1u << 24) / MAX (s->dim, 1)));
+}
+
+void
+cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
+    guint k, CbirHit *hits, guint *n_hits)
+{
+  g_return_if_fail (s != NULL);
+  if (s->qe_k == 0 || k == 0 || s->n == 0 || nq == 0) {
+    search_batch_plain (s, queries, nq, k, hits, n_hits);
+    return;
+  }
+  guint chunk = qe_batch_chunk (s, nq);
+  float *eq = g_new (float, (gsize) chunk * s->dim);
+  for (guint q0 = 0; q0 < nq; q0 += chunk) {
+    guint c = MIN (chunk, nq - q0);
+    expand_batch (s, queries + (gsize) q0 * s->dim, c, eq);
+    search_batch_plain (s, eq, c, k, hits + (gsize) q0 * k,
+        n_hits ? n_hits + q0 : NULL);
+  }
+  g_free (eq);
+}
+
+void
+cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
+{
+  g_return_if_fail (s != NULL && query != NULL && out != NULL);
+  if (s->qe_k == 0 || s->n == 0) {
+    distances_one (s, query, out);
+    return;
+  }
+  float *eq = g_new (float, s->dim);
+  expand_one (s, query, eq);
+  distances_one (s, eq, out);
+  g_free (eq);
+}
+
+void
+cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
+    guint nq, float *out)
+{
+  g_return_if_fail (s != NULL);
+  if (s->qe_k == 0 || s->n == 0 || nq == 0) {
+    distances_batch_plain (s, queries, nq, out);
+    return;
+  }
+  guint chunk = qe_batch_chunk (s, nq);
+  float *eq = g_new (float, (gsize) chunk * s->dim);
+  for (guint q0 = 0; q0 < nq; q0 += chunk) {
+    guint c = MIN (chunk, nq - q0);
+    expand_batch (s, queries + (gsize) q0 * s->dim, c, eq);
+    distances_batch_plain (s, eq, c, out + (gsize) q0 * s->n);
+  }
+  g_free (eq);
+}
+
+gboolean
+cbir_dba_compute (const float *features, guint n, guint dim,
+    CbirMetric metric, guint k, float alpha, guint n_threads, float *out,
+    GError **error)
+{
+  g_return_val_if_fail (n == 0 || (features != NULL && out != NULL), FALSE);
+  g_return_val_if_fail (dim > 0, FALSE);
+  if (metric != CBIR_METRIC_L2 && metric != CBIR_METRIC_COSINE) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "database-side augmentation needs metric l2 or cosine, not %s",
+        cbir_metric_to_string (metric));
+    return FALSE;
+  }
+  if (!(alpha >= 0.f && alpha <= 1000.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "augmentation alpha must be in 0..1000, not %g", alpha);
+    return FALSE;
+  }
+  if (n == 0)
+    return TRUE;
+  guint kk = MIN (k, n - 1);
+  double *acc = g_new (double, dim);
+  if (kk == 0) {
+    for (guint i = 0; i < n; i++)
+      expand_from_hits (features, dim, metric, alpha,
+          features + (gsize) i * dim, NULL, 0, acc, out + (gsize) i * dim);
+    g_free (acc);
+    return TRUE;
+  }
+  /* a searcher over the raw features: each item's k+1 nearest, itself
+   * dropped (or the last when ties put it further) */
+  CbirSearcher *s = g_new0 (CbirSearcher, 1);
+  s->metric = metric;
+  s->n = n;
+  s->dim = dim;
+  s->feat = features;
+  s->owned_labels = g_new0 (gint32, n);
+  s->labels = s->owned_labels;
+  searcher_setup (s, TRUE, n_threads);
+  guint kq = kk + 1;
+  guint chunk = MAX (1, MIN (n, QE_CHUNK_HITS / kq));
+  CbirHit *hits = g_new (CbirHit, (gsize) chunk * kq);
+  guint *nh = g_new (guint, chunk);
+  guint *idx = g_new (guint, kq);
+  for (guint q0 = 0; q0 < n; q0 += chunk) {
+    guint c = MIN (chunk, n - q0);
+    search_batch_plain (s, features + (gsize) q0 * dim, c, kq, hits, nh);
+    for (guint i = 0; i < c; i++) {
+      guint self = q0 + i, m = 0;
+      const CbirHit *h = hits + (gsize) i * kq;
+      for (guint j = 0; j < nh[i] && m < kk; j++)
+        if (h[j].index != self)
+          idx[m++] = h[j].index;
+      expand_from_hits (features, dim, metric, alpha,
+          features + (gsize) self * dim, idx, m, acc,
+          out + (gsize) self * dim);
+    }
+  }
+  g_free (idx);
+  g_free (nh);
+  g_free (hits);
+  g_free (acc);
+  cbir_searcher_free (s);
+  return TRUE;
 }
 
 /* ---- vote ---- */

@@ -101,4 +101,32 @@ void cbir_gallery_builder_set_metric (CbirGalleryBuilder *b,
  * file would hold them; the builder stays usable. */
 CbirGallery *cbir_gallery_builder_build (CbirGalleryBuilder *b);
 
+/* ---- additions (rerank helper) ---- */
+
+/* Database-side augmentation (DBA, see cbir_dba_compute in search.h): at
+ * write/build time every stored feature is replaced by the weighted
+ * combination of itself and its k nearest other gallery items (neighbours
+ * and formula: l2 when the gallery metric is "l2", cosine otherwise), and
+ * the packed bits are computed from the augmented features with the same
+ * threshold rule (median of the augmented features by default). The file
+ * then holds "features" (augmented: what searches use), "features_raw"
+ * (F32 [N, D], the features as added) and __metadata__ "dba" =
+ * "k=K,alpha=A". Appending to such a file (load_existing) keeps the raw
+ * features and re-runs DBA over all items with the file's k and alpha
+ * (unless set_dba was called), so appending equals augmenting the
+ * concatenation; median-rule thresholds ("bit_thresholds_rule": "median",
+ * written for every gallery) are then recomputed. k = 0: off (default).
+ * FALSE with an error for k > 0 on a builder that stores no float
+ * features, or alpha outside 0..1000. The kNN over the gallery is the
+ * blocked batched search (sgemm, both cores). */
+gboolean cbir_gallery_builder_set_dba (CbirGalleryBuilder *b, guint k,
+    float alpha, GError **error);
+guint cbir_gallery_builder_get_dba (const CbirGalleryBuilder *b,
+    float *alpha);
+/* DBA of the gallery: k (0 = none) and alpha (may be NULL). */
+guint cbir_gallery_get_dba (const CbirGallery *g, float *alpha);
+/* The un-augmented features ("features_raw") of an augmented gallery; the
+ * features themselves otherwise (NULL if none). */
+const float *cbir_gallery_get_raw_features (const CbirGallery *g);
+
 G_END_DECLS

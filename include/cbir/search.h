@@ -77,4 +77,46 @@ const char *cbir_search_get_isa (void);
  * and benchmarks. */
 gboolean cbir_search_set_isa (const char *name);
 
+/* ---- additions (rerank helper) ---- */
+
+/* Alpha-weighted query expansion and database-side augmentation
+ * (Radenovic et al.; research/lib.py alpha_qe and dba). A vector v is
+ * replaced by a weighted combination of itself and its k nearest gallery
+ * items g_i, with weights w_i = max (cos (v, g_i), 0)^alpha:
+ *   cosine: v' = l2normalise (v/|v| + sum_i w_i g_i/|g_i|)
+ *   l2:     v' = (v + sum_i w_i g_i) / (1 + sum_i w_i)
+ * (alpha 0: a plain average). Deterministic: neighbours are ordered by
+ * (distance, gallery index); weights and sums are computed in double from
+ * the vectors, so every search path expands a query to the same vector. */
+#define CBIR_QE_DEFAULT_ALPHA 3.0f
+#define CBIR_DBA_DEFAULT_ALPHA 3.0f
+
+/* Query expansion for every later float search of s: the query is first
+ * searched for its k nearest items (with s's metric and shortlist), then
+ * replaced by its expansion, which is searched (search, search_batch,
+ * distances, distances_batch; not search_codes). k = 0: off (the
+ * default); k larger than the gallery uses all of it. FALSE
+ * (CBIR_ERROR_UNSUPPORTED) for k > 0 on a Hamming searcher, or a bad
+ * alpha (0..1000). Call before searching, not while another thread
+ * searches with s. */
+gboolean cbir_searcher_set_query_expansion (CbirSearcher *s, guint k,
+    float alpha, GError **error);
+/* k (0 = off); alpha if not NULL. */
+guint cbir_searcher_get_query_expansion (const CbirSearcher *s,
+    float *alpha);
+/* The expanded query (dim floats) the searches above use; the query
+ * itself when expansion is off. Float searchers only. */
+void cbir_searcher_expand_query (CbirSearcher *s, const float *query,
+    float *out);
+
+/* Database-side augmentation of n items of dim floats: out[i] = the
+ * expansion (above) of features[i] with its k nearest other items (itself
+ * excluded; k is capped at n - 1), neighbours by metric (l2 or cosine).
+ * The kNN is the blocked batched search (sgemm, both cores: n_threads, 0 =
+ * default); memory beyond out is O(dim + k) per query chunk. out must not
+ * overlap features. */
+gboolean cbir_dba_compute (const float *features, guint n, guint dim,
+    CbirMetric metric, guint k, float alpha, guint n_threads, float *out,
+    GError **error);
+
 G_END_DECLS

@@ -1,7 +1,8 @@
 /* Gallery files: round trip (features, bits, thresholds, thumbnails, ids,
  * label names), bits-only galleries, append, model/dimension mismatches,
  * corrupt and truncated files, files with unaligned tensors, atomic
- * writes. Fixtures are generated here in a temporary directory. */
+ * writes; database-side augmentation (round trip, append, bad files).
+ * Fixtures are generated here in a temporary directory. */
 #include <check.h>
 #include <glib/gstdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "cbir/gallery.h"
 #include "cbir/safetensors.h"
+#include "cbir/search.h"
 
 static char *tmpdir;
 
@@ -596,6 +598,203 @@ START_TEST (test_write_failure_is_clean)
 }
 END_TEST
 
+/* DBA in the builder: the file holds the augmented features (what
+ * cbir_dba_compute gives for the gallery's metric), the raw ones, bits of
+ * the augmented features at their medians, and the "dba" metadata; build
+ * () gives the same gallery. */
+START_TEST (test_dba_round_trip)
+{
+  static float feat[N * D];
+  static gint32 labels[N];
+  fill (feat, labels, NULL, N, 21);
+  const char *metrics[] = { "cosine", "l2" };
+  for (guint mi = 0; mi < G_N_ELEMENTS (metrics); mi++) {
+    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpD",
+        CBIR_CODE_FLOAT, D, FALSE);
+    cbir_gallery_builder_set_metric (b, metrics[mi]);
+    g_autoptr (GError) err = NULL;
+    ck_assert (cbir_gallery_builder_set_dba (b, 4, 2.5f, &err));
+    float alpha = 0;
+    ck_assert_uint_eq (cbir_gallery_builder_get_dba (b, &alpha), 4);
+    ck_assert_float_eq (alpha, 2.5f);
+    for (guint i = 0; i < N; i++)
+      cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
+    g_autofree char *path = tmp_path ("dba.safetensors");
+    ck_assert (cbir_gallery_builder_write (b, path, &err));
+
+    static float want[N * D];
+    CbirMetric m = mi == 0 ? CBIR_METRIC_COSINE : CBIR_METRIC_L2;
+    ck_assert (cbir_dba_compute (feat, N, D, m, 4, 2.5f, 1, want, NULL));
+    g_autoptr (CbirGallery) g = cbir_gallery_open (path, &err);
+    ck_assert_msg (g != NULL, "%s", err ? err->message : "");
+    g_autoptr (CbirGallery) gm = cbir_gallery_builder_build (b);
+    CbirGallery *both[2] = { g, gm };
+    for (guint t = 0; t < 2; t++) {
+      CbirGallery *x = both[t];
+      alpha = 0;
+      ck_assert_uint_eq (cbir_gallery_get_dba (x, &alpha), 4);
+      ck_assert_float_eq (alpha, 2.5f);
+      ck_assert (memcmp (cbir_gallery_get_features (x), want,
+              sizeof (want)) == 0);
+      ck_assert (memcmp (cbir_gallery_get_raw_features (x), feat,
+              sizeof (feat)) == 0);
+      ck_assert (memcmp (cbir_gallery_get_features (x), feat,
+              sizeof (feat)) != 0);
+      /* bits: the augmented features at their per-dimension medians */
+      const float *thr = cbir_gallery_get_bit_thresholds (x);
+      for (guint j = 0; j < D; j++) {
+        float col[N];
+        for (guint i = 0; i < N; i++)
+          col[i] = want[i * D + j];
+        qsort (col, N, sizeof (float), cmp_float);
+        ck_assert_float_eq (thr[j], col[(N - 1) / 2]);
+      }
+      guint8 codes[N * ((D + 7) / 8)];
+      cbir_codes_pack_bits (want, N, D, thr, codes);
+      ck_assert (memcmp (cbir_gallery_get_codes (x), codes,
+              sizeof (codes)) == 0);
+    }
+    g_autoptr (CbirSafetensors) st = cbir_safetensors_open (path, NULL);
+    ck_assert_str_eq (cbir_safetensors_get_metadata (st, "dba"),
+        "k=4,alpha=2.5");
+    ck_assert_str_eq (cbir_safetensors_get_metadata (st,
+            "bit_thresholds_rule"), "median");
+  }
+  /* without DBA: no raw copy, get_raw_features is the features */
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpD",
+      CBIR_CODE_FLOAT, D, FALSE);
+  for (guint i = 0; i < N; i++)
+    cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
+  g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+  ck_assert_uint_eq (cbir_gallery_get_dba (g, NULL), 0);
+  ck_assert_ptr_eq (cbir_gallery_get_raw_features (g),
+      cbir_gallery_get_features (g));
+  /* refused: a builder without float features, a bad alpha */
+  g_autoptr (CbirGalleryBuilder) bb = cbir_gallery_builder_new ("fpD",
+      CBIR_CODE_BITS, D, FALSE);
+  g_autoptr (GError) err = NULL;
+  ck_assert (!cbir_gallery_builder_set_dba (bb, 3, 3.f, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  g_clear_error (&err);
+  ck_assert (!cbir_gallery_builder_set_dba (b, 3, -1.f, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  ck_assert (cbir_gallery_builder_set_dba (bb, 0, 3.f, NULL));
+}
+END_TEST
+
+/* Appending to an augmented file re-runs DBA over all items: the result
+ * equals augmenting the concatenation in one go (features, raw features,
+ * thresholds, codes); set_dba (0) turns it off. */
+START_TEST (test_dba_append)
+{
+  static float feat[N * D];
+  static gint32 labels[N];
+  fill (feat, labels, NULL, N, 22);
+  const guint first = 14;
+  g_autofree char *path = tmp_path ("dba-app.safetensors");
+  g_autofree char *whole_path = tmp_path ("dba-whole.safetensors");
+  {
+    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
+        CBIR_CODE_FLOAT, D, FALSE);
+    cbir_gallery_builder_set_metric (b, "cosine");
+    ck_assert (cbir_gallery_builder_set_dba (b, 3, 3.f, NULL));
+    for (guint i = 0; i < first; i++)
+      cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
+    ck_assert (cbir_gallery_builder_write (b, path, NULL));
+  }
+  {
+    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
+        CBIR_CODE_FLOAT, D, FALSE);
+    cbir_gallery_builder_set_metric (b, "cosine");
+    ck_assert (cbir_gallery_builder_set_dba (b, 3, 3.f, NULL));
+    for (guint i = 0; i < N; i++)
+      cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
+    ck_assert (cbir_gallery_builder_write (b, whole_path, NULL));
+  }
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
+      CBIR_CODE_FLOAT, D, FALSE);
+  g_autoptr (GError) err = NULL;
+  ck_assert_msg (cbir_gallery_builder_load_existing (b, path, &err), "%s",
+      err ? err->message : "");
+  ck_assert_uint_eq (cbir_gallery_builder_get_dba (b, NULL), 3);
+  for (guint i = first; i < N; i++)
+    cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
+  ck_assert (cbir_gallery_builder_write (b, path, &err));
+  g_autoptr (CbirGallery) g = cbir_gallery_open (path, &err);
+  g_autoptr (CbirGallery) w = cbir_gallery_open (whole_path, &err);
+  ck_assert_ptr_nonnull (g);
+  ck_assert_ptr_nonnull (w);
+  ck_assert_uint_eq (cbir_gallery_size (g), N);
+  ck_assert_uint_eq (cbir_gallery_get_dba (g, NULL), 3);
+  ck_assert (memcmp (cbir_gallery_get_features (g),
+          cbir_gallery_get_features (w), sizeof (feat)) == 0);
+  ck_assert (memcmp (cbir_gallery_get_raw_features (g), feat,
+          sizeof (feat)) == 0);
+  ck_assert (memcmp (cbir_gallery_get_bit_thresholds (g),
+          cbir_gallery_get_bit_thresholds (w), sizeof (float) * D) == 0);
+  ck_assert (memcmp (cbir_gallery_get_codes (g), cbir_gallery_get_codes (w),
+          N * ((D + 7) / 8)) == 0);
+  ck_assert (memcmp (cbir_gallery_get_labels (g), labels,
+          sizeof (labels)) == 0);
+
+  /* appending with DBA turned off: the raw features, no "dba" */
+  g_autoptr (CbirGalleryBuilder) b0 = cbir_gallery_builder_new ("fpE",
+      CBIR_CODE_FLOAT, D, FALSE);
+  ck_assert (cbir_gallery_builder_set_dba (b0, 0, 3.f, NULL));
+  ck_assert (cbir_gallery_builder_load_existing (b0, path, NULL));
+  g_autoptr (CbirGallery) g0 = cbir_gallery_builder_build (b0);
+  ck_assert_uint_eq (cbir_gallery_get_dba (g0, NULL), 0);
+  ck_assert (memcmp (cbir_gallery_get_features (g0), feat,
+          sizeof (feat)) == 0);
+}
+END_TEST
+
+/* Bad DBA data in a file: bad "dba" metadata, a "features_raw" of the
+ * wrong shape are refused; "dba" without "features_raw" opens (searching
+ * works) but cannot be appended to. */
+START_TEST (test_dba_invalid)
+{
+  static float feat[4 * 10];
+  gint32 labels[4] = { 0, 1, 2, 3 };
+  const char *bad_meta[] = { "k=3", "alpha=3", "k=x,alpha=3",
+    "k=3,alpha=-1", "k=3,alpha=3,beta=1", "" };
+  for (guint t = 0; t < G_N_ELEMENTS (bad_meta) + 2; t++) {
+    g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
+    cbir_safetensors_writer_set_metadata (w, "format", "gst-cbir-gallery");
+    cbir_safetensors_writer_set_metadata (w, "version", "1");
+    cbir_safetensors_writer_set_metadata (w, "model_fingerprint", "fpF");
+    cbir_safetensors_writer_set_metadata (w, "code_type", "float");
+    cbir_safetensors_writer_set_metadata (w, "dba",
+        t < G_N_ELEMENTS (bad_meta) ? bad_meta[t] : "k=3,alpha=3");
+    gint64 sl[1] = { 4 }, sf[2] = { 4, 10 }, sr[2] = { 3, 10 };
+    cbir_safetensors_writer_add (w, "labels", CBIR_DTYPE_I32, 1, sl, labels);
+    cbir_safetensors_writer_add (w, "features", CBIR_DTYPE_F32, 2, sf, feat);
+    if (t == G_N_ELEMENTS (bad_meta))
+      cbir_safetensors_writer_add (w, "features_raw", CBIR_DTYPE_F32, 2, sr,
+          feat);
+    g_autofree char *path = tmp_path ("bad-dba.safetensors");
+    ck_assert (cbir_safetensors_writer_write (w, path, NULL));
+    g_autoptr (GError) err = NULL;
+    g_autoptr (CbirGallery) g = cbir_gallery_open (path, &err);
+    if (t < G_N_ELEMENTS (bad_meta) + 1) {
+      ck_assert_msg (g == NULL, "accepted case %u", t);
+      ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_FORMAT));
+      ck_assert (strstr (err->message, path));
+      ck_assert (strstr (err->message, t < G_N_ELEMENTS (bad_meta)
+              ? "dba" : "features_raw"));
+    } else {
+      ck_assert_msg (g != NULL, "%s", err ? err->message : "");
+      ck_assert_uint_eq (cbir_gallery_get_dba (g, NULL), 3);
+      g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpF",
+          CBIR_CODE_FLOAT, 10, FALSE);
+      ck_assert (!cbir_gallery_builder_load_existing (b, path, &err));
+      ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_FORMAT));
+      ck_assert (strstr (err->message, "features_raw"));
+    }
+  }
+}
+END_TEST
+
 static Suite *
 gallery_suite (void)
 {
@@ -610,6 +809,9 @@ gallery_suite (void)
   tcase_add_test (tc, test_truncated_and_garbage);
   tcase_add_test (tc, test_unaligned_foreign_file);
   tcase_add_test (tc, test_write_failure_is_clean);
+  tcase_add_test (tc, test_dba_round_trip);
+  tcase_add_test (tc, test_dba_append);
+  tcase_add_test (tc, test_dba_invalid);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -1,7 +1,8 @@
 /* Search: every metric against a brute-force reference (double precision,
  * sorted by (distance, index)) on random data, for every kernel variant
  * this CPU has, single and split-over-threads scans, batches, ties, k > N,
- * the two-stage search, full distance lists and the vote. */
+ * the two-stage search, full distance lists and the vote; query expansion
+ * and database-side augmentation against a reference of their formula. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -498,6 +499,300 @@ START_TEST (test_metric_names)
 }
 END_TEST
 
+/* ---- query expansion and database-side augmentation ---- */
+
+/* Reference expansion (double precision, straight from the formula in
+ * search.h) of v with the first m items of the sorted list ref. */
+static void
+ref_expand (CbirMetric m, const float *v, const float *feat, guint dim,
+    const Ref *ref, guint nm, double alpha, double *out)
+{
+  double vv = 0;
+  for (guint j = 0; j < dim; j++)
+    vv += (double) v[j] * v[j];
+  double vn = sqrt (vv), wsum = 1;
+  for (guint j = 0; j < dim; j++)
+    out[j] = m == CBIR_METRIC_COSINE ? (vn > 0 ? v[j] / vn : 0) : v[j];
+  for (guint i = 0; i < nm; i++) {
+    const float *g = feat + (gsize) ref[i].idx * dim;
+    double gg = 0, vg = 0;
+    for (guint j = 0; j < dim; j++) {
+      gg += (double) g[j] * g[j];
+      vg += (double) v[j] * g[j];
+    }
+    double gn = sqrt (gg);
+    double c = vn > 0 && gn > 0 ? vg / (vn * gn) : 0;
+    double w = pow (c > 0 ? c : 0, alpha);
+    for (guint j = 0; j < dim; j++)
+      out[j] += m == CBIR_METRIC_COSINE ? w * g[j] / gn : w * g[j];
+    wsum += w;
+  }
+  double nn = 0;
+  for (guint j = 0; j < dim; j++)
+    nn += out[j] * out[j];
+  for (guint j = 0; j < dim; j++)
+    out[j] = m == CBIR_METRIC_COSINE ? (nn > 0 ? out[j] / sqrt (nn) : 0)
+        : out[j] / wsum;
+}
+
+static void
+check_vec (const float *got, const double *want, guint dim, double tol,
+    const char *what)
+{
+  for (guint j = 0; j < dim; j++)
+    ck_assert_msg (fabs (got[j] - want[j]) <= tol * (1 + fabs (want[j])),
+        "%s[%u]: %.9g, reference %.9g", what, j, got[j], want[j]);
+}
+
+/* QE: the expanded query against the reference expansion, search == the
+ * reference search of that vector, single == batch == distance lists,
+ * for both float metrics, several k (one beyond N) and alphas. */
+START_TEST (test_query_expansion)
+{
+  const guint n = 150, dim = 13, nq = 7, k = 10;
+  GRand *r = g_rand_new_with_seed (2024);
+  float *feat = random_features (r, n, dim);
+  float *q = random_features (r, nq, dim);
+  gint32 *labels = g_new (gint32, n);
+  for (guint i = 0; i < n; i++)
+    labels[i] = (gint32) (i % 4);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, labels);
+  const guint qks[] = { 1, 5, 400 };
+  const float alphas[] = { 3.f, 0.f, 1.5f };
+  CbirHit hits[10], bh[7 * 10];
+  guint nb[7];
+  float *eq = g_new (float, (gsize) nq * dim);
+  float *dist = g_new (float, (gsize) nq * n);
+  float one[150];
+  double want[13];
+  for (CbirMetric m = CBIR_METRIC_L2; m <= CBIR_METRIC_COSINE; m++) {
+    for (guint a = 0; a < G_N_ELEMENTS (qks); a++) {
+      g_autoptr (GError) err = NULL;
+      g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, m, 0, 2, &err);
+      ck_assert_ptr_nonnull (s);
+      ck_assert (cbir_searcher_set_query_expansion (s, qks[a], alphas[a],
+              &err));
+      float got_alpha = -1;
+      ck_assert_uint_eq (cbir_searcher_get_query_expansion (s, &got_alpha),
+          qks[a]);
+      ck_assert_float_eq (got_alpha, alphas[a]);
+      for (guint i = 0; i < nq; i++) {
+        const float *qi = q + (gsize) i * dim;
+        Ref *ref = ref_search (m, qi, feat, n, dim, NULL);
+        ref_expand (m, qi, feat, dim, ref, MIN (qks[a], n), alphas[a],
+            want);
+        g_free (ref);
+        float *e = eq + (gsize) i * dim;
+        cbir_searcher_expand_query (s, qi, e);
+        check_vec (e, want, dim, 1e-5, "expanded query");
+        /* the search is the reference search of the expanded query */
+        ref = ref_search (m, e, feat, n, dim, NULL);
+        guint nh = cbir_searcher_search (s, qi, k, hits);
+        check_hits (hits, nh, ref, n, k, labels, FALSE, 1e-4);
+        g_free (ref);
+        /* deterministic: the same again */
+        CbirHit again[10];
+        ck_assert_uint_eq (cbir_searcher_search (s, qi, k, again), nh);
+        ck_assert (memcmp (again, hits, sizeof (CbirHit) * nh) == 0);
+        cbir_searcher_distances (s, qi, one);
+        for (guint j = 0; j < n; j++) {
+          double rd = ref_distance (m, e, feat + (gsize) j * dim, dim, NULL);
+          ck_assert_double_eq_tol (one[j], rd, 1e-4 * (1 + fabs (rd)));
+        }
+        memcpy (bh + (gsize) i * k, hits, sizeof (hits));
+      }
+      /* batch == single */
+      CbirHit bb[7 * 10];
+      cbir_searcher_search_batch (s, q, nq, k, bb, nb);
+      for (guint i = 0; i < nq; i++) {
+        ck_assert_uint_eq (nb[i], k);
+        for (guint j = 0; j < k; j++) {
+          ck_assert_uint_eq (bb[i * k + j].index, bh[i * k + j].index);
+          ck_assert_float_eq_tol (bb[i * k + j].distance,
+              bh[i * k + j].distance, 1e-5f);
+        }
+      }
+      cbir_searcher_distances_batch (s, q, nq, dist);
+      for (guint i = 0; i < nq; i++)
+        for (guint j = 0; j < n; j++) {
+          double rd = ref_distance (m, eq + (gsize) i * dim,
+              feat + (gsize) j * dim, dim, NULL);
+          ck_assert_double_eq_tol (dist[(gsize) i * n + j], rd,
+              1e-4 * (1 + fabs (rd)));
+        }
+    }
+  }
+  g_free (eq);
+  g_free (dist);
+  g_free (feat);
+  g_free (q);
+  g_free (labels);
+  g_rand_free (r);
+}
+END_TEST
+
+/* QE off (never set, or set back to 0) is the plain search, bit for bit;
+ * a shortlist of N with QE equals the exact search with QE; Hamming and
+ * bad alphas are refused. */
+START_TEST (test_query_expansion_off_and_refused)
+{
+  const guint n = 300, dim = 24, nq = 6, k = 8;
+  GRand *r = g_rand_new_with_seed (99);
+  float *feat = random_features (r, n, dim);
+  float *q = random_features (r, nq, dim);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, NULL);
+  CbirHit a[6 * 8], b[6 * 8], c[6 * 8];
+  for (CbirMetric m = CBIR_METRIC_L2; m <= CBIR_METRIC_COSINE; m++) {
+    g_autoptr (CbirSearcher) plain = cbir_searcher_new (g, m, 0, NULL);
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, m, 0, NULL);
+    ck_assert_uint_eq (cbir_searcher_get_query_expansion (s, NULL), 0);
+    ck_assert (cbir_searcher_set_query_expansion (s, 5, 3.f, NULL));
+    cbir_searcher_search_batch (s, q, nq, k, c, NULL);
+    ck_assert (cbir_searcher_set_query_expansion (s, 0, 3.f, NULL));
+    cbir_searcher_search_batch (plain, q, nq, k, a, NULL);
+    cbir_searcher_search_batch (s, q, nq, k, b, NULL);
+    ck_assert (memcmp (a, b, sizeof (a)) == 0);
+    /* expansion changes something on random data */
+    ck_assert (memcmp (a, c, sizeof (a)) != 0);
+    for (guint i = 0; i < nq; i++) {
+      /* single: the same hits (distances to float rounding of the
+       * non-GEMM path) */
+      ck_assert_uint_eq (cbir_searcher_search (s, q + i * dim, k, b), k);
+      for (guint j = 0; j < k; j++) {
+        ck_assert_uint_eq (a[i * k + j].index, b[j].index);
+        ck_assert_float_eq_tol (a[i * k + j].distance, b[j].distance, 1e-5f);
+      }
+      float e[24];
+      cbir_searcher_expand_query (s, q + i * dim, e);
+      ck_assert (memcmp (e, q + i * dim, sizeof (e)) == 0);
+    }
+    /* two-stage with the whole gallery shortlisted == exact, with QE */
+    g_autoptr (CbirSearcher) ts = cbir_searcher_new (g, m, n, NULL);
+    ck_assert (cbir_searcher_set_query_expansion (ts, 5, 3.f, NULL));
+    cbir_searcher_search_batch (ts, q, nq, k, b, NULL);
+    for (guint i = 0; i < nq * k; i++) {
+      ck_assert_uint_eq (b[i].index, c[i].index);
+      ck_assert_float_eq_tol (b[i].distance, c[i].distance, 1e-5f);
+    }
+    /* bad alpha */
+    g_autoptr (GError) err = NULL;
+    ck_assert (!cbir_searcher_set_query_expansion (s, 5, -1.f, &err));
+    ck_assert (g_error_matches (err, CBIR_ERROR,
+            CBIR_ERROR_INVALID_ARGUMENT));
+    g_clear_error (&err);
+    ck_assert (!cbir_searcher_set_query_expansion (s, 5, NAN, &err));
+    ck_assert_uint_eq (cbir_searcher_get_query_expansion (s, NULL), 0);
+  }
+  g_autoptr (CbirSearcher) h = cbir_searcher_new (g, CBIR_METRIC_HAMMING, 0,
+      NULL);
+  g_autoptr (GError) err = NULL;
+  ck_assert (!cbir_searcher_set_query_expansion (h, 3, 3.f, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED));
+  ck_assert (strstr (err->message, "hamming"));
+  ck_assert (cbir_searcher_set_query_expansion (h, 0, 3.f, NULL));
+  g_free (feat);
+  g_free (q);
+  g_rand_free (r);
+}
+END_TEST
+
+/* Reference DBA of item i: its k nearest others (ties by index). */
+static void
+ref_dba_item (CbirMetric m, const float *feat, guint n, guint dim, guint i,
+    guint k, double alpha, double *out)
+{
+  Ref *ref = ref_search (m, feat + (gsize) i * dim, feat, n, dim, NULL);
+  Ref *others = g_new (Ref, n);
+  guint no = 0;
+  for (guint j = 0; j < n; j++)
+    if (ref[j].idx != i)
+      others[no++] = ref[j];
+  ref_expand (m, feat + (gsize) i * dim, feat, dim, others, MIN (k, no),
+      alpha, out);
+  g_free (others);
+  g_free (ref);
+}
+
+/* DBA against the reference for both metrics, several k (one beyond N),
+ * alphas and thread counts; deterministic; N = 1 and 0; duplicates. */
+START_TEST (test_dba)
+{
+  const guint n = 120, dim = 13;
+  GRand *r = g_rand_new_with_seed (31337);
+  float *feat = random_features (r, n, dim);
+  float *out = g_new (float, (gsize) n * dim);
+  float *out2 = g_new (float, (gsize) n * dim);
+  double want[13];
+  const guint ks[] = { 1, 4, 500 };
+  const float alphas[] = { 3.f, 1.f, 3.f };
+  for (CbirMetric m = CBIR_METRIC_L2; m <= CBIR_METRIC_COSINE; m++) {
+    for (guint a = 0; a < G_N_ELEMENTS (ks); a++) {
+      g_autoptr (GError) err = NULL;
+      ck_assert_msg (cbir_dba_compute (feat, n, dim, m, ks[a], alphas[a], 2,
+              out, &err), "%s", err ? err->message : "");
+      for (guint i = 0; i < n; i++) {
+        ref_dba_item (m, feat, n, dim, i, ks[a], alphas[a], want);
+        check_vec (out + (gsize) i * dim, want, dim, 1e-5, "dba");
+      }
+      ck_assert (cbir_dba_compute (feat, n, dim, m, ks[a], alphas[a], 1,
+              out2, NULL));
+      ck_assert (memcmp (out, out2, sizeof (float) * n * dim) == 0);
+    }
+    /* one item: itself (normalised for cosine); none: nothing to do */
+    ck_assert (cbir_dba_compute (feat, 1, dim, m, 5, 3.f, 0, out, NULL));
+    ref_dba_item (m, feat, 1, dim, 0, 5, 3.f, want);
+    check_vec (out, want, dim, 1e-6, "dba n=1");
+    ck_assert (cbir_dba_compute (NULL, 0, dim, m, 5, 3.f, 0, NULL, NULL));
+  }
+  /* duplicates: item 7 == 3 == 11; their augmented vectors are equal and
+   * each excludes only itself */
+  memcpy (feat + 3 * dim, feat + 7 * dim, sizeof (float) * dim);
+  memcpy (feat + 11 * dim, feat + 7 * dim, sizeof (float) * dim);
+  ck_assert (cbir_dba_compute (feat, n, dim, CBIR_METRIC_COSINE, 2, 3.f, 0,
+          out, NULL));
+  for (guint i = 0; i < n; i++) {
+    ref_dba_item (CBIR_METRIC_COSINE, feat, n, dim, i, 2, 3.f, want);
+    check_vec (out + (gsize) i * dim, want, dim, 1e-5, "dba duplicates");
+  }
+  ck_assert (memcmp (out + 3 * dim, out + 7 * dim, sizeof (float) * dim)
+      == 0);
+  /* refused: Hamming, bad alpha */
+  g_autoptr (GError) err = NULL;
+  ck_assert (!cbir_dba_compute (feat, n, dim, CBIR_METRIC_HAMMING, 2, 3.f,
+          0, out, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED));
+  g_clear_error (&err);
+  ck_assert (!cbir_dba_compute (feat, n, dim, CBIR_METRIC_L2, 2, -2.f, 0,
+          out, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  g_free (out);
+  g_free (out2);
+  g_free (feat);
+  g_rand_free (r);
+}
+END_TEST
+
+/* DBA over more items than one GEMM block of queries and gallery (256 x
+ * 2048), spot-checked against the reference. */
+START_TEST (test_dba_blocks)
+{
+  const guint n = 2300, dim = 8, k = 3;
+  GRand *r = g_rand_new_with_seed (4);
+  float *feat = random_features (r, n, dim);
+  float *out = g_new (float, (gsize) n * dim);
+  double want[8];
+  ck_assert (cbir_dba_compute (feat, n, dim, CBIR_METRIC_COSINE, k, 3.f, 2,
+          out, NULL));
+  for (guint i = 0; i < n; i += 37) {
+    ref_dba_item (CBIR_METRIC_COSINE, feat, n, dim, i, k, 3.f, want);
+    check_vec (out + (gsize) i * dim, want, dim, 1e-5, "dba blocks");
+  }
+  g_free (out);
+  g_free (feat);
+  g_rand_free (r);
+}
+END_TEST
+
 static Suite *
 search_suite (void)
 {
@@ -512,6 +807,10 @@ search_suite (void)
   tcase_add_test (tc, test_bits_only_gallery);
   tcase_add_test (tc, test_vote);
   tcase_add_test (tc, test_metric_names);
+  tcase_add_test (tc, test_query_expansion);
+  tcase_add_test (tc, test_query_expansion_off_and_refused);
+  tcase_add_test (tc, test_dba);
+  tcase_add_test (tc, test_dba_blocks);
   suite_add_tcase (s, tc);
   return s;
 }
