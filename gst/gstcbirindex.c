@@ -11,7 +11,13 @@
  * file is written atomically (temporary file + rename): a flush, an error
  * or a stop before EOS leaves no file (and an existing one untouched).
  * With #GstCbirIndex:append the items of an existing gallery (same model)
- * are kept and the new ones added. Every #GstCbirIndex:progress-interval
+ * are kept and the new ones added. With #GstCbirIndex:dba = K the gallery
+ * is written with database-side augmentation: each float code replaced
+ * by the weighted sum (max (cos, 0)^3) of itself and its K nearest gallery
+ * codes (the raw codes are kept in the file too, so appending re-runs the
+ * augmentation over all items; appending with dba=0 keeps the file's own
+ * setting). The neighbours follow the gallery's metric (l2 unless the
+ * appended file says otherwise). Every #GstCbirIndex:progress-interval
  * frames, and once more at EOS with "done" = TRUE, it posts an element
  * message "cbir-index-progress" ("count": items so far, "location").
  *
@@ -32,6 +38,7 @@
 #include <string.h>
 #include <gst/video/video.h>
 #include <cbir/gallery.h>
+#include <cbir/search.h>
 #include <cbir/preprocess.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_cbir_index_debug);
@@ -45,6 +52,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_cbir_index_debug);
 #define DEFAULT_LABEL -1
 #define DEFAULT_THUMBNAILS TRUE
 #define DEFAULT_PROGRESS_INTERVAL 1000
+#define DEFAULT_DBA 0
 
 enum
 {
@@ -54,6 +62,7 @@ enum
   PROP_LABEL,
   PROP_THUMBNAILS,
   PROP_PROGRESS_INTERVAL,
+  PROP_DBA,
 };
 
 struct _GstCbirIndex
@@ -66,11 +75,13 @@ struct _GstCbirIndex
   gint label;
   gboolean thumbnails;
   guint progress_interval;
+  guint dba;
 
   /* streaming state */
   gchar *cur_location;
   gboolean cur_append;
   gboolean cur_thumbnails;
+  guint cur_dba;
   CbirGalleryBuilder *builder;
   const gchar *fingerprint;     /* interned */
   guint dim;
@@ -142,6 +153,13 @@ gst_cbir_index_class_init (GstCbirIndexClass * klass)
           "(0 = only at EOS)", 0, G_MAXUINT, DEFAULT_PROGRESS_INTERVAL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_DBA,
+      g_param_spec_uint ("dba", "DBA",
+          "Database-side augmentation at EOS: replace each float code by the "
+          "weighted sum (max(cos,0)^3) of itself and its N nearest gallery "
+          "codes (raw codes kept in the file); 0 = off (an appended file "
+          "keeps its own)", 0, 1024, DEFAULT_DBA, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_set_static_metadata (element_class, "CBIR gallery indexer",
@@ -164,6 +182,7 @@ gst_cbir_index_init (GstCbirIndex * self)
   self->label = DEFAULT_LABEL;
   self->thumbnails = DEFAULT_THUMBNAILS;
   self->progress_interval = DEFAULT_PROGRESS_INTERVAL;
+  self->dba = DEFAULT_DBA;
 
   /* offline indexing: as fast as the frames come */
   gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
@@ -215,6 +234,9 @@ gst_cbir_index_set_property (GObject * object, guint prop_id,
     case PROP_PROGRESS_INTERVAL:
       self->progress_interval = g_value_get_uint (value);
       break;
+    case PROP_DBA:
+      self->dba = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -245,6 +267,9 @@ gst_cbir_index_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_PROGRESS_INTERVAL:
       g_value_set_uint (value, self->progress_interval);
       break;
+    case PROP_DBA:
+      g_value_set_uint (value, self->dba);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -262,6 +287,7 @@ gst_cbir_index_start (GstBaseSink * sink)
   self->cur_location = g_strdup (self->location);
   self->cur_append = self->append;
   self->cur_thumbnails = self->thumbnails;
+  self->cur_dba = self->dba;
   GST_OBJECT_UNLOCK (self);
 
   if (self->cur_location == NULL || *self->cur_location == '\0')
@@ -375,6 +401,14 @@ make_builder (GstCbirIndex * self, GstCbirEmbeddingMeta * emb)
 
   b = cbir_gallery_builder_new (emb->model_fingerprint, emb->code_type,
       emb->dim, self->cur_thumbnails);
+  if (self->cur_dba > 0 && !cbir_gallery_builder_set_dba (b, self->cur_dba,
+          CBIR_DBA_DEFAULT_ALPHA, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot augment the gallery (dba=%u) of %s codes: %s",
+            self->cur_dba, cbir_code_type_to_string (emb->code_type),
+            err->message), ("%s", err->message));
+    return FALSE;
+  }
   if (self->cur_append &&
       g_file_test (self->cur_location, G_FILE_TEST_EXISTS) &&
       !cbir_gallery_builder_load_existing (b, self->cur_location, &err)) {

@@ -40,6 +40,14 @@
  * ROIs (and in a GstCbirRegionResultsMeta, which restores the ROIs' params
  * that GStreamer 1.22's videoconvert and videoscale drop).
  *
+ * With #GstCbirSearch:query-expansion = K (float metrics), each query is
+ * first searched for its K nearest items, replaced by the alpha-weighted
+ * sum of itself and them (alpha 3: weights max (cos, 0)^3; see
+ * cbir_searcher_set_query_expansion) and searched again; the distances
+ * are then those of the expanded query. A gallery augmented at index time
+ * (cbirindex dba=K, cbir-eval --dba) is searched as it is; the read-only
+ * #GstCbirSearch:dba tells its K once the element has started.
+ *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
  * passes through unsearched (with one warning). A gallery made by another
@@ -93,6 +101,7 @@ gst_cbir_search_metric_get_type (void)
 #define DEFAULT_SHORTLIST 0
 #define DEFAULT_MAX_DISTANCE G_MAXFLOAT
 #define DEFAULT_POST_MESSAGES TRUE
+#define DEFAULT_QUERY_EXPANSION 0
 #define MAX_K 1024
 
 enum
@@ -104,6 +113,8 @@ enum
   PROP_SHORTLIST,
   PROP_MAX_DISTANCE,
   PROP_POST_MESSAGES,
+  PROP_QUERY_EXPANSION,
+  PROP_DBA,
 };
 
 struct _GstCbirSearch
@@ -117,6 +128,8 @@ struct _GstCbirSearch
   guint shortlist;
   gfloat max_distance;
   gboolean post_messages;
+  guint query_expansion;
+  guint cur_dba;                /* the open gallery's DBA k (read-only) */
 
   /* streaming state */
   CbirGallery *gallery;
@@ -195,6 +208,18 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           "Post a \"cbir-result\" element message on the bus for every frame",
           DEFAULT_POST_MESSAGES, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_QUERY_EXPANSION,
+      g_param_spec_uint ("query-expansion", "Query expansion",
+          "Alpha query expansion: search each query, replace it by the "
+          "weighted sum (max(cos,0)^3) of itself and its first N hits, search "
+          "again (float metrics l2/cosine only); 0 = off", 0, MAX_K,
+          DEFAULT_QUERY_EXPANSION, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
+          | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_DBA,
+      g_param_spec_uint ("dba", "Gallery DBA",
+          "Database-side augmentation of the open gallery: its neighbour "
+          "count k, 0 = none or not started (read-only)", 0, G_MAXINT, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -220,6 +245,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->shortlist = DEFAULT_SHORTLIST;
   self->max_distance = DEFAULT_MAX_DISTANCE;
   self->post_messages = DEFAULT_POST_MESSAGES;
+  self->query_expansion = DEFAULT_QUERY_EXPANSION;
 
   /* attaching metas needs a writable buffer: never passthrough */
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
@@ -276,6 +302,9 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
     case PROP_POST_MESSAGES:
       self->post_messages = g_value_get_boolean (value);
       break;
+    case PROP_QUERY_EXPANSION:
+      self->query_expansion = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -309,6 +338,12 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
       break;
+    case PROP_QUERY_EXPANSION:
+      g_value_set_uint (value, self->query_expansion);
+      break;
+    case PROP_DBA:
+      g_value_set_uint (value, self->cur_dba);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -323,12 +358,13 @@ gst_cbir_search_start (GstBaseTransform * trans)
   g_autofree gchar *path = NULL;
   g_autoptr (GError) err = NULL;
   gint metric;
-  guint shortlist;
+  guint shortlist, qe;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
   metric = self->metric;
   shortlist = self->shortlist;
+  qe = self->query_expansion;
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -355,6 +391,12 @@ gst_cbir_search_start (GstBaseTransform * trans)
       shortlist, &err);
   if (self->searcher == NULL)
     goto searcher_failed;
+  if (!cbir_searcher_set_query_expansion (self->searcher, qe,
+          CBIR_QE_DEFAULT_ALPHA, &err))
+    goto qe_failed;
+  GST_OBJECT_LOCK (self);
+  self->cur_dba = cbir_gallery_get_dba (self->gallery, NULL);
+  GST_OBJECT_UNLOCK (self);
 
   self->query_dim = cbir_gallery_get_dim (self->gallery);
   if (self->query_dim == 0)
@@ -363,8 +405,10 @@ gst_cbir_search_start (GstBaseTransform * trans)
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
-      "shortlist %u", path, cbir_gallery_size (self->gallery),
-      self->query_dim, cbir_metric_to_string (self->cur_metric), shortlist);
+      "shortlist %u, query expansion %u, gallery dba %u", path,
+      cbir_gallery_size (self->gallery), self->query_dim,
+      cbir_metric_to_string (self->cur_metric), shortlist, qe,
+      self->cur_dba);
   return TRUE;
 
   /* ERRORS */
@@ -394,6 +438,16 @@ searcher_failed:
     g_clear_pointer (&self->gallery, cbir_gallery_free);
     return FALSE;
   }
+qe_failed:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot use query-expansion=%u with metric %s on gallery \"%s\": "
+            "%s", qe, cbir_metric_to_string (self->cur_metric), path,
+            err->message), ("%s", err->message));
+    g_clear_pointer (&self->searcher, cbir_searcher_free);
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
 }
 
 static gboolean
@@ -403,6 +457,9 @@ gst_cbir_search_stop (GstBaseTransform * trans)
 
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
+  GST_OBJECT_LOCK (self);
+  self->cur_dba = 0;
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
 

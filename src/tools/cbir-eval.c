@@ -31,6 +31,9 @@ static char *opt_queries, *opt_query_labels, *opt_metric, *opt_code;
 static char *opt_json, *opt_save_gallery, *opt_label_names, *opt_dump;
 static gint opt_shortlist = 0, opt_k = 10, opt_threads = 0, opt_limit = 0;
 static gint opt_dump_row = 0;
+static gint opt_dba = 0, opt_qe = 0;
+static gdouble opt_dba_alpha = CBIR_DBA_DEFAULT_ALPHA;
+static gdouble opt_qe_alpha = CBIR_QE_DEFAULT_ALPHA;
 static gboolean opt_baselines, opt_no_model_row, opt_quiet;
 static gdouble opt_single_seconds = 1.0;
 
@@ -57,6 +60,18 @@ static GOptionEntry entries[] = {
   {"shortlist", 0, 0, G_OPTION_ARG_INT, &opt_shortlist,
       "Two-stage search: Hamming shortlist of M items, exact re-rank (also "
       "reports recall@k against the exact search)", "M"},
+  {"dba", 0, 0, G_OPTION_ARG_INT, &opt_dba,
+      "Database-side augmentation of the model's gallery: each gallery code "
+      "becomes the alpha-weighted sum of itself and its K nearest gallery "
+      "codes (also in --save-gallery; 0 = off)", "K"},
+  {"dba-alpha", 0, 0, G_OPTION_ARG_DOUBLE, &opt_dba_alpha,
+      "DBA weight exponent: w = max(cos, 0)^A (default 3)", "A"},
+  {"qe", 0, 0, G_OPTION_ARG_INT, &opt_qe,
+      "Alpha query expansion for the model row: each query is replaced by "
+      "the weighted sum of itself and its K first results, then searched "
+      "again (l2/cosine; 0 = off)", "K"},
+  {"qe-alpha", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qe_alpha,
+      "Query expansion weight exponent: w = max(cos, 0)^A (default 3)", "A"},
   {"baselines", 'b', 0, G_OPTION_ARG_NONE, &opt_baselines,
       "Also evaluate raw pixels, PCA-32, PCA-64 (L2) and ITQ-64 (Hamming)",
       NULL},
@@ -133,6 +148,8 @@ typedef struct
   double batch_qps;
   double recall;                /* two-stage recall@k, <0: n/a */
   guint shortlist;
+  guint dba_k;                  /* gallery augmentation, 0: none */
+  guint qe_k;                   /* query expansion, 0: none */
   CbirMetrics *m;
   double eval_s;
 } Row;
@@ -216,15 +233,17 @@ dump_distances (const char *path, const float *dist, guint nq, guint n,
 /* Searches and scores nq queries (codes of dq floats) against g. */
 static Row *
 evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
-    guint shortlist, const float *queries, guint dq, const gint32 *qlabels,
-    guint nq, double encode_ips, gboolean dump, GError **error)
+    guint shortlist, guint qe_k, const float *queries, guint dq,
+    const gint32 *qlabels, guint nq, double encode_ips, gboolean dump,
+    GError **error)
 {
   double t0 = now_s ();
   guint threads = opt_threads > 0 ? (guint) opt_threads
       : cbir_default_threads ();
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, shortlist,
       threads, error);
-  if (!s)
+  if (!s || !cbir_searcher_set_query_expansion (s, qe_k,
+          (float) opt_qe_alpha, error))
     return NULL;
   guint n = cbir_gallery_size (g);
   guint k = (guint) opt_k;
@@ -240,6 +259,8 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   row->encode_ips = encode_ips;
   row->recall = -1;
   row->shortlist = shortlist;
+  row->dba_k = cbir_gallery_get_dba (g, NULL);
+  row->qe_k = qe_k;
   row->m = cbir_metrics_new ();
 
   /* batched search (timed) */
@@ -268,7 +289,8 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   if (shortlist > 0) {
     g_autoptr (CbirSearcher) exact = cbir_searcher_new_full (g, metric, 0,
         threads, error);
-    if (!exact) {
+    if (!exact || !cbir_searcher_set_query_expansion (exact, qe_k,
+            (float) opt_qe_alpha, error)) {
       row_free (row);
       row = NULL;
       goto out;
@@ -357,7 +379,7 @@ static void
 add_row (GPtrArray *rows, Row *r)
 {
   g_ptr_array_add (rows, r);
-  progress ("%-14s mAP %.4f  P@10 %.4f  vote %.4f  (%.1f s)", r->name,
+  progress ("%-20s mAP %.4f  P@10 %.4f  vote %.4f  (%.1f s)", r->name,
       cbir_metrics_get_map (r->m), cbir_metrics_get_precision (r->m, 10),
       cbir_metrics_get_vote_accuracy (r->m), r->eval_s);
 }
@@ -384,7 +406,7 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
     double ips = qry->n / MAX (now_s () - t, 1e-9);
     g_autoptr (CbirGallery) g = float_gallery ("raw-pixels", gf, gal->n, d,
         gal->labels);
-    Row *r = evaluate ("raw pixels", g, CBIR_METRIC_L2, 0, qf, d,
+    Row *r = evaluate ("raw pixels", g, CBIR_METRIC_L2, 0, 0, qf, d,
         qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
         error);
     if (!r)
@@ -406,8 +428,9 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
     g_autofree char *name = g_strdup_printf ("PCA-%u", pcs[p]);
     g_autoptr (CbirGallery) g = float_gallery (name, gp, gal->n, pcs[p],
         gal->labels);
-    Row *r = evaluate (name, g, CBIR_METRIC_L2, 0, qp, pcs[p], qry->labels,
-        nq, ips, want_dump && rows->len == (guint) opt_dump_row, error);
+    Row *r = evaluate (name, g, CBIR_METRIC_L2, 0, 0, qp, pcs[p],
+        qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
+        error);
     if (!r)
       return FALSE;
     add_row (rows, r);
@@ -431,7 +454,7 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
       cbir_gallery_builder_add (b, gp + (gsize) i * bits, gal->labels[i],
           NULL, NULL);
     g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
-    Row *r = evaluate ("ITQ-64", g, CBIR_METRIC_HAMMING, 0, qp, bits,
+    Row *r = evaluate ("ITQ-64", g, CBIR_METRIC_HAMMING, 0, 0, qp, bits,
         qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
         error);
     if (!r)
@@ -456,7 +479,7 @@ print_table (GPtrArray *rows, guint n_gallery, guint nq)
 {
   printf ("gallery %u items, %u queries; mAP = full-list label ranking AP "
       "(ties pessimistic)\n\n", n_gallery, nq);
-  printf ("%-16s %-12s %-8s %6s %7s %7s %7s %7s %7s %7s %10s %10s %10s %8s\n",
+  printf ("%-22s %-12s %-8s %6s %7s %7s %7s %7s %7s %7s %10s %10s %10s %8s\n",
       "method", "code", "metric", "bytes", "mAP", "P@1", "P@5", "P@10",
       "P@100", "vote@10", "enc img/s", "search q/s", "batch q/s", "recall");
   for (guint i = 0; i < rows->len; i++) {
@@ -466,7 +489,7 @@ print_table (GPtrArray *rows, guint n_gallery, guint nq)
     g_autofree char *sb = fmt_rate (r->batch_qps);
     g_autofree char *rc = r->recall >= 0 ? g_strdup_printf ("%.4f",
         r->recall) : g_strdup ("-");
-    printf ("%-16s %-12s %-8s %6u %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f "
+    printf ("%-22s %-12s %-8s %6u %7.4f %7.4f %7.4f %7.4f %7.4f %7.4f "
         "%10s %10s %10s %8s\n", r->name, r->code, r->metric, r->code_bytes,
         cbir_metrics_get_map (r->m), cbir_metrics_get_precision (r->m, 1),
         cbir_metrics_get_precision (r->m, 5),
@@ -555,6 +578,10 @@ write_json (const char *path, GPtrArray *rows, guint n_gallery, guint nq,
     json_builder_add_double_value (b, r->batch_qps);
     json_builder_set_member_name (b, "shortlist");
     json_builder_add_int_value (b, r->shortlist);
+    json_builder_set_member_name (b, "dba_k");
+    json_builder_add_int_value (b, r->dba_k);
+    json_builder_set_member_name (b, "qe_k");
+    json_builder_add_int_value (b, r->qe_k);
     json_builder_set_member_name (b, "recall_at_k");
     if (r->recall >= 0)
       json_builder_add_double_value (b, r->recall);
@@ -660,6 +687,17 @@ main (int argc, char **argv)
     return fail ("unknown code type '%s' (float or bits)", opt_code);
   if (opt_save_gallery && !model_row)
     return fail ("--save-gallery needs the model");
+  if (opt_dba < 0 || opt_qe < 0)
+    return fail ("--dba and --qe must be >= 0");
+  if (!(opt_dba_alpha >= 0 && opt_dba_alpha <= 1000)
+      || !(opt_qe_alpha >= 0 && opt_qe_alpha <= 1000))
+    return fail ("--dba-alpha and --qe-alpha must be in 0..1000");
+  if (opt_dba > 0 && opt_gallery_file)
+    return fail ("--dba augments a gallery built from images (--gallery); "
+        "a --gallery-file keeps its own augmentation");
+  if ((opt_dba > 0 || opt_qe > 0) && metric == CBIR_METRIC_HAMMING)
+    return fail ("--dba and --qe work on float codes (--metric l2 or "
+        "cosine)");
 
   g_autoptr (CbirDataset) qry = cbir_dataset_load (opt_queries,
       opt_query_labels, &err);
@@ -731,6 +769,15 @@ main (int argc, char **argv)
             cbir_gallery_get_bit_thresholds (fg));
       }
       cbir_gallery_builder_set_metric (b, cbir_metric_to_string (metric));
+      if (opt_dba > 0) {
+        if (gtype != CBIR_CODE_FLOAT)
+          return fail ("--dba needs float codes (--code float)");
+        if (!cbir_gallery_builder_set_dba (b, (guint) opt_dba,
+                (float) opt_dba_alpha, &err))
+          return fail ("%s", err->message);
+        progress ("augmenting the gallery (DBA, k=%d, alpha=%g)", opt_dba,
+            opt_dba_alpha);
+      }
       if (opt_label_names) {
         g_auto (GStrv) names = g_strsplit (opt_label_names, ",", -1);
         cbir_gallery_builder_set_label_names (b, (const char *const *) names,
@@ -747,8 +794,13 @@ main (int argc, char **argv)
         if (!cbir_gallery_builder_write (b, opt_save_gallery, &err))
           return fail ("%s", err->message);
         progress ("wrote %s (%u items)", opt_save_gallery, gal->n);
+        /* the file as written (DBA computed once) */
+        g = cbir_gallery_open (opt_save_gallery, &err);
+        if (!g)
+          return fail ("%s", err->message);
+      } else {
+        g = cbir_gallery_builder_build (b);
       }
-      g = cbir_gallery_builder_build (b);
     }
     progress ("encoding %u queries", nq);
     g_autoptr (CbirDataset) qsub = NULL;
@@ -766,10 +818,19 @@ main (int argc, char **argv)
       return fail ("%s: %s", opt_queries, err->message);
     if (enc_ips < 0)
       enc_ips = q_ips;
-    g_autofree char *name = g_strdup_printf ("%s%s",
-        cbir_model_get_name (model), opt_shortlist > 0 ? "+2stage" : "");
-    Row *r = evaluate (name, g, metric, (guint) opt_shortlist, qc, dim,
-        qry->labels, nq, enc_ips, opt_dump && opt_dump_row == 0, &err);
+    if (opt_qe > 0 && metric == CBIR_METRIC_HAMMING)
+      return fail ("--qe works on float codes (--metric l2 or cosine)");
+    guint gdba = cbir_gallery_get_dba (g, NULL);
+    g_autofree char *dba_s = gdba ? g_strdup_printf (" +dba%u", gdba)
+        : g_strdup ("");
+    g_autofree char *qe_s = opt_qe > 0 ? g_strdup_printf (" +qe%d", opt_qe)
+        : g_strdup ("");
+    g_autofree char *name = g_strdup_printf ("%s%s%s%s",
+        cbir_model_get_name (model), opt_shortlist > 0 ? "+2stage" : "",
+        dba_s, qe_s);
+    Row *r = evaluate (name, g, metric, (guint) opt_shortlist, (guint) opt_qe,
+        qc, dim, qry->labels, nq, enc_ips, opt_dump && opt_dump_row == 0,
+        &err);
     if (!r)
       return fail ("%s", err->message);
     add_row (rows, r);
