@@ -296,11 +296,13 @@ list_presets (void)
       continue;
     }
     const CbirTrainSettings *s = cbir_model_get_train_settings (m);
-    printf ("%-14s %u-%s code; %s, %s lr %g, noise %s %g, batch %u, %u "
-        "epochs\n", *p, cbir_model_get_code_dim (m),
+    printf ("%-14s %u-%s code%s; %s, %s lr %g, noise %s %g, shift %u, "
+        "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
-        cbir_loss_to_string (s->loss), cbir_optimizer_to_string (s->optimizer),
-        s->lr, cbir_noise_kind_to_string (s->noise), s->noise_level,
+        cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_L2 ?
+        " (L2-normalised)" : "", cbir_loss_to_string (s->loss),
+        cbir_optimizer_to_string (s->optimizer), s->lr,
+        cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
         s->batch_size, s->epochs);
   }
   return 0;
