@@ -464,8 +464,8 @@ layer_type_name (CbirLayerKind k)
   return NULL;
 }
 
-static char *
-settings_to_json (const CbirTrainSettings *t)
+char *
+cbir_train_settings_to_json (const CbirTrainSettings *t)
 {
   GString *s = g_string_new ("{\"loss\":");
   append_string (s, cbir_loss_to_string (t->loss));
@@ -571,7 +571,7 @@ model_make_canonical (CbirModel *m)
     }
     g_string_append_c (s, '}');
   }
-  g_autofree char *tr = settings_to_json (&m->settings);
+  g_autofree char *tr = cbir_train_settings_to_json (&m->settings);
   g_string_append_printf (s, "],\"training\":%s}", tr);
   g_free (m->arch_json);
   m->arch_json = g_string_free (s, FALSE);
@@ -1179,7 +1179,7 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
   if (m->training_info) {
     training = g_strdup (m->training_info);
   } else {
-    g_autofree char *st = settings_to_json (&m->settings);
+    g_autofree char *st = cbir_train_settings_to_json (&m->settings);
     training = g_strdup_printf ("{\"settings\":%s,\"epochs_done\":0}", st);
   }
   g_autofree char *dim = g_strdup_printf ("%u", m->code_dim);

@@ -564,18 +564,12 @@ static char *
 info_json (CbirTrainer *t)
 {
   g_autoptr (GString) s = g_string_new ("{\"settings\":");
-  /* the settings as in the architecture's "training" block */
+  /* the settings as in the architecture's "training" block (not through
+   * json-glib's generator: 1.6 writes 1e-08 as the invalid "1e-08.0") */
   {
-    g_autoptr (JsonParser) p = json_parser_new ();
-    const char *arch = cbir_model_get_arch_json (t->model);
-    g_autofree char *tr = NULL;
-    if (json_parser_load_from_data (p, arch, -1, NULL)) {
-      JsonObject *o = json_node_get_object (json_parser_get_root (p));
-      JsonNode *n = json_object_get_member (o, "training");
-      if (n)
-        tr = json_to_string (n, FALSE);
-    }
-    g_string_append (s, tr ? tr : "null");
+    g_autofree char *tr =
+        cbir_train_settings_to_json (cbir_model_get_train_settings (t->model));
+    g_string_append (s, tr);
   }
   guint e = t->epoch;
   g_string_append_printf (s, ",\"epochs_done\":%u,\"seed\":\"%" G_GUINT64_FORMAT

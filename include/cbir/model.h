@@ -121,6 +121,9 @@ typedef struct {
 void cbir_train_settings_set_optimizer_defaults (CbirTrainSettings *s,
     CbirOptimizerKind o);
 const CbirTrainSettings *cbir_model_get_train_settings (const CbirModel *m);
+/* The settings as the JSON object of the architecture's "training" block
+ * (numbers in their shortest round-trip form; always valid JSON). */
+char *cbir_train_settings_to_json (const CbirTrainSettings *t);
 /* Replaces the training block (regenerates the canonical architecture
  * JSON and the fingerprint). FALSE + error on out-of-range values. */
 gboolean cbir_model_set_train_settings (CbirModel *model,

@@ -24,12 +24,21 @@ def model_meta(path):
     check(meta.get('format') == 'gst-cbir-model',
           '%s: format %r' % (path, meta.get('format')))
     check(len(tensors) > 0, '%s: no tensors' % path)
+    # every JSON-valued metadata entry must be strict JSON (Python's parser)
+    for k, v in meta.items():
+        if v[:1] in ('{', '['):
+            try:
+                json.loads(v)
+            except ValueError as e:
+                check(False, '%s: metadata %r is not valid JSON: %s' %
+                      (path, k, e))
     return meta
 
 
 with tmpdir() as d:
     # ---- a 2-epoch run of two presets: files, progress, metadata
-    for preset in ('sicara', 'binary-xor'):
+    PRESETS = ['sicara', 'binary-xor', 'default']
+    for preset in PRESETS:
         model = os.path.join(d, preset + '.safetensors')
         out, err = run_ok('cbir-train', COMMON + ['--preset', preset,
                                                   '--epochs', 2,
@@ -68,8 +77,7 @@ with tmpdir() as d:
             check(size[0] >= 6 * 28 and size[1] >= 3 * 28,
                   '%s: recon PNG %dx%d too small' % (preset, *size))
         check(sorted(listing(d)) == sorted(
-            f for p in (['sicara'] if preset == 'sicara' else
-                        ['sicara', 'binary-xor'])
+            f for p in PRESETS[:PRESETS.index(preset) + 1]
             for f in (p + '.safetensors', p + '-loss.png', p + '-recon.png')),
             '%s: files in the output directory: %s' %
             (preset, sorted(listing(d))))
