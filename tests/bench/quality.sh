@@ -11,7 +11,7 @@
 # env: BUILD_DIR (build), PRESETS ("sicara keras-dae pyimagesearch binary-xor
 #   default"), EPOCHS (override every preset's epochs, e.g. for a quick run),
 #   THREADS, DEFAULT_EXTRA (extra cbir-eval rows for the default model, as
-#   ';'-separated argument lists, default "--code bits;--qe 10;--dba 10 --qe 10").
+#   ';'-separated argument lists, default "--code bits;--metric cosine --qe 20;--metric cosine --dba 20 --qe 20").
 # Needs the data (bash scripts/get-data.sh). Runs under nice.
 set -euo pipefail
 
@@ -30,7 +30,7 @@ OUT=${2:-$ROOT/out/quality-$DS}
 BUILD_DIR=${BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 PRESETS=${PRESETS:-"sicara keras-dae pyimagesearch binary-xor default"}
-DEFAULT_EXTRA=${DEFAULT_EXTRA:-"--code bits;--qe 10;--dba 10 --qe 10"}
+DEFAULT_EXTRA=${DEFAULT_EXTRA:-"--code bits;--metric cosine --qe 20;--metric cosine --dba 20 --qe 20"}
 BIN=$BUILD_DIR/src/tools
 [ -x "$BIN/cbir-train" ] && [ -x "$BIN/cbir-eval" ] || {
   echo "quality: build first (meson compile -C $BUILD_DIR)" >&2; exit 1; }
