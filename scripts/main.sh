@@ -43,10 +43,36 @@ step "5/7 gallery: cbiridxsrc ! cbirencode ! cbirindex"
 sh pipelines/build-gallery.sh "$MODEL" "$GALLERY" \
   "$D/gallery-images.idx3-ubyte" "$D/gallery-labels.idx1-ubyte"
 
-step "6/7 search: 12 held-out query digits with Gaussian noise 0.3"
-sh pipelines/search-noisy-digits.sh "$MODEL" "$GALLERY" \
-  "$D/query-images.idx3-ubyte" "$D/query-labels.idx1-ubyte" 12 | tee "$OUT/search.log"
+step "6/7 search: one held-out query digit of each class, Gaussian noise 0.3"
+# cbiridxsrc ! cbirnoise ! cbirencode ! cbirsearch query-expansion=20 ! fakesink
+# (the query split is sorted by label: the first query of each digit)
+: > "$OUT/search.log"
+printf '%-6s %-5s %-6s %-10s %-16s %s\n' query true voted confidence "top-5 labels" "top-5 distances"
+for start in 0 100 212 311 414 512 598 699 806 900; do
+  gst-launch-1.0 -m cbiridxsrc images="$D/query-images.idx3-ubyte" labels="$D/query-labels.idx1-ubyte" \
+      start=$start count=1 ! cbirnoise kind=gaussian level=0.3 seed=$start ! \
+      cbirencode model="$MODEL" ! cbirsearch gallery="$GALLERY" k=5 query-expansion=20 ! fakesink \
+    | grep 'cbir-result' | tee -a "$OUT/search.log" | /usr/bin/python3 -c '
+import re, sys
+for line in sys.stdin:
+    f = lambda k: re.search(k + r"=\([a-z0-9]+\)([^,;]+)", line).group(1)
+    arr = lambda k: re.search(k + r"=\([a-z]+\)< ([^>]*) >", line).group(1).replace(" ", "")
+    print("%-6s %-5s %-6s %-10.2f %-16s %s" % (sys.argv[1], f("source-label"), f(" label"),
+          float(f("confidence")), arr("labels"),
+          ",".join("%.3f" % float(x) for x in arr("distances").split(","))))' "$start"
+done
+echo "(all cbir-result messages: $OUT/search.log)"
 
-step "7/7 retrieval quality on MNIST-10k (997 queries vs 9,003 gallery)"
-"$BIN/cbir-eval" --model "$MODEL" --gallery-file "$GALLERY" \
-  --queries "$D/query-images.idx3-ubyte" --query-labels "$D/query-labels.idx1-ubyte"
+step "6b/7 the simulated camera: 640x480 frames -> cbirencode preprocess=mnist regions=digits ! cbirsearch ! cbiroverlay"
+FRAMES=8 DIGITS=1-2 DOC_PNG="$OUT/result.png" DOC_FRAME=4 CBIR_BUILD="$ROOT/build" \
+  sh pipelines/simcam.sh "$MODEL" "$GALLERY" "$OUT/simcam" | tail -n 4
+echo "overlay picture: $OUT/result.png (frames in $OUT/simcam/overlay/)"
+
+step "7/7 retrieval quality on MNIST-10k (997 held-out queries vs the 9,003-digit gallery)"
+E=("$BIN/cbir-eval" --model "$MODEL" --gallery "$D/gallery-images.idx3-ubyte"
+   --gallery-labels "$D/gallery-labels.idx1-ubyte" --queries "$D/query-images.idx3-ubyte"
+   --query-labels "$D/query-labels.idx1-ubyte" --quiet)
+"${E[@]}" --baselines | sed -n '1,10p'
+echo
+echo "with database-side augmentation and query expansion (k = 20):"
+"${E[@]}" --metric cosine --dba 20 --qe 20 | sed -n '3,4p'
