@@ -12,6 +12,8 @@
  * header promises). */
 #include "cbir/idx.h"
 
+#include "atomic-file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -531,8 +533,7 @@ cbir_idx_write_u8 (const char *path, guint n_dims, const guint32 *dims,
   gzip = g_str_has_suffix (path, ".gz");
 
   /* temp file in the same directory, so the rename is atomic */
-  tmp = g_strdup_printf ("%s.tmp-XXXXXX", path);
-  fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644);
+  fd = cbir_atomic_file_open (path, 0644, &tmp, NULL);
   if (fd < 0)
     return idx_set_errno_error (path, "cannot create temporary file", error);
 
@@ -552,27 +553,15 @@ cbir_idx_write_u8 (const char *path, guint n_dims, const guint32 *dims,
   } else {
     ok = idx_write_all (fd, header, hlen) && idx_write_all (fd, data, size);
   }
-  if (ok)
-    ok = fsync (fd) == 0;
   if (!ok) {
-    int e = errno;
-    close (fd);
-    g_unlink (tmp);
-    errno = e;
+    cbir_atomic_file_abort (fd, tmp);
     return idx_set_errno_error (path, "write failed", error);
   }
-  if (close (fd) != 0) {
-    int e = errno;
-    g_unlink (tmp);
-    errno = e;
+  /* NULL errors: the helpers keep errno, reported here in this file's words */
+  if (!cbir_atomic_file_sync_close (fd, tmp, path, NULL))
     return idx_set_errno_error (path, "write failed", error);
-  }
-  if (g_rename (tmp, path) != 0) {
-    int e = errno;
-    g_unlink (tmp);
-    errno = e;
+  if (!cbir_atomic_file_rename (tmp, path, NULL))
     return idx_set_errno_error (path, "cannot rename temporary file", error);
-  }
   return TRUE;
 }
 

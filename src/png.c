@@ -3,6 +3,8 @@
 
 #include "cbir/png.h"
 
+#include "atomic-file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -46,9 +48,7 @@ static gboolean
 write_png_atomic (cairo_surface_t * surface, const char *path,
     GError ** error)
 {
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *tmp = g_strdup_printf ("%s/.%s.tmp-XXXXXX", dir, base);
+  g_autofree char *tmp = NULL;
   WriteCtx ctx = { -1, 0 };
   cairo_status_t status;
 
@@ -57,47 +57,17 @@ write_png_atomic (cairo_surface_t * surface, const char *path,
         path, cairo_status_to_string (cairo_surface_status (surface)));
     return FALSE;
   }
-  ctx.fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, 0666);
-  if (ctx.fd < 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO,
-        "%s: cannot create a temporary file in %s: %s", path, dir,
-        g_strerror (e));
+  ctx.fd = cbir_atomic_file_open (path, 0666, &tmp, error);
+  if (ctx.fd < 0)
     return FALSE;
-  }
   status = cairo_surface_write_to_png_stream (surface, write_fd, &ctx);
   if (status != CAIRO_STATUS_SUCCESS) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot write PNG: %s",
         path, ctx.err ? g_strerror (ctx.err) : cairo_status_to_string (status));
-    goto fail;
+    cbir_atomic_file_abort (ctx.fd, tmp);
+    return FALSE;
   }
-  if (fsync (ctx.fd) != 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: fsync failed: %s",
-        path, g_strerror (e));
-    goto fail;
-  }
-  if (close (ctx.fd) != 0) {
-    int e = errno;
-    ctx.fd = -1;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: close failed: %s",
-        path, g_strerror (e));
-    goto fail;
-  }
-  ctx.fd = -1;
-  if (g_rename (tmp, path) != 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot rename %s "
-        "to it: %s", path, tmp, g_strerror (e));
-    goto fail;
-  }
-  return TRUE;
-
-fail:
-  if (ctx.fd >= 0)
-    close (ctx.fd);
-  g_unlink (tmp);
-  return FALSE;
+  return cbir_atomic_file_commit (ctx.fd, tmp, path, error);
 }
 
 static void

@@ -19,6 +19,8 @@
 
 #include "cbir/safetensors.h"
 
+#include "atomic-file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -670,7 +672,7 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
 {
   g_autoptr (GString) h = g_string_new ("{");
   g_autofree WTensor **order = NULL;
-  g_autofree char *dir = NULL, *base = NULL, *tmp = NULL;
+  g_autofree char *tmp = NULL;
   g_autoptr (GList) keys = NULL;
   guint64 offset = 0, hlen_le;
   gboolean first = TRUE;
@@ -724,17 +726,9 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
     g_string_append_c (h, ' ');
 
   /* temp file in the target's directory, then rename */
-  dir = g_path_get_dirname (path);
-  base = g_path_get_basename (path);
-  tmp = g_strdup_printf ("%s/.%s.tmp-XXXXXX", dir, base);
-  fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO,
-        "%s: cannot create a temporary file in %s: %s", path, dir,
-        g_strerror (e));
+  fd = cbir_atomic_file_open (path, 0666, &tmp, error);
+  if (fd < 0)
     return FALSE;
-  }
 
   hlen_le = GUINT64_TO_LE ((guint64) h->len);
   if (!write_all (fd, &hlen_le, 8, path, error)
@@ -744,31 +738,9 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
     if (order[i]->nbytes
         && !write_all (fd, order[i]->data, order[i]->nbytes, path, error))
       goto fail;
-  if (fsync (fd) != 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: fsync failed: %s",
-        path, g_strerror (e));
-    goto fail;
-  }
-  if (close (fd) != 0) {
-    int e = errno;
-    fd = -1;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: close failed: %s",
-        path, g_strerror (e));
-    goto fail;
-  }
-  fd = -1;
-  if (g_rename (tmp, path) != 0) {
-    int e = errno;
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot rename %s "
-        "to it: %s", path, tmp, g_strerror (e));
-    goto fail;
-  }
-  return TRUE;
+  return cbir_atomic_file_commit (fd, tmp, path, error);
 
 fail:
-  if (fd >= 0)
-    close (fd);
-  g_unlink (tmp);
+  cbir_atomic_file_abort (fd, tmp);
   return FALSE;
 }
