@@ -4,6 +4,8 @@
 #include "cbir/model.h"
 #include "cbir/safetensors.h"
 
+#include "json-util.h"
+
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
@@ -403,37 +405,6 @@ cbir_model_free (CbirModel *m)
   g_free (m);
 }
 
-/* Shortest decimal that reads back as the same double. */
-static void
-append_double (GString *s, double v)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  for (int prec = 1; prec <= 17; prec++) {
-    char fmt[8];
-    g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
-    g_ascii_formatd (buf, sizeof buf, fmt, v);
-    if (g_ascii_strtod (buf, NULL) == v)
-      break;
-  }
-  g_string_append (s, buf);
-}
-
-static void
-append_string (GString *s, const char *str)
-{
-  g_string_append_c (s, '"');
-  for (const char *p = str; *p; p++) {
-    unsigned char c = (unsigned char) *p;
-    if (c == '"' || c == '\\')
-      g_string_append_printf (s, "\\%c", c);
-    else if (c < 0x20)
-      g_string_append_printf (s, "\\u%04x", c);
-    else
-      g_string_append_c (s, (char) c);
-  }
-  g_string_append_c (s, '"');
-}
-
 static const char *
 layer_type_name (CbirLayerKind k)
 {
@@ -468,35 +439,35 @@ char *
 cbir_train_settings_to_json (const CbirTrainSettings *t)
 {
   GString *s = g_string_new ("{\"loss\":");
-  append_string (s, cbir_loss_to_string (t->loss));
+  cbir_json_append_string (s, cbir_loss_to_string (t->loss));
   g_string_append (s, ",\"optimizer\":");
-  append_string (s, cbir_optimizer_to_string (t->optimizer));
+  cbir_json_append_string (s, cbir_optimizer_to_string (t->optimizer));
   g_string_append (s, ",\"lr\":");
-  append_double (s, t->lr);
+  cbir_json_append_double (s, t->lr);
   switch (t->optimizer) {
     case CBIR_OPTIMIZER_ADAM:
       g_string_append (s, ",\"beta1\":");
-      append_double (s, t->beta1);
+      cbir_json_append_double (s, t->beta1);
       g_string_append (s, ",\"beta2\":");
-      append_double (s, t->beta2);
+      cbir_json_append_double (s, t->beta2);
       g_string_append (s, ",\"eps\":");
-      append_double (s, t->eps);
+      cbir_json_append_double (s, t->eps);
       break;
     case CBIR_OPTIMIZER_ADADELTA:
       g_string_append (s, ",\"rho\":");
-      append_double (s, t->rho);
+      cbir_json_append_double (s, t->rho);
       g_string_append (s, ",\"eps\":");
-      append_double (s, t->eps);
+      cbir_json_append_double (s, t->eps);
       break;
     case CBIR_OPTIMIZER_SGD:
       g_string_append (s, ",\"momentum\":");
-      append_double (s, t->momentum);
+      cbir_json_append_double (s, t->momentum);
       break;
   }
   g_string_append (s, ",\"noise\":");
-  append_string (s, cbir_noise_kind_to_string (t->noise));
+  cbir_json_append_string (s, cbir_noise_kind_to_string (t->noise));
   g_string_append (s, ",\"noise_level\":");
-  append_double (s, t->noise_level);
+  cbir_json_append_double (s, t->noise_level);
   /* written only when set, so that models from before "shift" existed keep
    * their canonical JSON and fingerprint */
   if (t->shift)
@@ -510,24 +481,24 @@ static void
 model_make_canonical (CbirModel *m)
 {
   GString *s = g_string_new ("{\"name\":");
-  append_string (s, m->name);
+  cbir_json_append_string (s, m->name);
   if (m->description) {
     g_string_append (s, ",\"description\":");
-    append_string (s, m->description);
+    cbir_json_append_string (s, m->description);
   }
   g_string_append_printf (s, ",\"input\":[%d,%d,%d]", m->input.c, m->input.h,
       m->input.w);
   g_string_append (s, ",\"normalisation\":{\"scale\":");
-  append_double (s, m->scale);
+  cbir_json_append_double (s, m->scale);
   g_string_append (s, ",\"offset\":");
-  append_double (s, m->offset);
+  cbir_json_append_double (s, m->offset);
   g_string_append_printf (s, "},\"code_layer\":%u,\"code_type\":",
       m->code_layer);
-  append_string (s, cbir_code_type_to_string (m->code_type));
+  cbir_json_append_string (s, cbir_code_type_to_string (m->code_type));
   /* only when set: older models keep their canonical JSON (fingerprint) */
   if (m->code_norm != CBIR_CODE_NORMALISE_NONE) {
     g_string_append (s, ",\"code_normalise\":");
-    append_string (s, cbir_code_normalise_to_string (m->code_norm));
+    cbir_json_append_string (s, cbir_code_normalise_to_string (m->code_norm));
   }
   g_string_append (s, ",\"layers\":[");
   for (guint i = 0; i < m->n_layers; i++) {
@@ -535,7 +506,7 @@ model_make_canonical (CbirModel *m)
     if (i)
       g_string_append_c (s, ',');
     g_string_append (s, "{\"type\":");
-    append_string (s, layer_type_name (l->kind));
+    cbir_json_append_string (s, layer_type_name (l->kind));
     switch (l->kind) {
       case CBIR_LAYER_CONV2D:
       case CBIR_LAYER_CONV_TRANSPOSE2D:
@@ -550,13 +521,13 @@ model_make_canonical (CbirModel *m)
         break;
       case CBIR_LAYER_LEAKY_RELU:
         g_string_append (s, ",\"alpha\":");
-        append_double (s, m->spec_alpha[i]);
+        cbir_json_append_double (s, m->spec_alpha[i]);
         break;
       case CBIR_LAYER_BATCHNORM:
         g_string_append (s, ",\"eps\":");
-        append_double (s, m->spec_eps[i]);
+        cbir_json_append_double (s, m->spec_eps[i]);
         g_string_append (s, ",\"momentum\":");
-        append_double (s, m->spec_momentum[i]);
+        cbir_json_append_double (s, m->spec_momentum[i]);
         break;
       case CBIR_LAYER_MAXPOOL2:
         if (m->spec_pool_same[i])
@@ -1145,9 +1116,9 @@ static char *
 noise_json (const CbirTrainSettings *s)
 {
   GString *str = g_string_new ("{\"kind\":");
-  append_string (str, cbir_noise_kind_to_string (s->noise));
+  cbir_json_append_string (str, cbir_noise_kind_to_string (s->noise));
   g_string_append (str, ",\"level\":");
-  append_double (str, s->noise_level);
+  cbir_json_append_double (str, s->noise_level);
   if (s->shift)
     g_string_append_printf (str, ",\"shift\":%u", s->shift);
   g_string_append_c (str, '}');
@@ -1168,9 +1139,9 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
   g_autofree char *norm = NULL;
   {
     GString *s = g_string_new ("{\"scale\":");
-    append_double (s, m->scale);
+    cbir_json_append_double (s, m->scale);
     g_string_append (s, ",\"offset\":");
-    append_double (s, m->offset);
+    cbir_json_append_double (s, m->offset);
     g_string_append_c (s, '}');
     norm = g_string_free (s, FALSE);
   }

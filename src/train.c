@@ -5,6 +5,8 @@
 #include "cbir/noise.h"
 #include "cbir/safetensors.h"
 
+#include "json-util.h"
+
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -153,31 +155,13 @@ sha256_images (const CbirDataset *ds, char out[65])
 }
 
 static void
-append_double (GString *s, double v)
-{
-  if (!isfinite (v)) {
-    g_string_append (s, "null");
-    return;
-  }
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  for (int prec = 1; prec <= 17; prec++) {
-    char fmt[8];
-    g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
-    g_ascii_formatd (buf, sizeof buf, fmt, v);
-    if (g_ascii_strtod (buf, NULL) == v)
-      break;
-  }
-  g_string_append (s, buf);
-}
-
-static void
 append_losses (GString *s, const GArray *a)
 {
   g_string_append_c (s, '[');
   for (guint i = 0; i < a->len; i++) {
     if (i)
       g_string_append_c (s, ',');
-    append_double (s, g_array_index (a, double, i));
+    cbir_json_append_double (s, g_array_index (a, double, i));
   }
   g_string_append_c (s, ']');
 }
@@ -578,19 +562,19 @@ info_json (CbirTrainer *t)
       cbir_default_threads (), t->n_train, t->n_val,
       t->opts.val_data ? "file" : (t->n_val ? "split" : "none"));
   g_string_append (s, ",\"val_split\":");
-  append_double (s, t->opts.val_split);
+  cbir_json_append_double (s, t->opts.val_split);
   g_string_append (s, ",\"final_train_loss\":");
-  append_double (s, e ? g_array_index (t->train_losses, double, e - 1) : NAN);
+  cbir_json_append_double (s, e ? g_array_index (t->train_losses, double, e - 1) : NAN);
   g_string_append (s, ",\"final_val_loss\":");
-  append_double (s, e ? g_array_index (t->val_losses, double, e - 1) : NAN);
+  cbir_json_append_double (s, e ? g_array_index (t->val_losses, double, e - 1) : NAN);
   g_string_append (s, ",\"zeros_loss_train\":");
-  append_double (s, t->zeros[0]);
+  cbir_json_append_double (s, t->zeros[0]);
   g_string_append (s, ",\"zeros_loss_val\":");
-  append_double (s, t->zeros[1]);
+  cbir_json_append_double (s, t->zeros[1]);
   g_string_append (s, ",\"mean_loss_train\":");
-  append_double (s, t->meanp[0]);
+  cbir_json_append_double (s, t->meanp[0]);
   g_string_append (s, ",\"mean_loss_val\":");
-  append_double (s, t->meanp[1]);
+  cbir_json_append_double (s, t->meanp[1]);
   g_string_append_printf (s, ",\"collapsed\":%s,\"train_losses\":",
       t->collapsed ? "true" : "false");
   append_losses (s, t->train_losses);
@@ -624,7 +608,7 @@ cbir_trainer_save_checkpoint (CbirTrainer *t, const char *path,
   g_string_append_printf (s, "\"format\":\"%s\",\"epoch\":%u,\"step\":\"%"
       G_GUINT64_FORMAT "\",\"seed\":\"%" G_GUINT64_FORMAT "\",\"val_split\":",
       CHECKPOINT_FORMAT, t->epoch, t->step, t->opts.seed);
-  append_double (s, t->opts.val_split);
+  cbir_json_append_double (s, t->opts.val_split);
   g_string_append_printf (s, ",\"data_n\":%u,\"data_sha256\":\"%s\","
       "\"val_sha256\":\"%s\",\"train_losses\":", t->data->n, t->data_sha,
       t->val_sha);
