@@ -405,36 +405,6 @@ cbir_model_free (CbirModel *m)
   g_free (m);
 }
 
-static const char *
-layer_type_name (CbirLayerKind k)
-{
-  switch (k) {
-    case CBIR_LAYER_CONV2D:
-      return "conv2d";
-    case CBIR_LAYER_CONV_TRANSPOSE2D:
-      return "conv_transpose2d";
-    case CBIR_LAYER_DENSE:
-      return "dense";
-    case CBIR_LAYER_RELU:
-      return "relu";
-    case CBIR_LAYER_LEAKY_RELU:
-      return "leaky_relu";
-    case CBIR_LAYER_SIGMOID:
-      return "sigmoid";
-    case CBIR_LAYER_BATCHNORM:
-      return "batchnorm";
-    case CBIR_LAYER_MAXPOOL2:
-      return "maxpool2";
-    case CBIR_LAYER_UPSAMPLE2:
-      return "upsample2";
-    case CBIR_LAYER_FLATTEN:
-      return "flatten";
-    case CBIR_LAYER_RESHAPE:
-      return "reshape";
-  }
-  return NULL;
-}
-
 char *
 cbir_train_settings_to_json (const CbirTrainSettings *t)
 {
@@ -506,7 +476,7 @@ model_make_canonical (CbirModel *m)
     if (i)
       g_string_append_c (s, ',');
     g_string_append (s, "{\"type\":");
-    cbir_json_append_string (s, layer_type_name (l->kind));
+    cbir_json_append_string (s, cbir_layer_kind_to_string (l->kind));
     switch (l->kind) {
       case CBIR_LAYER_CONV2D:
       case CBIR_LAYER_CONV_TRANSPOSE2D:

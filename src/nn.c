@@ -217,8 +217,8 @@ struct _CbirNet {
   gint params_version;          /* bumped whenever the parameters may change */
 };
 
-static const char *
-layer_kind_name (CbirLayerKind kind)
+const char *
+cbir_layer_kind_to_string (CbirLayerKind kind)
 {
   switch (kind) {
     case CBIR_LAYER_CONV2D:
@@ -308,7 +308,7 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
     Layer *L = &net->layers[i];
     const CbirLayerSpec *sp = &layers[i];
     CbirShape out = cur;
-    const char *kn = layer_kind_name (sp->kind);
+    const char *kn = cbir_layer_kind_to_string (sp->kind);
 
     L->spec = *sp;
     L->in = cur;

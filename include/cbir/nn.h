@@ -158,4 +158,8 @@ void cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
  * batch * input size floats. */
 const float *cbir_net_input_grad (CbirNetState *st);
 
+/* The architecture-JSON name of a layer kind ("conv2d", "dense",
+ * "leaky_relu", ...); "unknown" for a value outside the enum. */
+const char *cbir_layer_kind_to_string (CbirLayerKind k);
+
 G_END_DECLS
