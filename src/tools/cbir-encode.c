@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CBIR_TOOL_NAME "cbir-encode"
+#include "tool-common.h"
+
 static char *opt_model, *opt_images, *opt_labels, *opt_out;
 static gboolean opt_bits;
 static gint opt_threads = 0, opt_limit = 0;
@@ -39,23 +42,6 @@ static GOptionEntry entries[] = {
 };
 
 static int
-fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
-
-static int
-fail (const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  for (char *p = msg; *p; p++)
-    if (*p == '\n')
-      *p = ' ';
-  fprintf (stderr, "cbir-encode: %s\n", msg);
-  return 1;
-}
-
-static int
 cmp_float (const void *a, const void *b)
 {
   float x = *(const float *) a, y = *(const float *) b;
@@ -70,27 +56,27 @@ main (int argc, char **argv)
       g_option_context_new ("- encode images with a gst-cbir model");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &err))
-    return fail ("%s (see --help)", err->message);
+    return cbir_tool_fail ("%s (see --help)", err->message);
   if (argc > 1)
-    return fail ("unexpected argument '%s' (see --help)", argv[1]);
+    return cbir_tool_fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (!opt_model || !opt_images || !opt_out)
-    return fail ("--model, --images and --out are required");
+    return cbir_tool_fail ("--model, --images and --out are required");
   if (opt_threads < 0 || opt_threads > 256)
-    return fail ("--threads must be in 1..256");
+    return cbir_tool_fail ("--threads must be in 1..256");
   if (opt_limit < 0)
-    return fail ("--limit must be positive");
+    return cbir_tool_fail ("--limit must be positive");
 
   g_autoptr (CbirModel) model = cbir_model_load (opt_model, &err);
   if (!model)
-    return fail ("%s", err->message);
+    return cbir_tool_fail ("%s", err->message);
   g_autoptr (CbirDataset) ds = cbir_dataset_load (opt_images, opt_labels,
       &err);
   if (!ds)
-    return fail ("%s", err->message);
+    return cbir_tool_fail ("%s", err->message);
   guint w, h;
   cbir_model_get_input_size (model, &w, &h);
   if (ds->rows != h || ds->cols != w)
-    return fail ("%s: images are %ux%u, the model %s takes %ux%u",
+    return cbir_tool_fail ("%s: images are %ux%u, the model %s takes %ux%u",
         opt_images, ds->cols, ds->rows, opt_model, w, h);
   guint n = ds->n;
   if (opt_limit > 0 && (guint) opt_limit < n)
@@ -101,9 +87,9 @@ main (int argc, char **argv)
   guint dim = cbir_model_get_code_dim (model);
   g_autofree float *codes = g_try_new (float, (gsize) n * dim);
   if (!codes && n)
-    return fail ("out of memory for %u codes of %u floats", n, dim);
+    return cbir_tool_fail ("out of memory for %u codes of %u floats", n, dim);
   if (!cbir_model_encode_u8 (model, ds->images, n, codes, &err))
-    return fail ("%s", err->message);
+    return cbir_tool_fail ("%s", err->message);
 
   g_autoptr (CbirSafetensorsWriter) wr = cbir_safetensors_writer_new ();
   g_autofree guint8 *bits = NULL;
@@ -155,7 +141,7 @@ main (int argc, char **argv)
   cbir_safetensors_writer_set_metadata (wr, "code_dim", dim_s);
   cbir_safetensors_writer_set_metadata (wr, "bit_rule", rule);
   if (!cbir_safetensors_writer_write (wr, opt_out, &err))
-    return fail ("%s", err->message);
+    return cbir_tool_fail ("%s", err->message);
   printf ("wrote %s: %u %s codes of %u %s%s\n", opt_out, n,
       cbir_code_type_to_string (type), dim, opt_bits ? "bits" : "floats",
       ds->labels ? " with labels" : "");
