@@ -564,9 +564,11 @@ info_json (CbirTrainer *t)
   g_string_append (s, ",\"val_split\":");
   cbir_json_append_double (s, t->opts.val_split);
   g_string_append (s, ",\"final_train_loss\":");
-  cbir_json_append_double (s, e ? g_array_index (t->train_losses, double, e - 1) : NAN);
+  cbir_json_append_double (s,
+      e ? g_array_index (t->train_losses, double, e - 1) : NAN);
   g_string_append (s, ",\"final_val_loss\":");
-  cbir_json_append_double (s, e ? g_array_index (t->val_losses, double, e - 1) : NAN);
+  cbir_json_append_double (s,
+      e ? g_array_index (t->val_losses, double, e - 1) : NAN);
   g_string_append (s, ",\"zeros_loss_train\":");
   cbir_json_append_double (s, t->zeros[0]);
   g_string_append (s, ",\"zeros_loss_val\":");

@@ -56,27 +56,27 @@ main (int argc, char **argv)
       g_option_context_new ("- encode images with a gst-cbir model");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &err))
-    return cbir_tool_fail ("%s (see --help)", err->message);
+    return fail ("%s (see --help)", err->message);
   if (argc > 1)
-    return cbir_tool_fail ("unexpected argument '%s' (see --help)", argv[1]);
+    return fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (!opt_model || !opt_images || !opt_out)
-    return cbir_tool_fail ("--model, --images and --out are required");
+    return fail ("--model, --images and --out are required");
   if (opt_threads < 0 || opt_threads > 256)
-    return cbir_tool_fail ("--threads must be in 1..256");
+    return fail ("--threads must be in 1..256");
   if (opt_limit < 0)
-    return cbir_tool_fail ("--limit must be positive");
+    return fail ("--limit must be positive");
 
   g_autoptr (CbirModel) model = cbir_model_load (opt_model, &err);
   if (!model)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   g_autoptr (CbirDataset) ds = cbir_dataset_load (opt_images, opt_labels,
       &err);
   if (!ds)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   guint w, h;
   cbir_model_get_input_size (model, &w, &h);
   if (ds->rows != h || ds->cols != w)
-    return cbir_tool_fail ("%s: images are %ux%u, the model %s takes %ux%u",
+    return fail ("%s: images are %ux%u, the model %s takes %ux%u",
         opt_images, ds->cols, ds->rows, opt_model, w, h);
   guint n = ds->n;
   if (opt_limit > 0 && (guint) opt_limit < n)
@@ -87,9 +87,9 @@ main (int argc, char **argv)
   guint dim = cbir_model_get_code_dim (model);
   g_autofree float *codes = g_try_new (float, (gsize) n * dim);
   if (!codes && n)
-    return cbir_tool_fail ("out of memory for %u codes of %u floats", n, dim);
+    return fail ("out of memory for %u codes of %u floats", n, dim);
   if (!cbir_model_encode_u8 (model, ds->images, n, codes, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
 
   g_autoptr (CbirSafetensorsWriter) wr = cbir_safetensors_writer_new ();
   g_autofree guint8 *bits = NULL;
@@ -141,7 +141,7 @@ main (int argc, char **argv)
   cbir_safetensors_writer_set_metadata (wr, "code_dim", dim_s);
   cbir_safetensors_writer_set_metadata (wr, "bit_rule", rule);
   if (!cbir_safetensors_writer_write (wr, opt_out, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   printf ("wrote %s: %u %s codes of %u %s%s\n", opt_out, n,
       cbir_code_type_to_string (type), dim, opt_bits ? "bits" : "floats",
       ds->labels ? " with labels" : "");

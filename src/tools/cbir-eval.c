@@ -644,60 +644,60 @@ main (int argc, char **argv)
       "data/mnist/query-images.idx3-ubyte \\\n    --query-labels "
       "data/mnist/query-labels.idx1-ubyte --baselines\n");
   if (!g_option_context_parse (ctx, &argc, &argv, &err))
-    return cbir_tool_fail ("%s (see --help)", err->message);
+    return fail ("%s (see --help)", err->message);
   if (argc > 1)
-    return cbir_tool_fail ("unexpected argument '%s' (see --help)", argv[1]);
+    return fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (!opt_queries || !opt_query_labels)
-    return cbir_tool_fail ("--queries and --query-labels are required");
+    return fail ("--queries and --query-labels are required");
   if (!opt_gallery && !opt_gallery_file)
-    return cbir_tool_fail ("give --gallery (with --gallery-labels) or --gallery-file");
+    return fail ("give --gallery (with --gallery-labels) or --gallery-file");
   if (opt_gallery && opt_gallery_file && !opt_baselines)
-    return cbir_tool_fail ("give either --gallery or --gallery-file");
+    return fail ("give either --gallery or --gallery-file");
   if (opt_gallery && !opt_gallery_labels)
-    return cbir_tool_fail ("--gallery needs --gallery-labels");
+    return fail ("--gallery needs --gallery-labels");
   if (opt_baselines && !opt_gallery)
-    return cbir_tool_fail ("--baselines needs the gallery images (--gallery)");
+    return fail ("--baselines needs the gallery images (--gallery)");
   gboolean model_row = !opt_no_model_row;
   if (model_row && !opt_model)
-    return cbir_tool_fail ("--model is required (or --baselines --no-model-row)");
+    return fail ("--model is required (or --baselines --no-model-row)");
   if (opt_k < 1 || opt_k > 10000)
-    return cbir_tool_fail ("--k must be in 1..10000");
+    return fail ("--k must be in 1..10000");
   if (opt_shortlist < 0)
-    return cbir_tool_fail ("--shortlist must be >= 0");
+    return fail ("--shortlist must be >= 0");
   if (opt_threads < 0 || opt_threads > 256)
-    return cbir_tool_fail ("--threads must be in 1..256");
+    return fail ("--threads must be in 1..256");
   if (opt_limit < 0)
-    return cbir_tool_fail ("--limit-queries must be >= 0");
+    return fail ("--limit-queries must be >= 0");
   CbirMetric metric = CBIR_METRIC_L2;
   if (opt_metric && !cbir_metric_from_string (opt_metric, &metric))
-    return cbir_tool_fail ("unknown metric '%s' (l2, cosine or hamming)", opt_metric);
+    return fail ("unknown metric '%s' (l2, cosine or hamming)", opt_metric);
   CbirCodeType code = CBIR_CODE_FLOAT;
   if (opt_code && !cbir_code_type_from_string (opt_code, &code))
-    return cbir_tool_fail ("unknown code type '%s' (float or bits)", opt_code);
+    return fail ("unknown code type '%s' (float or bits)", opt_code);
   if (opt_save_gallery && !model_row)
-    return cbir_tool_fail ("--save-gallery needs the model");
+    return fail ("--save-gallery needs the model");
   if (opt_dba < 0 || opt_qe < 0)
-    return cbir_tool_fail ("--dba and --qe must be >= 0");
+    return fail ("--dba and --qe must be >= 0");
   if (!(opt_dba_alpha >= 0 && opt_dba_alpha <= 1000)
       || !(opt_qe_alpha >= 0 && opt_qe_alpha <= 1000))
-    return cbir_tool_fail ("--dba-alpha and --qe-alpha must be in 0..1000");
+    return fail ("--dba-alpha and --qe-alpha must be in 0..1000");
   if (opt_dba > 0 && opt_gallery_file)
-    return cbir_tool_fail ("--dba augments a gallery built from images (--gallery); "
+    return fail ("--dba augments a gallery built from images (--gallery); "
         "a --gallery-file keeps its own augmentation");
   if ((opt_dba > 0 || opt_qe > 0) && metric == CBIR_METRIC_HAMMING)
-    return cbir_tool_fail ("--dba and --qe work on float codes (--metric l2 or "
+    return fail ("--dba and --qe work on float codes (--metric l2 or "
         "cosine)");
 
   g_autoptr (CbirDataset) qry = cbir_dataset_load (opt_queries,
       opt_query_labels, &err);
   if (!qry)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   guint nq = opt_limit > 0 ? MIN ((guint) opt_limit, qry->n) : qry->n;
   g_autoptr (CbirDataset) gal = NULL;
   if (opt_gallery) {
     gal = cbir_dataset_load (opt_gallery, opt_gallery_labels, &err);
     if (!gal)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   }
 
   g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify)
@@ -707,7 +707,7 @@ main (int argc, char **argv)
   if (model_row) {
     g_autoptr (CbirModel) model = cbir_model_load (opt_model, &err);
     if (!model)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     CbirCodeType mtype = cbir_model_get_code_type (model);
     if (!opt_code)
       code = mtype;
@@ -716,14 +716,14 @@ main (int argc, char **argv)
     if (!opt_metric)
       metric = code == CBIR_CODE_BITS ? CBIR_METRIC_HAMMING : CBIR_METRIC_L2;
     if (code == CBIR_CODE_BITS && metric != CBIR_METRIC_HAMMING)
-      return cbir_tool_fail ("bit codes are compared with --metric hamming");
+      return fail ("bit codes are compared with --metric hamming");
     if (code == CBIR_CODE_FLOAT && metric == CBIR_METRIC_HAMMING
         && opt_code)
-      return cbir_tool_fail ("--code float with --metric hamming: use --code bits");
+      return fail ("--code float with --metric hamming: use --code bits");
     if (metric == CBIR_METRIC_HAMMING)
       code = CBIR_CODE_BITS;
     if (opt_shortlist > 0 && metric == CBIR_METRIC_HAMMING)
-      return cbir_tool_fail ("--shortlist re-ranks with l2 or cosine: give --metric");
+      return fail ("--shortlist re-ranks with l2 or cosine: give --metric");
     guint dim = cbir_model_get_code_dim (model);
 
     double enc_ips = -1;
@@ -731,14 +731,14 @@ main (int argc, char **argv)
     if (opt_gallery_file) {
       g = cbir_gallery_open (opt_gallery_file, &err);
       if (!g || !cbir_gallery_check_model (g, model, &err))
-        return cbir_tool_fail ("%s", err->message);
+        return fail ("%s", err->message);
       n_gallery = cbir_gallery_size (g);
     } else {
       progress ("encoding %u gallery images with %s", gal->n,
           cbir_model_get_name (model));
       g_autofree float *gc = encode_all (model, gal, &enc_ips, &err);
       if (!gc)
-        return cbir_tool_fail ("%s: %s", opt_gallery, err->message);
+        return fail ("%s: %s", opt_gallery, err->message);
       /* float models keep features (+ median bits); bits models only
        * bits, as their galleries do; a float model evaluated on bits
        * keeps only bits too */
@@ -760,10 +760,10 @@ main (int argc, char **argv)
       cbir_gallery_builder_set_metric (b, cbir_metric_to_string (metric));
       if (opt_dba > 0) {
         if (gtype != CBIR_CODE_FLOAT)
-          return cbir_tool_fail ("--dba needs float codes (--code float)");
+          return fail ("--dba needs float codes (--code float)");
         if (!cbir_gallery_builder_set_dba (b, (guint) opt_dba,
                 (float) opt_dba_alpha, &err))
-          return cbir_tool_fail ("%s", err->message);
+          return fail ("%s", err->message);
         progress ("augmenting the gallery (DBA, k=%d, alpha=%g)", opt_dba,
             opt_dba_alpha);
       }
@@ -781,12 +781,12 @@ main (int argc, char **argv)
       }
       if (opt_save_gallery) {
         if (!cbir_gallery_builder_write (b, opt_save_gallery, &err))
-          return cbir_tool_fail ("%s", err->message);
+          return fail ("%s", err->message);
         progress ("wrote %s (%u items)", opt_save_gallery, gal->n);
         /* the file as written (DBA computed once) */
         g = cbir_gallery_open (opt_save_gallery, &err);
         if (!g)
-          return cbir_tool_fail ("%s", err->message);
+          return fail ("%s", err->message);
       } else {
         g = cbir_gallery_builder_build (b);
       }
@@ -804,11 +804,11 @@ main (int argc, char **argv)
     double q_ips = 0;
     g_autofree float *qc = encode_all (model, qds, &q_ips, &err);
     if (!qc)
-      return cbir_tool_fail ("%s: %s", opt_queries, err->message);
+      return fail ("%s: %s", opt_queries, err->message);
     if (enc_ips < 0)
       enc_ips = q_ips;
     if (opt_qe > 0 && metric == CBIR_METRIC_HAMMING)
-      return cbir_tool_fail ("--qe works on float codes (--metric l2 or cosine)");
+      return fail ("--qe works on float codes (--metric l2 or cosine)");
     guint gdba = cbir_gallery_get_dba (g, NULL);
     g_autofree char *dba_s = gdba ? g_strdup_printf (" +dba%u", gdba)
         : g_strdup ("");
@@ -821,15 +821,15 @@ main (int argc, char **argv)
         qc, dim, qry->labels, nq, enc_ips, opt_dump && opt_dump_row == 0,
         &err);
     if (!r)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     add_row (rows, r);
   }
   if (opt_baselines) {
     if (!run_baselines (rows, gal, qry, nq, &err))
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   }
   print_table (rows, n_gallery, nq);
   if (opt_json && !write_json (opt_json, rows, n_gallery, nq, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   return 0;
 }

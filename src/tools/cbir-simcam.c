@@ -151,15 +151,15 @@ main (int argc, char **argv)
       "caps=image/png,framerate=10/1 ! pngdec ! videoconvert ! jpegenc ! "
       "avimux ! filesink location=sim.avi\n");
   if (!g_option_context_parse (ctx, &argc, &argv, &err))
-    return cbir_tool_fail ("%s (see --help)", err->message);
+    return fail ("%s (see --help)", err->message);
   if (argc > 1)
-    return cbir_tool_fail ("unexpected argument '%s' (see --help)", argv[1]);
+    return fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (!opt_images || !opt_out_dir)
-    return cbir_tool_fail ("--images and --out-dir are required");
+    return fail ("--images and --out-dir are required");
   if (opt_frames < 1 || opt_frames > 1000000)
-    return cbir_tool_fail ("--frames must be in 1..1000000");
+    return fail ("--frames must be in 1..1000000");
   if (opt_first < 0 || opt_width < 1 || opt_height < 1 || opt_blank_every < 0)
-    return cbir_tool_fail ("--first, --width, --height and --blank-every must be "
+    return fail ("--first, --width, --height and --blank-every must be "
         "positive");
   {
     const struct { const char *name; double v; } d[] = {
@@ -168,17 +168,17 @@ main (int argc, char **argv)
     };
     for (guint i = 0; i < G_N_ELEMENTS (d); i++)
       if (d[i].v != UNSET_DOUBLE && !(d[i].v >= 0 && d[i].v < 1e6))
-        return cbir_tool_fail ("%s must be in 0..1000000, not %g", d[i].name,
+        return fail ("%s must be in 0..1000000, not %g", d[i].name,
             d[i].v);
   }
   if (opt_format && strcmp (opt_format, "png") != 0) {
     if (strcmp (opt_format, "gray8") != 0)
-      return cbir_tool_fail ("--format must be png or gray8, not '%s'", opt_format);
+      return fail ("--format must be png or gray8, not '%s'", opt_format);
     png = FALSE;
   }
 #ifndef HAVE_CAIRO
   if (png)
-    return cbir_tool_fail ("built without cairo: PNG output unavailable "
+    return fail ("built without cairo: PNG output unavailable "
         "(use --format gray8)");
 #endif
 
@@ -198,7 +198,7 @@ main (int argc, char **argv)
     } else if (sscanf (opt_digits, "%u", &a) == 1) {
       p.min_digits = p.max_digits = a;
     } else {
-      return cbir_tool_fail ("--digits must be N or MIN-MAX, not '%s'", opt_digits);
+      return fail ("--digits must be N or MIN-MAX, not '%s'", opt_digits);
     }
   }
   /* a smaller frame gets proportionally smaller digits by default */
@@ -221,12 +221,12 @@ main (int argc, char **argv)
 
   ds = cbir_dataset_load (opt_images, opt_labels, &err);
   if (!ds)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   cam = cbir_simcam_new (ds, &p, &err);
   if (!cam)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   if (g_mkdir_with_parents (opt_out_dir, 0755) != 0)
-    return cbir_tool_fail ("%s: cannot create directory: %s", opt_out_dir,
+    return fail ("%s: cannot create directory: %s", opt_out_dir,
         g_strerror (errno));
 
   frame = g_malloc ((gsize) p.width * p.height);
@@ -235,7 +235,7 @@ main (int argc, char **argv)
     raw_tmp = g_strdup_printf ("%s.tmp-%d", raw_path, (int) getpid ());
     raw = fopen (raw_tmp, "wb");
     if (!raw)
-      return cbir_tool_fail ("%s: cannot create: %s", raw_tmp, g_strerror (errno));
+      return fail ("%s: cannot create: %s", raw_tmp, g_strerror (errno));
   }
 
   for (i = 0; i < opt_frames; i++) {
@@ -251,26 +251,26 @@ main (int argc, char **argv)
       g_autofree char *name = g_strdup_printf ("frame-%05d.png", i);
       g_autofree char *path = g_build_filename (opt_out_dir, name, NULL);
       if (!write_png (path, frame, p.width, p.height, &err))
-        return cbir_tool_fail ("%s", err->message);
+        return fail ("%s", err->message);
 #endif
     } else if (fwrite (frame, 1, (gsize) p.width * p.height, raw) !=
         (gsize) p.width * p.height) {
       int e = errno;
       fclose (raw);
       g_unlink (raw_tmp);
-      return cbir_tool_fail ("%s: write failed: %s", raw_tmp, g_strerror (e));
+      return fail ("%s: write failed: %s", raw_tmp, g_strerror (e));
     }
   }
   if (raw) {
     if (fclose (raw) != 0 || g_rename (raw_tmp, raw_path) != 0) {
       int e = errno;
       g_unlink (raw_tmp);
-      return cbir_tool_fail ("%s: cannot write: %s", raw_path, g_strerror (e));
+      return fail ("%s: cannot write: %s", raw_path, g_strerror (e));
     }
   }
   truth_path = g_build_filename (opt_out_dir, "truth.jsonl", NULL);
   if (!g_file_set_contents (truth_path, truth->str, truth->len, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
 
   if (png)
     printf ("cbir-simcam: %d frames %ux%u in %s/frame-NNNNN.png, truth in "

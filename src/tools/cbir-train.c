@@ -347,7 +347,7 @@ run_benchmark (CbirModel *model, CbirDataset *data, guint threads)
   o.user_data = &b;
   g_autoptr (CbirTrainer) t = cbir_trainer_new (model, ds, &o, &err);
   if (!t || !cbir_trainer_run (t, 1, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   double train_ips = (n - b.images_after_warm) / ((b.t_end - b.t_warm) / 1e6);
 
   cbir_net_set_threads (cbir_model_get_net (model), threads);
@@ -389,15 +389,15 @@ main (int argc, char **argv)
       "Example: cbir-train --data data/mnist/gallery-images.idx3-ubyte "
       "--preset keras-dae --out keras-dae.safetensors\n");
   if (!g_option_context_parse (ctx, &argc, &argv, &err))
-    return cbir_tool_fail ("%s (see --help)", err->message);
+    return fail ("%s (see --help)", err->message);
   if (argc > 1)
-    return cbir_tool_fail ("unexpected argument '%s' (see --help)", argv[1]);
+    return fail ("unexpected argument '%s' (see --help)", argv[1]);
   if (opt_list)
     return list_presets ();
   if (opt_show_preset) {
     const char *json = cbir_model_get_preset_json (opt_show_preset);
     if (!json)
-      return cbir_tool_fail ("unknown preset '%s' (see --list-presets)",
+      return fail ("unknown preset '%s' (see --list-presets)",
           opt_show_preset);
     fputs (json, stdout);
     return 0;
@@ -405,66 +405,66 @@ main (int argc, char **argv)
 
   /* argument checks, before any work */
   if (!opt_data)
-    return cbir_tool_fail ("--data is required (IDX images)");
+    return fail ("--data is required (IDX images)");
   if (!opt_out && !opt_bench)
-    return cbir_tool_fail ("--out is required (model file to write)");
+    return fail ("--out is required (model file to write)");
   if (opt_preset && opt_arch)
-    return cbir_tool_fail ("give --preset or --arch, not both");
+    return fail ("give --preset or --arch, not both");
   if (opt_resume && (opt_preset || opt_arch))
-    return cbir_tool_fail ("--resume takes the architecture from the checkpoint; drop "
+    return fail ("--resume takes the architecture from the checkpoint; drop "
         "--preset/--arch");
   if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
           || opt_lr != UNSET_DOUBLE || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
           || opt_shift != UNSET_INT || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
-    return cbir_tool_fail ("--resume continues with the checkpoint's settings; only "
+    return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
-    return cbir_tool_fail ("--epochs must be at least 1");
+    return fail ("--epochs must be at least 1");
   if (opt_batch != UNSET_INT && opt_batch < 1)
-    return cbir_tool_fail ("--batch-size must be at least 1");
+    return fail ("--batch-size must be at least 1");
   if (opt_threads < 0 || opt_threads > 256)
-    return cbir_tool_fail ("--threads must be in 1..256");
+    return fail ("--threads must be in 1..256");
   if (opt_limit < 0)
-    return cbir_tool_fail ("--limit must be positive");
+    return fail ("--limit must be positive");
   if (opt_checkpoint_every < 0)
-    return cbir_tool_fail ("--checkpoint-every must be positive");
+    return fail ("--checkpoint-every must be positive");
   if (opt_val_split != UNSET_DOUBLE && opt_val_data)
-    return cbir_tool_fail ("give --val-split or --val-data, not both");
+    return fail ("give --val-split or --val-data, not both");
   if (opt_val_split != UNSET_DOUBLE
       && !(opt_val_split >= 0 && opt_val_split <= 0.9))
-    return cbir_tool_fail ("--val-split must be in [0, 0.9]");
+    return fail ("--val-split must be in [0, 0.9]");
   if (opt_seed != G_MININT64 && opt_seed < 0)
-    return cbir_tool_fail ("--seed must be >= 0");
+    return fail ("--seed must be >= 0");
   if (opt_lr != UNSET_DOUBLE && !(opt_lr > 0))
-    return cbir_tool_fail ("--lr must be > 0");
+    return fail ("--lr must be > 0");
   if (opt_noise_level != UNSET_DOUBLE
       && !(opt_noise_level >= 0 && opt_noise_level <= 1))
-    return cbir_tool_fail ("--noise-level must be in [0, 1]");
+    return fail ("--noise-level must be in [0, 1]");
   if (opt_momentum != UNSET_DOUBLE
       && !(opt_momentum >= 0 && opt_momentum < 1))
-    return cbir_tool_fail ("--momentum must be in [0, 1)");
+    return fail ("--momentum must be in [0, 1)");
 
   g_autofree char *prefix = NULL, *ckpt = NULL;
   if (opt_out) {
     if (!check_writable_dir (opt_out, &err))
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     g_autofree char *base = strip_suffix (opt_out);
     prefix = g_strdup (opt_png_prefix ? opt_png_prefix : base);
     g_autofree char *lp = g_strdup_printf ("%s-loss.png", prefix);
     if (!check_writable_dir (lp, &err))
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     ckpt = opt_checkpoint ? g_strdup (opt_checkpoint) :
         g_strdup_printf ("%s-checkpoint.safetensors", base);
     if (opt_checkpoint_every > 0 && !check_writable_dir (ckpt, &err))
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   }
 
   /* data */
   g_autoptr (CbirDataset) data = cbir_dataset_load (opt_data, opt_labels,
       &err);
   if (!data)
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   if (opt_limit > 0 && (guint) opt_limit < data->n) {
     g_autofree guint *idx = g_new (guint, opt_limit);
     for (guint i = 0; i < (guint) opt_limit; i++)
@@ -477,7 +477,7 @@ main (int argc, char **argv)
   if (opt_val_data) {
     val = cbir_dataset_load (opt_val_data, NULL, &err);
     if (!val)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   }
   guint threads = opt_threads > 0 ? (guint) opt_threads :
       cbir_default_threads ();
@@ -501,7 +501,7 @@ main (int argc, char **argv)
   if (opt_resume) {
     t = cbir_trainer_resume (opt_resume, data, &o, &err);
     if (!t)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   } else {
     if (opt_arch)
       model = cbir_model_new_from_arch_file (opt_arch, &err);
@@ -509,20 +509,20 @@ main (int argc, char **argv)
       model = cbir_model_new_preset (opt_preset ? opt_preset : "default",
           &err);
     if (!model)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     CbirTrainSettings s = *cbir_model_get_train_settings (model);
     if (opt_optimizer) {
       CbirOptimizerKind k;
       if (!cbir_optimizer_from_string (opt_optimizer, &k))
-        return cbir_tool_fail ("unknown --optimizer '%s' (adam, adadelta, sgd)",
+        return fail ("unknown --optimizer '%s' (adam, adadelta, sgd)",
             opt_optimizer);
       if (k != s.optimizer)
         cbir_train_settings_set_optimizer_defaults (&s, k);
     }
     if (opt_loss && !cbir_loss_from_string (opt_loss, &s.loss))
-      return cbir_tool_fail ("unknown --loss '%s' (bce, mse)", opt_loss);
+      return fail ("unknown --loss '%s' (bce, mse)", opt_loss);
     if (opt_noise && !cbir_noise_kind_from_string (opt_noise, &s.noise))
-      return cbir_tool_fail ("unknown --noise '%s' (gaussian, salt-and-pepper, none)",
+      return fail ("unknown --noise '%s' (gaussian, salt-and-pepper, none)",
           opt_noise);
     if (opt_lr > 0)
       s.lr = opt_lr;
@@ -536,21 +536,21 @@ main (int argc, char **argv)
       s.epochs = (guint) opt_epochs;
     if (opt_shift != UNSET_INT) {
       if (opt_shift < 0)
-        return cbir_tool_fail ("--shift must be >= 0, not %d", opt_shift);
+        return fail ("--shift must be >= 0, not %d", opt_shift);
       s.shift = (guint) opt_shift;
     }
     if (!cbir_model_set_train_settings (model, &s, &err))
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);
     cbir_model_update_fingerprint (model);
     if (opt_bench)
       return run_benchmark (model, data, threads);
     t = cbir_trainer_new (model, data, &o, &err);
     if (!t)
-      return cbir_tool_fail ("%s", err->message);
+      return fail ("%s", err->message);
   }
   if (opt_bench)
-    return cbir_tool_fail ("--benchmark does not combine with --resume");
+    return fail ("--benchmark does not combine with --resume");
 
   CbirModel *m = cbir_trainer_get_model (t);
   const CbirTrainSettings *s = cbir_model_get_train_settings (m);
@@ -575,12 +575,12 @@ main (int argc, char **argv)
       && !cbir_trainer_run (t, epochs, &err)) {
     if (pc.line_open)
       fputc ('\n', stderr);
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   }
   if (!cbir_model_save (m, opt_out, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
   if (!write_pngs (t, prefix, &err))
-    return cbir_tool_fail ("%s", err->message);
+    return fail ("%s", err->message);
 
   guint e = cbir_trainer_get_epoch (t);
   double tl = e ? cbir_trainer_get_train_losses (t)[e - 1] : NAN;

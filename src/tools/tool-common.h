@@ -10,12 +10,12 @@
 #error "define CBIR_TOOL_NAME before including tool-common.h"
 #endif
 
-/* Prints "TOOL: MESSAGE" on one line (newlines become spaces) to stderr and
- * returns 1, the tools' exit status for a failure. */
-static inline int cbir_tool_fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* fail (): the tools' error exit.  Prints "TOOL: MESSAGE" on one line
+ * (newlines become spaces) to stderr and returns 1, the exit status. */
+static inline int fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 static inline int
-cbir_tool_fail (const char *fmt, ...)
+fail (const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
