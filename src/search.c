@@ -10,10 +10,12 @@
  *   block, a vectorisable count finds whether anything in it beats the
  *   current k-th best, and only then are candidates pushed into a bounded
  *   max-heap. Large galleries are split over a persistent thread pool.
- * - Batches of float queries are blocked like a GEMM: OpenBLAS computes
- *   the dot products of a query block with a gallery block, distances are
- *   ||q||^2 - 2 q.g + ||g||^2 with precomputed gallery norms, and the
- *   heaps are updated by the pool, one query row per task.
+ * - Batches of float queries are blocked like a GEMM: each pool task
+ *   takes a block of queries and, one gallery block at a time, has
+ *   OpenBLAS (kept to one thread meanwhile) compute their dot products,
+ *   turns them into ||q||^2 - 2 q.g + ||g||^2 with precomputed gallery
+ *   norms and pushes what can enter the heaps (SIMD compare against the
+ *   current k-th distance) while the block is still in cache.
  * - Ties are broken by gallery index: the order is (distance, index). */
 #include "cbir/search.h"
 #include "cbir/model.h"
@@ -649,6 +651,7 @@ struct _CbirSearcher
   float *gnorm;                 /* L2: ||g||^2; cosine: 1 / ||g|| (0 if 0) */
   DotsFunc dots;
   HammingFunc hamming;
+  Isa isa;
   Pool *pool;
   guint n_threads;
   gsize par_bytes;              /* split one query over threads past this */
@@ -759,6 +762,7 @@ searcher_setup (CbirSearcher *s, gboolean need_feat, guint n_threads)
   Isa isa = isa_get ();
   s->dots = dots_for (isa);
   s->hamming = hamming_for (isa);
+  s->isa = isa;
   if (need_feat) {
     s->gnorm = g_new (float, MAX (s->n, 1));
     for (guint i = 0; i < s->n; i++) {
@@ -1040,18 +1044,105 @@ batch_task_each (gpointer data, guint t)
   g_free (bits);
 }
 
-/* GEMM-blocked float batch. */
+/* L2 batch rows: d[i] <- max (qn + gn[i] - 2 d[i], 0), bit for bit as
+ * finish_float (written as (qn + gn) - (d + d): no product to contract),
+ * and every item that can enter h is pushed; vectorised compare, so the
+ * (rare, once the heap is full) candidates are found without a scalar
+ * pass over the row. */
+static inline float
+l2_finish1 (float qn, float gn, float x)
+{
+  float v = (qn + gn) - (x + x);
+  return v > 0.f ? v : 0.f;
+}
+
+static inline void
+push_bits (Heap *h, const float *d, guint base, guint i0, guint64 mask,
+    float *bound)
+{
+  while (mask) {
+    guint i = i0 + (guint) __builtin_ctzll (mask);
+    mask &= mask - 1;
+    if (d[i] <= *bound) {
+      Cand c = { d[i], base + i };
+      heap_push (h, c);
+      *bound = heap_bound (h);
+    }
+  }
+}
+
+static void
+l2_finish_push_sse (const float *gn, float qn, float *d, guint n, Heap *h,
+    guint base)
+{
+  float bound = heap_bound (h);
+  __m128 q = _mm_set1_ps (qn), zero = _mm_setzero_ps ();
+  guint i = 0;
+  for (; i + 16 <= n; i += 16) {
+    guint64 m = 0;
+    for (guint j = 0; j < 16; j += 4) {
+      __m128 x = _mm_loadu_ps (d + i + j);
+      __m128 v = _mm_sub_ps (_mm_add_ps (q, _mm_loadu_ps (gn + i + j)),
+          _mm_add_ps (x, x));
+      v = _mm_max_ps (v, zero);
+      _mm_storeu_ps (d + i + j, v);
+      m |= (guint64) _mm_movemask_ps (_mm_cmple_ps (v,
+              _mm_set1_ps (bound))) << j;
+    }
+    if (m)
+      push_bits (h, d, base, i, m, &bound);
+  }
+  for (; i < n; i++) {
+    d[i] = l2_finish1 (qn, gn[i], d[i]);
+    if (d[i] <= bound)
+      push_bits (h, d, base, i, 1, &bound);
+  }
+}
+
+__attribute__ ((target ("avx512f"))) static void
+l2_finish_push_avx512 (const float *gn, float qn, float *d, guint n,
+    Heap *h, guint base)
+{
+  float bound = heap_bound (h);
+  __m512 q = _mm512_set1_ps (qn), zero = _mm512_setzero_ps ();
+  guint i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512 x0 = _mm512_loadu_ps (d + i), x1 = _mm512_loadu_ps (d + i + 16);
+    __m512 v0 = _mm512_sub_ps (_mm512_add_ps (q, _mm512_loadu_ps (gn + i)),
+        _mm512_add_ps (x0, x0));
+    __m512 v1 = _mm512_sub_ps (_mm512_add_ps (q,
+            _mm512_loadu_ps (gn + i + 16)), _mm512_add_ps (x1, x1));
+    v0 = _mm512_max_ps (v0, zero);
+    v1 = _mm512_max_ps (v1, zero);
+    _mm512_storeu_ps (d + i, v0);
+    _mm512_storeu_ps (d + i + 16, v1);
+    __m512 b = _mm512_set1_ps (bound);
+    guint64 m = _mm512_cmp_ps_mask (v0, b, _CMP_LE_OQ)
+        | ((guint64) _mm512_cmp_ps_mask (v1, b, _CMP_LE_OQ) << 16);
+    if (m)
+      push_bits (h, d, base, i, m, &bound);
+  }
+  for (; i < n; i++) {
+    d[i] = l2_finish1 (qn, gn[i], d[i]);
+    if (d[i] <= bound)
+      push_bits (h, d, base, i, 1, &bound);
+  }
+}
+
+/* GEMM-blocked float batch. Each pool task owns a block of queries: it
+ * runs its own single-threaded sgemm against one gallery block at a time
+ * (the dot block stays in the core's L2) and turns the rows into
+ * distances and heap pushes (or full distance rows) right away, while
+ * they are in cache. No hand-off between a BLAS thread team and the pool
+ * per gallery block; OpenBLAS is kept to one thread meanwhile. */
 typedef struct
 {
   CbirSearcher *s;
-  const float *dots;            /* qb x gb, row stride ld */
-  guint ld;
-  guint g0;                     /* first gallery item of the block */
-  guint gb;
-  const float *qnorm;           /* per query of the block */
-  Heap *heaps;
-  float *full;                  /* distances_batch: output rows, or NULL */
-  gsize full_ld;
+  const float *queries;
+  guint nq;
+  guint qb;                     /* queries per task */
+  Heap *heaps;                  /* nq heaps, or NULL */
+  float *full;                  /* distances_batch: nq rows of n, or NULL */
 } GemmCtx;
 
 static void
@@ -1059,34 +1150,58 @@ gemm_task (gpointer data, guint t)
 {
   GemmCtx *c = data;
   const CbirSearcher *s = c->s;
-  float d[BATCH_GB];
-  const float *row = c->dots + (gsize) t * c->ld;
-  memcpy (d, row, sizeof (float) * c->gb);
-  Query qq = { NULL, c->qnorm[t], NULL };
-  finish_float (s, &qq, c->g0, c->gb, d);
-  if (c->full)
-    memcpy (c->full + (gsize) t * c->full_ld + c->g0, d,
-        sizeof (float) * c->gb);
-  else
-    heap_push_block_f (&c->heaps[t], d, c->gb, c->g0);
-}
-
-/* For query block [q0, q0+qb): either fills heaps or full distance rows. */
-static void
-gemm_block (CbirSearcher *s, const float *queries, guint qb, float *dotbuf,
-    Heap *heaps, float *full)
-{
+  guint q0 = t * c->qb, qb = MIN (c->qb, c->nq - q0);
+  const float *queries = c->queries + (gsize) q0 * s->dim;
   float qnorm[BATCH_QB];
   for (guint i = 0; i < qb; i++)
     qnorm[i] = query_norm (s, queries + (gsize) i * s->dim);
+  float *dotbuf = g_malloc (sizeof (float) * (gsize) qb * BATCH_GB);
   for (guint g0 = 0; g0 < s->n; g0 += BATCH_GB) {
     guint gb = MIN (BATCH_GB, s->n - g0);
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) qb, (int) gb,
         (int) s->dim, 1.f, queries, (int) s->dim,
         s->feat + (gsize) g0 * s->dim, (int) s->dim, 0.f, dotbuf, BATCH_GB);
-    GemmCtx c = { s, dotbuf, BATCH_GB, g0, gb, qnorm, heaps, full, s->n };
-    pool_run (s->pool, gemm_task, &c, qb);
+    for (guint i = 0; i < qb; i++) {
+      float *d = dotbuf + (gsize) i * BATCH_GB;
+      if (!c->full && s->metric == CBIR_METRIC_L2) {
+        if (s->isa >= ISA_AVX512)
+          l2_finish_push_avx512 (s->gnorm + g0, qnorm[i], d, gb,
+              &c->heaps[q0 + i], g0);
+        else
+          l2_finish_push_sse (s->gnorm + g0, qnorm[i], d, gb,
+              &c->heaps[q0 + i], g0);
+        continue;
+      }
+      Query qq = { NULL, qnorm[i], NULL };
+      finish_float (s, &qq, g0, gb, d);
+      if (c->full)
+        memcpy (c->full + (gsize) (q0 + i) * s->n + g0, d,
+            sizeof (float) * gb);
+      else
+        heap_push_block_f (&c->heaps[q0 + i], d, gb, g0);
+    }
   }
+  g_free (dotbuf);
+}
+
+/* Queries [0, nq): fills heaps (nq of them) or full distance rows. */
+static void
+gemm_run (CbirSearcher *s, const float *queries, guint nq, Heap *heaps,
+    float *full)
+{
+  /* at least 2 tasks per thread for balance; otherwise blocks as thick
+   * as BATCH_QB allows (each task rereads the whole gallery: thinner
+   * blocks measured slower, most at large dims), at least 16 */
+  guint qb = (nq + s->n_threads * 2 - 1) / (s->n_threads * 2);
+  qb = CLAMP (qb, MIN (16, nq), BATCH_QB);
+  guint tasks = (nq + qb - 1) / qb;
+  GemmCtx c = { s, queries, nq, qb, heaps, full };
+  int blas_threads = openblas_get_num_threads ();
+  if (blas_threads != 1)
+    openblas_set_num_threads (1);
+  pool_run (s->pool, gemm_task, &c, tasks);
+  if (blas_threads != 1)
+    openblas_set_num_threads (blas_threads);
 }
 
 static void
@@ -1119,14 +1234,15 @@ search_batch_plain (CbirSearcher *s, const float *queries, guint nq,
     return;
   }
   guint kc = MIN (k, s->n);
-  float *dotbuf = g_new (float, (gsize) BATCH_QB * BATCH_GB);
-  Cand *store = g_new (Cand, (gsize) BATCH_QB * kc);
-  Heap heaps[BATCH_QB];
-  for (guint q0 = 0; q0 < nq; q0 += BATCH_QB) {
-    guint qb = MIN (BATCH_QB, nq - q0);
+  /* in query chunks, so that the heaps stay bounded for huge batches */
+  const guint chunk = 1 << 16;
+  Cand *store = g_new (Cand, (gsize) MIN (nq, chunk) * kc);
+  Heap *heaps = g_new (Heap, MIN (nq, chunk));
+  for (guint q0 = 0; q0 < nq; q0 += chunk) {
+    guint qb = MIN (chunk, nq - q0);
     for (guint i = 0; i < qb; i++)
       heap_init (&heaps[i], store + (gsize) i * kc, kc);
-    gemm_block (s, queries + (gsize) q0 * s->dim, qb, dotbuf, heaps, NULL);
+    gemm_run (s, queries + (gsize) q0 * s->dim, qb, heaps, NULL);
     for (guint i = 0; i < qb; i++) {
       guint n = heap_sort (&heaps[i]);
       CbirHit *out = hits + (gsize) (q0 + i) * k;
@@ -1139,8 +1255,8 @@ search_batch_plain (CbirSearcher *s, const float *queries, guint nq,
         n_hits[q0 + i] = n;
     }
   }
+  g_free (heaps);
   g_free (store);
-  g_free (dotbuf);
 }
 
 /* ---- full distance lists (for evaluation) ---- */
@@ -1223,13 +1339,7 @@ distances_batch_plain (CbirSearcher *s, const float *queries, guint nq,
     pool_run (s->pool, dist_task, &c, nq);
     return;
   }
-  float *dotbuf = g_new (float, (gsize) BATCH_QB * BATCH_GB);
-  for (guint q0 = 0; q0 < nq; q0 += BATCH_QB) {
-    guint qb = MIN (BATCH_QB, nq - q0);
-    gemm_block (s, queries + (gsize) q0 * s->dim, qb, dotbuf, NULL,
-        out + (gsize) q0 * s->n);
-  }
-  g_free (dotbuf);
+  gemm_run (s, queries, nq, NULL, out);
 }
 
 /* ---- query expansion and database-side augmentation ----

@@ -793,6 +793,83 @@ START_TEST (test_dba_blocks)
 }
 END_TEST
 
+/* Batched L2 over several gallery blocks and query tasks, with exact
+ * ties everywhere: small-integer features make every distance an exact
+ * integer, so the order (distance, index) is fully determined. The batch
+ * must equal a brute-force reference and the single search exactly, on
+ * every ISA, with one and two threads. */
+START_TEST (test_batch_blocks_ties)
+{
+  const guint n = 5000, dim = 8, nq = 101;
+  GRand *r = g_rand_new_with_seed (77);
+  float *feat = g_new (float, (gsize) n * dim);
+  for (gsize i = 0; i < (gsize) n * dim; i++)
+    feat[i] = (float) g_rand_int_range (r, 0, 4);
+  gint32 *labels = g_new (gint32, n);
+  for (guint i = 0; i < n; i++)
+    labels[i] = (gint32) (i % 7);
+  float *q = g_new (float, (gsize) nq * dim);
+  for (guint i = 0; i < nq; i++)
+    for (guint j = 0; j < dim; j++)
+      q[i * dim + j] = i % 3 == 0 ? feat[(gsize) (i * 37 % n) * dim + j]
+          : (float) g_rand_int_range (r, -1, 5);
+  g_rand_free (r);
+  g_autoptr (CbirGallery) g = make_gallery (feat, n, dim, labels);
+  Ref *ref = g_new (Ref, n);
+  const guint ks[] = { 1, 10, 300 };
+  CbirHit *bh = g_new (CbirHit, (gsize) nq * 300);
+  CbirHit one[300];
+  guint *nb = g_new (guint, nq);
+  guint tried = 0;
+  for (guint v = 0; v < G_N_ELEMENTS (isas); v++) {
+    if (!cbir_search_set_isa (isas[v]))
+      continue;
+    tried++;
+    for (guint threads = 1; threads <= 2; threads++) {
+      g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g,
+          CBIR_METRIC_L2, 0, threads, NULL);
+      ck_assert (s != NULL);
+      for (guint kk = 0; kk < G_N_ELEMENTS (ks); kk++) {
+        guint k = ks[kk];
+        cbir_searcher_search_batch (s, q, nq, k, bh, nb);
+        for (guint i = 0; i < nq; i++) {
+          const float *qi = q + (gsize) i * dim;
+          for (guint j = 0; j < n; j++) {
+            double d = 0;
+            for (guint c = 0; c < dim; c++) {
+              double t = (double) qi[c] - feat[(gsize) j * dim + c];
+              d += t * t;
+            }
+            ref[j].d = d;
+            ref[j].idx = j;
+          }
+          qsort (ref, n, sizeof (Ref), ref_cmp);
+          guint m = cbir_searcher_search (s, qi, k, one);
+          ck_assert_uint_eq (nb[i], k);
+          ck_assert_uint_eq (m, k);
+          for (guint j = 0; j < k; j++) {
+            const CbirHit *h = &bh[(gsize) i * k + j];
+            ck_assert_uint_eq (h->index, ref[j].idx);
+            ck_assert_float_eq (h->distance, (float) ref[j].d);
+            ck_assert_int_eq (h->label, labels[ref[j].idx]);
+            ck_assert_uint_eq (one[j].index, h->index);
+            ck_assert_float_eq (one[j].distance, h->distance);
+          }
+        }
+      }
+    }
+  }
+  ck_assert_uint_ge (tried, 1);
+  cbir_search_set_isa (NULL);
+  g_free (nb);
+  g_free (bh);
+  g_free (ref);
+  g_free (q);
+  g_free (labels);
+  g_free (feat);
+}
+END_TEST
+
 static Suite *
 search_suite (void)
 {
@@ -811,6 +888,7 @@ search_suite (void)
   tcase_add_test (tc, test_query_expansion_off_and_refused);
   tcase_add_test (tc, test_dba);
   tcase_add_test (tc, test_dba_blocks);
+  tcase_add_test (tc, test_batch_blocks_ties);
   suite_add_tcase (s, tc);
   return s;
 }
