@@ -24,3 +24,20 @@ meson compile -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   meson test -C build-asan --suite engine --print-errorlogs --num-processes "$jobs"
+
+# one closing line for CI: every test of both runs
+/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys
+p = f = s = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        r = json.loads(line).get("result")
+        if r == "OK" or r == "EXPECTEDFAIL":
+            p += 1
+        elif r == "SKIP":
+            s += 1
+        else:
+            f += 1
+print("tests: %d passed, %d failed, %d skipped" % (p, f, s))
+sys.exit(1 if f else 0)
+PY
