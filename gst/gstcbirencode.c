@@ -47,6 +47,7 @@
 #endif
 
 #include "gstcbirencode.h"
+#include "gstcbirutils.h"
 #include "gstcbirmeta.h"
 
 #include <string.h>
@@ -265,15 +266,8 @@ gst_cbir_encode_set_property (GObject * object, guint prop_id,
   GstCbirEncode *self = GST_CBIR_ENCODE (object);
 
   GST_OBJECT_LOCK (self);
-  if (GST_STATE (self) > GST_STATE_READY) {
-    GST_OBJECT_UNLOCK (self);
-    GST_WARNING_OBJECT (self, "refusing to change %s while running",
-        pspec->name);
-    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
-        ("Property \"%s\" can only be changed in the NULL or READY state.",
-            pspec->name), (NULL));
+  if (gst_cbir_refuse_if_running_unlocked (GST_ELEMENT (self), pspec))
     return;
-  }
   switch (prop_id) {
     case PROP_MODEL:
       g_free (self->model_path);

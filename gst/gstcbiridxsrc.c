@@ -22,6 +22,7 @@
 #endif
 
 #include "gstcbiridxsrc.h"
+#include "gstcbirutils.h"
 #include "gstcbirmeta.h"
 
 #include <string.h>
@@ -189,13 +190,8 @@ gst_cbir_idxsrc_set_property (GObject * object, guint prop_id,
 
   GST_OBJECT_LOCK (self);
   /* Everything here is read when the element starts. */
-  if (GST_STATE (self) > GST_STATE_READY) {
-    GST_OBJECT_UNLOCK (self);
-    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
-        ("Property \"%s\" can only be changed in the NULL or READY state.",
-            pspec->name), (NULL));
+  if (gst_cbir_refuse_if_running_unlocked (GST_ELEMENT (self), pspec))
     return;
-  }
   switch (prop_id) {
     case PROP_IMAGES:
       g_free (self->images);

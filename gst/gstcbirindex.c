@@ -33,6 +33,7 @@
 #endif
 
 #include "gstcbirindex.h"
+#include "gstcbirutils.h"
 #include "gstcbirmeta.h"
 
 #include <string.h>
@@ -207,16 +208,8 @@ gst_cbir_index_set_property (GObject * object, guint prop_id,
   GstCbirIndex *self = GST_CBIR_INDEX (object);
 
   GST_OBJECT_LOCK (self);
-  if ((pspec->flags & GST_PARAM_MUTABLE_READY) &&
-      GST_STATE (self) > GST_STATE_READY) {
-    GST_OBJECT_UNLOCK (self);
-    GST_WARNING_OBJECT (self, "refusing to change %s while running",
-        pspec->name);
-    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
-        ("Property \"%s\" can only be changed in the NULL or READY state.",
-            pspec->name), (NULL));
+  if (gst_cbir_refuse_if_running_unlocked (GST_ELEMENT (self), pspec))
     return;
-  }
   switch (prop_id) {
     case PROP_LOCATION:
       g_free (self->location);

@@ -65,6 +65,7 @@
 #endif
 
 #include "gstcbirsearch.h"
+#include "gstcbirutils.h"
 #include "gstcbirmeta.h"
 
 #include <gst/video/video.h>
@@ -272,16 +273,8 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
   GstCbirSearch *self = GST_CBIR_SEARCH (object);
 
   GST_OBJECT_LOCK (self);
-  if ((pspec->flags & GST_PARAM_MUTABLE_READY) &&
-      GST_STATE (self) > GST_STATE_READY) {
-    GST_OBJECT_UNLOCK (self);
-    GST_WARNING_OBJECT (self, "refusing to change %s while running",
-        pspec->name);
-    GST_ELEMENT_WARNING (self, CORE, STATE_CHANGE,
-        ("Property \"%s\" can only be changed in the NULL or READY state.",
-            pspec->name), (NULL));
+  if (gst_cbir_refuse_if_running_unlocked (GST_ELEMENT (self), pspec))
     return;
-  }
   switch (prop_id) {
     case PROP_GALLERY:
       g_free (self->gallery_path);
