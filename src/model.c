@@ -363,7 +363,8 @@ struct _CbirModel {
   CbirCodeType code_type;
   CbirCodeNormalise code_norm;
   guint code_dim;
-  double scale, offset;
+  double scale, offset, gamma;
+  float in_lut[256];            /* pixel value -> network input */
   CbirTrainSettings settings;
   char *training_info;
   char fingerprint[65];
@@ -462,6 +463,11 @@ model_make_canonical (CbirModel *m)
   cbir_json_append_double (s, m->scale);
   g_string_append (s, ",\"offset\":");
   cbir_json_append_double (s, m->offset);
+  /* only when set: older models keep their canonical JSON (fingerprint) */
+  if (m->gamma != 1.0) {
+    g_string_append (s, ",\"gamma\":");
+    cbir_json_append_double (s, m->gamma);
+  }
   g_string_append_printf (s, "},\"code_layer\":%u,\"code_type\":",
       m->code_layer);
   cbir_json_append_string (s, cbir_code_type_to_string (m->code_type));
@@ -923,6 +929,7 @@ model_parse (const char *json, const char *origin, gssize len,
   /* normalisation: architecture, else the file's metadata, else 1/255 */
   m->scale = 1.0 / 255.0;
   m->offset = 0.0;
+  m->gamma = 1.0;
   {
     JsonNode *nn = json_object_get_member (root, "normalisation");
     g_autoptr (JsonParser) mp = NULL;
@@ -935,19 +942,24 @@ model_parse (const char *json, const char *origin, gssize len,
       nn = json_parser_get_root (mp);
     }
     if (nn) {
-      static const char *const nkeys[] = { "scale", "offset", NULL };
+      static const char *const nkeys[] = { "scale", "offset", "gamma", NULL };
       if (!JSON_NODE_HOLDS_OBJECT (nn)) {
         ctx_error (&c, error, "\"normalisation\" must be an object "
-            "{\"scale\": s, \"offset\": o}");
+            "{\"scale\": s, \"offset\": o, \"gamma\": g}");
         goto out;
       }
       JsonObject *no = json_node_get_object (nn);
       if (!check_keys (&c, no, nkeys, error)
           || !get_double (&c, no, "scale", m->scale, &m->scale, error)
-          || !get_double (&c, no, "offset", m->offset, &m->offset, error))
+          || !get_double (&c, no, "offset", m->offset, &m->offset, error)
+          || !get_double (&c, no, "gamma", m->gamma, &m->gamma, error))
         goto out;
       if (m->scale == 0) {
         ctx_error (&c, error, "normalisation scale must not be 0");
+        goto out;
+      }
+      if (!(m->gamma >= 0.05 && m->gamma <= 20)) {
+        ctx_error (&c, error, "normalisation gamma must be in [0.05, 20]");
         goto out;
       }
     }
@@ -1023,6 +1035,12 @@ model_parse (const char *json, const char *origin, gssize len,
   }
   CbirShape cs = cbir_net_output_shape (m->net, m->code_layer);
   m->code_dim = (guint) cs.c * (guint) cs.h * (guint) cs.w;
+  /* pixel -> input: gamma 1 keeps the plain affine map bit for bit */
+  for (guint v = 0; v < 256; v++)
+    m->in_lut[v] = m->gamma == 1.0
+        ? (float) v * (float) m->scale + (float) m->offset
+        : (float) pow (v / 255.0, m->gamma) * (float) (255.0 * m->scale)
+        + (float) m->offset;
   model_make_canonical (m);
   ok = TRUE;
 
@@ -1112,6 +1130,10 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
     cbir_json_append_double (s, m->scale);
     g_string_append (s, ",\"offset\":");
     cbir_json_append_double (s, m->offset);
+    if (m->gamma != 1.0) {
+      g_string_append (s, ",\"gamma\":");
+      cbir_json_append_double (s, m->gamma);
+    }
     g_string_append_c (s, '}');
     norm = g_string_free (s, FALSE);
   }
@@ -1301,6 +1323,25 @@ cbir_model_get_normalisation (const CbirModel *m, float *scale, float *offset)
     *offset = (float) m->offset;
 }
 
+double
+cbir_model_get_input_gamma (const CbirModel *m)
+{
+  return m->gamma;
+}
+
+float
+cbir_model_pixel_to_01 (const CbirModel *m, guint8 v)
+{
+  return m->gamma == 1.0 ? (float) v / 255.0f
+      : (float) pow (v / 255.0, m->gamma);
+}
+
+const float *
+cbir_model_get_input_lut (const CbirModel *m)
+{
+  return m->in_lut;
+}
+
 const CbirTrainSettings *
 cbir_model_get_train_settings (const CbirModel *m)
 {
@@ -1400,14 +1441,14 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
   gsize out_size = (gsize) os.c * os.h * os.w;
   gsize in_size = input_size (m);
   PoolEntry *e = pool_get (m);
-  const float scale = (float) m->scale, offset = (float) m->offset;
+  const float *lut = m->in_lut;
   for (guint done = 0; done < n; done += ENCODE_CHUNK) {
     guint b = MIN (ENCODE_CHUNK, n - done);
     const float *x;
     if (pixels) {
       const guint8 *p = pixels + (gsize) done * in_size;
       for (gsize k = 0; k < (gsize) b * in_size; k++)
-        e->in[k] = (float) p[k] * scale + offset;
+        e->in[k] = lut[p[k]];
       x = e->in;
     } else {
       x = input + (gsize) done * in_size;

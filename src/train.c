@@ -259,16 +259,17 @@ constant_loss (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
 static double
 mean_pixel (CbirTrainer *t, const CbirDataset *ds, const guint *idx, guint n)
 {
-  double sum = 0;
+  guint64 hist[256] = { 0 };
   const gsize sz = t->in_size;
   for (guint i = 0; i < n; i++) {
     const guint8 *img = ds->images + (gsize) idx[i] * sz;
-    guint64 s = 0;
     for (gsize p = 0; p < sz; p++)
-      s += img[p];
-    sum += (double) s;
+      hist[img[p]]++;
   }
-  return n ? sum / 255.0 / ((double) n * sz) : 0;
+  double sum = 0;               /* in the target's [0,1] space (gamma) */
+  for (guint v = 0; v < 256; v++)
+    sum += (double) hist[v] * t->lut[v];
+  return n ? sum / ((double) n * sz) : 0;
 }
 
 static gboolean
@@ -340,7 +341,7 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   CbirShape in = cbir_net_input_shape (t->net);
   t->in_size = (gsize) in.c * in.h * in.w;
   for (guint v = 0; v < 256; v++)
-    t->lut[v] = (float) v / 255.0f;
+    t->lut[v] = cbir_model_pixel_to_01 (model, (guint8) v);
   t->train_losses = g_array_new (FALSE, FALSE, sizeof (double));
   t->val_losses = g_array_new (FALSE, FALSE, sizeof (double));
 

@@ -58,9 +58,18 @@ guint cbir_model_get_code_bytes (const CbirModel *model);
 guint cbir_model_get_code_layer (const CbirModel *model);
 void cbir_model_get_input_size (const CbirModel *model, guint *width,
     guint *height);
-/* Input normalisation: x = pixel * scale + offset (default 1/255, 0). */
+/* Input normalisation: x = 255 * (pixel / 255)^gamma * scale + offset
+ * (default scale 1/255, offset 0, gamma 1: x = pixel / 255). A gamma below 1
+ * compresses intensities (0.5: square root), so dark and bright versions of
+ * a shape lie closer together. */
 void cbir_model_get_normalisation (const CbirModel *model, float *scale,
     float *offset);
+double cbir_model_get_input_gamma (const CbirModel *model);
+/* (v / 255)^gamma: a pixel in the [0, 1] space the trainer's noise and
+ * reconstruction target live in (before scale and offset). */
+float cbir_model_pixel_to_01 (const CbirModel *model, guint8 v);
+/* The 256-entry table pixel value -> network input used by the encoders. */
+const float *cbir_model_get_input_lut (const CbirModel *model);
 
 /* Encodes n GRAY8 images of the model's input size (contiguous, no row
  * padding) to n float codes (code_dim floats each: the raw encoder

@@ -787,6 +787,101 @@ START_TEST (test_code_normalise)
 }
 END_TEST
 
+/* norm_arch's model with a "normalisation" object (NULL: none). */
+static CbirModel *
+gamma_model (const char *normalisation, GError **error)
+{
+  g_autofree char *arch = norm_arch ("float", NULL);
+  g_autofree char *json = normalisation
+      ? g_strdup_printf ("{\"normalisation\": %s, %s", normalisation,
+      arch + 1) : g_strdup (arch);
+  CbirModel *m = cbir_model_new_from_json (json, "gamma-test", error);
+  if (m) {
+    cbir_net_init_params (cbir_model_get_net (m), 7);
+    cbir_model_update_fingerprint (m);
+  }
+  return m;
+}
+
+/* Input gamma: pixel -> 255 * (pixel / 255)^gamma * scale + offset, in the
+ * encoders and in the trainer's [0,1] space; canonical JSON (fingerprint)
+ * only carries it when it is not 1; out-of-range values are refused. */
+START_TEST (test_input_gamma)
+{
+  GError *err = NULL;
+  g_autoptr (CbirModel) plain = gamma_model (NULL, &err);
+  ck_assert_msg (plain != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirModel) one = gamma_model ("{\"gamma\": 1}", &err);
+  ck_assert_msg (one != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirModel) sq = gamma_model ("{\"scale\": 0.00392156862745098, "
+      "\"gamma\": 0.5}", &err);
+  ck_assert_msg (sq != NULL, "%s", err ? err->message : "");
+  /* gamma 1 is the default: same canonical JSON, same fingerprint */
+  ck_assert_str_eq (cbir_model_get_arch_json (plain),
+      cbir_model_get_arch_json (one));
+  ck_assert_str_eq (cbir_model_get_fingerprint (plain),
+      cbir_model_get_fingerprint (one));
+  ck_assert (strstr (cbir_model_get_arch_json (plain), "gamma") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (sq), "\"gamma\":0.5") != NULL);
+  ck_assert (cbir_model_get_input_gamma (sq) == 0.5);
+
+  /* tables: gamma 1 is exactly pixel * scale; 0.5 is the square root */
+  const float *lp = cbir_model_get_input_lut (plain);
+  const float *ls = cbir_model_get_input_lut (sq);
+  for (guint v = 0; v < 256; v++) {
+    ck_assert (lp[v] == (float) v * (float) (1.0 / 255.0));
+    ck_assert_float_eq_tol (ls[v], sqrtf (v / 255.0f), 1e-6f);
+    ck_assert_float_eq_tol (cbir_model_pixel_to_01 (sq, (guint8) v),
+        sqrtf (v / 255.0f), 1e-6f);
+    ck_assert (cbir_model_pixel_to_01 (plain, (guint8) v) == v / 255.0f);
+  }
+  ck_assert (ls[0] == 0.0f && ls[255] == 1.0f && ls[64] > 0.5f);
+
+  /* encode from pixels == encode of the gamma-mapped floats */
+  const guint n = 5, dim = 8;
+  g_autofree guint8 *px = make_images (n);
+  g_autofree float *x = g_new (float, n * 784);
+  for (guint k = 0; k < n * 784; k++)
+    x[k] = sqrtf (px[k] / 255.0f);
+  g_autofree float *cu = encode (sq, px, n);
+  g_autofree float *cf = g_new (float, n * dim);
+  ck_assert (cbir_model_encode_f32 (sq, x, n, cf, NULL));
+  for (guint k = 0; k < n * dim; k++)
+    ck_assert_float_eq_tol (cu[k], cf[k], 1e-5f);
+  float one_code[8];            /* batch-1 path */
+  ck_assert (cbir_model_encode_u8 (sq, px + 2 * 784, 1, one_code, NULL));
+  for (guint j = 0; j < dim; j++)
+    ck_assert_float_eq_tol (one_code[j], cu[2 * dim + j], 1e-6f);
+  /* and differs from the plain mapping (same weights) */
+  g_autofree float *cp = encode (plain, px, n);
+  gboolean differ = FALSE;
+  for (guint k = 0; k < n * dim; k++)
+    differ |= fabsf (cp[k] - cu[k]) > 1e-4f;
+  ck_assert (differ);
+
+  /* save/load keeps it */
+  g_autofree char *path = tmp_path ("gamma.safetensors");
+  ck_assert (cbir_model_save (sq, path, &err));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert (cbir_model_get_input_gamma (back) == 0.5);
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (sq));
+  g_autofree float *cb = encode (back, px, n);
+  ck_assert (memcmp (cb, cu, n * dim * sizeof (float)) == 0);
+
+  /* refused: out of range, not a number, unknown keys */
+  const char *bad[] = { "{\"gamma\": 0}", "{\"gamma\": -1}",
+    "{\"gamma\": 21}", "{\"gamma\": \"sqrt\"}", "{\"gama\": 0.5}" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    ck_assert_msg (gamma_model (bad[i], &err) == NULL, "%s accepted", bad[i]);
+    ck_assert_msg (err && strstr (err->message, "gam") != NULL, "%s: %s",
+        bad[i], err ? err->message : "");
+    g_clear_error (&err);
+  }
+}
+END_TEST
+
 /* The training block's "shift": parsed, range-checked, in the canonical
  * JSON only when set (old models keep their fingerprint). */
 START_TEST (test_train_shift_setting)
@@ -895,6 +990,7 @@ model_suite (void)
   tcase_add_test (tc, test_preset_files);
   tcase_add_test (tc, test_code_normalise);
   tcase_add_test (tc, test_train_shift_setting);
+  tcase_add_test (tc, test_input_gamma);
   suite_add_tcase (s, tc);
   return s;
 }

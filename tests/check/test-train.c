@@ -593,6 +593,41 @@ START_TEST (test_shift_training)
 }
 END_TEST
 
+/* An input gamma: the clean target (and the noisy input before noise) live
+ * in the gamma-mapped [0,1] space, the collapse references follow it, and
+ * training learns. */
+START_TEST (test_gamma_training)
+{
+  GError *err = NULL;
+  g_autofree char *json = g_strdup_printf ("{\"normalisation\": "
+      "{\"gamma\": 0.5}, %s", small_arch + 1);
+  g_autoptr (CbirModel) m = cbir_model_new_from_json (json, "g", &err);
+  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
+  cbir_net_init_params (cbir_model_get_net (m), 3);
+  g_autoptr (CbirModel) p = small_model (3, NULL, NULL);
+  g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
+  g_autoptr (CbirTrainer) tp = trainer (p, mnist, 5, 2, 0.25);
+  float n1[2 * 784], r1[2 * 784], k1[2 * 784];
+  float n2[2 * 784], r2[2 * 784], k2[2 * 784];
+  ck_assert (cbir_trainer_sample (t, 2, n1, r1, k1, NULL));
+  ck_assert (cbir_trainer_sample (tp, 2, n2, r2, k2, NULL));
+  guint brighter = 0;
+  for (guint i = 0; i < 2 * 784; i++) {
+    ck_assert_float_eq_tol (k1[i], sqrtf (k2[i]), 1e-6f);
+    brighter += k2[i] > 0.01f && k2[i] < 0.99f;
+  }
+  ck_assert (brighter > 10);    /* the data have grey pixels */
+  /* the mean-pixel reference is the mean of sqrt(pixel), above the plain one */
+  ck_assert (cbir_trainer_get_mean_loss (t, FALSE) !=
+      cbir_trainer_get_mean_loss (tp, FALSE));
+  double before = cbir_trainer_evaluate (t, TRUE);
+  run (t, 10);
+  const double *vl = cbir_trainer_get_val_losses (t);
+  ck_assert_msg (vl[9] < before, "val loss %g -> %g", before, vl[9]);
+  ck_assert (!cbir_trainer_get_collapsed (t));
+}
+END_TEST
+
 static Suite *
 train_suite (void)
 {
@@ -610,6 +645,7 @@ train_suite (void)
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_corrupt);
   tcase_add_test (tc, test_shift_training);
+  tcase_add_test (tc, test_gamma_training);
   suite_add_tcase (s, tc);
   return s;
 }
