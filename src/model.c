@@ -14,6 +14,8 @@
 #define MODEL_VERSION "1"
 /* Images per forward pass when encoding; also the pooled states' size. */
 #define ENCODE_CHUNK 64
+/* centre-l2 models: the mean raw code subtracted before normalising */
+#define CODE_MEAN_TENSOR "code.mean"
 /* Largest translation jitter (pixels) a training block may ask for. */
 #define CBIR_MAX_SHIFT 64
 
@@ -325,6 +327,8 @@ cbir_code_normalise_to_string (CbirCodeNormalise n)
       return "none";
     case CBIR_CODE_NORMALISE_L2:
       return "l2";
+    case CBIR_CODE_NORMALISE_CENTRE_L2:
+      return "centre-l2";
   }
   return "unknown";
 }
@@ -336,6 +340,8 @@ cbir_code_normalise_from_string (const char *s, CbirCodeNormalise *out)
     *out = CBIR_CODE_NORMALISE_NONE;
   else if (g_strcmp0 (s, "l2") == 0)
     *out = CBIR_CODE_NORMALISE_L2;
+  else if (g_strcmp0 (s, "centre-l2") == 0)
+    *out = CBIR_CODE_NORMALISE_CENTRE_L2;
   else
     return FALSE;
   return TRUE;
@@ -363,6 +369,7 @@ struct _CbirModel {
   CbirCodeType code_type;
   CbirCodeNormalise code_norm;
   guint code_dim;
+  float *code_mean;             /* centre-l2: code_dim floats, else NULL */
   double scale, offset, gamma;
   float in_lut[256];            /* pixel value -> network input */
   CbirTrainSettings settings;
@@ -403,6 +410,7 @@ cbir_model_free (CbirModel *m)
   g_free (m->spec_momentum);
   g_free (m->spec_pool_same);
   g_free (m->training_info);
+  g_free (m->code_mean);
   g_free (m);
 }
 
@@ -542,6 +550,12 @@ compute_fingerprint (CbirModel *m, char out[65])
     g_checksum_update (ck, (const guchar *) &u, 4);
   }
 #endif
+  for (guint i = 0; m->code_mean && i < m->code_dim; i++) {
+    guint32 u;
+    memcpy (&u, &m->code_mean[i], 4);
+    u = GUINT32_TO_LE (u);
+    g_checksum_update (ck, (const guchar *) &u, 4);
+  }
   g_strlcpy (out, g_checksum_get_string (ck), 65);
 }
 
@@ -975,8 +989,8 @@ model_parse (const char *json, const char *origin, gssize len,
   if (!get_string (&c, root, "code_normalise", "none", &str, error))
     goto out;
   if (!cbir_code_normalise_from_string (str, &m->code_norm)) {
-    ctx_error (&c, error, "\"code_normalise\" must be \"none\" or \"l2\", "
-        "not \"%s\"", str);
+    ctx_error (&c, error, "\"code_normalise\" must be \"none\", \"l2\" or "
+        "\"centre-l2\", not \"%s\"", str);
     goto out;
   }
   if (m->code_norm != CBIR_CODE_NORMALISE_NONE
@@ -1035,6 +1049,8 @@ model_parse (const char *json, const char *origin, gssize len,
   }
   CbirShape cs = cbir_net_output_shape (m->net, m->code_layer);
   m->code_dim = (guint) cs.c * (guint) cs.h * (guint) cs.w;
+  if (m->code_norm == CBIR_CODE_NORMALISE_CENTRE_L2)
+    m->code_mean = g_new0 (float, m->code_dim);
   /* pixel -> input: gamma 1 keeps the plain affine map bit for bit */
   for (guint v = 0; v < 256; v++)
     m->in_lut[v] = m->gamma == 1.0
@@ -1123,6 +1139,11 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
     const CbirNetTensor *t = cbir_net_tensor (m->net, i);
     cbir_safetensors_writer_add (w, t->name, CBIR_DTYPE_F32, t->ndim,
         t->shape, params + t->offset);
+  }
+  if (m->code_mean) {
+    gint64 shape[1] = { m->code_dim };
+    cbir_safetensors_writer_add (w, CODE_MEAN_TENSOR, CBIR_DTYPE_F32, 1, shape,
+        m->code_mean);
   }
   g_autofree char *norm = NULL;
   {
@@ -1225,6 +1246,25 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
           "%s: parameters hold NaN or infinite values", path);
       return NULL;
     }
+  if (m->code_mean) {
+    gint64 shape[1] = { m->code_dim };
+    CbirTensorView v;
+    if (!cbir_safetensors_require (st, CODE_MEAN_TENSOR, CBIR_DTYPE_F32, 1,
+            shape, &v, error))
+      return NULL;
+    for (guint k = 0; k < m->code_dim; k++) {
+      guint32 u;
+      memcpy (&u, (const guint8 *) v.data + 4 * k, 4);
+      u = GUINT32_FROM_LE (u);
+      memcpy (&m->code_mean[k], &u, 4);
+      if (!isfinite (m->code_mean[k])) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: \"%s\" holds NaN or infinite values", path,
+            CODE_MEAN_TENSOR);
+        return NULL;
+      }
+    }
+  }
   cbir_model_update_fingerprint (m);
   const char *stored = cbir_safetensors_get_metadata (st, "fingerprint");
   if (stored && strcmp (stored, m->fingerprint) != 0) {
@@ -1463,7 +1503,13 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     }
     memcpy (out + (gsize) done * out_size, y, (gsize) b * out_size *
         sizeof (float));
-    if (code && m->code_norm == CBIR_CODE_NORMALISE_L2)
+    if (code && m->code_mean) {
+      float *o = out + (gsize) done * out_size;
+      for (guint i = 0; i < b; i++)
+        for (gsize j = 0; j < out_size; j++)
+          o[i * out_size + j] -= m->code_mean[j];
+    }
+    if (code && m->code_norm != CBIR_CODE_NORMALISE_NONE)
       l2_normalise (out + (gsize) done * out_size, b, out_size);
   }
   pool_put (m, e);
@@ -1508,4 +1554,47 @@ cbir_codes_pack_bits (const float *codes, guint n, guint dim,
         o[j >> 3] |= (guint8) (1u << (j & 7));
     }
   }
+}
+
+const float *
+cbir_model_get_code_mean (const CbirModel *m)
+{
+  return m->code_mean;
+}
+
+void
+cbir_model_set_code_mean (CbirModel *m, const float *mean)
+{
+  g_return_if_fail (m->code_mean != NULL);
+  memcpy (m->code_mean, mean, m->code_dim * sizeof (float));
+  cbir_model_update_fingerprint (m);
+}
+
+gboolean
+cbir_model_fit_code_mean (CbirModel *m, const guint8 *images, guint n,
+    GError **error)
+{
+  g_return_val_if_fail (m->code_mean != NULL, FALSE);
+  if (n == 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: no images to fit the code mean on", m->name);
+    return FALSE;
+  }
+  const guint chunk = 4096, dim = m->code_dim;
+  const gsize in_size = input_size (m);
+  g_autofree float *raw = g_new (float, (gsize) MIN (n, chunk) * dim);
+  g_autofree double *sum = g_new0 (double, dim);
+  for (guint done = 0; done < n; done += chunk) {
+    guint b = MIN (chunk, n - done);
+    if (!forward_chunks (m, images + (gsize) done * in_size, NULL, b,
+            m->code_layer, FALSE, raw, error))
+      return FALSE;
+    for (guint i = 0; i < b; i++)
+      for (guint j = 0; j < dim; j++)
+        sum[j] += raw[(gsize) i * dim + j];
+  }
+  for (guint j = 0; j < dim; j++)
+    m->code_mean[j] = (float) (sum[j] / n);
+  cbir_model_update_fingerprint (m);
+  return TRUE;
 }

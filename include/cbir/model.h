@@ -167,20 +167,31 @@ gboolean cbir_model_forward_f32 (CbirModel *model, const float *input,
 
 /* ---- Additions (train-features helper): code normalisation. ---- */
 
-/* Architecture JSON "code_normalise": "none" (default) or "l2". With
- * "l2", cbir_model_encode_u8/_f32 return unit-length codes (a zero code
- * stays zero), so L2 distances between codes rank like cosine distances.
- * Float codes only: bit models refuse "l2". cbir_model_forward_f32 always
- * returns the raw layer output. Part of the canonical JSON (only when not
- * "none") and so of the fingerprint. */
+/* Architecture JSON "code_normalise": "none" (default), "l2" or
+ * "centre-l2". With "l2", cbir_model_encode_u8/_f32 return unit-length
+ * codes (a zero code stays zero), so L2 distances between codes rank like
+ * cosine distances. "centre-l2" first subtracts the model's code mean (the
+ * mean raw code of its training images, tensor "code.mean", set by the
+ * trainer; zeros until fitted): cosine around the data's centre rather than
+ * the origin. Float codes only: bit models refuse both. cbir_model_forward_f32
+ * always returns the raw layer output. Part of the canonical JSON (only when
+ * not "none") and so of the fingerprint; so is the code mean. */
 typedef enum {
   CBIR_CODE_NORMALISE_NONE = 0,
   CBIR_CODE_NORMALISE_L2,
+  CBIR_CODE_NORMALISE_CENTRE_L2,
 } CbirCodeNormalise;
 
-const char *cbir_code_normalise_to_string (CbirCodeNormalise n);  /* "none", "l2" */
+const char *cbir_code_normalise_to_string (CbirCodeNormalise n);  /* "none", "l2", "centre-l2" */
 gboolean cbir_code_normalise_from_string (const char *s,
     CbirCodeNormalise *out);
 CbirCodeNormalise cbir_model_get_code_normalise (const CbirModel *model);
+/* centre-l2 models: the code mean (code_dim floats); NULL otherwise. */
+const float *cbir_model_get_code_mean (const CbirModel *model);
+/* centre-l2 models only: sets the mean / fits it as the mean raw code of n
+ * GRAY8 images (input size, contiguous). Both update the fingerprint. */
+void cbir_model_set_code_mean (CbirModel *model, const float *mean);
+gboolean cbir_model_fit_code_mean (CbirModel *model, const guint8 *images,
+    guint n, GError **error);
 
 G_END_DECLS

@@ -285,7 +285,8 @@ list_presets (void)
         "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
         cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_L2 ?
-        " (L2-normalised)" : "", cbir_loss_to_string (s->loss),
+        " (L2-normalised)" : cbir_model_get_code_normalise (m) ==
+        CBIR_CODE_NORMALISE_CENTRE_L2 ? " (centred, L2-normalised)" : "", cbir_loss_to_string (s->loss),
         cbir_optimizer_to_string (s->optimizer), s->lr,
         cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
         s->batch_size, s->epochs);

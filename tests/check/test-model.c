@@ -882,6 +882,109 @@ START_TEST (test_input_gamma)
 }
 END_TEST
 
+/* "centre-l2": codes are l2n(raw - mean), the mean fitted on images, saved
+ * as tensor "code.mean" and covered by the fingerprint. */
+START_TEST (test_code_centre)
+{
+  GError *err = NULL;
+  g_autoptr (CbirModel) l2 = norm_model ("float", "l2", 4, &err);
+  g_autoptr (CbirModel) c = norm_model ("float", "centre-l2", 4, &err);
+  ck_assert_msg (l2 && c, "%s", err ? err->message : "");
+  ck_assert_int_eq (cbir_model_get_code_normalise (c),
+      CBIR_CODE_NORMALISE_CENTRE_L2);
+  ck_assert (cbir_model_get_code_mean (l2) == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c),
+          "\"code_normalise\":\"centre-l2\"") != NULL);
+  const guint n = 6, dim = 8;
+  g_autofree guint8 *px = make_images (n);
+  /* mean zero until fitted: exactly the l2 codes */
+  const float *mean = cbir_model_get_code_mean (c);
+  for (guint j = 0; j < dim; j++)
+    ck_assert (mean[j] == 0.0f);
+  g_autofree float *a = encode (l2, px, n);
+  g_autofree float *b = encode (c, px, n);
+  ck_assert (memcmp (a, b, n * dim * sizeof (float)) == 0);
+
+  char before[65];
+  g_strlcpy (before, cbir_model_get_fingerprint (c), sizeof before);
+  ck_assert (cbir_model_fit_code_mean (c, px, n, &err));
+  ck_assert_str_ne (before, cbir_model_get_fingerprint (c));
+  /* the mean is the mean raw code */
+  g_autofree float *x = g_new (float, n * 784);
+  for (guint k = 0; k < n * 784; k++)
+    x[k] = px[k] * (1.0f / 255.0f);
+  g_autofree float *raw = g_new (float, n * dim);
+  ck_assert (cbir_model_forward_f32 (c, x, n, cbir_model_get_code_layer (c),
+          raw, NULL));
+  for (guint j = 0; j < dim; j++) {
+    double s = 0;
+    for (guint i = 0; i < n; i++)
+      s += raw[i * dim + j];
+    ck_assert_float_eq_tol (mean[j], (float) (s / n), 1e-5f);
+  }
+  /* codes: unit length, the direction of raw - mean */
+  g_autofree float *cc = encode (c, px, n);
+  gboolean differ = FALSE;
+  for (guint i = 0; i < n; i++) {
+    double len = 0, l1 = 0;
+    for (guint j = 0; j < dim; j++) {
+      double d = raw[i * dim + j] - mean[j];
+      len += d * d;
+      l1 += (double) cc[i * dim + j] * cc[i * dim + j];
+    }
+    ck_assert (len > 1e-8);
+    ck_assert_msg (fabs (sqrt (l1) - 1) < 1e-5, "length %g", sqrt (l1));
+    for (guint j = 0; j < dim; j++) {
+      ck_assert_float_eq_tol (cc[i * dim + j],
+          (float) ((raw[i * dim + j] - mean[j]) / sqrt (len)), 1e-4f);
+      differ |= fabsf (cc[i * dim + j] - a[i * dim + j]) > 1e-4f;
+    }
+  }
+  ck_assert (differ);
+  /* set_code_mean: same as fitted, same fingerprint */
+  g_autoptr (CbirModel) c2 = norm_model ("float", "centre-l2", 4, &err);
+  cbir_model_set_code_mean (c2, mean);
+  ck_assert_str_eq (cbir_model_get_fingerprint (c2),
+      cbir_model_get_fingerprint (c));
+
+  /* save/load keeps the mean and the codes */
+  g_autofree char *path = tmp_path ("centre.safetensors");
+  ck_assert (cbir_model_save (c, path, &err));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert (memcmp (cbir_model_get_code_mean (back), mean,
+          dim * sizeof (float)) == 0);
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (c));
+  g_autofree float *cb = encode (back, px, n);
+  ck_assert (memcmp (cb, cc, n * dim * sizeof (float)) == 0);
+
+  /* a file without the mean is refused, naming the tensor */
+  gchar *data;
+  gsize len;
+  ck_assert (g_file_get_contents (path, &data, &len, NULL));
+  guint64 hlen;
+  memcpy (&hlen, data, 8);
+  hlen = GUINT64_FROM_LE (hlen);
+  ck_assert (hlen + 8 <= len);
+  char *hit = g_strstr_len (data + 8, (gssize) hlen, "code.mean");
+  ck_assert (hit != NULL);
+  hit[5] = 'x';
+  g_autofree char *bad = tmp_path ("centre-bad.safetensors");
+  ck_assert (g_file_set_contents (bad, data, len, NULL));
+  g_free (data);
+  ck_assert (cbir_model_load (bad, &err) == NULL);
+  ck_assert_msg (strstr (err->message, "code.mean") != NULL, "%s",
+      err->message);
+  g_clear_error (&err);
+
+  /* bit models refuse it */
+  ck_assert (norm_model ("bits", "centre-l2", 4, &err) == NULL);
+  assert_error_has (err, "code_normalise", "bits");
+  g_clear_error (&err);
+}
+END_TEST
+
 /* The training block's "shift": parsed, range-checked, in the canonical
  * JSON only when set (old models keep their fingerprint). */
 START_TEST (test_train_shift_setting)
@@ -991,6 +1094,7 @@ model_suite (void)
   tcase_add_test (tc, test_code_normalise);
   tcase_add_test (tc, test_train_shift_setting);
   tcase_add_test (tc, test_input_gamma);
+  tcase_add_test (tc, test_code_centre);
   suite_add_tcase (s, tc);
   return s;
 }

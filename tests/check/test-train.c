@@ -628,6 +628,33 @@ START_TEST (test_gamma_training)
 }
 END_TEST
 
+/* A centre-l2 model leaves training with the code mean of its training
+ * images fitted for its final weights. */
+START_TEST (test_centre_training)
+{
+  GError *err = NULL;
+  g_autofree char *json = g_strdup_printf ("{\"code_normalise\": "
+      "\"centre-l2\", %s", small_arch + 1);
+  g_autoptr (CbirModel) m = cbir_model_new_from_json (json, "c", &err);
+  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
+  cbir_net_init_params (cbir_model_get_net (m), 3);
+  g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
+  run (t, 2);
+  const guint dim = cbir_model_get_code_dim (m);
+  g_autofree float *got = g_memdup2 (cbir_model_get_code_mean (m),
+      dim * sizeof (float));
+  gboolean nonzero = FALSE;
+  for (guint j = 0; j < dim; j++)
+    nonzero |= got[j] != 0.0f;
+  ck_assert (nonzero);
+  g_autofree char *fp = g_strdup (cbir_model_get_fingerprint (m));
+  ck_assert (cbir_model_fit_code_mean (m, mnist->images, mnist->n, &err));
+  ck_assert (memcmp (got, cbir_model_get_code_mean (m), dim * sizeof (float))
+      == 0);
+  ck_assert_str_eq (fp, cbir_model_get_fingerprint (m));
+}
+END_TEST
+
 static Suite *
 train_suite (void)
 {
@@ -646,6 +673,7 @@ train_suite (void)
   tcase_add_test (tc, test_corrupt);
   tcase_add_test (tc, test_shift_training);
   tcase_add_test (tc, test_gamma_training);
+  tcase_add_test (tc, test_centre_training);
   suite_add_tcase (s, tc);
   return s;
 }
