@@ -121,24 +121,35 @@ static const char preset_binary_xor[] =
     "   \"noise\": \"gaussian\", \"noise_level\": 0.2, \"batch_size\": 128,\n"
     "   \"epochs\": 10}}\n";
 
-/* Project default: the research's best recipe on MNIST-10k (research/
- * dae.py, arch mpdense, widths 16,32, code 32, bn 1, shift 3: mAP 0.599
- * with cosine ranking in PyTorch). BatchNorm before ReLU with PyTorch's
- * eps/momentum and Adam eps 1e-8 as there; the decoder mirrors dae.py's
- * (BN in the decoder's conv blocks too). The code is L2-normalised, so L2
- * search ranks like cosine. Keep this and models/presets/default.json
- * the one place the default is defined (test-model checks they agree). */
+/* Project default, found by measurement (README "How the default was
+ * found", tests/bench/research/): inputs square-root compressed (gamma 0.5:
+ * dark and bright garments of one shape move closer), two 3x3 convs per
+ * stage (32, 64 filters, BatchNorm before ReLU, PyTorch eps/momentum), a
+ * 32-float dense code, centred on the training images' mean code and
+ * L2-normalised (L2 search ranks like cosine around the data's centre);
+ * trained as a denoising autoencoder with Gaussian noise 0.3 and random
+ * shifts of up to 3 px (target: the clean, centred image), Adam eps 1e-8.
+ * The decoder mirrors research/dae.py's. Keep this and
+ * models/presets/default.json the one place the default is defined
+ * (test-model checks they agree). */
 static const char preset_default[] =
     "{\"name\": \"default\",\n"
-    " \"description\": \"Conv16-BN-ReLU-MP-Conv32-BN-ReLU-MP-Dense32 (L2-normalised 32-d code); denoising + shift 3\",\n"
-    " \"input\": [1, 28, 28], \"code_layer\": 9, \"code_type\": \"float\",\n"
-    " \"code_normalise\": \"l2\",\n"
+    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, L2-normalised 32-d code); denoising + shift 3\",\n"
+    " \"input\": [1, 28, 28], \"code_layer\": 15, \"code_type\": \"float\",\n"
+    " \"normalisation\": {\"scale\": 0.00392156862745098, \"offset\": 0, \"gamma\": 0.5},\n"
+    " \"code_normalise\": \"centre-l2\",\n"
     " \"layers\": [\n"
-    "  {\"type\": \"conv2d\", \"filters\": 16, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
+    "  {\"type\": \"relu\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
     "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"maxpool2\"},\n"
-    "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 64, \"kernel\": 3, \"padding\": \"same\"},\n"
+    "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
+    "  {\"type\": \"relu\"},\n"
+    "  {\"type\": \"conv2d\", \"filters\": 64, \"kernel\": 3, \"padding\": \"same\"},\n"
     "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
     "  {\"type\": \"relu\"},\n"
     "  {\"type\": \"maxpool2\"},\n"

@@ -257,10 +257,14 @@ write_pngs (CbirTrainer *t, const char *prefix, GError **error)
     return FALSE;
   g_autofree guint8 *grid = g_new (guint8, 3 * n * sz);
   const float *rows[3] = { noisy, recon, clean };
+  /* the trainer works on (pixel/255)^gamma: show pixels again */
+  const double g = cbir_model_get_input_gamma (cbir_trainer_get_model (t));
   for (guint r = 0; r < 3; r++)
     for (gsize k = 0; k < n * sz; k++) {
       float v = rows[r][k];
       v = CLAMP (v, 0.0f, 1.0f);
+      if (g != 1.0)
+        v = powf (v, (float) (1.0 / g));
       grid[r * n * sz + k] = (guint8) lrintf (v * 255.0f);
     }
   const char *titles[] = { "noisy input", "reconstruction", "clean target",

@@ -631,10 +631,11 @@ START_TEST (test_concurrent_encode)
     g_thread_join (th[i]);
     ck_assert_msg (jobs[i].ok, "thread %u: batch-1 codes differ", i);
   }
-  /* f32 input path agrees with u8 */
+  /* f32 input path agrees with u8 (through the model's input table) */
+  const float *lut = cbir_model_get_input_lut (m);
   g_autofree float *x = g_new (float, n * 784);
   for (guint k = 0; k < n * 784; k++)
-    x[k] = px[k] * (1.0f / 255.0f);
+    x[k] = lut[px[k]];
   const guint dim = cbir_model_get_code_dim (m);
   g_autofree float *c = g_new (float, n * dim);
   ck_assert (cbir_model_encode_f32 (m, x, n, c, NULL));
@@ -1046,11 +1047,13 @@ START_TEST (test_train_shift_setting)
   ck_assert (!cbir_model_set_train_settings (a, &s, &err));
   assert_error_has (err, "shift", NULL);
   g_clear_error (&err);
-  /* the default preset trains with shift 3 and L2-normalised codes */
+  /* the default preset trains with shift 3 on square-root inputs and has
+   * centred, L2-normalised codes */
   g_autoptr (CbirModel) d = make_model ("default", 1);
   ck_assert_uint_eq (cbir_model_get_train_settings (d)->shift, 3);
   ck_assert_int_eq (cbir_model_get_code_normalise (d),
-      CBIR_CODE_NORMALISE_L2);
+      CBIR_CODE_NORMALISE_CENTRE_L2);
+  ck_assert (cbir_model_get_input_gamma (d) == 0.5);
 }
 END_TEST
 
