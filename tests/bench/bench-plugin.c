@@ -52,7 +52,7 @@ static gboolean opt_no_messages;
 static GOptionEntry entries[] = {
   {"model", 'm', 0, G_OPTION_ARG_FILENAME, &opt_model,
       "Model file (written from --preset when missing; default "
-        "CACHE/model-PRESET-untrained.safetensors)", "FILE"},
+        "CACHE/model-PRESET-ARCHSUM-untrained.safetensors)", "FILE"},
   {"preset", 'p', 0, G_OPTION_ARG_STRING, &opt_preset,
       "Preset of the untrained model written when --model is missing "
         "(default: default, else keras-dae)", "NAME"},
@@ -354,16 +354,20 @@ ensure_model (gchar ** path, GError ** error)
   for (i = 0; presets[i]; i++) {
     g_autoptr (CbirModel) m = NULL;
     g_autoptr (GError) err = NULL;
-    g_autofree gchar *out = *path ? g_strdup (*path) :
-        g_strdup_printf ("%s/model-%s-untrained.safetensors", opt_cache_dir,
-        presets[i]);
+    m = cbir_model_new_preset (presets[i], &err);
+    /* the cached file is named by the preset's architecture, so a changed
+     * preset gets a new model (and gallery) rather than the old one */
+    g_autofree gchar *arch_sum = m ? g_compute_checksum_for_string
+        (G_CHECKSUM_SHA256, cbir_model_get_arch_json (m), -1) : NULL;
+    g_autofree gchar *out = *path ? g_strdup (*path) : m ?
+        g_strdup_printf ("%s/model-%s-%.12s-untrained.safetensors",
+        opt_cache_dir, presets[i], arch_sum) : NULL;
 
-    if (g_file_test (out, G_FILE_TEST_EXISTS)) {
+    if (out && g_file_test (out, G_FILE_TEST_EXISTS)) {
       g_free (*path);
       *path = g_steal_pointer (&out);
       return TRUE;
     }
-    m = cbir_model_new_preset (presets[i], &err);
     if (m && cbir_model_save (m, out, &err)) {
       printf ("wrote an untrained \"%s\" model (preset weights) to %s\n",
           presets[i], out);
