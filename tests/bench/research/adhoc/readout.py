@@ -1,20 +1,12 @@
 import json,struct,sys,time,os
 import numpy as np, torch, torch.nn.functional as F
-sys.path.insert(0, __import__('os').path.join(__import__('os').path.dirname(__import__('os').path.abspath(__file__)), '..'))
+sys.path.insert(0, __import__('os').path.dirname(__import__('os').path.abspath(__file__)))
+import engine_weights
 from lib import load, evaluate, l2_dist, l2n
 torch.set_num_threads(2)
 path=sys.argv[1]; ds=sys.argv[2]; nq=int(sys.argv[3])
-f=open(path,'rb'); n=struct.unpack('<Q',f.read(8))[0]; h=json.loads(f.read(n)); base=8+n
-raw=open(path,'rb').read()
-W={}
-for k,v in h.items():
-    if k=='__metadata__': continue
-    a,b=v['data_offsets']; W[k]=torch.from_numpy(np.frombuffer(raw[base+a:base+b],dtype=np.float32).reshape(v['shape']).copy())
-def bn(x,i): return F.batch_norm(x,W[f'layers.{i}.running_mean'],W[f'layers.{i}.running_var'],W[f'layers.{i}.weight'],W[f'layers.{i}.bias'],False,0,1e-5)
-def trunk(x):
-    x=F.max_pool2d(F.relu(bn(F.conv2d(x,W['layers.0.weight'],W['layers.0.bias'],padding=1),1)),2)
-    x2=F.relu(bn(F.conv2d(x,W['layers.4.weight'],W['layers.4.bias'],padding=1),5))
-    return x, x2, F.max_pool2d(x2,2)
+W=engine_weights.load(path)
+def trunk(x): return engine_weights.trunk(W, x)
 gx,gy,qx,qy=load(ds)
 qx,qy=qx[:nq],qy[:nq]
 def feats(X):
