@@ -593,17 +593,26 @@ START_TEST (test_shift_training)
 }
 END_TEST
 
+/* small_arch with one more top-level member (e.g. "\"code_normalise\":
+ * \"l2\""), weights from seed. */
+static CbirModel *
+small_model_with (const char *member, guint64 seed)
+{
+  GError *err = NULL;
+  g_autofree char *json = g_strdup_printf ("{%s, %s", member, small_arch + 1);
+  CbirModel *m = cbir_model_new_from_json (json, "small+", &err);
+  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
+  cbir_net_init_params (cbir_model_get_net (m), seed);
+  return m;
+}
+
 /* An input gamma: the clean target (and the noisy input before noise) live
  * in the gamma-mapped [0,1] space, the collapse references follow it, and
  * training learns. */
 START_TEST (test_gamma_training)
 {
-  GError *err = NULL;
-  g_autofree char *json = g_strdup_printf ("{\"normalisation\": "
-      "{\"gamma\": 0.5}, %s", small_arch + 1);
-  g_autoptr (CbirModel) m = cbir_model_new_from_json (json, "g", &err);
-  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
-  cbir_net_init_params (cbir_model_get_net (m), 3);
+  g_autoptr (CbirModel) m = small_model_with ("\"normalisation\": "
+      "{\"gamma\": 0.5}", 3);
   g_autoptr (CbirModel) p = small_model (3, NULL, NULL);
   g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
   g_autoptr (CbirTrainer) tp = trainer (p, mnist, 5, 2, 0.25);
@@ -633,11 +642,8 @@ END_TEST
 START_TEST (test_centre_training)
 {
   GError *err = NULL;
-  g_autofree char *json = g_strdup_printf ("{\"code_normalise\": "
-      "\"centre-l2\", %s", small_arch + 1);
-  g_autoptr (CbirModel) m = cbir_model_new_from_json (json, "c", &err);
-  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
-  cbir_net_init_params (cbir_model_get_net (m), 3);
+  g_autoptr (CbirModel) m = small_model_with ("\"code_normalise\": "
+      "\"centre-l2\"", 3);
   g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
   run (t, 2);
   const guint dim = cbir_model_get_code_dim (m);
