@@ -1071,6 +1071,18 @@ push_bits (Heap *h, const float *d, guint base, guint i0, guint64 mask,
   }
 }
 
+/* The scalar rest of a row, items i0..n-1. */
+static inline void
+l2_finish_push_tail (const float *gn, float qn, float *d, guint i0, guint n,
+    Heap *h, guint base, float *bound)
+{
+  for (guint i = i0; i < n; i++) {
+    d[i] = l2_finish1 (qn, gn[i], d[i]);
+    if (d[i] <= *bound)
+      push_bits (h, d, base, i, 1, bound);
+  }
+}
+
 static void
 l2_finish_push_sse (const float *gn, float qn, float *d, guint n, Heap *h,
     guint base)
@@ -1092,11 +1104,7 @@ l2_finish_push_sse (const float *gn, float qn, float *d, guint n, Heap *h,
     if (m)
       push_bits (h, d, base, i, m, &bound);
   }
-  for (; i < n; i++) {
-    d[i] = l2_finish1 (qn, gn[i], d[i]);
-    if (d[i] <= bound)
-      push_bits (h, d, base, i, 1, &bound);
-  }
+  l2_finish_push_tail (gn, qn, d, i, n, h, base, &bound);
 }
 
 __attribute__ ((target ("avx512f"))) static void
@@ -1122,11 +1130,7 @@ l2_finish_push_avx512 (const float *gn, float qn, float *d, guint n,
     if (m)
       push_bits (h, d, base, i, m, &bound);
   }
-  for (; i < n; i++) {
-    d[i] = l2_finish1 (qn, gn[i], d[i]);
-    if (d[i] <= bound)
-      push_bits (h, d, base, i, 1, &bound);
-  }
+  l2_finish_push_tail (gn, qn, d, i, n, h, base, &bound);
 }
 
 /* GEMM-blocked float batch. Each pool task owns a block of queries: it
