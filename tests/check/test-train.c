@@ -239,6 +239,19 @@ START_TEST (test_optimizers)
 }
 END_TEST
 
+/* Two trainers made the same run: same weights, fingerprint, training
+ * losses over `epochs`. */
+static void
+assert_same_run (CbirTrainer *ta, CbirTrainer *tb, guint epochs)
+{
+  CbirModel *a = cbir_trainer_get_model (ta), *b = cbir_trainer_get_model (tb);
+  ck_assert (params_equal (a, b));
+  ck_assert_str_eq (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (b));
+  ck_assert (memcmp (cbir_trainer_get_train_losses (ta),
+          cbir_trainer_get_train_losses (tb), epochs * sizeof (double)) == 0);
+}
+
 START_TEST (test_reproducible)
 {
   g_autoptr (CbirModel) a = small_model (5, NULL, NULL);
@@ -251,16 +264,46 @@ START_TEST (test_reproducible)
   run (ta, 2);
   run (tb, 2);
   run (tc, 2);
-  ck_assert (params_equal (a, b));
-  ck_assert_str_eq (cbir_model_get_fingerprint (a),
-      cbir_model_get_fingerprint (b));
-  ck_assert (memcmp (cbir_trainer_get_train_losses (ta),
-          cbir_trainer_get_train_losses (tb), 2 * sizeof (double)) == 0);
+  assert_same_run (ta, tb, 2);
   ck_assert (!params_equal (a, c));
   ck_assert_str_ne (cbir_model_get_fingerprint (a),
       cbir_model_get_fingerprint (c));
 }
 END_TEST
+
+/* Trains m for `epochs` with a checkpoint every `every` epochs at ck (the
+ * trainer is freed afterwards, as an interrupted run would be). */
+static void
+run_checkpointed (CbirModel *m, guint64 seed, guint epochs, guint every,
+    const char *ck)
+{
+  GError *err = NULL;
+  CbirTrainOptions o;
+  cbir_train_options_init (&o);
+  o.seed = seed;
+  o.threads = 2;
+  o.val_split = 0.25;
+  o.checkpoint_every = every;
+  o.checkpoint_path = ck;
+  g_autoptr (CbirTrainer) t = cbir_trainer_new (m, mnist, &o, &err);
+  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  run (t, epochs);
+}
+
+/* Resumes the checkpoint ck with 2 threads; `seed` is passed to show that
+ * the checkpoint's own seed is used. */
+static CbirTrainer *
+resume_from (const char *ck, guint64 seed)
+{
+  GError *err = NULL;
+  CbirTrainOptions r;
+  cbir_train_options_init (&r);
+  r.seed = seed;
+  r.threads = 2;
+  CbirTrainer *t = cbir_trainer_resume (ck, mnist, &r, &err);
+  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  return t;
+}
 
 START_TEST (test_resume)
 {
@@ -273,30 +316,15 @@ START_TEST (test_resume)
   /* interrupted: 2 epochs with a checkpoint every 2, then resumed */
   g_autofree char *ck = g_build_filename (tmpdir, "ck.safetensors", NULL);
   g_autoptr (CbirModel) b = small_model (8, NULL, NULL);
-  CbirTrainOptions o;
-  cbir_train_options_init (&o);
-  o.seed = 3;
-  o.threads = 2;
-  o.val_split = 0.25;
-  o.checkpoint_every = 2;
-  o.checkpoint_path = ck;
-  {
-    g_autoptr (CbirTrainer) tb = cbir_trainer_new (b, mnist, &o, &err);
-    ck_assert (tb != NULL);
-    run (tb, 2);
-  }
+  run_checkpointed (b, 3, 2, 2, ck);
   ck_assert (g_file_test (ck, G_FILE_TEST_EXISTS));
   /* the checkpoint loads as a model */
   g_autoptr (CbirModel) asmodel = cbir_model_load (ck, &err);
   ck_assert_msg (asmodel != NULL, "%s", err ? err->message : "");
   ck_assert (params_equal (asmodel, b));
 
-  CbirTrainOptions r;
-  cbir_train_options_init (&r);
-  r.seed = 999;                 /* ignored: the checkpoint's seed is used */
-  r.threads = 2;
-  g_autoptr (CbirTrainer) tr = cbir_trainer_resume (ck, mnist, &r, &err);
-  ck_assert_msg (tr != NULL, "%s", err ? err->message : "");
+  /* 999 is ignored: the checkpoint's seed is used */
+  g_autoptr (CbirTrainer) tr = resume_from (ck, 999);
   ck_assert_uint_eq (cbir_trainer_get_epoch (tr), 2);
   ck_assert_uint_eq (cbir_trainer_get_n_val (tr), 16);
   run (tr, 4);
@@ -312,6 +340,9 @@ START_TEST (test_resume)
       cbir_model_get_training_info (a));
 
   /* resuming on other data is refused */
+  CbirTrainOptions r;
+  cbir_train_options_init (&r);
+  r.threads = 2;
   g_autoptr (CbirDataset) other = cbir_dataset_subset (mnist,
       (const guint[]) { 1, 0, 2, 3, 4, 5, 6, 7, 8, 9 }, 10);
   ck_assert (cbir_trainer_resume (ck, other, &r, &err) == NULL);
@@ -553,11 +584,7 @@ START_TEST (test_shift_training)
   run (ta, 2);
   run (tb, 2);
   run (tc, 2);
-  ck_assert (params_equal (a, b));
-  ck_assert_str_eq (cbir_model_get_fingerprint (a),
-      cbir_model_get_fingerprint (b));
-  ck_assert (memcmp (cbir_trainer_get_train_losses (ta),
-          cbir_trainer_get_train_losses (tb), 2 * sizeof (double)) == 0);
+  assert_same_run (ta, tb, 2);
   ck_assert (memcmp (cbir_trainer_get_val_losses (ta),
           cbir_trainer_get_val_losses (tb), 2 * sizeof (double)) == 0);
   ck_assert (!params_equal (a, c));
@@ -566,26 +593,10 @@ START_TEST (test_shift_training)
       NULL);
   ck_assert (strstr (cbir_model_get_arch_json (c), "shift") == NULL);
   /* a shifted run resumes bit-identically too */
-  GError *err = NULL;
   g_autofree char *ck = g_build_filename (tmpdir, "sk.safetensors", NULL);
   g_autoptr (CbirModel) d = shift_model (5, 2);
-  CbirTrainOptions o;
-  cbir_train_options_init (&o);
-  o.seed = 11;
-  o.threads = 2;
-  o.val_split = 0.25;
-  o.checkpoint_every = 1;
-  o.checkpoint_path = ck;
-  {
-    g_autoptr (CbirTrainer) td = cbir_trainer_new (d, mnist, &o, &err);
-    ck_assert (td != NULL);
-    run (td, 1);
-  }
-  CbirTrainOptions r;
-  cbir_train_options_init (&r);
-  r.threads = 2;
-  g_autoptr (CbirTrainer) tr = cbir_trainer_resume (ck, mnist, &r, &err);
-  ck_assert_msg (tr != NULL, "%s", err ? err->message : "");
+  run_checkpointed (d, 11, 1, 1, ck);
+  g_autoptr (CbirTrainer) tr = resume_from (ck, 0);
   ck_assert_uint_eq (cbir_model_get_train_settings (cbir_trainer_get_model
           (tr))->shift, 2);
   run (tr, 2);
