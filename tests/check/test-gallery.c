@@ -682,6 +682,20 @@ START_TEST (test_dba_round_trip)
 }
 END_TEST
 
+/* A cosine gallery with DBA (k 3, alpha 3) of the first n items. */
+static void
+write_dba_gallery (const char *path, const float *feat, const gint32 *labels,
+    guint n, guint dim)
+{
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
+      CBIR_CODE_FLOAT, dim, FALSE);
+  cbir_gallery_builder_set_metric (b, "cosine");
+  ck_assert (cbir_gallery_builder_set_dba (b, 3, 3.f, NULL));
+  for (guint i = 0; i < n; i++)
+    cbir_gallery_builder_add (b, feat + i * dim, labels[i], NULL, NULL);
+  ck_assert (cbir_gallery_builder_write (b, path, NULL));
+}
+
 /* Appending to an augmented file re-runs DBA over all items: the result
  * equals augmenting the concatenation in one go (features, raw features,
  * thresholds, codes); set_dba (0) turns it off. */
@@ -693,24 +707,8 @@ START_TEST (test_dba_append)
   const guint first = 14;
   g_autofree char *path = tmp_path ("dba-app.safetensors");
   g_autofree char *whole_path = tmp_path ("dba-whole.safetensors");
-  {
-    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
-        CBIR_CODE_FLOAT, D, FALSE);
-    cbir_gallery_builder_set_metric (b, "cosine");
-    ck_assert (cbir_gallery_builder_set_dba (b, 3, 3.f, NULL));
-    for (guint i = 0; i < first; i++)
-      cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
-    ck_assert (cbir_gallery_builder_write (b, path, NULL));
-  }
-  {
-    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
-        CBIR_CODE_FLOAT, D, FALSE);
-    cbir_gallery_builder_set_metric (b, "cosine");
-    ck_assert (cbir_gallery_builder_set_dba (b, 3, 3.f, NULL));
-    for (guint i = 0; i < N; i++)
-      cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL, NULL);
-    ck_assert (cbir_gallery_builder_write (b, whole_path, NULL));
-  }
+  write_dba_gallery (path, feat, labels, first, D);
+  write_dba_gallery (whole_path, feat, labels, N, D);
   g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fpE",
       CBIR_CODE_FLOAT, D, FALSE);
   g_autoptr (GError) err = NULL;
