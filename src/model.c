@@ -257,6 +257,30 @@ cbir_optimizer_from_string (const char *s, CbirOptimizerKind *out)
   return TRUE;
 }
 
+const char *
+cbir_lr_schedule_to_string (CbirLrSchedule l)
+{
+  switch (l) {
+    case CBIR_LR_CONSTANT:
+      return "constant";
+    case CBIR_LR_COSINE:
+      return "cosine";
+  }
+  return "unknown";
+}
+
+gboolean
+cbir_lr_schedule_from_string (const char *s, CbirLrSchedule *out)
+{
+  if (g_strcmp0 (s, "constant") == 0)
+    *out = CBIR_LR_CONSTANT;
+  else if (g_strcmp0 (s, "cosine") == 0)
+    *out = CBIR_LR_COSINE;
+  else
+    return FALSE;
+  return TRUE;
+}
+
 void
 cbir_train_settings_set_optimizer_defaults (CbirTrainSettings *s,
     CbirOptimizerKind o)
@@ -314,6 +338,11 @@ settings_check (const CbirTrainSettings *s)
     what = "epochs must be at most 1000000";
   else if (s->shift > CBIR_MAX_SHIFT)
     what = "shift must be in 0.." G_STRINGIFY (CBIR_MAX_SHIFT);
+  else if (!(s->rotate >= 0 && s->rotate <= 180))
+    what = "rotate must be in [0, 180] degrees";
+  else if (s->lr_schedule != CBIR_LR_CONSTANT
+      && s->lr_schedule != CBIR_LR_COSINE)
+    what = "lr_schedule must be constant or cosine";
   return what;
 }
 
@@ -434,6 +463,11 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
   cbir_json_append_string (s, cbir_optimizer_to_string (t->optimizer));
   g_string_append (s, ",\"lr\":");
   cbir_json_append_double (s, t->lr);
+  /* written only when not constant: older models keep their fingerprint */
+  if (t->lr_schedule != CBIR_LR_CONSTANT) {
+    g_string_append (s, ",\"lr_schedule\":");
+    cbir_json_append_string (s, cbir_lr_schedule_to_string (t->lr_schedule));
+  }
   switch (t->optimizer) {
     case CBIR_OPTIMIZER_ADAM:
       g_string_append (s, ",\"beta1\":");
@@ -462,6 +496,10 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
    * their canonical JSON and fingerprint */
   if (t->shift)
     g_string_append_printf (s, ",\"shift\":%u", t->shift);
+  if (t->rotate > 0) {
+    g_string_append (s, ",\"rotate\":");
+    cbir_json_append_double (s, t->rotate);
+  }
   g_string_append_printf (s, ",\"batch_size\":%u,\"epochs\":%u}",
       t->batch_size, t->epochs);
   return g_string_free (s, FALSE);
@@ -852,9 +890,10 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   if (!JSON_NODE_HOLDS_OBJECT (n))
     return ctx_error (c, error, "not a JSON object");
   JsonObject *o = json_node_get_object (n);
-  static const char *const keys[] = { "loss", "optimizer", "lr", "rho",
+  static const char *const keys[] = { "loss", "optimizer", "lr",
+    "lr_schedule", "rho",
     "momentum", "beta1", "beta2", "eps", "noise", "noise_level",
-    "shift", "batch_size", "epochs", NULL
+    "shift", "rotate", "batch_size", "epochs", NULL
   };
   if (!check_keys (c, o, keys, error))
     return FALSE;
@@ -877,6 +916,11 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
       || !get_double (c, o, "beta2", s->beta2, &s->beta2, error)
       || !get_double (c, o, "eps", s->eps, &s->eps, error))
     return FALSE;
+  if (!get_string (c, o, "lr_schedule", "constant", &str, error))
+    return FALSE;
+  if (!cbir_lr_schedule_from_string (str, &s->lr_schedule))
+    return ctx_error (c, error, "unknown lr_schedule \"%s\" (constant, "
+        "cosine)", str);
   if (!get_string (c, o, "noise", "none", &str, error))
     return FALSE;
   if (!cbir_noise_kind_from_string (str, &s->noise))
@@ -894,6 +938,8 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   if (!get_int (c, o, "shift", FALSE, 0, 0, CBIR_MAX_SHIFT, &v, error))
     return FALSE;
   s->shift = (guint) v;
+  if (!get_double (c, o, "rotate", 0.0, &s->rotate, error))
+    return FALSE;
   if (s->noise == CBIR_NOISE_NONE)
     s->noise_level = 0;
   const char *what = settings_check (s);
@@ -1136,6 +1182,10 @@ noise_json (const CbirTrainSettings *s)
   cbir_json_append_double (str, s->noise_level);
   if (s->shift)
     g_string_append_printf (str, ",\"shift\":%u", s->shift);
+  if (s->rotate > 0) {
+    g_string_append (str, ",\"rotate\":");
+    cbir_json_append_double (str, s->rotate);
+  }
   g_string_append_c (str, '}');
   return g_string_free (str, FALSE);
 }

@@ -19,6 +19,7 @@
 #define VAL_NOISE_KEY G_GUINT64_CONSTANT (0x5eedf00dcafe1234)
 /* Keys the translation jitter's stream apart from the noise's. */
 #define SHIFT_KEY G_GUINT64_CONSTANT (0x7a3f19e5b2c8d461)
+#define ROTATE_KEY G_GUINT64_CONSTANT (0x3c6ef372fe94f82b)
 
 struct _CbirTrainer {
   CbirModel *model;
@@ -44,6 +45,8 @@ struct _CbirTrainer {
   float lut[256];               /* pixel -> [0,1] */
   guint epoch;                  /* epochs done */
   guint64 step;                 /* optimiser steps done */
+  guint64 n_steps;              /* steps of the whole run (set.epochs
+                                 * epochs), the lr schedule's horizon */
   GArray *train_losses, *val_losses;
   double zeros[2], meanp[2];
   gboolean collapsed;
@@ -180,7 +183,41 @@ cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed, guint64 stream,
     ox = (int) (splitmix64 (&st) % span) - (int) s->shift;
     oy = (int) (splitmix64 (&st) % span) - (int) s->shift;
   }
-  if (ox == 0 && oy == 0) {
+  double angle = 0;
+  if (s->rotate > 0) {
+    guint64 st = (seed ^ ROTATE_KEY)
+        + stream * G_GUINT64_CONSTANT (0xD1B54A32D192ED03);
+    double u = (double) (splitmix64 (&st) >> 11) * 0x1.0p-53;  /* [0, 1) */
+    angle = (2.0 * u - 1.0) * s->rotate * G_PI / 180.0;
+  }
+  if (angle != 0) {
+    /* out (x, y) = clean at the point that rotation by angle about the
+     * centre, then the shift, takes to (x, y); bilinear, 0 outside */
+    const double cx = (width - 1) / 2.0, cy = (height - 1) / 2.0;
+    const double ca = cos (angle), sa = sin (angle);
+    for (guint c = 0; c < channels; c++) {
+      const float *src = clean + c * plane;
+      float *dst = out + c * plane;
+      for (guint y = 0; y < height; y++)
+        for (guint x = 0; x < width; x++) {
+          const double px = x - ox - cx, py = y - oy - cy;
+          const double sx = ca * px + sa * py + cx, sy = -sa * px + ca * py + cy;
+          const double fx = floor (sx), fy = floor (sy);
+          const int ix = (int) fx, iy = (int) fy;
+          const double ax = sx - fx, ay = sy - fy;
+          double v = 0;
+          for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 2; i++) {
+              const int xx = ix + i, yy = iy + j;
+              if (xx < 0 || yy < 0 || xx >= (int) width || yy >= (int) height)
+                continue;
+              v += (i ? ax : 1 - ax) * (j ? ay : 1 - ay)
+                  * src[(gsize) yy * width + xx];
+            }
+          dst[(gsize) y * width + x] = (float) v;
+        }
+    }
+  } else if (ox == 0 && oy == 0) {
     memcpy (out, clean, n * sizeof (float));
   } else {
     /* out (x, y) = clean (x - ox, y - oy), 0 outside */
@@ -210,8 +247,10 @@ prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
     float *target, float *noisy01)
 {
   CbirTrainSettings cs = t->set;
-  if (!shift)
+  if (!shift) {
     cs.shift = 0;
+    cs.rotate = 0;
+  }
   CbirShape in = cbir_net_input_shape (t->net);
   float scale, offset;
   cbir_model_get_normalisation (t->model, &scale, &offset);
@@ -444,10 +483,14 @@ optimizer_step (CbirTrainer *t)
 {
   const CbirTrainSettings *s = &t->set;
   float *p = cbir_net_params (t->net);
-  t->step++;
+  /* the schedule at this step (0-based), then Adam's bias correction */
   double lr_t = s->lr;
+  if (s->lr_schedule == CBIR_LR_COSINE && t->n_steps > 0)
+    lr_t *= 0.5 * (1.0 + cos (G_PI * (double) MIN (t->step, t->n_steps)
+            / (double) t->n_steps));
+  t->step++;
   if (s->optimizer == CBIR_OPTIMIZER_ADAM)
-    lr_t = s->lr * sqrt (1.0 - pow (s->beta2, (double) t->step))
+    lr_t = lr_t * sqrt (1.0 - pow (s->beta2, (double) t->step))
         / (1.0 - pow (s->beta1, (double) t->step));
   const float lr = (float) lr_t;
   const float b1 = (float) s->beta1, b2 = (float) s->beta2;
@@ -754,6 +797,7 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
   }
   const guint bs = t->set.batch_size;
   const guint n_batches = (t->n_train + bs - 1) / bs;
+  t->n_steps = (guint64) epochs * n_batches;
   const gsize np = cbir_net_n_params (t->net);
   const gint64 t0 = g_get_monotonic_time ();
   guint64 images_run = 0;

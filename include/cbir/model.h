@@ -101,10 +101,20 @@ typedef enum {
   CBIR_OPTIMIZER_SGD,           /* SGD with (Keras-style) momentum */
 } CbirOptimizerKind;
 
+/* Learning-rate schedule over the run's optimiser steps. */
+typedef enum {
+  CBIR_LR_CONSTANT = 0,         /* lr at every step */
+  CBIR_LR_COSINE,               /* lr * (1 + cos (pi * s / S)) / 2 at step s
+                                 * (0-based) of S = epochs * batches per
+                                 * epoch: from lr down to ~0 at the end */
+} CbirLrSchedule;
+
 const char *cbir_loss_to_string (CbirLoss l);               /* "bce", "mse" */
 gboolean cbir_loss_from_string (const char *s, CbirLoss *out);
 const char *cbir_optimizer_to_string (CbirOptimizerKind o); /* "adam", "adadelta", "sgd" */
 gboolean cbir_optimizer_from_string (const char *s, CbirOptimizerKind *out);
+const char *cbir_lr_schedule_to_string (CbirLrSchedule l);  /* "constant", "cosine" */
+gboolean cbir_lr_schedule_from_string (const char *s, CbirLrSchedule *out);
 
 /* The architecture's "training" block: how the model is (to be) trained. */
 typedef struct {
@@ -124,6 +134,18 @@ typedef struct {
    * fill); the target stays the clean, unshifted image. JSON "shift",
    * default 0 (not written to the canonical JSON when 0). */
   guint shift;
+  /* Appended: learning-rate schedule, JSON "lr_schedule" ("constant" or
+   * "cosine"; default constant, not written to the canonical JSON then).
+   * The cosine horizon is "epochs", so the schedule, like every other
+   * setting, is fixed by the training block (resuming with more epochs
+   * changes the block and so the schedule). */
+  CbirLrSchedule lr_schedule;
+  /* Appended: rotation jitter of the noisy input, degrees: each training
+   * image is turned by an angle uniform in [-rotate, rotate] about its
+   * centre (bilinear, zero fill), together with the shift; the target
+   * stays the clean image. JSON "rotate", [0, 180], default 0 (not written
+   * to the canonical JSON then). */
+  double rotate;
 } CbirTrainSettings;
 
 /* Fills the defaults for an optimiser (lr, rho, momentum, betas, eps). */

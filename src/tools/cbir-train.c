@@ -27,10 +27,11 @@ static gint opt_epochs = UNSET_INT, opt_batch = UNSET_INT, opt_threads = 0;
 static gint opt_checkpoint_every = 0, opt_limit = 0, opt_bench_batches = 20;
 static gint opt_shift = UNSET_INT;
 static gdouble opt_lr = UNSET_DOUBLE, opt_momentum = UNSET_DOUBLE;
+static gdouble opt_rotate = UNSET_DOUBLE;
 static gdouble opt_noise_level = UNSET_DOUBLE, opt_val_split = UNSET_DOUBLE;
 static gint64 opt_seed = G_MININT64;
 static gboolean opt_list, opt_quiet, opt_bench;
-static char *opt_show_preset;
+static char *opt_show_preset, *opt_lr_schedule;
 
 static GOptionEntry entries[] = {
   {"data", 'd', 0, G_OPTION_ARG_FILENAME, &opt_data,
@@ -50,6 +51,9 @@ static GOptionEntry entries[] = {
   {"optimizer", 0, 0, G_OPTION_ARG_STRING, &opt_optimizer,
       "adam, adadelta or sgd", "NAME"},
   {"lr", 0, 0, G_OPTION_ARG_DOUBLE, &opt_lr, "Learning rate", "X"},
+  {"lr-schedule", 0, 0, G_OPTION_ARG_STRING, &opt_lr_schedule,
+      "constant, or cosine (decays the learning rate to ~0 over --epochs)",
+      "NAME"},
   {"momentum", 0, 0, G_OPTION_ARG_DOUBLE, &opt_momentum,
       "SGD momentum (default 0.9)", "X"},
   {"loss", 0, 0, G_OPTION_ARG_STRING, &opt_loss, "bce or mse", "NAME"},
@@ -60,6 +64,9 @@ static GOptionEntry entries[] = {
   {"shift", 0, 0, G_OPTION_ARG_INT, &opt_shift,
       "Translation jitter of the noisy input: random integer shift of up to "
       "N pixels in x and y (target stays unshifted; 0: none)", "N"},
+  {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &opt_rotate,
+      "Rotation jitter of the noisy input: random angle of up to X degrees "
+      "either way (target stays upright; 0: none)", "X"},
   {"val-split", 0, 0, G_OPTION_ARG_DOUBLE, &opt_val_split,
       "Fraction of the data held out for validation (default 0.1)", "F"},
   {"val-data", 0, 0, G_OPTION_ARG_FILENAME, &opt_val_data,
@@ -285,15 +292,16 @@ list_presets (void)
       continue;
     }
     const CbirTrainSettings *s = cbir_model_get_train_settings (m);
-    printf ("%-14s %u-%s code%s; %s, %s lr %g, noise %s %g, shift %u, "
+    printf ("%-14s %u-%s code%s; %s, %s lr %g%s, noise %s %g, shift %u, rotate %g, "
         "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
         cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_L2 ?
         " (L2-normalised)" : cbir_model_get_code_normalise (m) ==
         CBIR_CODE_NORMALISE_CENTRE_L2 ? " (centred, L2-normalised)" : "", cbir_loss_to_string (s->loss),
         cbir_optimizer_to_string (s->optimizer), s->lr,
+        s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
         cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
-        s->batch_size, s->epochs);
+        s->rotate, s->batch_size, s->epochs);
   }
   return 0;
 }
@@ -419,9 +427,9 @@ main (int argc, char **argv)
     return fail ("--resume takes the architecture from the checkpoint; drop "
         "--preset/--arch");
   if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
-          || opt_lr != UNSET_DOUBLE || opt_momentum != UNSET_DOUBLE
+          || opt_lr != UNSET_DOUBLE || opt_lr_schedule || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
-          || opt_shift != UNSET_INT || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
+          || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
@@ -531,6 +539,10 @@ main (int argc, char **argv)
           opt_noise);
     if (opt_lr > 0)
       s.lr = opt_lr;
+    if (opt_lr_schedule
+        && !cbir_lr_schedule_from_string (opt_lr_schedule, &s.lr_schedule))
+      return fail ("unknown --lr-schedule '%s' (constant, cosine)",
+          opt_lr_schedule);
     if (opt_momentum >= 0)
       s.momentum = opt_momentum;
     if (opt_noise_level >= 0)
@@ -544,6 +556,8 @@ main (int argc, char **argv)
         return fail ("--shift must be >= 0, not %d", opt_shift);
       s.shift = (guint) opt_shift;
     }
+    if (opt_rotate != UNSET_DOUBLE)
+      s.rotate = opt_rotate;
     if (!cbir_model_set_train_settings (model, &s, &err))
       return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);

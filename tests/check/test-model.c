@@ -1057,6 +1057,90 @@ START_TEST (test_train_shift_setting)
 }
 END_TEST
 
+/* The training block's "rotate" and "lr_schedule": parsed, range-checked,
+ * in the canonical JSON only when not the default (older models keep
+ * their fingerprint), in the file's metadata, back on load. */
+START_TEST (test_train_rotate_schedule_setting)
+{
+  GError *err = NULL;
+  g_autofree char *base = norm_arch (NULL, NULL);
+  g_autofree char *stem = g_strndup (base, strlen (base) - 1);
+  g_autofree char *jn = g_strdup_printf ("%s, \"training\": {}}", stem);
+  g_autofree char *j0 = g_strdup_printf ("%s, \"training\": {\"rotate\": 0, "
+      "\"lr_schedule\": \"constant\"}}", stem);
+  g_autofree char *jr = g_strdup_printf ("%s, \"training\": {\"rotate\": "
+      "12.5, \"lr_schedule\": \"cosine\"}}", stem);
+  g_autoptr (CbirModel) a = cbir_model_new_from_json (jn, "a", &err);
+  g_autoptr (CbirModel) b = cbir_model_new_from_json (j0, "b", &err);
+  g_autoptr (CbirModel) c = cbir_model_new_from_json (jr, "c", &err);
+  ck_assert_msg (a && b && c, "%s", err ? err->message : "");
+  const CbirTrainSettings *sa = cbir_model_get_train_settings (a);
+  const CbirTrainSettings *sc = cbir_model_get_train_settings (c);
+  ck_assert (sa->rotate == 0 && sa->lr_schedule == CBIR_LR_CONSTANT);
+  ck_assert (sc->rotate == 12.5 && sc->lr_schedule == CBIR_LR_COSINE);
+  ck_assert_str_eq (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (b));
+  ck_assert (strstr (cbir_model_get_arch_json (a), "rotate") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (a), "lr_schedule") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c), "\"rotate\":12.5"));
+  ck_assert (strstr (cbir_model_get_arch_json (c),
+          "\"lr_schedule\":\"cosine\""));
+  ck_assert_str_ne (cbir_model_get_fingerprint (a),
+      cbir_model_get_fingerprint (c));
+  const char *bad[][2] = {
+    {"\"rotate\": -1", "rotate"}, {"\"rotate\": 181", "rotate"},
+    {"\"rotate\": \"10\"", "rotate"},
+    {"\"lr_schedule\": \"step\"", "lr_schedule"},
+    {"\"lr_schedule\": 1", "lr_schedule"},
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *j = g_strdup_printf ("%s, \"training\": {%s}}", stem,
+        bad[i][0]);
+    ck_assert_msg (cbir_model_new_from_json (j, "bad", &err) == NULL, "%s",
+        bad[i][0]);
+    assert_error_has (err, "training", bad[i][1]);
+    g_clear_error (&err);
+  }
+  /* the file: metadata and load */
+  g_autofree char *path = tmp_path ("rotate.safetensors");
+  ck_assert (cbir_model_save (c, path, &err));
+  g_autoptr (CbirSafetensors) st = cbir_safetensors_open (path, &err);
+  ck_assert_msg (st != NULL, "%s", err ? err->message : "");
+  const char *noise = cbir_safetensors_get_metadata (st, "noise");
+  ck_assert (noise && strstr (noise, "\"rotate\":12.5"));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert (cbir_model_get_train_settings (back)->rotate == 12.5);
+  ck_assert (cbir_model_get_train_settings (back)->lr_schedule ==
+      CBIR_LR_COSINE);
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (c));
+  /* set_train_settings checks both */
+  CbirTrainSettings s = *sa;
+  s.rotate = 200;
+  ck_assert (!cbir_model_set_train_settings (a, &s, &err));
+  assert_error_has (err, "rotate", NULL);
+  g_clear_error (&err);
+  s.rotate = NAN;
+  ck_assert (!cbir_model_set_train_settings (a, &s, &err));
+  assert_error_has (err, "rotate", NULL);
+  g_clear_error (&err);
+  s.rotate = 0;
+  s.lr_schedule = (CbirLrSchedule) 7;
+  ck_assert (!cbir_model_set_train_settings (a, &s, &err));
+  assert_error_has (err, "lr_schedule", NULL);
+  g_clear_error (&err);
+  /* names */
+  CbirLrSchedule l;
+  ck_assert (cbir_lr_schedule_from_string ("cosine", &l) && l ==
+      CBIR_LR_COSINE);
+  ck_assert (cbir_lr_schedule_from_string ("constant", &l) && l ==
+      CBIR_LR_CONSTANT);
+  ck_assert (!cbir_lr_schedule_from_string ("Cosine", &l));
+  ck_assert_str_eq (cbir_lr_schedule_to_string (CBIR_LR_COSINE), "cosine");
+}
+END_TEST
+
 /* The exported preset files (models/presets, for users to copy) equal
  * the built-in presets. */
 START_TEST (test_preset_files)
@@ -1096,6 +1180,7 @@ model_suite (void)
   tcase_add_test (tc, test_preset_files);
   tcase_add_test (tc, test_code_normalise);
   tcase_add_test (tc, test_train_shift_setting);
+  tcase_add_test (tc, test_train_rotate_schedule_setting);
   tcase_add_test (tc, test_input_gamma);
   tcase_add_test (tc, test_code_centre);
   suite_add_tcase (s, tc);

@@ -550,16 +550,26 @@ START_TEST (test_corrupt)
 }
 END_TEST
 
+/* small_model with training settings changed: translation and rotation
+ * jitter, learning-rate schedule. */
 static CbirModel *
-shift_model (guint64 seed, guint shift)
+jitter_model (guint64 seed, guint shift, double rotate, CbirLrSchedule sched)
 {
   CbirModel *m = small_model (seed, NULL, NULL);
   CbirTrainSettings s = *cbir_model_get_train_settings (m);
   s.shift = shift;
+  s.rotate = rotate;
+  s.lr_schedule = sched;
   GError *err = NULL;
   ck_assert_msg (cbir_model_set_train_settings (m, &s, &err), "%s",
       err ? err->message : "");
   return m;
+}
+
+static CbirModel *
+shift_model (guint64 seed, guint shift)
+{
+  return jitter_model (seed, shift, 0, CBIR_LR_CONSTANT);
 }
 
 /* Training with a shift: reproducible, different from no shift, recorded;
@@ -601,6 +611,178 @@ START_TEST (test_shift_training)
           (tr))->shift, 2);
   run (tr, 2);
   ck_assert (params_equal (cbir_trainer_get_model (tr), a));
+}
+END_TEST
+
+static gboolean
+stop_in_epoch_2 (const CbirTrainProgress *p, gpointer user_data)
+{
+  return p->epoch < 2;
+}
+
+/* Starts an `epochs`-epoch run of m with a checkpoint after every epoch
+ * at ck and stops it (as a kill would) in the first batch of epoch 2. */
+static void
+run_interrupted (CbirModel *m, guint64 seed, guint epochs, const char *ck)
+{
+  GError *err = NULL;
+  CbirTrainOptions o;
+  cbir_train_options_init (&o);
+  o.seed = seed;
+  o.threads = 2;
+  o.val_split = 0.25;
+  o.checkpoint_every = 1;
+  o.checkpoint_path = ck;
+  o.progress = stop_in_epoch_2;
+  g_autoptr (CbirTrainer) t = cbir_trainer_new (m, mnist, &o, &err);
+  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  ck_assert (!cbir_trainer_run (t, epochs, &err));
+  ck_assert (strstr (err->message, "cancelled") != NULL);
+  g_clear_error (&err);
+}
+
+/* Orientation (radians, of the principal axis) and mass of an image. */
+static double
+orientation (const float *img, guint w, guint h, double *mass)
+{
+  double m = 0, mx = 0, my = 0;
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      double v = img[y * w + x];
+      m += v;
+      mx += v * x;
+      my += v * y;
+    }
+  mx /= m;
+  my /= m;
+  double m20 = 0, m02 = 0, m11 = 0;
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      double v = img[y * w + x], dx = x - mx, dy = y - my;
+      m20 += v * dx * dx;
+      m02 += v * dy * dy;
+      m11 += v * dx * dy;
+    }
+  *mass = m;
+  return 0.5 * atan2 (2 * m11, m20 - m02);
+}
+
+/* Rotation jitter: a horizontal bar comes out turned by angles that
+ * fill [-rotate, rotate] (both ways, never beyond), keeps its mass to 1%
+ * (it stays inside the frame; bilinear resampling), is reproducible per
+ * (seed, stream), and the
+ * shift drawn is the one without rotation. */
+START_TEST (test_corrupt_rotate)
+{
+  float bar[784] = { 0 }, out[784], again[784];
+  for (guint y = 12; y < 16; y++)
+    for (guint x = 6; x < 22; x++)
+      bar[y * 28 + x] = 1.0f;
+  double m0;
+  ck_assert (fabs (orientation (bar, 28, 28, &m0)) < 1e-9);
+  CbirTrainSettings s;
+  memset (&s, 0, sizeof s);
+  s.noise = CBIR_NOISE_NONE;
+  s.rotate = 20;
+  double lo = 0, hi = 0;
+  guint turned = 0;
+  for (guint64 stream = 0; stream < 300; stream++) {
+    int dx = 9, dy = 9;
+    cbir_train_corrupt (&s, 42, stream, bar, 1, 28, 28, out, &dx, &dy);
+    ck_assert (dx == 0 && dy == 0);
+    double m, a = orientation (out, 28, 28, &m) * 180.0 / G_PI;
+    ck_assert_msg (fabs (a) <= 20.5, "stream %" G_GUINT64_FORMAT
+        ": turned by %g degrees", stream, a);
+    ck_assert_msg (fabs (m - m0) < 1e-2 * m0, "mass %g, was %g", m, m0);
+    lo = MIN (lo, a);
+    hi = MAX (hi, a);
+    turned += fabs (a) > 1.0;
+    cbir_train_corrupt (&s, 42, stream, bar, 1, 28, 28, again, NULL, NULL);
+    ck_assert (memcmp (out, again, sizeof out) == 0);
+  }
+  ck_assert_msg (lo < -17 && hi > 17, "angles seen: [%g, %g]", lo, hi);
+  ck_assert_uint_gt (turned, 250);
+  /* another seed, other angles */
+  cbir_train_corrupt (&s, 43, 0, bar, 1, 28, 28, again, NULL, NULL);
+  cbir_train_corrupt (&s, 42, 0, bar, 1, 28, 28, out, NULL, NULL);
+  ck_assert (memcmp (out, again, sizeof out) != 0);
+  /* with a shift: the same offsets as without rotation, and the turned
+   * bar's centre of mass moves by them */
+  CbirTrainSettings s0 = s;
+  s.shift = 3;
+  s0.shift = 3;
+  s0.rotate = 0;
+  for (guint64 stream = 0; stream < 50; stream++) {
+    int dx, dy, dx0, dy0;
+    cbir_train_corrupt (&s, 7, stream, bar, 1, 28, 28, out, &dx, &dy);
+    cbir_train_corrupt (&s0, 7, stream, bar, 1, 28, 28, again, &dx0, &dy0);
+    ck_assert (dx == dx0 && dy == dy0);
+    double cx = 0, cy = 0, m = 0;
+    for (guint y = 0; y < 28; y++)
+      for (guint x = 0; x < 28; x++) {
+        m += out[y * 28 + x];
+        cx += out[y * 28 + x] * x;
+        cy += out[y * 28 + x] * y;
+      }
+    ck_assert (fabs (cx / m - (13.5 + dx)) < 0.05);
+    ck_assert (fabs (cy / m - (13.5 + dy)) < 0.05);
+  }
+}
+END_TEST
+
+/* Training with rotation jitter or a cosine learning-rate schedule:
+ * reproducible, different from without, recorded, resumed bit-identically;
+ * validation (no jitter) unaffected. */
+START_TEST (test_rotate_schedule_training)
+{
+  g_autoptr (CbirModel) plain = jitter_model (5, 1, 0, CBIR_LR_CONSTANT);
+  g_autoptr (CbirModel) rot = jitter_model (5, 1, 15, CBIR_LR_CONSTANT);
+  g_autoptr (CbirModel) rot2 = jitter_model (5, 1, 15, CBIR_LR_CONSTANT);
+  g_autoptr (CbirModel) cos = jitter_model (5, 1, 0, CBIR_LR_COSINE);
+  g_autoptr (CbirTrainer) tp = trainer (plain, mnist, 11, 2, 0.25);
+  g_autoptr (CbirTrainer) tr = trainer (rot, mnist, 11, 2, 0.25);
+  g_autoptr (CbirTrainer) tr2 = trainer (rot2, mnist, 11, 2, 0.25);
+  g_autoptr (CbirTrainer) tc = trainer (cos, mnist, 11, 2, 0.25);
+  ck_assert (cbir_trainer_evaluate (tp, TRUE) ==
+      cbir_trainer_evaluate (tr, TRUE));
+  run (tp, 2);
+  run (tr, 2);
+  run (tr2, 2);
+  run (tc, 2);
+  assert_same_run (tr, tr2, 2);
+  ck_assert (!params_equal (plain, rot));
+  ck_assert (!params_equal (plain, cos));
+  /* the first epoch of a cosine run over 2 epochs already differs (the
+   * rate falls from the first step on) but it learns like the plain run */
+  const double *lp = cbir_trainer_get_train_losses (tp);
+  const double *lc = cbir_trainer_get_train_losses (tc);
+  ck_assert (lp[0] != lc[0]);
+  ck_assert (lc[1] < lc[0]);
+  ck_assert (strstr (cbir_model_get_arch_json (rot), "\"rotate\":15") != NULL);
+  ck_assert (strstr (cbir_model_get_training_info (rot), "\"rotate\":15")
+      != NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (plain), "rotate") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (cos),
+          "\"lr_schedule\":\"cosine\"") != NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (plain), "lr_schedule") ==
+      NULL);
+  /* both resume bit-identically after an interruption (the schedule is a
+   * function of the step and of the run's epochs) */
+  CbirModel *want[] = { rot, cos };
+  for (guint i = 0; i < G_N_ELEMENTS (want); i++) {
+    g_autofree char *ck = g_build_filename (tmpdir, "rk.safetensors", NULL);
+    const CbirTrainSettings *ws = cbir_model_get_train_settings (want[i]);
+    g_autoptr (CbirModel) d = jitter_model (5, 1, ws->rotate,
+        ws->lr_schedule);
+    run_interrupted (d, 11, 2, ck);
+    g_autoptr (CbirTrainer) t = resume_from (ck, 0);
+    ck_assert_uint_eq (cbir_trainer_get_epoch (t), 1);
+    ck_assert (cbir_model_get_train_settings (cbir_trainer_get_model
+            (t))->lr_schedule == ws->lr_schedule);
+    run (t, 2);
+    ck_assert_msg (params_equal (cbir_trainer_get_model (t), want[i]),
+        "resumed %s run differs", i ? "cosine" : "rotated");
+  }
 }
 END_TEST
 
@@ -689,6 +871,8 @@ train_suite (void)
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_corrupt);
   tcase_add_test (tc, test_shift_training);
+  tcase_add_test (tc, test_corrupt_rotate);
+  tcase_add_test (tc, test_rotate_schedule_training);
   tcase_add_test (tc, test_gamma_training);
   tcase_add_test (tc, test_centre_training);
   suite_add_tcase (s, tc);

@@ -96,6 +96,18 @@ with tmpdir() as d:
           and not os.path.exists(os.path.join(d, 'quiet-loss.png')),
           '--png-prefix: PNGs not where asked')
 
+    # ---- --rotate and --lr-schedule: recorded in the model, change it
+    jit = os.path.join(d, 'jit.safetensors')
+    run_ok('cbir-train', COMMON + ['--preset', 'sicara', '--epochs', 2,
+                                   '--out', jit, '--quiet', '--rotate', 15,
+                                   '--lr-schedule', 'cosine'])
+    arch = json.loads(model_meta(jit).get('architecture', '{}'))
+    tr = arch.get('training', {})
+    check(tr.get('rotate') == 15 and tr.get('lr_schedule') == 'cosine',
+          '--rotate/--lr-schedule not in the arch: %r' % tr)
+    check(not filecmp.cmp(jit, quiet, shallow=False),
+          '--rotate 15 --lr-schedule cosine: same model as without')
+
     # ---- same seed -> identical model; another seed -> another model
     first = os.path.join(d, 'sicara.safetensors')
     again = os.path.join(d, 'again.safetensors')
@@ -155,6 +167,11 @@ with tmpdir() as d:
                                 '--out', os.path.join(d, 'x.safetensors'),
                                 '--lr', '0.5'], d, ['--resume'],
                  'resume with --lr')
+    for opt, val in (('--rotate', '10'), ('--lr-schedule', 'cosine')):
+        expect_error('cbir-train', ['--data', FIX_IMAGES, '--resume', ckpt,
+                                    '--out', os.path.join(d, 'x.safetensors'),
+                                    opt, val], d, ['--resume'],
+                     'resume with ' + opt)
 
 # ---- errors: one line naming the problem, non-zero exit, nothing written
 with tmpdir() as d:
@@ -214,6 +231,12 @@ with tmpdir() as d:
          'unknown loss'),
         (data + ['--preset', 'sicara', '--noise', 'pink'], ['pink'],
          'unknown noise'),
+        (data + ['--preset', 'sicara', '--rotate', -5], ['rotate'],
+         'negative rotation'),
+        (data + ['--preset', 'sicara', '--rotate', 400], ['rotate'],
+         'rotation above 180 degrees'),
+        (data + ['--preset', 'sicara', '--lr-schedule', 'step'], ['step'],
+         'unknown learning-rate schedule'),
         (data + ['--arch', badjson], [badjson], 'invalid arch JSON'),
         (data + ['--arch', noinput], [noinput], 'arch JSON without input'),
         (data + ['--arch', os.path.join(src, 'none.json')],
