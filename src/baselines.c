@@ -55,6 +55,12 @@ cbir_pca_get_variances (const CbirPca *p)
   return p->variances;
 }
 
+const float *
+cbir_pca_get_components (const CbirPca *p)
+{
+  return p->components;
+}
+
 #define PCA_BLOCK 2048
 
 CbirPca *

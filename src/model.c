@@ -2,6 +2,7 @@
  * form), built-in presets, safetensors model files, fingerprint and
  * thread-safe encoding. */
 #include "cbir/model.h"
+#include "cbir/baselines.h"
 #include "cbir/safetensors.h"
 
 #include "json-util.h"
@@ -14,8 +15,11 @@
 #define MODEL_VERSION "1"
 /* Images per forward pass when encoding; also the pooled states' size. */
 #define ENCODE_CHUNK 64
-/* centre-l2 models: the mean raw code subtracted before normalising */
+/* centre-l2 and whiten-l2 models: the mean raw code subtracted before
+ * normalising; whiten-l2: the whitening applied after */
 #define CODE_MEAN_TENSOR "code.mean"
+#define CODE_WHITEN_TENSOR "code.whiten"
+#define DEFAULT_WHITEN_POWER 0.15
 /* Largest translation jitter (pixels) a training block may ask for. */
 #define CBIR_MAX_SHIFT 64
 
@@ -134,7 +138,7 @@ static const char preset_binary_xor[] =
  * (test-model checks they agree). */
 static const char preset_default[] =
     "{\"name\": \"default\",\n"
-    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, L2-normalised 32-d code); denoising + shift 3\",\n"
+    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, L2-normalised 32-d code); denoising + shift 3 + rotate 10, cosine lr\",\n"
     " \"input\": [1, 28, 28], \"code_layer\": 15, \"code_type\": \"float\",\n"
     " \"normalisation\": {\"scale\": 0.00392156862745098, \"offset\": 0, \"gamma\": 0.5},\n"
     " \"code_normalise\": \"centre-l2\",\n"
@@ -170,7 +174,7 @@ static const char preset_default[] =
     "  {\"type\": \"sigmoid\"}],\n"
     " \"training\": {\"loss\": \"bce\", \"optimizer\": \"adam\", \"lr\": 0.001,\n"
     "   \"eps\": 1e-8, \"noise\": \"gaussian\", \"noise_level\": 0.3, \"shift\": 3,\n"
-    "   \"batch_size\": 128, \"epochs\": 16}}\n";
+    "   \"rotate\": 10, \"lr_schedule\": \"cosine\", \"batch_size\": 128, \"epochs\": 16}}\n";
 
 static const struct {
   const char *name;
@@ -369,6 +373,8 @@ cbir_code_normalise_to_string (CbirCodeNormalise n)
       return "l2";
     case CBIR_CODE_NORMALISE_CENTRE_L2:
       return "centre-l2";
+    case CBIR_CODE_NORMALISE_WHITEN_L2:
+      return "whiten-l2";
   }
   return "unknown";
 }
@@ -382,6 +388,8 @@ cbir_code_normalise_from_string (const char *s, CbirCodeNormalise *out)
     *out = CBIR_CODE_NORMALISE_L2;
   else if (g_strcmp0 (s, "centre-l2") == 0)
     *out = CBIR_CODE_NORMALISE_CENTRE_L2;
+  else if (g_strcmp0 (s, "whiten-l2") == 0)
+    *out = CBIR_CODE_NORMALISE_WHITEN_L2;
   else
     return FALSE;
   return TRUE;
@@ -409,7 +417,10 @@ struct _CbirModel {
   CbirCodeType code_type;
   CbirCodeNormalise code_norm;
   guint code_dim;
-  float *code_mean;             /* centre-l2: code_dim floats, else NULL */
+  float *code_mean;             /* centre-l2, whiten-l2: code_dim floats,
+                                 * else NULL */
+  float *code_whiten;           /* whiten-l2: code_dim^2 floats, else NULL */
+  double whiten_power;          /* whiten-l2: p of variance^-p */
   double scale, offset, gamma;
   float in_lut[256];            /* pixel value -> network input */
   CbirTrainSettings settings;
@@ -451,6 +462,7 @@ cbir_model_free (CbirModel *m)
   g_free (m->spec_pool_same);
   g_free (m->training_info);
   g_free (m->code_mean);
+  g_free (m->code_whiten);
   g_free (m);
 }
 
@@ -533,6 +545,10 @@ model_make_canonical (CbirModel *m)
     g_string_append (s, ",\"code_normalise\":");
     cbir_json_append_string (s, cbir_code_normalise_to_string (m->code_norm));
   }
+  if (m->code_norm == CBIR_CODE_NORMALISE_WHITEN_L2) {
+    g_string_append (s, ",\"code_whiten_power\":");
+    cbir_json_append_double (s, m->whiten_power);
+  }
   g_string_append (s, ",\"layers\":[");
   for (guint i = 0; i < m->n_layers; i++) {
     const CbirLayerSpec *l = &m->specs[i];
@@ -602,6 +618,13 @@ compute_fingerprint (CbirModel *m, char out[65])
   for (guint i = 0; m->code_mean && i < m->code_dim; i++) {
     guint32 u;
     memcpy (&u, &m->code_mean[i], 4);
+    u = GUINT32_TO_LE (u);
+    g_checksum_update (ck, (const guchar *) &u, 4);
+  }
+  for (gsize i = 0; m->code_whiten && i < (gsize) m->code_dim * m->code_dim;
+      i++) {
+    guint32 u;
+    memcpy (&u, &m->code_whiten[i], 4);
     u = GUINT32_TO_LE (u);
     g_checksum_update (ck, (const guchar *) &u, 4);
   }
@@ -975,8 +998,8 @@ model_parse (const char *json, const char *origin, gssize len,
   JsonObject *root = json_node_get_object (root_node);
   c.where = g_strdup ("architecture");
   static const char *const keys[] = { "name", "description", "input",
-    "normalisation", "code_layer", "code_type", "code_normalise", "layers",
-    "training", NULL
+    "normalisation", "code_layer", "code_type", "code_normalise",
+    "code_whiten_power", "layers", "training", NULL
   };
   const char *str;
   int in[3];
@@ -1046,8 +1069,22 @@ model_parse (const char *json, const char *origin, gssize len,
   if (!get_string (&c, root, "code_normalise", "none", &str, error))
     goto out;
   if (!cbir_code_normalise_from_string (str, &m->code_norm)) {
-    ctx_error (&c, error, "\"code_normalise\" must be \"none\", \"l2\" or "
-        "\"centre-l2\", not \"%s\"", str);
+    ctx_error (&c, error, "\"code_normalise\" must be \"none\", \"l2\", "
+        "\"centre-l2\" or \"whiten-l2\", not \"%s\"", str);
+    goto out;
+  }
+  if (m->code_norm == CBIR_CODE_NORMALISE_WHITEN_L2) {
+    if (!get_double (&c, root, "code_whiten_power", DEFAULT_WHITEN_POWER,
+            &m->whiten_power, error))
+      goto out;
+    if (!(m->whiten_power > 0 && m->whiten_power <= 1)) {
+      ctx_error (&c, error, "\"code_whiten_power\" must be in (0, 1], not "
+          "%g", m->whiten_power);
+      goto out;
+    }
+  } else if (json_object_has_member (root, "code_whiten_power")) {
+    ctx_error (&c, error, "\"code_whiten_power\" needs \"code_normalise\": "
+        "\"whiten-l2\"");
     goto out;
   }
   if (m->code_norm != CBIR_CODE_NORMALISE_NONE
@@ -1106,8 +1143,20 @@ model_parse (const char *json, const char *origin, gssize len,
   }
   CbirShape cs = cbir_net_output_shape (m->net, m->code_layer);
   m->code_dim = (guint) cs.c * (guint) cs.h * (guint) cs.w;
-  if (m->code_norm == CBIR_CODE_NORMALISE_CENTRE_L2)
+  if (m->code_norm == CBIR_CODE_NORMALISE_CENTRE_L2
+      || m->code_norm == CBIR_CODE_NORMALISE_WHITEN_L2)
     m->code_mean = g_new0 (float, m->code_dim);
+  if (m->code_norm == CBIR_CODE_NORMALISE_WHITEN_L2) {
+    if (m->code_dim > 4096) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "%s: architecture: "
+          "\"whiten-l2\" needs a code of at most 4096 values, not %u",
+          origin, m->code_dim);
+      goto out;
+    }
+    m->code_whiten = g_new0 (float, (gsize) m->code_dim * m->code_dim);
+    for (guint k = 0; k < m->code_dim; k++)
+      m->code_whiten[(gsize) k * m->code_dim + k] = 1.0f;
+  }
   /* pixel -> input: gamma 1 keeps the plain affine map bit for bit */
   for (guint v = 0; v < 256; v++)
     m->in_lut[v] = m->gamma == 1.0
@@ -1206,6 +1255,11 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
     cbir_safetensors_writer_add (w, CODE_MEAN_TENSOR, CBIR_DTYPE_F32, 1, shape,
         m->code_mean);
   }
+  if (m->code_whiten) {
+    gint64 shape[2] = { m->code_dim, m->code_dim };
+    cbir_safetensors_writer_add (w, CODE_WHITEN_TENSOR, CBIR_DTYPE_F32, 2,
+        shape, m->code_whiten);
+  }
   g_autofree char *norm = NULL;
   {
     GString *s = g_string_new ("{\"scale\":");
@@ -1247,6 +1301,33 @@ cbir_model_save (CbirModel *m, const char *path, GError **error)
   g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
   cbir_model_add_to_writer (m, w);
   return cbir_safetensors_writer_write (w, path, error);
+}
+
+/* Reads a required little-endian F32 tensor of the given shape into out
+ * and checks that every value is finite. */
+static gboolean
+load_f32_tensor (CbirSafetensors *st, const char *path, const char *name,
+    guint ndim, const gint64 *shape, float *out, GError **error)
+{
+  CbirTensorView v;
+  if (!cbir_safetensors_require (st, name, CBIR_DTYPE_F32, ndim, shape, &v,
+          error))
+    return FALSE;
+  gsize n = 1;
+  for (guint d = 0; d < ndim; d++)
+    n *= (gsize) shape[d];
+  for (gsize k = 0; k < n; k++) {
+    guint32 u;
+    memcpy (&u, (const guint8 *) v.data + 4 * k, 4);
+    u = GUINT32_FROM_LE (u);
+    memcpy (&out[k], &u, 4);
+    if (!isfinite (out[k])) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: \"%s\" holds NaN or infinite values", path, name);
+      return FALSE;
+    }
+  }
+  return TRUE;
 }
 
 CbirModel *
@@ -1309,22 +1390,15 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
     }
   if (m->code_mean) {
     gint64 shape[1] = { m->code_dim };
-    CbirTensorView v;
-    if (!cbir_safetensors_require (st, CODE_MEAN_TENSOR, CBIR_DTYPE_F32, 1,
-            shape, &v, error))
+    if (!load_f32_tensor (st, path, CODE_MEAN_TENSOR, 1, shape, m->code_mean,
+            error))
       return NULL;
-    for (guint k = 0; k < m->code_dim; k++) {
-      guint32 u;
-      memcpy (&u, (const guint8 *) v.data + 4 * k, 4);
-      u = GUINT32_FROM_LE (u);
-      memcpy (&m->code_mean[k], &u, 4);
-      if (!isfinite (m->code_mean[k])) {
-        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
-            "%s: \"%s\" holds NaN or infinite values", path,
-            CODE_MEAN_TENSOR);
-        return NULL;
-      }
-    }
+  }
+  if (m->code_whiten) {
+    gint64 shape[2] = { m->code_dim, m->code_dim };
+    if (!load_f32_tensor (st, path, CODE_WHITEN_TENSOR, 2, shape,
+            m->code_whiten, error))
+      return NULL;
   }
   cbir_model_update_fingerprint (m);
   const char *stored = cbir_safetensors_get_metadata (st, "fingerprint");
@@ -1570,6 +1644,22 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
         for (gsize j = 0; j < out_size; j++)
           o[i * out_size + j] -= m->code_mean[j];
     }
+    if (code && m->code_whiten) {
+      /* o_i = W o_i, row by row (W is code_dim^2, small) */
+      float *o = out + (gsize) done * out_size;
+      g_autofree float *row = g_new (float, out_size);
+      for (guint i = 0; i < b; i++) {
+        float *oi = o + (gsize) i * out_size;
+        for (gsize r = 0; r < out_size; r++) {
+          const float *wr = m->code_whiten + r * out_size;
+          float acc = 0;
+          for (gsize j = 0; j < out_size; j++)
+            acc += wr[j] * oi[j];
+          row[r] = acc;
+        }
+        memcpy (oi, row, out_size * sizeof (float));
+      }
+    }
     if (code && m->code_norm != CBIR_CODE_NORMALISE_NONE)
       l2_normalise (out + (gsize) done * out_size, b, out_size);
   }
@@ -1631,31 +1721,75 @@ cbir_model_set_code_mean (CbirModel *m, const float *mean)
   cbir_model_update_fingerprint (m);
 }
 
+const float *
+cbir_model_get_code_whiten (const CbirModel *m)
+{
+  return m->code_whiten;
+}
+
+double
+cbir_model_get_code_whiten_power (const CbirModel *m)
+{
+  return m->code_whiten ? m->whiten_power : 0.0;
+}
+
+void
+cbir_model_set_code_whiten (CbirModel *m, const float *w)
+{
+  g_return_if_fail (m->code_whiten != NULL);
+  memcpy (m->code_whiten, w, (gsize) m->code_dim * m->code_dim *
+      sizeof (float));
+  cbir_model_update_fingerprint (m);
+}
+
 gboolean
-cbir_model_fit_code_mean (CbirModel *m, const guint8 *images, guint n,
+cbir_model_fit_code_transform (CbirModel *m, const guint8 *images, guint n,
     GError **error)
 {
-  g_return_val_if_fail (m->code_mean != NULL, FALSE);
-  if (n == 0) {
+  if (!m->code_mean)
+    return TRUE;
+  if (n < (m->code_whiten ? 2u : 1u)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
-        "%s: no images to fit the code mean on", m->name);
+        "%s: %u images are too few to fit the code %s", m->name, n,
+        m->code_whiten ? "whitening" : "mean");
     return FALSE;
   }
   const guint chunk = 4096, dim = m->code_dim;
   const gsize in_size = input_size (m);
-  g_autofree float *raw = g_new (float, (gsize) MIN (n, chunk) * dim);
+  /* whitening needs every raw code at once (PCA); the mean alone does not */
+  g_autofree float *raw = g_new (float, (gsize) (m->code_whiten ? n :
+          MIN (n, chunk)) * dim);
   g_autofree double *sum = g_new0 (double, dim);
   for (guint done = 0; done < n; done += chunk) {
     guint b = MIN (chunk, n - done);
+    float *r = m->code_whiten ? raw + (gsize) done * dim : raw;
     if (!forward_chunks (m, images + (gsize) done * in_size, NULL, b,
-            m->code_layer, FALSE, raw, error))
+            m->code_layer, FALSE, r, error))
       return FALSE;
     for (guint i = 0; i < b; i++)
       for (guint j = 0; j < dim; j++)
-        sum[j] += raw[(gsize) i * dim + j];
+        sum[j] += r[(gsize) i * dim + j];
   }
   for (guint j = 0; j < dim; j++)
     m->code_mean[j] = (float) (sum[j] / n);
+  if (m->code_whiten) {
+    /* W = diag (var^-p) V^T; variances floored at 1e-6 of the largest so
+     * that a dead code dimension does not blow up */
+    g_autoptr (CbirPca) pca = cbir_pca_fit (raw, n, dim, dim, error);
+    if (!pca) {
+      g_prefix_error (error, "%s: fitting the code whitening: ", m->name);
+      return FALSE;
+    }
+    const double *var = cbir_pca_get_variances (pca);
+    const float *comp = cbir_pca_get_components (pca);  /* dim x dim, col c */
+    double floor_v = MAX (var[0] * 1e-6, 1e-30);
+    for (guint c = 0; c < dim; c++) {
+      double sc = pow (MAX (var[c], floor_v), -m->whiten_power);
+      for (guint j = 0; j < dim; j++)
+        m->code_whiten[(gsize) c * dim + j] =
+            (float) (sc * comp[(gsize) j * dim + c]);
+    }
+  }
   cbir_model_update_fingerprint (m);
   return TRUE;
 }

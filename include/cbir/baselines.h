@@ -22,6 +22,9 @@ guint cbir_pca_get_input_dim (const CbirPca *p);
 guint cbir_pca_get_n_components (const CbirPca *p);
 /* Variance along each component (k values, descending). */
 const double *cbir_pca_get_variances (const CbirPca *p);
+/* Components: d x k floats, row-major (column c = component c, unit
+ * length). */
+const float *cbir_pca_get_components (const CbirPca *p);
 /* out: n rows of k floats = (x - mean) . components. */
 void cbir_pca_transform (const CbirPca *p, const float *x, guint n,
     float *out);

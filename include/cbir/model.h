@@ -190,7 +190,7 @@ gboolean cbir_model_forward_f32 (CbirModel *model, const float *input,
 /* ---- Additions (train-features helper): code normalisation. ---- */
 
 /* Architecture JSON "code_normalise": "none" (default), "l2" or
- * "centre-l2". With "l2", cbir_model_encode_u8/_f32 return unit-length
+ * "centre-l2" (or "whiten-l2", below). With "l2", cbir_model_encode_u8/_f32 return unit-length
  * codes (a zero code stays zero), so L2 distances between codes rank like
  * cosine distances. "centre-l2" first subtracts the model's code mean (the
  * mean raw code of its training images, tensor "code.mean", set by the
@@ -202,18 +202,37 @@ typedef enum {
   CBIR_CODE_NORMALISE_NONE = 0,
   CBIR_CODE_NORMALISE_L2,
   CBIR_CODE_NORMALISE_CENTRE_L2,
+  /* "whiten-l2": code = L2-normalise (W (raw - mean)) with W =
+   * diag (variance^-p) V^T, V the principal axes of the training images'
+   * raw codes and p the architecture's "code_whiten_power" (0 < p <= 1,
+   * default 0.15: partial whitening, so that a few high-variance
+   * directions do not dominate the distance; 0.5 would be full whitening).
+   * W is tensor "code.whiten" (code_dim x code_dim, row-major), fitted with
+   * the mean; the identity until fitted (then it equals centre-l2). */
+  CBIR_CODE_NORMALISE_WHITEN_L2,
 } CbirCodeNormalise;
 
-const char *cbir_code_normalise_to_string (CbirCodeNormalise n);  /* "none", "l2", "centre-l2" */
+const char *cbir_code_normalise_to_string (CbirCodeNormalise n);  /* "none", "l2", "centre-l2", "whiten-l2" */
 gboolean cbir_code_normalise_from_string (const char *s,
     CbirCodeNormalise *out);
 CbirCodeNormalise cbir_model_get_code_normalise (const CbirModel *model);
-/* centre-l2 models: the code mean (code_dim floats); NULL otherwise. */
+/* centre-l2 and whiten-l2 models: the code mean (code_dim floats); NULL
+ * otherwise. */
 const float *cbir_model_get_code_mean (const CbirModel *model);
-/* centre-l2 models only: sets the mean / fits it as the mean raw code of n
- * GRAY8 images (input size, contiguous). Both update the fingerprint. */
+/* centre-l2 and whiten-l2 models only: sets the mean. Updates the
+ * fingerprint. */
 void cbir_model_set_code_mean (CbirModel *model, const float *mean);
-gboolean cbir_model_fit_code_mean (CbirModel *model, const guint8 *images,
-    guint n, GError **error);
+/* whiten-l2 models: the whitening matrix W (code_dim x code_dim,
+ * row-major) and its power p; NULL / 0 otherwise. */
+const float *cbir_model_get_code_whiten (const CbirModel *model);
+double cbir_model_get_code_whiten_power (const CbirModel *model);
+/* whiten-l2 models only: sets W (finite values). Updates the fingerprint. */
+void cbir_model_set_code_whiten (CbirModel *model, const float *w);
+/* Fits what the model's code normalisation needs on n GRAY8 images (input
+ * size, contiguous): the mean raw code (centre-l2, whiten-l2) and the
+ * whitening W (whiten-l2; needs n >= 2). Updates the fingerprint; a model
+ * without either is left as it is. */
+gboolean cbir_model_fit_code_transform (CbirModel *model,
+    const guint8 *images, guint n, GError **error);
 
 G_END_DECLS

@@ -297,7 +297,10 @@ list_presets (void)
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
         cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_L2 ?
         " (L2-normalised)" : cbir_model_get_code_normalise (m) ==
-        CBIR_CODE_NORMALISE_CENTRE_L2 ? " (centred, L2-normalised)" : "", cbir_loss_to_string (s->loss),
+        CBIR_CODE_NORMALISE_CENTRE_L2 ? " (centred, L2-normalised)" :
+        cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_WHITEN_L2 ?
+        " (centred, partly whitened, L2-normalised)" : "",
+        cbir_loss_to_string (s->loss),
         cbir_optimizer_to_string (s->optimizer), s->lr,
         s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
         cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,

@@ -908,7 +908,7 @@ START_TEST (test_code_centre)
 
   char before[65];
   g_strlcpy (before, cbir_model_get_fingerprint (c), sizeof before);
-  ck_assert (cbir_model_fit_code_mean (c, px, n, &err));
+  ck_assert (cbir_model_fit_code_transform (c, px, n, &err));
   ck_assert_str_ne (before, cbir_model_get_fingerprint (c));
   /* the mean is the mean raw code */
   g_autofree float *x = g_new (float, n * 784);
@@ -981,6 +981,194 @@ START_TEST (test_code_centre)
 
   /* bit models refuse it */
   ck_assert (norm_model ("bits", "centre-l2", 4, &err) == NULL);
+  assert_error_has (err, "code_normalise", "bits");
+  g_clear_error (&err);
+}
+END_TEST
+
+/* A whiten-l2 model (code_whiten_power `power`, NULL: the default). */
+static CbirModel *
+whiten_model (const char *power, guint64 seed, GError **error)
+{
+  g_autofree char *base = norm_arch ("float", "whiten-l2");
+  g_autofree char *json = power ? g_strdup_printf ("{\"code_whiten_power\": "
+      "%s, %s", power, base + 1) : g_strdup (base);
+  CbirModel *m = cbir_model_new_from_json (json, "whiten-test", error);
+  if (m) {
+    cbir_net_init_params (cbir_model_get_net (m), seed);
+    cbir_model_update_fingerprint (m);
+  }
+  return m;
+}
+
+/* Covariance (n - 1) of z_i = W (raw_i - mean), dim x dim. */
+static void
+whitened_cov (CbirModel *m, const guint8 *px, guint n, double *cov)
+{
+  const guint dim = cbir_model_get_code_dim (m);
+  g_autofree float *x = g_new (float, (gsize) n * 784);
+  for (gsize k = 0; k < (gsize) n * 784; k++)
+    x[k] = px[k] * (1.0f / 255.0f);
+  g_autofree float *raw = g_new (float, (gsize) n * dim);
+  ck_assert (cbir_model_forward_f32 (m, x, n, cbir_model_get_code_layer (m),
+          raw, NULL));
+  const float *mean = cbir_model_get_code_mean (m);
+  const float *w = cbir_model_get_code_whiten (m);
+  g_autofree double *z = g_new0 (double, (gsize) n * dim);
+  for (guint i = 0; i < n; i++)
+    for (guint r = 0; r < dim; r++)
+      for (guint j = 0; j < dim; j++)
+        z[i * dim + r] += (double) w[r * dim + j] * (raw[i * dim + j] -
+            mean[j]);
+  for (guint a = 0; a < dim; a++)
+    for (guint b = 0; b < dim; b++) {
+      double acc = 0;
+      for (guint i = 0; i < n; i++)
+        acc += z[i * dim + a] * z[i * dim + b];
+      cov[a * dim + b] = acc / (n - 1);
+    }
+}
+
+/* "whiten-l2": codes are l2n(W (raw - mean)), W = diag(var^-p) V^T fitted
+ * on images (identity before: then the centre-l2 codes), saved as tensor
+ * "code.whiten", covered by the fingerprint; p from "code_whiten_power". */
+START_TEST (test_code_whiten)
+{
+  GError *err = NULL;
+  const guint n = 64, dim = 8;
+  /* random dots: codes that span all 8 dimensions */
+  g_autofree guint8 *px = g_new0 (guint8, (gsize) n * 784);
+  GRand *r = g_rand_new_with_seed (3);
+  for (gsize k = 0; k < (gsize) n * 784; k++)
+    px[k] = g_rand_int_range (r, 0, 4) == 0 ? (guint8) g_rand_int_range (r,
+        0, 256) : 0;
+  g_rand_free (r);
+  g_autoptr (CbirModel) c = norm_model ("float", "centre-l2", 4, &err);
+  g_autoptr (CbirModel) w = whiten_model (NULL, 4, &err);
+  g_autoptr (CbirModel) full = whiten_model ("0.5", 4, &err);
+  ck_assert_msg (c && w && full, "%s", err ? err->message : "");
+  ck_assert_int_eq (cbir_model_get_code_normalise (w),
+      CBIR_CODE_NORMALISE_WHITEN_L2);
+  ck_assert (cbir_model_get_code_whiten_power (w) == 0.15);
+  ck_assert (cbir_model_get_code_whiten_power (full) == 0.5);
+  ck_assert (cbir_model_get_code_whiten (c) == NULL);
+  ck_assert (cbir_model_get_code_whiten_power (c) == 0);
+  ck_assert (strstr (cbir_model_get_arch_json (w),
+          "\"code_normalise\":\"whiten-l2\",\"code_whiten_power\":0.15"));
+  ck_assert_str_ne (cbir_model_get_fingerprint (w),
+      cbir_model_get_fingerprint (full));
+  /* before fitting: the identity, so exactly the centre-l2 codes */
+  const float *wm = cbir_model_get_code_whiten (w);
+  for (guint a = 0; a < dim; a++)
+    for (guint b = 0; b < dim; b++)
+      ck_assert (wm[a * dim + b] == (a == b ? 1.0f : 0.0f));
+  g_autofree float *cw0 = encode (w, px, n);
+  g_autofree float *cc0 = encode (c, px, n);
+  ck_assert (memcmp (cw0, cc0, sizeof (float) * n * dim) == 0);
+  ck_assert (cbir_model_fit_code_transform (c, px, n, &err));
+  char before[65];
+  g_strlcpy (before, cbir_model_get_fingerprint (w), sizeof before);
+
+  ck_assert_msg (cbir_model_fit_code_transform (w, px, n, &err), "%s",
+      err ? err->message : "");
+  ck_assert_msg (cbir_model_fit_code_transform (full, px, n, &err), "%s",
+      err ? err->message : "");
+  ck_assert_str_ne (before, cbir_model_get_fingerprint (w));
+  /* the same mean as centre-l2 */
+  ck_assert (memcmp (cbir_model_get_code_mean (w), cbir_model_get_code_mean
+          (c), dim * sizeof (float)) == 0);
+  /* p = 0.5: the whitened codes have unit covariance; p = 0.15: still
+   * uncorrelated, variances var^0.7 (so in falling order) */
+  double cov[64];
+  whitened_cov (full, px, n, cov);
+  for (guint a = 0; a < dim; a++)
+    for (guint b = 0; b < dim; b++)
+      ck_assert_msg (fabs (cov[a * dim + b] - (a == b)) < 2e-3,
+          "full whitening: cov[%u][%u] = %g", a, b, cov[a * dim + b]);
+  whitened_cov (w, px, n, cov);
+  for (guint a = 0; a < dim; a++)
+    for (guint b = 0; b < dim; b++)
+      if (a != b)
+        ck_assert (fabs (cov[a * dim + b]) < 1e-3 * sqrt (cov[a * dim + a]
+                * cov[b * dim + b]));
+  for (guint a = 1; a < dim; a++)
+    ck_assert (cov[a * dim + a] <= cov[(a - 1) * dim + a - 1]);
+  /* codes: unit length, the direction of W (raw - mean), not centre-l2's */
+  g_autofree float *cw = encode (w, px, n);
+  g_autofree float *cc = encode (c, px, n);
+  gboolean differ = FALSE;
+  for (guint i = 0; i < n; i++) {
+    double l = 0;
+    for (guint j = 0; j < dim; j++) {
+      l += (double) cw[i * dim + j] * cw[i * dim + j];
+      differ |= fabsf (cw[i * dim + j] - cc[i * dim + j]) > 1e-3f;
+    }
+    ck_assert (fabs (sqrt (l) - 1) < 1e-5);
+  }
+  ck_assert (differ);
+  /* set_code_whiten: same as fitted, same fingerprint */
+  g_autoptr (CbirModel) w2 = whiten_model (NULL, 4, &err);
+  cbir_model_set_code_mean (w2, cbir_model_get_code_mean (w));
+  cbir_model_set_code_whiten (w2, cbir_model_get_code_whiten (w));
+  ck_assert_str_eq (cbir_model_get_fingerprint (w2),
+      cbir_model_get_fingerprint (w));
+
+  /* save/load keeps W and the codes */
+  g_autofree char *path = tmp_path ("whiten.safetensors");
+  ck_assert (cbir_model_save (w, path, &err));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert (memcmp (cbir_model_get_code_whiten (back),
+          cbir_model_get_code_whiten (w), dim * dim * sizeof (float)) == 0);
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (w));
+  g_autofree float *cb = encode (back, px, n);
+  ck_assert (memcmp (cb, cw, n * dim * sizeof (float)) == 0);
+  /* a file without W, or with a NaN in it, is refused naming the tensor */
+  gchar *data;
+  gsize len;
+  ck_assert (g_file_get_contents (path, &data, &len, NULL));
+  guint64 hlen;
+  memcpy (&hlen, data, 8);
+  hlen = GUINT64_FROM_LE (hlen);
+  char *hit = g_strstr_len (data + 8, (gssize) hlen, "code.whiten");
+  ck_assert (hit != NULL);
+  hit[5] = 'x';
+  g_autofree char *bad = tmp_path ("whiten-bad.safetensors");
+  ck_assert (g_file_set_contents (bad, data, len, NULL));
+  g_free (data);
+  ck_assert (cbir_model_load (bad, &err) == NULL);
+  ck_assert_msg (strstr (err->message, "code.whiten") != NULL, "%s",
+      err->message);
+  g_clear_error (&err);
+  float nanw[64];
+  memcpy (nanw, cbir_model_get_code_whiten (w), sizeof nanw);
+  nanw[9] = NAN;
+  cbir_model_set_code_whiten (w2, nanw);
+  g_autofree char *nanpath = tmp_path ("whiten-nan.safetensors");
+  ck_assert (cbir_model_save (w2, nanpath, &err));
+  ck_assert (cbir_model_load (nanpath, &err) == NULL);
+  ck_assert_msg (strstr (err->message, "code.whiten") && strstr (err->message,
+          "NaN"), "%s", err->message);
+  g_clear_error (&err);
+
+  /* too few images; the power's range; the power without whiten-l2 */
+  ck_assert (!cbir_model_fit_code_transform (w2, px, 1, &err));
+  assert_error_has (err, "too few", NULL);
+  g_clear_error (&err);
+  const char *bad_power[] = { "0", "-0.1", "1.5", "\"0.2\"" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad_power); i++) {
+    ck_assert (whiten_model (bad_power[i], 4, &err) == NULL);
+    assert_error_has (err, "code_whiten_power", NULL);
+    g_clear_error (&err);
+  }
+  g_autofree char *cj = norm_arch ("float", "centre-l2");
+  g_autofree char *cjp = g_strdup_printf ("{\"code_whiten_power\": 0.2, %s",
+      cj + 1);
+  ck_assert (cbir_model_new_from_json (cjp, "p", &err) == NULL);
+  assert_error_has (err, "code_whiten_power", "whiten-l2");
+  g_clear_error (&err);
+  ck_assert (norm_model ("bits", "whiten-l2", 4, &err) == NULL);
   assert_error_has (err, "code_normalise", "bits");
   g_clear_error (&err);
 }
@@ -1183,6 +1371,7 @@ model_suite (void)
   tcase_add_test (tc, test_train_rotate_schedule_setting);
   tcase_add_test (tc, test_input_gamma);
   tcase_add_test (tc, test_code_centre);
+  tcase_add_test (tc, test_code_whiten);
   suite_add_tcase (s, tc);
   return s;
 }

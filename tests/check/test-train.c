@@ -835,22 +835,39 @@ END_TEST
 START_TEST (test_centre_training)
 {
   GError *err = NULL;
-  g_autoptr (CbirModel) m = small_model_with ("\"code_normalise\": "
-      "\"centre-l2\"", 3);
-  g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
-  run (t, 2);
-  const guint dim = cbir_model_get_code_dim (m);
-  g_autofree float *got = g_memdup2 (cbir_model_get_code_mean (m),
-      dim * sizeof (float));
-  gboolean nonzero = FALSE;
-  for (guint j = 0; j < dim; j++)
-    nonzero |= got[j] != 0.0f;
-  ck_assert (nonzero);
-  g_autofree char *fp = g_strdup (cbir_model_get_fingerprint (m));
-  ck_assert (cbir_model_fit_code_mean (m, mnist->images, mnist->n, &err));
-  ck_assert (memcmp (got, cbir_model_get_code_mean (m), dim * sizeof (float))
-      == 0);
-  ck_assert_str_eq (fp, cbir_model_get_fingerprint (m));
+  const char *norms[] = { "centre-l2", "whiten-l2" };
+  for (guint k = 0; k < G_N_ELEMENTS (norms); k++) {
+    g_autofree char *member = g_strdup_printf ("\"code_normalise\": \"%s\"",
+        norms[k]);
+    g_autoptr (CbirModel) m = small_model_with (member, 3);
+    g_autoptr (CbirTrainer) t = trainer (m, mnist, 5, 2, 0.25);
+    run (t, 2);
+    const guint dim = cbir_model_get_code_dim (m);
+    g_autofree float *got = g_memdup2 (cbir_model_get_code_mean (m),
+        dim * sizeof (float));
+    gboolean nonzero = FALSE;
+    for (guint j = 0; j < dim; j++)
+      nonzero |= got[j] != 0.0f;
+    ck_assert (nonzero);
+    /* whiten-l2: W fitted too (no longer the identity) */
+    const float *w = cbir_model_get_code_whiten (m);
+    g_autofree float *gotw = w ? g_memdup2 (w, dim * dim * sizeof (float))
+        : NULL;
+    ck_assert ((w != NULL) == (k == 1));
+    gboolean identity = TRUE;
+    for (guint j = 0; w && j < dim * dim; j++)
+      identity &= w[j] == (j % (dim + 1) == 0 ? 1.0f : 0.0f);
+    ck_assert (!w || !identity);
+    /* what the trainer fitted is the fit on the training data */
+    g_autofree char *fp = g_strdup (cbir_model_get_fingerprint (m));
+    ck_assert (cbir_model_fit_code_transform (m, mnist->images, mnist->n,
+            &err));
+    ck_assert (memcmp (got, cbir_model_get_code_mean (m),
+            dim * sizeof (float)) == 0);
+    ck_assert (!w || memcmp (gotw, cbir_model_get_code_whiten (m),
+            dim * dim * sizeof (float)) == 0);
+    ck_assert_str_eq (fp, cbir_model_get_fingerprint (m));
+  }
 }
 END_TEST
 
