@@ -883,6 +883,30 @@ START_TEST (test_input_gamma)
 }
 END_TEST
 
+/* A copy of the model file `path` with the tensor `tensor` renamed (its
+ * 6th character changed) must be refused with an error naming it. */
+static void
+assert_refused_without (const char *path, const char *tensor)
+{
+  GError *err = NULL;
+  gchar *data;
+  gsize len;
+  ck_assert (g_file_get_contents (path, &data, &len, NULL));
+  guint64 hlen;
+  memcpy (&hlen, data, 8);
+  hlen = GUINT64_FROM_LE (hlen);
+  ck_assert (hlen + 8 <= len);
+  char *hit = g_strstr_len (data + 8, (gssize) hlen, tensor);
+  ck_assert (hit != NULL);
+  hit[5] = 'x';
+  g_autofree char *bad = tmp_path ("without-tensor.safetensors");
+  ck_assert (g_file_set_contents (bad, data, len, NULL));
+  g_free (data);
+  ck_assert (cbir_model_load (bad, &err) == NULL);
+  ck_assert_msg (strstr (err->message, tensor) != NULL, "%s", err->message);
+  g_clear_error (&err);
+}
+
 /* "centre-l2": codes are l2n(raw - mean), the mean fitted on images, saved
  * as tensor "code.mean" and covered by the fingerprint. */
 START_TEST (test_code_centre)
@@ -961,23 +985,7 @@ START_TEST (test_code_centre)
   ck_assert (memcmp (cb, cc, n * dim * sizeof (float)) == 0);
 
   /* a file without the mean is refused, naming the tensor */
-  gchar *data;
-  gsize len;
-  ck_assert (g_file_get_contents (path, &data, &len, NULL));
-  guint64 hlen;
-  memcpy (&hlen, data, 8);
-  hlen = GUINT64_FROM_LE (hlen);
-  ck_assert (hlen + 8 <= len);
-  char *hit = g_strstr_len (data + 8, (gssize) hlen, "code.mean");
-  ck_assert (hit != NULL);
-  hit[5] = 'x';
-  g_autofree char *bad = tmp_path ("centre-bad.safetensors");
-  ck_assert (g_file_set_contents (bad, data, len, NULL));
-  g_free (data);
-  ck_assert (cbir_model_load (bad, &err) == NULL);
-  ck_assert_msg (strstr (err->message, "code.mean") != NULL, "%s",
-      err->message);
-  g_clear_error (&err);
+  assert_refused_without (path, "code.mean");
 
   /* bit models refuse it */
   ck_assert (norm_model ("bits", "centre-l2", 4, &err) == NULL);
@@ -1125,22 +1133,7 @@ START_TEST (test_code_whiten)
   g_autofree float *cb = encode (back, px, n);
   ck_assert (memcmp (cb, cw, n * dim * sizeof (float)) == 0);
   /* a file without W, or with a NaN in it, is refused naming the tensor */
-  gchar *data;
-  gsize len;
-  ck_assert (g_file_get_contents (path, &data, &len, NULL));
-  guint64 hlen;
-  memcpy (&hlen, data, 8);
-  hlen = GUINT64_FROM_LE (hlen);
-  char *hit = g_strstr_len (data + 8, (gssize) hlen, "code.whiten");
-  ck_assert (hit != NULL);
-  hit[5] = 'x';
-  g_autofree char *bad = tmp_path ("whiten-bad.safetensors");
-  ck_assert (g_file_set_contents (bad, data, len, NULL));
-  g_free (data);
-  ck_assert (cbir_model_load (bad, &err) == NULL);
-  ck_assert_msg (strstr (err->message, "code.whiten") != NULL, "%s",
-      err->message);
-  g_clear_error (&err);
+  assert_refused_without (path, "code.whiten");
   float nanw[64];
   memcpy (nanw, cbir_model_get_code_whiten (w), sizeof nanw);
   nanw[9] = NAN;

@@ -271,11 +271,11 @@ START_TEST (test_reproducible)
 }
 END_TEST
 
-/* Trains m for `epochs` with a checkpoint every `every` epochs at ck (the
- * trainer is freed afterwards, as an interrupted run would be). */
-static void
-run_checkpointed (CbirModel *m, guint64 seed, guint epochs, guint every,
-    const char *ck)
+/* A trainer for m (2 threads, a quarter held out) that writes a checkpoint
+ * every `every` epochs at ck and reports to `progress` (may be NULL). */
+static CbirTrainer *
+checkpointing_trainer (CbirModel *m, guint64 seed, guint every,
+    const char *ck, CbirTrainProgressFunc progress)
 {
   GError *err = NULL;
   CbirTrainOptions o;
@@ -285,8 +285,20 @@ run_checkpointed (CbirModel *m, guint64 seed, guint epochs, guint every,
   o.val_split = 0.25;
   o.checkpoint_every = every;
   o.checkpoint_path = ck;
-  g_autoptr (CbirTrainer) t = cbir_trainer_new (m, mnist, &o, &err);
+  o.progress = progress;
+  CbirTrainer *t = cbir_trainer_new (m, mnist, &o, &err);
   ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  return t;
+}
+
+/* Trains m for `epochs` with a checkpoint every `every` epochs at ck (the
+ * trainer is freed afterwards, as an interrupted run would be). */
+static void
+run_checkpointed (CbirModel *m, guint64 seed, guint epochs, guint every,
+    const char *ck)
+{
+  g_autoptr (CbirTrainer) t = checkpointing_trainer (m, seed, every, ck,
+      NULL);
   run (t, epochs);
 }
 
@@ -626,16 +638,8 @@ static void
 run_interrupted (CbirModel *m, guint64 seed, guint epochs, const char *ck)
 {
   GError *err = NULL;
-  CbirTrainOptions o;
-  cbir_train_options_init (&o);
-  o.seed = seed;
-  o.threads = 2;
-  o.val_split = 0.25;
-  o.checkpoint_every = 1;
-  o.checkpoint_path = ck;
-  o.progress = stop_in_epoch_2;
-  g_autoptr (CbirTrainer) t = cbir_trainer_new (m, mnist, &o, &err);
-  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirTrainer) t = checkpointing_trainer (m, seed, 1, ck,
+      stop_in_epoch_2);
   ck_assert (!cbir_trainer_run (t, epochs, &err));
   ck_assert (strstr (err->message, "cancelled") != NULL);
   g_clear_error (&err);

@@ -4,20 +4,13 @@
 #   DS mnist|fashion|fsqrt (Fashion with sqrt-compressed intensities, made by hand); trains epoch by epoch (--resume, bit-identical to one
 #   run), scores the checkpoint after each epoch with cbir-eval --metric cosine,
 #   appends "TAG epoch mAP P@10 seconds" to out/research/curves.txt.
+#   Not for --lr-schedule cosine: each resume with more epochs stretches the
+#   schedule, so the checkpoints are not points of one run (engine-final.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 DS=$1 TAG=$2 EP=$3; shift 3
 B=${BUILD_DIR:-$ROOT/build}/src/tools
-case $DS in
-  mnist) D=$ROOT/data/mnist; G=$D/gallery-images.idx3-ubyte; GL=$D/gallery-labels.idx1-ubyte
-         Q=$D/query-images.idx3-ubyte; QL=$D/query-labels.idx1-ubyte ;;
-  fashion) D=$ROOT/data/fashion; G=$D/train-images-idx3-ubyte.gz; GL=$D/train-labels-idx1-ubyte.gz
-         Q=$D/t10k-images-idx3-ubyte.gz; QL=$D/t10k-labels-idx1-ubyte.gz ;;
-  fsqrt) D=$ROOT/out/research/data-fsqrt; G=$D/train-images-idx3-ubyte; GL=$D/train-labels-idx1-ubyte.gz
-         Q=$D/t10k-images-idx3-ubyte; QL=$D/t10k-labels-idx1-ubyte.gz ;;
-  fsqrtblur) D=$ROOT/out/research/data-fsqrtblur; G=$D/train-images-idx3-ubyte; GL=$D/train-labels-idx1-ubyte.gz
-         Q=$D/t10k-images-idx3-ubyte; QL=$D/t10k-labels-idx1-ubyte.gz ;;
-esac
+. "$ROOT/tests/bench/research/datasets.sh" || { sed -n '2,8p' "$0"; exit 2; }
 O=$ROOT/out/research/$DS-$TAG; mkdir -p "$O"
 ck=$O/ck.safetensors
 t0=$(date +%s)
