@@ -129,19 +129,21 @@ static const char preset_binary_xor[] =
  * found", tests/bench/research/): inputs square-root compressed (gamma 0.5:
  * dark and bright garments of one shape move closer), two 3x3 convs per
  * stage (32, 64 filters, BatchNorm before ReLU, PyTorch eps/momentum), a
- * 32-float dense code, centred on the training images' mean code and
- * L2-normalised (L2 search ranks like cosine around the data's centre);
- * trained as a denoising autoencoder with Gaussian noise 0.3 and random
- * shifts of up to 3 px (target: the clean, centred image), Adam eps 1e-8.
+ * 32-float dense code, centred on the training images' mean code, partly
+ * PCA-whitened (variance^-0.15) and L2-normalised (L2 search ranks like
+ * cosine around the data's centre); trained as a denoising autoencoder with
+ * Gaussian noise 0.3, random shifts of up to 3 px and rotations of up to 10
+ * degrees (target: the clean, centred, upright image), Adam eps 1e-8 with a
+ * cosine learning-rate schedule.
  * The decoder mirrors research/dae.py's. Keep this and
  * models/presets/default.json the one place the default is defined
  * (test-model checks they agree). */
 static const char preset_default[] =
     "{\"name\": \"default\",\n"
-    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, L2-normalised 32-d code); denoising + shift 3 + rotate 10, cosine lr\",\n"
+    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, partly whitened, L2-normalised 32-d code); denoising + shift 3 + rotate 10, cosine lr\",\n"
     " \"input\": [1, 28, 28], \"code_layer\": 15, \"code_type\": \"float\",\n"
     " \"normalisation\": {\"scale\": 0.00392156862745098, \"offset\": 0, \"gamma\": 0.5},\n"
-    " \"code_normalise\": \"centre-l2\",\n"
+    " \"code_normalise\": \"whiten-l2\", \"code_whiten_power\": 0.15,\n"
     " \"layers\": [\n"
     "  {\"type\": \"conv2d\", \"filters\": 32, \"kernel\": 3, \"padding\": \"same\"},\n"
     "  {\"type\": \"batchnorm\", \"eps\": 1e-5, \"momentum\": 0.1},\n"
