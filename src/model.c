@@ -1775,8 +1775,11 @@ cbir_model_fit_code_transform (CbirModel *m, const guint8 *images, guint n,
   for (guint j = 0; j < dim; j++)
     m->code_mean[j] = (float) (sum[j] / n);
   if (m->code_whiten) {
-    /* W = diag (var^-p) V^T; variances floored at 1e-6 of the largest so
-     * that a dead code dimension does not blow up */
+    /* W = V diag (var^-p) V^T: scaled along the principal axes, then
+     * turned back, so the code keeps the network's axes (per-dimension bit
+     * thresholds stay meaningful; distances equal those of diag (var^-p)
+     * V^T). Variances floored at 1e-6 of the largest so that a dead code
+     * dimension does not blow up. */
     g_autoptr (CbirPca) pca = cbir_pca_fit (raw, n, dim, dim, error);
     if (!pca) {
       g_prefix_error (error, "%s: fitting the code whitening: ", m->name);
@@ -1785,12 +1788,17 @@ cbir_model_fit_code_transform (CbirModel *m, const guint8 *images, guint n,
     const double *var = cbir_pca_get_variances (pca);
     const float *comp = cbir_pca_get_components (pca);  /* dim x dim, col c */
     double floor_v = MAX (var[0] * 1e-6, 1e-30);
-    for (guint c = 0; c < dim; c++) {
-      double sc = pow (MAX (var[c], floor_v), -m->whiten_power);
-      for (guint j = 0; j < dim; j++)
-        m->code_whiten[(gsize) c * dim + j] =
-            (float) (sc * comp[(gsize) j * dim + c]);
-    }
+    g_autofree double *sc = g_new (double, dim);
+    for (guint c = 0; c < dim; c++)
+      sc[c] = pow (MAX (var[c], floor_v), -m->whiten_power);
+    for (guint r = 0; r < dim; r++)
+      for (guint j = 0; j < dim; j++) {
+        double acc = 0;
+        for (guint c = 0; c < dim; c++)
+          acc += (double) comp[(gsize) r * dim + c] * sc[c]
+              * comp[(gsize) j * dim + c];
+        m->code_whiten[(gsize) r * dim + j] = (float) acc;
+      }
   }
   cbir_model_update_fingerprint (m);
   return TRUE;

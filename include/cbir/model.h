@@ -203,10 +203,12 @@ typedef enum {
   CBIR_CODE_NORMALISE_L2,
   CBIR_CODE_NORMALISE_CENTRE_L2,
   /* "whiten-l2": code = L2-normalise (W (raw - mean)) with W =
-   * diag (variance^-p) V^T, V the principal axes of the training images'
+   * V diag (variance^-p) V^T, V the principal axes of the training images'
    * raw codes and p the architecture's "code_whiten_power" (0 < p <= 1,
    * default 0.15: partial whitening, so that a few high-variance
-   * directions do not dominate the distance; 0.5 would be full whitening).
+   * directions do not dominate the distance; 0.5 would be full ZCA
+   * whitening). Turning back by V keeps the code's axes, so bits thresholded
+   * per dimension work as on centre-l2 codes.
    * W is tensor "code.whiten" (code_dim x code_dim, row-major), fitted with
    * the mean; the identity until fitted (then it equals centre-l2). */
   CBIR_CODE_NORMALISE_WHITEN_L2,

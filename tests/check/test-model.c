@@ -1085,22 +1085,51 @@ START_TEST (test_code_whiten)
   /* the same mean as centre-l2 */
   ck_assert (memcmp (cbir_model_get_code_mean (w), cbir_model_get_code_mean
           (c), dim * sizeof (float)) == 0);
-  /* p = 0.5: the whitened codes have unit covariance; p = 0.15: still
-   * uncorrelated, variances var^0.7 (so in falling order) */
-  double cov[64];
+  /* p = 0.5: the whitened codes have unit covariance. p = 0.15: W is
+   * symmetric (V diag V^T) and the whitened covariance V diag(var^0.7) V^T
+   * shares its axes with the raw covariance C (the two commute) */
+  double cov[64], craw[64];
   whitened_cov (full, px, n, cov);
   for (guint a = 0; a < dim; a++)
     for (guint b = 0; b < dim; b++)
       ck_assert_msg (fabs (cov[a * dim + b] - (a == b)) < 2e-3,
           "full whitening: cov[%u][%u] = %g", a, b, cov[a * dim + b]);
-  whitened_cov (w, px, n, cov);
+  wm = cbir_model_get_code_whiten (w);
   for (guint a = 0; a < dim; a++)
-    for (guint b = 0; b < dim; b++)
-      if (a != b)
-        ck_assert (fabs (cov[a * dim + b]) < 1e-3 * sqrt (cov[a * dim + a]
-                * cov[b * dim + b]));
-  for (guint a = 1; a < dim; a++)
-    ck_assert (cov[a * dim + a] <= cov[(a - 1) * dim + a - 1]);
+    for (guint b = 0; b < a; b++)
+      ck_assert (fabsf (wm[a * dim + b] - wm[b * dim + a]) <= 1e-6f *
+          (fabsf (wm[a * dim + b]) + 1e-3f));
+  whitened_cov (w, px, n, cov);
+  /* C itself: the covariance of the raw codes (W = identity) */
+  g_autoptr (CbirModel) ident = whiten_model (NULL, 4, &err);
+  cbir_model_set_code_mean (ident, cbir_model_get_code_mean (w));
+  whitened_cov (ident, px, n, craw);
+  double norm = 0, diff = 0;
+  for (guint a = 0; a < dim; a++)
+    for (guint b = 0; b < dim; b++) {
+      double ab = 0, ba = 0;
+      for (guint k = 0; k < dim; k++) {
+        ab += cov[a * dim + k] * craw[k * dim + b];
+        ba += craw[a * dim + k] * cov[k * dim + b];
+      }
+      diff += (ab - ba) * (ab - ba);
+      norm += ab * ab;
+    }
+  ck_assert_msg (sqrt (diff) < 1e-4 * sqrt (norm), "C and W C W do not "
+      "commute: %g of %g", sqrt (diff), sqrt (norm));
+  /* and the variance is spread more evenly over the axes: tr(X^2)/tr(X)^2
+   * (1/dim when even, 1 when one axis has it all) falls */
+  double t1 = 0, t2 = 0, r1 = 0, r2 = 0;
+  for (guint a = 0; a < dim; a++) {
+    t1 += cov[a * dim + a];
+    r1 += craw[a * dim + a];
+    for (guint b = 0; b < dim; b++) {
+      t2 += cov[a * dim + b] * cov[b * dim + a];
+      r2 += craw[a * dim + b] * craw[b * dim + a];
+    }
+  }
+  ck_assert_msg (t2 / (t1 * t1) < 0.99 * r2 / (r1 * r1), "spread %g, raw %g",
+      t2 / (t1 * t1), r2 / (r1 * r1));
   /* codes: unit length, the direction of W (raw - mean), not centre-l2's */
   g_autofree float *cw = encode (w, px, n);
   g_autofree float *cc = encode (c, px, n);
