@@ -638,7 +638,7 @@ update_model_info (CbirTrainer *t)
   /* centre-l2 / whiten-l2: the code mean (and whitening) of the training
    * images for these weights (deterministic: a function of the weights
    * and the data); fitting updates the fingerprint */
-  if (!(cbir_model_get_code_mean (t->model) && t->data->n > 1
+  if (!(cbir_model_get_code_mean (t->model) && t->data->n > 0
           && cbir_model_fit_code_transform (t->model, t->data->images,
               t->data->n, NULL)))
     cbir_model_update_fingerprint (t->model);

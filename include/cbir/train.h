@@ -125,7 +125,11 @@ double cbir_loss_eval (CbirLoss loss, gboolean from_logits, const float *y,
  * at (x, y) goes to (x + dx, y + dy); pixels moved in from outside are 0),
  * then s->noise at s->noise_level (cbir_noise_apply_f32 with `seed` and
  * `stream`). The offset depends only on (seed, stream), from a stream of
- * its own, so shift 0 gives exactly the noise-only corruption. The trainer
+ * its own, so shift 0 gives exactly the noise-only corruption. With
+ * s->rotate > 0 the image is also turned about its centre by an angle
+ * uniform in [-rotate, rotate] degrees (another stream of its own; the
+ * offset drawn is unchanged) before the offset, resampled bilinearly with
+ * zero fill; rotate 0 keeps the exact integer shift. The trainer
  * uses stream epoch * N + image index; validation and samples use no
  * shift. dx/dy (may be NULL) receive the offset. out must not alias
  * clean. */
