@@ -400,9 +400,41 @@ cbir_code_normalise_from_string (const char *s, CbirCodeNormalise *out)
 /* ------------------------------------------------------------------ */
 /* Model */
 
+/* Feeds n floats to a checksum as little-endian bytes (the file order). */
+static void
+checksum_f32_le (GChecksum *ck, const float *v, gsize n)
+{
+#if G_BYTE_ORDER == G_LITTLE_ENDIAN
+  g_checksum_update (ck, (const guchar *) v, n * sizeof (float));
+#else
+  for (gsize i = 0; i < n; i++) {
+    guint32 u;
+    memcpy (&u, &v[i], 4);
+    u = GUINT32_TO_LE (u);
+    g_checksum_update (ck, (const guchar *) &u, 4);
+  }
+#endif
+}
+
+/* Copies n little-endian floats (as stored in a file) to dst. */
+static void
+copy_f32_le (float *dst, const void *src, gsize n)
+{
+  memcpy (dst, src, n * sizeof (float));
+#if G_BYTE_ORDER == G_BIG_ENDIAN
+  for (gsize k = 0; k < n; k++) {
+    guint32 u;
+    memcpy (&u, dst + k, 4);
+    u = GUINT32_FROM_LE (u);
+    memcpy (dst + k, &u, 4);
+  }
+#endif
+}
+
 typedef struct {
   CbirNetState *st;
   float *in;                    /* ENCODE_CHUNK * input size floats */
+  float *row;                   /* whiten-l2: code_dim floats, else NULL */
 } PoolEntry;
 
 struct _CbirModel {
@@ -442,6 +474,7 @@ pool_entry_free (gpointer p)
   PoolEntry *e = p;
   cbir_net_state_free (e->st);
   g_free (e->in);
+  g_free (e->row);
   g_free (e);
 }
 
@@ -605,31 +638,11 @@ compute_fingerprint (CbirModel *m, char out[65])
   g_autoptr (GChecksum) ck = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (ck, (const guchar *) m->arch_json,
       strlen (m->arch_json));
-  const float *p = cbir_net_params (m->net);
-  gsize n = cbir_net_n_params (m->net);
-#if G_BYTE_ORDER == G_LITTLE_ENDIAN
-  g_checksum_update (ck, (const guchar *) p, n * sizeof (float));
-#else
-  for (gsize i = 0; i < n; i++) {
-    guint32 u;
-    memcpy (&u, &p[i], 4);
-    u = GUINT32_TO_LE (u);
-    g_checksum_update (ck, (const guchar *) &u, 4);
-  }
-#endif
-  for (guint i = 0; m->code_mean && i < m->code_dim; i++) {
-    guint32 u;
-    memcpy (&u, &m->code_mean[i], 4);
-    u = GUINT32_TO_LE (u);
-    g_checksum_update (ck, (const guchar *) &u, 4);
-  }
-  for (gsize i = 0; m->code_whiten && i < (gsize) m->code_dim * m->code_dim;
-      i++) {
-    guint32 u;
-    memcpy (&u, &m->code_whiten[i], 4);
-    u = GUINT32_TO_LE (u);
-    g_checksum_update (ck, (const guchar *) &u, 4);
-  }
+  checksum_f32_le (ck, cbir_net_params (m->net), cbir_net_n_params (m->net));
+  if (m->code_mean)
+    checksum_f32_le (ck, m->code_mean, m->code_dim);
+  if (m->code_whiten)
+    checksum_f32_le (ck, m->code_whiten, (gsize) m->code_dim * m->code_dim);
   g_strlcpy (out, g_checksum_get_string (ck), 65);
 }
 
@@ -1318,11 +1331,8 @@ load_f32_tensor (CbirSafetensors *st, const char *path, const char *name,
   gsize n = 1;
   for (guint d = 0; d < ndim; d++)
     n *= (gsize) shape[d];
+  copy_f32_le (out, v.data, n);
   for (gsize k = 0; k < n; k++) {
-    guint32 u;
-    memcpy (&u, (const guint8 *) v.data + 4 * k, 4);
-    u = GUINT32_FROM_LE (u);
-    memcpy (&out[k], &u, 4);
     if (!isfinite (out[k])) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
           "%s: \"%s\" holds NaN or infinite values", path, name);
@@ -1374,15 +1384,7 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
           G_GSIZE_FORMAT, path, t->name, v.nbytes, t->size * sizeof (float));
       return NULL;
     }
-    memcpy (params + t->offset, v.data, v.nbytes);
-#if G_BYTE_ORDER == G_BIG_ENDIAN
-    for (gsize k = 0; k < t->size; k++) {
-      guint32 u;
-      memcpy (&u, params + t->offset + k, 4);
-      u = GUINT32_FROM_LE (u);
-      memcpy (params + t->offset + k, &u, 4);
-    }
-#endif
+    copy_f32_le (params + t->offset, v.data, t->size);
   }
   for (gsize k = 0; k < cbir_net_n_params (m->net); k++)
     if (!isfinite (params[k])) {
@@ -1572,6 +1574,8 @@ pool_get (CbirModel *m)
     e = g_new0 (PoolEntry, 1);
     e->st = cbir_net_state_new (m->net, ENCODE_CHUNK);
     e->in = g_new (float, ENCODE_CHUNK * input_size (m));
+    if (m->code_whiten)
+      e->row = g_new (float, m->code_dim);
   }
   return e;
 }
@@ -1648,8 +1652,7 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     }
     if (code && m->code_whiten) {
       /* o_i = W o_i, row by row (W is code_dim^2, small) */
-      float *o = out + (gsize) done * out_size;
-      g_autofree float *row = g_new (float, out_size);
+      float *o = out + (gsize) done * out_size, *row = e->row;
       for (guint i = 0; i < b; i++) {
         float *oi = o + (gsize) i * out_size;
         for (gsize r = 0; r < out_size; r++) {
