@@ -95,19 +95,31 @@ small_model (guint64 seed, const char *loss, const char *opt)
   return m;
 }
 
+static void
+train_options (CbirTrainOptions *o, guint64 seed, guint threads, double split)
+{
+  cbir_train_options_init (o);
+  o->seed = seed;
+  o->threads = threads;
+  o->val_split = split;
+}
+
+static CbirTrainer *
+trainer_with (CbirModel *m, const CbirDataset *ds, const CbirTrainOptions *o)
+{
+  GError *err = NULL;
+  CbirTrainer *t = cbir_trainer_new (m, ds, o, &err);
+  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
+  return t;
+}
+
 static CbirTrainer *
 trainer (CbirModel *m, const CbirDataset *ds, guint64 seed, guint threads,
     double split)
 {
-  GError *err = NULL;
   CbirTrainOptions o;
-  cbir_train_options_init (&o);
-  o.seed = seed;
-  o.threads = threads;
-  o.val_split = split;
-  CbirTrainer *t = cbir_trainer_new (m, ds, &o, &err);
-  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
-  return t;
+  train_options (&o, seed, threads, split);
+  return trainer_with (m, ds, &o);
 }
 
 static void
@@ -277,18 +289,12 @@ static CbirTrainer *
 checkpointing_trainer (CbirModel *m, guint64 seed, guint every,
     const char *ck, CbirTrainProgressFunc progress)
 {
-  GError *err = NULL;
   CbirTrainOptions o;
-  cbir_train_options_init (&o);
-  o.seed = seed;
-  o.threads = 2;
-  o.val_split = 0.25;
+  train_options (&o, seed, 2, 0.25);
   o.checkpoint_every = every;
   o.checkpoint_path = ck;
   o.progress = progress;
-  CbirTrainer *t = cbir_trainer_new (m, mnist, &o, &err);
-  ck_assert_msg (t != NULL, "%s", err ? err->message : "");
-  return t;
+  return trainer_with (m, mnist, &o);
 }
 
 /* Trains m for `epochs` with a checkpoint every `every` epochs at ck (the
