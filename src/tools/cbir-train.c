@@ -281,6 +281,23 @@ write_pngs (CbirTrainer *t, const char *prefix, GError **error)
       error);
 }
 
+/* How --list-presets describes a code normalisation. */
+static const char *
+code_normalise_note (CbirCodeNormalise n)
+{
+  switch (n) {
+    case CBIR_CODE_NORMALISE_NONE:
+      return "";
+    case CBIR_CODE_NORMALISE_L2:
+      return " (L2-normalised)";
+    case CBIR_CODE_NORMALISE_CENTRE_L2:
+      return " (centred, L2-normalised)";
+    case CBIR_CODE_NORMALISE_WHITEN_L2:
+      return " (centred, partly whitened, L2-normalised)";
+  }
+  return "";
+}
+
 static int
 list_presets (void)
 {
@@ -295,11 +312,7 @@ list_presets (void)
     printf ("%-14s %u-%s code%s; %s, %s lr %g%s, noise %s %g, shift %u, rotate %g, "
         "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
-        cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_L2 ?
-        " (L2-normalised)" : cbir_model_get_code_normalise (m) ==
-        CBIR_CODE_NORMALISE_CENTRE_L2 ? " (centred, L2-normalised)" :
-        cbir_model_get_code_normalise (m) == CBIR_CODE_NORMALISE_WHITEN_L2 ?
-        " (centred, partly whitened, L2-normalised)" : "",
+        code_normalise_note (cbir_model_get_code_normalise (m)),
         cbir_loss_to_string (s->loss),
         cbir_optimizer_to_string (s->optimizer), s->lr,
         s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
