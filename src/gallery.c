@@ -2,6 +2,7 @@
  * layout) opened with mmap, validated once, immutable afterwards, and a
  * builder that collects items and writes a gallery atomically. */
 #include "cbir/gallery.h"
+#include "cbir/diffusion.h"
 #include "cbir/safetensors.h"
 #include "cbir/search.h"
 
@@ -36,8 +37,10 @@ struct _CbirGallery
   gboolean thresholds_median;   /* "bit_thresholds_rule" is "median" */
   guint dba_k;                  /* 0: no DBA */
   float dba_alpha;
+  CbirGraph *graph;             /* the k-NN graph, or NULL */
+  gboolean graph_k_auto;        /* its k came from the size rule */
   /* Owned copies: unaligned tensors of a foreign file, or in-memory data. */
-  gpointer owned[8];
+  gpointer owned[12];
 };
 
 static void
@@ -64,6 +67,7 @@ cbir_gallery_free (CbirGallery *g)
   g_free (g->metric);
   g_free (g->ids);
   g_strfreev (g->label_names);
+  cbir_graph_free (g->graph);
   for (guint i = 0; i < G_N_ELEMENTS (g->owned); i++)
     g_free (g->owned[i]);
   g_free (g);
@@ -203,6 +207,125 @@ format_dba (guint k, float alpha)
   char num[G_ASCII_DTOSTR_BUF_SIZE];
   g_ascii_formatd (num, sizeof (num), "%.9g", alpha);
   return g_strdup_printf ("k=%u,alpha=%s", k, num);
+}
+
+/* "k=K,power=P,rule=auto|fixed" */
+static gboolean
+parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto)
+{
+  g_auto (GStrv) parts = g_strsplit (text, ",", -1);
+  gboolean have_k = FALSE, have_p = FALSE, have_r = FALSE;
+  for (guint i = 0; parts[i]; i++) {
+    const char *p = g_strstrip (parts[i]);
+    if (g_str_has_prefix (p, "k=")) {
+      guint64 v;
+      if (have_k || !g_ascii_string_to_unsigned (p + 2, 10, 0,
+              CBIR_GRAPH_MAX_K, &v, NULL))
+        return FALSE;
+      *k = (guint) v;
+      have_k = TRUE;
+    } else if (g_str_has_prefix (p, "power=")) {
+      char *end = NULL;
+      double a = g_ascii_strtod (p + 6, &end);
+      if (have_p || end == p + 6 || *end || !(a > 0 && a <= 16))
+        return FALSE;
+      *power = (float) a;
+      have_p = TRUE;
+    } else if (g_str_has_prefix (p, "rule=")) {
+      if (have_r)
+        return FALSE;
+      if (g_strcmp0 (p + 5, "auto") == 0)
+        *k_auto = TRUE;
+      else if (g_strcmp0 (p + 5, "fixed") == 0)
+        *k_auto = FALSE;
+      else
+        return FALSE;
+      have_r = TRUE;
+    } else {
+      return FALSE;
+    }
+  }
+  return have_k && have_p && have_r;
+}
+
+static char *
+format_graph_meta (guint k, float power, gboolean k_auto)
+{
+  char num[G_ASCII_DTOSTR_BUF_SIZE];
+  g_ascii_formatd (num, sizeof (num), "%.9g", power);
+  return g_strdup_printf ("k=%u,power=%s,rule=%s", k, num,
+      k_auto ? "auto" : "fixed");
+}
+
+/* The graph tensors of an open file: all three with metadata "graph" and
+ * "graph_crc32", or none. */
+static gboolean
+open_graph (CbirGallery *g, CbirSafetensors *st, GError **error)
+{
+  static const char *const names[] = { "graph_offsets", "graph_neighbours",
+    "graph_weights"
+  };
+  const char *meta = cbir_safetensors_get_metadata (st, "graph");
+  if (!meta) {
+    CbirTensorView v;
+    for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+      if (cbir_safetensors_get (st, names[i], &v)) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: tensor \"%s\" without metadata \"graph\"", g->path,
+            names[i]);
+        return FALSE;
+      }
+    return TRUE;
+  }
+  guint k = 0;
+  float power = 0;
+  if (!parse_graph_meta (meta, &k, &power, &g->graph_k_auto)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: bad metadata \"graph\" \"%s\" (expected "
+        "\"k=K,power=P,rule=auto|fixed\")", g->path, meta);
+    return FALSE;
+  }
+  if (!g->features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: a graph but no \"features\" tensor", g->path);
+    return FALSE;
+  }
+  CbirTensorView vo, vn, vw;
+  gint64 s_off[1] = { (gint64) g->n + 1 }, s_any[1] = { -1 };
+  if (!cbir_safetensors_require (st, "graph_offsets", CBIR_DTYPE_I32, 1,
+          s_off, &vo, error)
+      || !cbir_safetensors_require (st, "graph_neighbours", CBIR_DTYPE_I32,
+          1, s_any, &vn, error))
+    return FALSE;
+  gint64 s_w[1] = { vn.shape[0] };
+  if (!cbir_safetensors_require (st, "graph_weights", CBIR_DTYPE_F32, 1,
+          s_w, &vw, error))
+    return FALSE;
+  const char *crc_text = cbir_safetensors_get_metadata (st, "graph_crc32");
+  guint64 crc_file = 0;
+  if (!crc_text || !g_ascii_string_to_unsigned (crc_text, 16, 0,
+          G_MAXUINT32, &crc_file, NULL)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: metadata \"graph_crc32\" is %s (expected 8 hex digits)",
+        g->path, crc_text ? crc_text : "missing");
+    return FALSE;
+  }
+  const gint32 *off = aligned_data (g, &vo, 4);
+  const gint32 *nb = aligned_data (g, &vn, 4);
+  const float *w = aligned_data (g, &vw, 4);
+  g_autoptr (CbirGraph) graph = cbir_graph_new_borrowed (g->n, k, power,
+      off, nb, w, (gsize) vn.shape[0], g->path, error);
+  if (!graph)
+    return FALSE;
+  guint32 crc = cbir_graph_checksum (graph);
+  if (crc != (guint32) crc_file) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: the graph is corrupt (CRC-32 %08x, the file records %08x)",
+        g->path, crc, (guint32) crc_file);
+    return FALSE;
+  }
+  g->graph = g_steal_pointer (&graph);
+  return TRUE;
 }
 
 /* Checks everything but the tensors' presence; shared by open and the
@@ -408,6 +531,8 @@ cbir_gallery_open (const char *path, GError **error)
   }
   g->thresholds_median = g_strcmp0 (cbir_safetensors_get_metadata (st,
           "bit_thresholds_rule"), "median") == 0;
+  if (!open_graph (g, st, error))
+    return NULL;
   const char *ln = cbir_safetensors_get_metadata (st, "label_names");
   if (ln && !parse_label_names (g, ln, error))
     return NULL;
@@ -534,6 +659,18 @@ cbir_gallery_get_dba (const CbirGallery *g, float *alpha)
   return g->dba_k;
 }
 
+const CbirGraph *
+cbir_gallery_get_graph (const CbirGallery *g)
+{
+  return g->graph;
+}
+
+gboolean
+cbir_gallery_get_graph_k_auto (const CbirGallery *g)
+{
+  return g->graph != NULL && g->graph_k_auto;
+}
+
 gboolean
 cbir_gallery_check_model (const CbirGallery *g, const CbirModel *model,
     GError **error)
@@ -580,6 +717,10 @@ struct _CbirGalleryBuilder
   float dba_alpha;
   gboolean dba_set;             /* set_dba called (else an appended file's) */
   gboolean thresholds_median;   /* loaded thresholds are the median rule's */
+  gboolean graph;               /* build the k-NN graph */
+  guint graph_k;                /* 0: the size rule */
+  float graph_power;
+  gboolean graph_set;           /* set_graph called (else an appended file's) */
 };
 
 CbirGalleryBuilder *
@@ -600,6 +741,7 @@ cbir_gallery_builder_new (const char *model_fingerprint,
   b->labels = g_array_new (FALSE, FALSE, sizeof (gint32));
   b->thumbnails = g_byte_array_new ();
   b->ids = g_ptr_array_new_with_free_func (g_free);
+  b->graph_power = CBIR_GRAPH_DEFAULT_POWER;
   return b;
 }
 
@@ -653,6 +795,45 @@ cbir_gallery_builder_set_dba (CbirGalleryBuilder *b, guint k, float alpha,
   b->dba_alpha = alpha;
   b->dba_set = TRUE;
   return TRUE;
+}
+
+gboolean
+cbir_gallery_builder_set_graph (CbirGalleryBuilder *b, gboolean enabled,
+    guint k, float power, GError **error)
+{
+  g_return_val_if_fail (b != NULL, FALSE);
+  if (enabled && !b->store_features) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "a k-NN graph needs float features (a float gallery that stores "
+        "them)");
+    return FALSE;
+  }
+  if (k > CBIR_GRAPH_MAX_K) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "graph k must be at most %d, not %u", CBIR_GRAPH_MAX_K, k);
+    return FALSE;
+  }
+  if (!(power > 0.f && power <= 16.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "graph similarity power must be in (0, 16], not %g", power);
+    return FALSE;
+  }
+  b->graph = enabled;
+  b->graph_k = k;
+  b->graph_power = power;
+  b->graph_set = TRUE;
+  return TRUE;
+}
+
+gboolean
+cbir_gallery_builder_get_graph (const CbirGalleryBuilder *b, guint *k,
+    float *power)
+{
+  if (k)
+    *k = b->graph_k;
+  if (power)
+    *power = b->graph_power;
+  return b->graph;
 }
 
 guint
@@ -788,6 +969,12 @@ cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
     b->dba_k = g->dba_k;
     b->dba_alpha = g->dba_alpha;
   }
+  if (!b->graph_set && g->graph && b->store_features) {
+    /* the graph is rebuilt over all items at write time */
+    b->graph = TRUE;
+    b->graph_k = g->graph_k_auto ? 0 : cbir_graph_get_k (g->graph);
+    b->graph_power = cbir_graph_get_power (g->graph);
+  }
   if (g->thresholds) {
     cbir_gallery_builder_set_bit_thresholds (b, g->thresholds);
     b->thresholds_median = g->thresholds_median;
@@ -903,6 +1090,9 @@ typedef struct
   gsize ids_len;
   char *label_names_json;
   char *code_bits;
+  CbirGraph *graph;
+  char *graph_meta;
+  char *graph_crc;
 } BuilderOutput;
 
 static void
@@ -915,12 +1105,15 @@ builder_output_clear (BuilderOutput *o)
   g_free (o->ids);
   g_free (o->label_names_json);
   g_free (o->code_bits);
+  cbir_graph_free (o->graph);
+  g_free (o->graph_meta);
+  g_free (o->graph_crc);
 }
 
 static const char *builder_metric (CbirGalleryBuilder *b);
 
-static void
-builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o)
+static gboolean
+builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o, GError **error)
 {
   guint n = b->labels->len;
   memset (o, 0, sizeof (*o));
@@ -934,6 +1127,16 @@ builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o)
         b->dba_alpha, 0, o->dba, NULL);
     g_assert (ok);              /* arguments checked by set_dba */
     feat = o->dba;
+  }
+  if (b->graph && b->store_features) {
+    /* over the features searches use (augmented with DBA) */
+    o->graph = cbir_graph_build (feat, n, b->dim, b->graph_k,
+        b->graph_power, 0, error);
+    if (!o->graph)
+      return FALSE;
+    o->graph_meta = format_graph_meta (cbir_graph_get_k (o->graph),
+        b->graph_power, b->graph_k == 0);
+    o->graph_crc = g_strdup_printf ("%08x", cbir_graph_checksum (o->graph));
   }
   if (b->store_bits) {
     o->thresholds = builder_resolve_thresholds (b, feat,
@@ -958,6 +1161,7 @@ builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o)
   if (b->label_names)
     o->label_names_json = label_names_to_json (b->label_names,
         b->n_label_names);
+  return TRUE;
 }
 
 static const char *
@@ -975,7 +1179,11 @@ cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
   g_return_val_if_fail (path != NULL, FALSE);
   guint n = b->labels->len;
   BuilderOutput o;
-  builder_prepare (b, &o);
+  if (!builder_prepare (b, &o, error)) {
+    g_prefix_error (error, "%s: ", path);
+    builder_output_clear (&o);
+    return FALSE;
+  }
 
   g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
   cbir_safetensors_writer_set_metadata (w, "format", GALLERY_FORMAT);
@@ -1021,6 +1229,18 @@ cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
   gint64 s_ids[1] = { (gint64) o.ids_len };
   if (o.ids)
     cbir_safetensors_writer_add (w, "ids", CBIR_DTYPE_U8, 1, s_ids, o.ids);
+  gint64 s_goff[1] = { (gint64) n + 1 };
+  gint64 s_gnnz[1] = { o.graph ? (gint64) cbir_graph_nnz (o.graph) : 0 };
+  if (o.graph) {
+    cbir_safetensors_writer_set_metadata (w, "graph", o.graph_meta);
+    cbir_safetensors_writer_set_metadata (w, "graph_crc32", o.graph_crc);
+    cbir_safetensors_writer_add (w, "graph_offsets", CBIR_DTYPE_I32, 1,
+        s_goff, cbir_graph_get_offsets (o.graph));
+    cbir_safetensors_writer_add (w, "graph_neighbours", CBIR_DTYPE_I32, 1,
+        s_gnnz, cbir_graph_get_neighbours (o.graph));
+    cbir_safetensors_writer_add (w, "graph_weights", CBIR_DTYPE_F32, 1,
+        s_gnnz, cbir_graph_get_weights (o.graph));
+  }
 
   gboolean ok = cbir_safetensors_writer_write (w, path, error);
   builder_output_clear (&o);
@@ -1032,7 +1252,9 @@ cbir_gallery_builder_build (CbirGalleryBuilder *b)
 {
   guint n = b->labels->len;
   BuilderOutput o;
-  builder_prepare (b, &o);
+  g_autoptr (GError) gerr = NULL;
+  if (!builder_prepare (b, &o, &gerr))
+    g_warning ("in-memory gallery without its graph: %s", gerr->message);
 
   CbirGallery *g = g_new0 (CbirGallery, 1);
   g->path = g_strdup ("(memory)");
@@ -1085,6 +1307,8 @@ cbir_gallery_builder_build (CbirGalleryBuilder *b)
     g->label_names = g_strdupv (b->label_names);
     g->n_label_names = b->n_label_names;
   }
+  g->graph = g_steal_pointer (&o.graph);
+  g->graph_k_auto = b->graph_k == 0;
   builder_output_clear (&o);
   return g;
 }

@@ -18,6 +18,7 @@
  *   current k-th distance) while the block is still in cache.
  * - Ties are broken by gallery index: the order is (distance, index). */
 #include "cbir/search.h"
+#include "cbir/diffusion.h"
 #include "cbir/model.h"
 
 #include <cblas.h>
@@ -657,6 +658,8 @@ struct _CbirSearcher
   gsize par_bytes;              /* split one query over threads past this */
   guint qe_k;                   /* query expansion: neighbours, 0 = off */
   float qe_alpha;
+  const CbirGraph *graph;       /* diffusion over it, or NULL */
+  CbirDiffusionParams dp;
   gint32 *owned_labels;         /* raw searchers (DBA): zeros */
 };
 
@@ -1425,6 +1428,11 @@ cbir_searcher_set_query_expansion (CbirSearcher *s, guint k, float alpha,
         "query expansion alpha must be in 0..1000, not %g", alpha);
     return FALSE;
   }
+  if (k > 0 && s->graph) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "query expansion and diffusion are two re-rankings: choose one");
+    return FALSE;
+  }
   s->qe_k = k;
   s->qe_alpha = alpha;
   return TRUE;
@@ -1503,11 +1511,252 @@ cbir_searcher_expand_query (CbirSearcher *s, const float *query, float *out)
   expand_one (s, query, out);
 }
 
+/* ---- diffusion over the gallery's graph (diffusion.h) ----
+ *
+ * The query's query_k nearest items (the plain search, shortlist
+ * included) seed y with max (cos, 0)^power; f solves (I - alpha S) f = y.
+ * Hits: the plain search's first keep_first hits, then the items of
+ * largest f (f > 0), then, if fewer than k were reached, the plain nearest
+ * of the others; each hit keeps its plain distance to the query. The full
+ * ranking (distances, distances_batch) is the same order: the kept hits
+ * below -(max f + 1), -f for reached items (all negative), and the plain
+ * distance (>= 0) for the others. */
+
+gboolean
+cbir_searcher_set_diffusion (CbirSearcher *s, const CbirGraph *graph,
+    const CbirDiffusionParams *params, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (!graph) {
+    s->graph = NULL;
+    return TRUE;
+  }
+  if (s->metric == CBIR_METRIC_HAMMING) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "diffusion needs float features (metric l2 or cosine), not "
+        "hamming");
+    return FALSE;
+  }
+  if (cbir_graph_size (graph) != s->n) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "the graph has %u items, the gallery %u", cbir_graph_size (graph),
+        s->n);
+    return FALSE;
+  }
+  if (s->qe_k > 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "query expansion and diffusion are two re-rankings: choose one");
+    return FALSE;
+  }
+  CbirDiffusionParams p;
+  if (params)
+    p = *params;
+  else
+    cbir_diffusion_params_init (&p);
+  if (!cbir_diffusion_params_check (&p, error))
+    return FALSE;
+  s->graph = graph;
+  s->dp = p;
+  return TRUE;
+}
+
+const CbirGraph *
+cbir_searcher_get_diffusion (const CbirSearcher *s,
+    CbirDiffusionParams *params)
+{
+  if (params && s->graph)
+    *params = s->dp;
+  return s->graph;
+}
+
+/* Scratch of one diffusion: f and the solver's 3 n, the seeds. */
+typedef struct
+{
+  float *f;
+  float *solver;
+  CbirHit *seeds;
+  guint *seed_idx;
+  float *seed_w;
+  guint8 *bits;
+} DiffScratch;
+
+static void
+diff_scratch_init (const CbirSearcher *s, DiffScratch *d)
+{
+  guint m = MIN (s->dp.query_k, s->n);
+  d->f = g_new (float, MAX ((gsize) s->n * 4, 1));
+  d->solver = d->f + s->n;
+  d->seeds = g_new (CbirHit, MAX (m, 1));
+  d->seed_idx = g_new (guint, MAX (m, 1));
+  d->seed_w = g_new (float, MAX (m, 1));
+  d->bits = g_malloc (MAX (s->code_bytes, 1));
+}
+
+static void
+diff_scratch_clear (DiffScratch *d)
+{
+  g_free (d->f);
+  g_free (d->seeds);
+  g_free (d->seed_idx);
+  g_free (d->seed_w);
+  g_free (d->bits);
+}
+
+/* Diffuses one query into d->f; qq is prepared with d->bits; d->seeds
+ * get the plain nearest query_k items (returns how many). */
+static guint
+diffuse_one (CbirSearcher *s, const float *query, Query *qq,
+    gboolean may_split, DiffScratch *d)
+{
+  query_prepare (s, query, d->bits, qq);
+  guint m = search_one (s, qq, MIN (s->dp.query_k, s->n), d->seeds,
+      may_split);
+  double qn = vec_dot (query, query, s->dim);
+  double qinv = qn > 0 ? 1.0 / sqrt (qn) : 0.0;
+  float power = cbir_graph_get_power (s->graph);
+  guint ms = 0;
+  for (guint i = 0; i < m; i++) {
+    const float *g = s->feat + (gsize) d->seeds[i].index * s->dim;
+    double gg = vec_dot (g, g, s->dim);
+    double c = vec_dot (query, g, s->dim) * qinv
+        * (gg > 0 ? 1.0 / sqrt (gg) : 0.0);
+    float w = c > 0 ? (float) pow (MIN (c, 1.0), power) : 0.f;
+    if (w > 0.f) {
+      d->seed_idx[ms] = d->seeds[i].index;
+      d->seed_w[ms++] = w;
+    }
+  }
+  cbir_diffusion_solve (s->graph, d->seed_idx, d->seed_w, ms, &s->dp, d->f,
+      d->solver);
+  return m;
+}
+
+static guint
+diffuse_search (CbirSearcher *s, const float *query, guint k, CbirHit *hits,
+    gboolean may_split, DiffScratch *d)
+{
+  if (k == 0 || s->n == 0)
+    return 0;
+  Query qq;
+  guint m = diffuse_one (s, query, &qq, may_split, d);
+  guint kc = MIN (k, s->n);
+  /* the plain search's first keep_first hits stay first */
+  guint kept = MIN (MIN (s->dp.keep_first, m), kc), n = kept;
+  for (guint i = 0; i < kept; i++) {
+    hits[i] = d->seeds[i];
+    d->f[hits[i].index] = 0.f;
+  }
+  guint kd = kc - kept;
+  Cand stack_store[128];
+  Cand *store = kd <= 128 ? stack_store : g_new (Cand, MAX (kd, 1));
+  Heap h;
+  heap_init (&h, store, kd);
+  for (guint i = 0; i < s->n && kd > 0; i++) {
+    if (d->f[i] > 0.f) {
+      Cand c = { -d->f[i], i };
+      if (h.n < h.cap || cand_worse (h.c[0], c))
+        heap_push (&h, c);
+    }
+  }
+  guint nd = heap_sort (&h);
+  for (guint i = 0; i < nd; i++, n++) {
+    guint idx = h.c[i].idx;
+    hits[n].index = idx;
+    hits[n].label = s->labels[idx];
+    hits[n].distance = item_distance (s, &qq, idx);
+  }
+  if (n < kc) {
+    /* fewer than k reached: the plain nearest of the others */
+    guint want = MIN (s->n, kc + n);
+    CbirHit *plain = g_new (CbirHit, want);
+    guint np = search_one (s, &qq, want, plain, may_split);
+    for (guint i = 0; i < np && n < kc; i++) {
+      gboolean taken = d->f[plain[i].index] > 0.f;
+      for (guint j = 0; j < kept && !taken; j++)
+        taken = plain[i].index == hits[j].index;
+      if (!taken)
+        hits[n++] = plain[i];
+    }
+    g_free (plain);
+  }
+  if (store != stack_store)
+    g_free (store);
+  return n;
+}
+
+static void
+diffuse_distances (CbirSearcher *s, const float *query, float *out,
+    DiffScratch *d)
+{
+  Query qq;
+  guint m = diffuse_one (s, query, &qq, FALSE, d);
+  distances_one (s, query, out);
+  float fmax = 0.f;
+  for (guint i = 0; i < s->n; i++) {
+    out[i] = d->f[i] > 0.f ? -d->f[i] : MAX (out[i], 0.f);
+    fmax = MAX (fmax, d->f[i]);
+  }
+  /* kept first hits: before every diffused item, in plain order */
+  guint kept = MIN (s->dp.keep_first, m);
+  for (guint i = 0; i < kept; i++)
+    out[d->seeds[i].index] = -(fmax + 1.f) * (float) (kept - i);
+}
+
+typedef struct
+{
+  CbirSearcher *s;
+  const float *queries;
+  guint nq;
+  guint k;
+  CbirHit *hits;
+  guint *n_hits;
+  float *out;                   /* distances_batch, or NULL */
+  guint per_task;
+} DiffBatchCtx;
+
+static void
+diff_batch_task (gpointer data, guint t)
+{
+  DiffBatchCtx *c = data;
+  CbirSearcher *s = c->s;
+  DiffScratch d;
+  diff_scratch_init (s, &d);
+  guint q0 = t * c->per_task, q1 = MIN (c->nq, q0 + c->per_task);
+  for (guint q = q0; q < q1; q++) {
+    const float *query = c->queries + (gsize) q * s->dim;
+    if (c->out) {
+      diffuse_distances (s, query, c->out + (gsize) q * s->n, &d);
+    } else {
+      guint n = diffuse_search (s, query, c->k, c->hits + (gsize) q * c->k,
+          FALSE, &d);
+      if (c->n_hits)
+        c->n_hits[q] = n;
+    }
+  }
+  diff_scratch_clear (&d);
+}
+
+static void
+diffuse_batch (CbirSearcher *s, const float *queries, guint nq, guint k,
+    CbirHit *hits, guint *n_hits, float *out)
+{
+  DiffBatchCtx c = { s, queries, nq, k, hits, n_hits, out, 1 };
+  c.per_task = MAX (1, nq / (s->n_threads * 8));
+  pool_run (s->pool, diff_batch_task, &c, (nq + c.per_task - 1) / c.per_task);
+}
+
 guint
 cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
     CbirHit *hits)
 {
   g_return_val_if_fail (s != NULL && query != NULL, 0);
+  if (s->graph && k > 0 && s->n > 0) {
+    DiffScratch d;
+    diff_scratch_init (s, &d);
+    guint n = diffuse_search (s, query, k, hits, TRUE, &d);
+    diff_scratch_clear (&d);
+    return n;
+  }
   if (s->qe_k == 0 || k == 0 || s->n == 0)
     return search_plain (s, query, k, hits);
   float stack[256];
@@ -1531,6 +1780,10 @@ cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
     guint k, CbirHit *hits, guint *n_hits)
 {
   g_return_if_fail (s != NULL);
+  if (s->graph && k > 0 && s->n > 0 && nq > 0) {
+    diffuse_batch (s, queries, nq, k, hits, n_hits, NULL);
+    return;
+  }
   if (s->qe_k == 0 || k == 0 || s->n == 0 || nq == 0) {
     search_batch_plain (s, queries, nq, k, hits, n_hits);
     return;
@@ -1550,6 +1803,13 @@ void
 cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
 {
   g_return_if_fail (s != NULL && query != NULL && out != NULL);
+  if (s->graph && s->n > 0) {
+    DiffScratch d;
+    diff_scratch_init (s, &d);
+    diffuse_distances (s, query, out, &d);
+    diff_scratch_clear (&d);
+    return;
+  }
   if (s->qe_k == 0 || s->n == 0) {
     distances_one (s, query, out);
     return;
@@ -1565,6 +1825,10 @@ cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
     guint nq, float *out)
 {
   g_return_if_fail (s != NULL);
+  if (s->graph && s->n > 0 && nq > 0) {
+    diffuse_batch (s, queries, nq, 0, NULL, NULL, out);
+    return;
+  }
   if (s->qe_k == 0 || s->n == 0 || nq == 0) {
     distances_batch_plain (s, queries, nq, out);
     return;
@@ -1577,6 +1841,59 @@ cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
     distances_batch_plain (s, eq, c, out + (gsize) q0 * s->n);
   }
   g_free (eq);
+}
+
+gboolean
+cbir_knn_self (const float *features, guint n, guint dim, CbirMetric metric,
+    guint k, guint n_threads, guint *idx, float *dist, GError **error)
+{
+  g_return_val_if_fail (n == 0 || (features != NULL && idx != NULL), FALSE);
+  g_return_val_if_fail (dim > 0, FALSE);
+  if (metric != CBIR_METRIC_L2 && metric != CBIR_METRIC_COSINE) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "the gallery's own k-NN needs metric l2 or cosine, not %s",
+        cbir_metric_to_string (metric));
+    return FALSE;
+  }
+  guint kk = n > 0 ? MIN (k, n - 1) : 0;
+  if (kk == 0)
+    return TRUE;
+  /* a searcher over the raw features: each item's k+1 nearest, itself
+   * dropped (or the last when ties put it further) */
+  CbirSearcher *s = g_new0 (CbirSearcher, 1);
+  s->metric = metric;
+  s->n = n;
+  s->dim = dim;
+  s->feat = features;
+  s->owned_labels = g_new0 (gint32, n);
+  s->labels = s->owned_labels;
+  searcher_setup (s, TRUE, n_threads);
+  guint kq = kk + 1;
+  guint chunk = MAX (1, MIN (n, QE_CHUNK_HITS / kq));
+  CbirHit *hits = g_new (CbirHit, (gsize) chunk * kq);
+  guint *nh = g_new (guint, chunk);
+  for (guint q0 = 0; q0 < n; q0 += chunk) {
+    guint c = MIN (chunk, n - q0);
+    search_batch_plain (s, features + (gsize) q0 * dim, c, kq, hits, nh);
+    for (guint i = 0; i < c; i++) {
+      guint self = q0 + i, m = 0;
+      const CbirHit *h = hits + (gsize) i * kq;
+      guint *row = idx + (gsize) self * kk;
+      float *drow = dist ? dist + (gsize) self * kk : NULL;
+      for (guint j = 0; j < nh[i] && m < kk; j++) {
+        if (h[j].index == self)
+          continue;
+        if (drow)
+          drow[m] = h[j].distance;
+        row[m++] = h[j].index;
+      }
+      g_assert (m == kk);
+    }
+  }
+  g_free (nh);
+  g_free (hits);
+  cbir_searcher_free (s);
+  return TRUE;
 }
 
 gboolean
@@ -1600,48 +1917,19 @@ cbir_dba_compute (const float *features, guint n, guint dim,
   if (n == 0)
     return TRUE;
   guint kk = MIN (k, n - 1);
+  guint *nbr = g_new (guint, MAX ((gsize) n * kk, 1));
+  if (!cbir_knn_self (features, n, dim, metric, kk, n_threads, nbr, NULL,
+          error)) {
+    g_free (nbr);
+    return FALSE;
+  }
   double *acc = g_new (double, dim);
-  if (kk == 0) {
-    for (guint i = 0; i < n; i++)
-      expand_from_hits (features, dim, metric, alpha,
-          features + (gsize) i * dim, NULL, 0, acc, out + (gsize) i * dim);
-    g_free (acc);
-    return TRUE;
-  }
-  /* a searcher over the raw features: each item's k+1 nearest, itself
-   * dropped (or the last when ties put it further) */
-  CbirSearcher *s = g_new0 (CbirSearcher, 1);
-  s->metric = metric;
-  s->n = n;
-  s->dim = dim;
-  s->feat = features;
-  s->owned_labels = g_new0 (gint32, n);
-  s->labels = s->owned_labels;
-  searcher_setup (s, TRUE, n_threads);
-  guint kq = kk + 1;
-  guint chunk = MAX (1, MIN (n, QE_CHUNK_HITS / kq));
-  CbirHit *hits = g_new (CbirHit, (gsize) chunk * kq);
-  guint *nh = g_new (guint, chunk);
-  guint *idx = g_new (guint, kq);
-  for (guint q0 = 0; q0 < n; q0 += chunk) {
-    guint c = MIN (chunk, n - q0);
-    search_batch_plain (s, features + (gsize) q0 * dim, c, kq, hits, nh);
-    for (guint i = 0; i < c; i++) {
-      guint self = q0 + i, m = 0;
-      const CbirHit *h = hits + (gsize) i * kq;
-      for (guint j = 0; j < nh[i] && m < kk; j++)
-        if (h[j].index != self)
-          idx[m++] = h[j].index;
-      expand_from_hits (features, dim, metric, alpha,
-          features + (gsize) self * dim, idx, m, acc,
-          out + (gsize) self * dim);
-    }
-  }
-  g_free (idx);
-  g_free (nh);
-  g_free (hits);
+  for (guint i = 0; i < n; i++)
+    expand_from_hits (features, dim, metric, alpha,
+        features + (gsize) i * dim, nbr + (gsize) i * kk, kk, acc,
+        out + (gsize) i * dim);
   g_free (acc);
-  cbir_searcher_free (s);
+  g_free (nbr);
   return TRUE;
 }
 

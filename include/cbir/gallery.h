@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cbir/common.h>
+#include <cbir/diffusion.h>
 #include <cbir/model.h>
 
 G_BEGIN_DECLS
@@ -128,5 +129,29 @@ guint cbir_gallery_get_dba (const CbirGallery *g, float *alpha);
 /* The un-augmented features ("features_raw") of an augmented gallery; the
  * features themselves otherwise (NULL if none). */
 const float *cbir_gallery_get_raw_features (const CbirGallery *g);
+
+/* The gallery's k-NN graph for diffusion (diffusion.h): tensors
+ * "graph_offsets" I32 [N+1], "graph_neighbours" I32 [E], "graph_weights"
+ * F32 [E] (CSR rows of S = D^-1/2 W D^-1/2), __metadata__ "graph" =
+ * "k=K,power=P,rule=auto|fixed" and "graph_crc32" (CRC-32 of the three
+ * tensors, 8 hex digits). On open the structure (ranges, order, no self
+ * edge, symmetry, weights in (0, 1]) and the CRC are checked: a corrupt
+ * graph is an error naming the file; a file without one opens as before.
+ * The graph is built over the stored "features" (after DBA). Builders make
+ * none unless asked (cbirindex and cbir-eval ask by default): k = 0 uses
+ * cbir_graph_default_k on the final size. Appending to a file with a graph
+ * (load_existing) rebuilds it over all items at write time, with the
+ * file's settings (rule=auto: the rule on the new size) unless set_graph
+ * was called; the rebuild costs what a fresh build does. FALSE with an
+ * error for a builder without float features, k > CBIR_GRAPH_MAX_K, or a
+ * power outside (0, 16]. */
+gboolean cbir_gallery_builder_set_graph (CbirGalleryBuilder *b,
+    gboolean enabled, guint k, float power, GError **error);
+/* Whether a graph is built; k (0 = rule) and power if not NULL. */
+gboolean cbir_gallery_builder_get_graph (const CbirGalleryBuilder *b,
+    guint *k, float *power);
+/* The graph (NULL if none); whether its k came from the size rule. */
+const CbirGraph *cbir_gallery_get_graph (const CbirGallery *g);
+gboolean cbir_gallery_get_graph_k_auto (const CbirGallery *g);
 
 G_END_DECLS

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cbir/common.h>
+#include <cbir/diffusion.h>
 #include <cbir/gallery.h>
 
 G_BEGIN_DECLS
@@ -118,5 +119,29 @@ void cbir_searcher_expand_query (CbirSearcher *s, const float *query,
 gboolean cbir_dba_compute (const float *features, guint n, guint dim,
     CbirMetric metric, guint k, float alpha, guint n_threads, float *out,
     GError **error);
+
+/* The k nearest other items of each of n items (itself excluded; ties by
+ * index; k capped at n - 1): idx (and dist, may be NULL) get n rows of k,
+ * nearest first. The blocked batched search (sgemm, n_threads, 0 =
+ * default). Metric l2 or cosine. Used by DBA and the diffusion graph. */
+gboolean cbir_knn_self (const float *features, guint n, guint dim,
+    CbirMetric metric, guint k, guint n_threads, guint *idx, float *dist,
+    GError **error);
+
+/* Diffusion re-ranking (diffusion.h) for every later float search of s
+ * (search, search_batch, distances, distances_batch): the query diffuses
+ * over `graph` (gallery-size items; borrowed, must outlive s) with
+ * `params` (NULL: the defaults). Hits come in diffusion order and keep
+ * their plain distance to the query (the vote's weights); the full
+ * ranking is -f for items the diffusion reaches, then the plain distance.
+ * graph NULL: off. FALSE for a Hamming searcher, a graph of another size,
+ * bad parameters, or query expansion already on (one re-ranking at a
+ * time). Call before searching, not while another thread searches. */
+gboolean cbir_searcher_set_diffusion (CbirSearcher *s,
+    const CbirGraph *graph, const CbirDiffusionParams *params,
+    GError **error);
+/* The graph in use (NULL: off) and, if not NULL, its parameters. */
+const CbirGraph *cbir_searcher_get_diffusion (const CbirSearcher *s,
+    CbirDiffusionParams *params);
 
 G_END_DECLS

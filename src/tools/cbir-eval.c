@@ -35,6 +35,13 @@ static char *opt_json, *opt_save_gallery, *opt_label_names, *opt_dump;
 static gint opt_shortlist = 0, opt_k = 10, opt_threads = 0, opt_limit = 0;
 static gint opt_dump_row = 0;
 static gint opt_dba = 0, opt_qe = 0;
+static char *opt_rerank;
+static gint opt_graph_k = 0, opt_diff_query_k = CBIR_DIFFUSION_DEFAULT_QUERY_K;
+static gint opt_diff_iterations = CBIR_DIFFUSION_DEFAULT_ITERATIONS;
+static gint opt_diff_keep_first = CBIR_DIFFUSION_DEFAULT_KEEP_FIRST;
+static gdouble opt_diff_alpha = CBIR_DIFFUSION_DEFAULT_ALPHA;
+static gdouble opt_graph_power = CBIR_GRAPH_DEFAULT_POWER;
+static gboolean opt_no_graph;
 static gdouble opt_dba_alpha = CBIR_DBA_DEFAULT_ALPHA;
 static gdouble opt_qe_alpha = CBIR_QE_DEFAULT_ALPHA;
 static gboolean opt_baselines, opt_no_model_row, opt_quiet;
@@ -75,6 +82,26 @@ static GOptionEntry entries[] = {
       "again (l2/cosine; 0 = off)", "K"},
   {"qe-alpha", 0, 0, G_OPTION_ARG_DOUBLE, &opt_qe_alpha,
       "Query expansion weight exponent: w = max(cos, 0)^A (default 3)", "A"},
+  {"rerank", 0, 0, G_OPTION_ARG_STRING, &opt_rerank,
+      "Re-ranking of the model row: auto (default: query expansion with "
+      "--qe, else diffusion when the gallery has a k-NN graph, as cbirsearch "
+      "does), none, qe or diffusion", "MODE"},
+  {"no-graph", 0, 0, G_OPTION_ARG_NONE, &opt_no_graph,
+      "Build the model's gallery without its k-NN graph (cbirindex "
+      "graph=false)", NULL},
+  {"graph-k", 0, 0, G_OPTION_ARG_INT, &opt_graph_k,
+      "Neighbours per item in the gallery's mutual k-NN graph (0 = the rule "
+      "round(sqrt(N)/5) in 5..100, the default)", "K"},
+  {"graph-power", 0, 0, G_OPTION_ARG_DOUBLE, &opt_graph_power,
+      "Graph edge weight = cos^P (default 3)", "P"},
+  {"diffusion-alpha", 0, 0, G_OPTION_ARG_DOUBLE, &opt_diff_alpha,
+      "Diffusion alpha in (0, 1) (default 0.99)", "A"},
+  {"diffusion-query-k", 0, 0, G_OPTION_ARG_INT, &opt_diff_query_k,
+      "Gallery items a query is linked to (default 10)", "K"},
+  {"diffusion-iterations", 0, 0, G_OPTION_ARG_INT, &opt_diff_iterations,
+      "Conjugate-gradient steps at most (default 20)", "N"},
+  {"diffusion-keep-first", 0, 0, G_OPTION_ARG_INT, &opt_diff_keep_first,
+      "The plain search's first N hits stay first (default 1)", "N"},
   {"baselines", 'b', 0, G_OPTION_ARG_NONE, &opt_baselines,
       "Also evaluate raw pixels, PCA-32, PCA-64 (L2) and ITQ-64 (Hamming)",
       NULL},
@@ -139,6 +166,10 @@ typedef struct
   guint shortlist;
   guint dba_k;                  /* gallery augmentation, 0: none */
   guint qe_k;                   /* query expansion, 0: none */
+  const char *rerank;           /* "none", "qe", "diffusion" */
+  guint graph_k;                /* diffusion: the graph's k */
+  gsize graph_edges;
+  double graph_build_s;         /* <0: not built here */
   CbirMetrics *m;
   double eval_s;
 } Row;
@@ -222,17 +253,25 @@ dump_distances (const char *path, const float *dist, guint nq, guint n,
 /* Searches and scores nq queries (codes of dq floats) against g. */
 static Row *
 evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
-    guint shortlist, guint qe_k, const float *queries, guint dq,
-    const gint32 *qlabels, guint nq, double encode_ips, gboolean dump,
-    GError **error)
+    guint shortlist, guint qe_k, gboolean diffusion, const float *queries,
+    guint dq, const gint32 *qlabels, guint nq, double encode_ips,
+    gboolean dump, GError **error)
 {
   double t0 = now_s ();
   guint threads = opt_threads > 0 ? (guint) opt_threads
       : cbir_default_threads ();
+  CbirDiffusionParams dp;
+  cbir_diffusion_params_init (&dp);
+  dp.alpha = (float) opt_diff_alpha;
+  dp.query_k = (guint) opt_diff_query_k;
+  dp.iterations = (guint) opt_diff_iterations;
+  dp.keep_first = (guint) opt_diff_keep_first;
+  const CbirGraph *graph = diffusion ? cbir_gallery_get_graph (g) : NULL;
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, shortlist,
       threads, error);
   if (!s || !cbir_searcher_set_query_expansion (s, qe_k,
-          (float) opt_qe_alpha, error))
+          (float) opt_qe_alpha, error)
+      || !cbir_searcher_set_diffusion (s, graph, &dp, error))
     return NULL;
   guint n = cbir_gallery_size (g);
   guint k = (guint) opt_k;
@@ -250,6 +289,10 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   row->shortlist = shortlist;
   row->dba_k = cbir_gallery_get_dba (g, NULL);
   row->qe_k = qe_k;
+  row->rerank = graph ? "diffusion" : qe_k ? "qe" : "none";
+  row->graph_k = graph ? cbir_graph_get_k (graph) : 0;
+  row->graph_edges = graph ? cbir_graph_nnz (graph) : 0;
+  row->graph_build_s = -1;
   row->m = cbir_metrics_new ();
 
   /* batched search (timed) */
@@ -279,7 +322,8 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
     g_autoptr (CbirSearcher) exact = cbir_searcher_new_full (g, metric, 0,
         threads, error);
     if (!exact || !cbir_searcher_set_query_expansion (exact, qe_k,
-            (float) opt_qe_alpha, error)) {
+            (float) opt_qe_alpha, error)
+        || !cbir_searcher_set_diffusion (exact, graph, &dp, error)) {
       row_free (row);
       row = NULL;
       goto out;
@@ -395,7 +439,7 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
     double ips = qry->n / MAX (now_s () - t, 1e-9);
     g_autoptr (CbirGallery) g = float_gallery ("raw-pixels", gf, gal->n, d,
         gal->labels);
-    Row *r = evaluate ("raw pixels", g, CBIR_METRIC_L2, 0, 0, qf, d,
+    Row *r = evaluate ("raw pixels", g, CBIR_METRIC_L2, 0, 0, FALSE, qf, d,
         qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
         error);
     if (!r)
@@ -417,7 +461,7 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
     g_autofree char *name = g_strdup_printf ("PCA-%u", pcs[p]);
     g_autoptr (CbirGallery) g = float_gallery (name, gp, gal->n, pcs[p],
         gal->labels);
-    Row *r = evaluate (name, g, CBIR_METRIC_L2, 0, 0, qp, pcs[p],
+    Row *r = evaluate (name, g, CBIR_METRIC_L2, 0, 0, FALSE, qp, pcs[p],
         qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
         error);
     if (!r)
@@ -443,7 +487,7 @@ run_baselines (GPtrArray *rows, const CbirDataset *gal,
       cbir_gallery_builder_add (b, gp + (gsize) i * bits, gal->labels[i],
           NULL, NULL);
     g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
-    Row *r = evaluate ("ITQ-64", g, CBIR_METRIC_HAMMING, 0, 0, qp, bits,
+    Row *r = evaluate ("ITQ-64", g, CBIR_METRIC_HAMMING, 0, 0, FALSE, qp, bits,
         qry->labels, nq, ips, want_dump && rows->len == (guint) opt_dump_row,
         error);
     if (!r)
@@ -571,6 +615,17 @@ write_json (const char *path, GPtrArray *rows, guint n_gallery, guint nq,
     json_builder_add_int_value (b, r->dba_k);
     json_builder_set_member_name (b, "qe_k");
     json_builder_add_int_value (b, r->qe_k);
+    json_builder_set_member_name (b, "rerank");
+    json_builder_add_string_value (b, r->rerank);
+    json_builder_set_member_name (b, "graph_k");
+    json_builder_add_int_value (b, r->graph_k);
+    json_builder_set_member_name (b, "graph_edges");
+    json_builder_add_int_value (b, (gint64) r->graph_edges);
+    json_builder_set_member_name (b, "graph_build_s");
+    if (r->graph_build_s >= 0)
+      json_builder_add_double_value (b, r->graph_build_s);
+    else
+      json_builder_add_null_value (b);
     json_builder_set_member_name (b, "recall_at_k");
     if (r->recall >= 0)
       json_builder_add_double_value (b, r->recall);
@@ -687,6 +742,41 @@ main (int argc, char **argv)
   if ((opt_dba > 0 || opt_qe > 0) && metric == CBIR_METRIC_HAMMING)
     return fail ("--dba and --qe work on float codes (--metric l2 or "
         "cosine)");
+  enum { RERANK_AUTO, RERANK_NONE, RERANK_QE, RERANK_DIFFUSION } rerank =
+      RERANK_AUTO;
+  if (!opt_rerank || g_strcmp0 (opt_rerank, "auto") == 0)
+    rerank = RERANK_AUTO;
+  else if (g_strcmp0 (opt_rerank, "none") == 0)
+    rerank = RERANK_NONE;
+  else if (g_strcmp0 (opt_rerank, "qe") == 0)
+    rerank = RERANK_QE;
+  else if (g_strcmp0 (opt_rerank, "diffusion") == 0)
+    rerank = RERANK_DIFFUSION;
+  else
+    return fail ("unknown --rerank '%s' (auto, none, qe or diffusion)",
+        opt_rerank);
+  if (rerank == RERANK_QE && opt_qe <= 0)
+    return fail ("--rerank qe needs --qe K");
+  if (opt_qe > 0 && (rerank == RERANK_NONE || rerank == RERANK_DIFFUSION))
+    return fail ("--qe is query expansion: not with --rerank %s", opt_rerank);
+  if (rerank == RERANK_DIFFUSION && opt_no_graph)
+    return fail ("--rerank diffusion needs the gallery's graph (not "
+        "--no-graph)");
+  if (opt_graph_k < 0 || opt_graph_k > CBIR_GRAPH_MAX_K)
+    return fail ("--graph-k must be in 0..%d", CBIR_GRAPH_MAX_K);
+  if (!(opt_graph_power > 0 && opt_graph_power <= 16))
+    return fail ("--graph-power must be in (0, 16]");
+  {
+    CbirDiffusionParams dp;
+    cbir_diffusion_params_init (&dp);
+    dp.alpha = (float) opt_diff_alpha;
+    dp.query_k = opt_diff_query_k > 0 ? (guint) opt_diff_query_k : 0;
+    dp.iterations = opt_diff_iterations > 0 ? (guint) opt_diff_iterations : 0;
+    dp.keep_first = opt_diff_keep_first >= 0 ? (guint) opt_diff_keep_first
+        : G_MAXUINT;
+    if (!cbir_diffusion_params_check (&dp, &err))
+      return fail ("%s", err->message);
+  }
 
   g_autoptr (CbirDataset) qry = cbir_dataset_load (opt_queries,
       opt_query_labels, &err);
@@ -726,7 +816,7 @@ main (int argc, char **argv)
       return fail ("--shortlist re-ranks with l2 or cosine: give --metric");
     guint dim = cbir_model_get_code_dim (model);
 
-    double enc_ips = -1;
+    double enc_ips = -1, graph_build_s = -1;
     g_autoptr (CbirGallery) g = NULL;
     if (opt_gallery_file) {
       g = cbir_gallery_open (opt_gallery_file, &err);
@@ -767,6 +857,13 @@ main (int argc, char **argv)
         progress ("augmenting the gallery (DBA, k=%d, alpha=%g)", opt_dba,
             opt_dba_alpha);
       }
+      /* the k-NN graph, as cbirindex builds it by default */
+      gboolean want_graph = gtype == CBIR_CODE_FLOAT
+          && metric != CBIR_METRIC_HAMMING && !opt_no_graph
+          && rerank != RERANK_NONE && rerank != RERANK_QE && opt_qe == 0;
+      if (want_graph && !cbir_gallery_builder_set_graph (b, TRUE,
+              (guint) opt_graph_k, (float) opt_graph_power, &err))
+        return fail ("%s", err->message);
       if (opt_label_names) {
         g_auto (GStrv) names = g_strsplit (opt_label_names, ",", -1);
         cbir_gallery_builder_set_label_names (b, (const char *const *) names,
@@ -779,6 +876,10 @@ main (int argc, char **argv)
         cbir_gallery_builder_add (b, gc + (gsize) i * dim, gal->labels[i],
             thumbs ? gal->images + (gsize) i * 784 : NULL, id);
       }
+      if (want_graph)
+        progress ("building the gallery's k-NN graph (k %d, 0 = rule)",
+            opt_graph_k);
+      double tb = now_s ();
       if (opt_save_gallery) {
         if (!cbir_gallery_builder_write (b, opt_save_gallery, &err))
           return fail ("%s", err->message);
@@ -790,6 +891,7 @@ main (int argc, char **argv)
       } else {
         g = cbir_gallery_builder_build (b);
       }
+      graph_build_s = now_s () - tb;
     }
     progress ("encoding %u queries", nq);
     g_autoptr (CbirDataset) qsub = NULL;
@@ -814,14 +916,25 @@ main (int argc, char **argv)
         : g_strdup ("");
     g_autofree char *qe_s = opt_qe > 0 ? g_strdup_printf (" +qe%d", opt_qe)
         : g_strdup ("");
-    g_autofree char *name = g_strdup_printf ("%s%s%s%s",
+    const CbirGraph *graph = cbir_gallery_get_graph (g);
+    if (rerank == RERANK_DIFFUSION && !graph)
+      return fail ("--rerank diffusion: %s has no k-NN graph",
+          cbir_gallery_get_path (g));
+    gboolean diffusion = graph && metric != CBIR_METRIC_HAMMING
+        && (rerank == RERANK_DIFFUSION || (rerank == RERANK_AUTO
+                && opt_qe == 0));
+    g_autofree char *diff_s = diffusion ? g_strdup_printf (" +diff%u",
+        cbir_graph_get_k (graph)) : g_strdup ("");
+    g_autofree char *name = g_strdup_printf ("%s%s%s%s%s",
         cbir_model_get_name (model), opt_shortlist > 0 ? "+2stage" : "",
-        dba_s, qe_s);
+        dba_s, qe_s, diff_s);
     Row *r = evaluate (name, g, metric, (guint) opt_shortlist, (guint) opt_qe,
-        qc, dim, qry->labels, nq, enc_ips, opt_dump && opt_dump_row == 0,
-        &err);
+        diffusion, qc, dim, qry->labels, nq, enc_ips,
+        opt_dump && opt_dump_row == 0, &err);
     if (!r)
       return fail ("%s", err->message);
+    if (diffusion)
+      r->graph_build_s = graph_build_s;
     add_row (rows, r);
   }
   if (opt_baselines) {

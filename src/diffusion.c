@@ -1,0 +1,586 @@
+/* The gallery's mutual k-NN graph and diffusion over it (see
+ * include/cbir/diffusion.h). */
+#include "cbir/diffusion.h"
+#include "cbir/search.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+struct _CbirGraph
+{
+  guint n;
+  guint k;
+  float power;
+  gsize nnz;
+  const gint32 *offsets;
+  const gint32 *nbrs;
+  const float *weights;
+  /* owned storage of built graphs (NULL when borrowed) */
+  gint32 *own_offsets;
+  gint32 *own_nbrs;
+  float *own_weights;
+  /* The solver's copy of the matrix: items renumbered in breadth-first
+   * order of the graph (order[new] = old, rank[old] = new), so that a
+   * row's neighbours sit close together in the vectors (random gathers
+   * over the whole gallery measured 2.6x slower), and rows padded to
+   * ell_w entries (a multiple of 8; padding: the row itself, weight 0),
+   * so that the inner loop has one length and gathers 8 at a time. */
+  guint ell_w;
+  gint32 *ell_nbrs;
+  float *ell_weights;
+  guint *order;
+  guint *rank;
+};
+
+/* Breadth-first order over the components, each started from its
+ * lowest-index unvisited item (Cuthill-McKee without the degree sort). */
+static void
+graph_make_order (CbirGraph *g)
+{
+  guint n = g->n;
+  g->order = g_new (guint, MAX (n, 1));
+  g->rank = g_new (guint, MAX (n, 1));
+  for (guint i = 0; i < n; i++)
+    g->rank[i] = G_MAXUINT;
+  guint head = 0, tail = 0;
+  for (guint s = 0; s < n; s++) {
+    if (g->rank[s] != G_MAXUINT)
+      continue;
+    g->rank[s] = tail;
+    g->order[tail++] = s;
+    while (head < tail) {
+      guint i = g->order[head++];
+      for (gint32 e = g->offsets[i]; e < g->offsets[i + 1]; e++) {
+        guint j = (guint) g->nbrs[e];
+        if (g->rank[j] == G_MAXUINT) {
+          g->rank[j] = tail;
+          g->order[tail++] = j;
+        }
+      }
+    }
+  }
+}
+
+static void
+graph_make_ell (CbirGraph *g)
+{
+  graph_make_order (g);
+  guint w = 0;
+  for (guint i = 0; i < g->n; i++)
+    w = MAX (w, (guint) (g->offsets[i + 1] - g->offsets[i]));
+  w = (w + 7) / 8 * 8;
+  g->ell_w = w;
+  g->ell_nbrs = g_new (gint32, MAX ((gsize) g->n * w, 1));
+  g->ell_weights = g_new (float, MAX ((gsize) g->n * w, 1));
+  for (guint r = 0; r < g->n; r++) {
+    guint i = g->order[r];
+    gint32 *nb = g->ell_nbrs + (gsize) r * w;
+    float *wt = g->ell_weights + (gsize) r * w;
+    guint t = 0;
+    for (gint32 e = g->offsets[i]; e < g->offsets[i + 1]; e++, t++) {
+      nb[t] = (gint32) g->rank[g->nbrs[e]];
+      wt[t] = g->weights[e];
+    }
+    for (; t < w; t++) {
+      nb[t] = (gint32) r;
+      wt[t] = 0.f;
+    }
+  }
+}
+
+guint
+cbir_graph_default_k (guint n)
+{
+  if (n < 2)
+    return 0;
+  guint k = (guint) lround (sqrt ((double) n) / 5.0);
+  k = CLAMP (k, 5, 100);
+  return MIN (k, n - 1);
+}
+
+void
+cbir_graph_free (CbirGraph *g)
+{
+  if (!g)
+    return;
+  g_free (g->own_offsets);
+  g_free (g->own_nbrs);
+  g_free (g->own_weights);
+  g_free (g->ell_nbrs);
+  g_free (g->ell_weights);
+  g_free (g->order);
+  g_free (g->rank);
+  g_free (g);
+}
+
+guint
+cbir_graph_size (const CbirGraph *g)
+{
+  return g->n;
+}
+
+gsize
+cbir_graph_nnz (const CbirGraph *g)
+{
+  return g->nnz;
+}
+
+guint
+cbir_graph_get_k (const CbirGraph *g)
+{
+  return g->k;
+}
+
+float
+cbir_graph_get_power (const CbirGraph *g)
+{
+  return g->power;
+}
+
+const gint32 *
+cbir_graph_get_offsets (const CbirGraph *g)
+{
+  return g->offsets;
+}
+
+const gint32 *
+cbir_graph_get_neighbours (const CbirGraph *g)
+{
+  return g->nbrs;
+}
+
+const float *
+cbir_graph_get_weights (const CbirGraph *g)
+{
+  return g->weights;
+}
+
+static uLong
+crc_bytes (uLong crc, const void *p, gsize len)
+{
+  const Bytef *b = p;
+  while (len > 0) {
+    uInt part = (uInt) MIN (len, (gsize) 1 << 30);
+    crc = crc32 (crc, b, part);
+    b += part;
+    len -= part;
+  }
+  return crc;
+}
+
+guint32
+cbir_graph_checksum (const CbirGraph *g)
+{
+  /* the arrays are little-endian in memory on every supported target */
+  uLong crc = crc32 (0L, Z_NULL, 0);
+  crc = crc_bytes (crc, g->offsets, sizeof (gint32) * ((gsize) g->n + 1));
+  crc = crc_bytes (crc, g->nbrs, sizeof (gint32) * g->nnz);
+  crc = crc_bytes (crc, g->weights, sizeof (float) * g->nnz);
+  return (guint32) crc;
+}
+
+guint
+cbir_graph_connected_items (const CbirGraph *g)
+{
+  guint c = 0;
+  for (guint i = 0; i < g->n; i++)
+    c += g->offsets[i + 1] > g->offsets[i];
+  return c;
+}
+
+/* Position of j in row i (sorted), or -1. */
+static gint64
+row_find (const CbirGraph *g, guint i, gint32 j)
+{
+  gint64 lo = g->offsets[i], hi = g->offsets[i + 1] - 1;
+  while (lo <= hi) {
+    gint64 mid = lo + (hi - lo) / 2;
+    if (g->nbrs[mid] == j)
+      return mid;
+    if (g->nbrs[mid] < j)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
+  }
+  return -1;
+}
+
+static gboolean
+power_valid (float power)
+{
+  return power > 0.f && power <= 16.f;
+}
+
+CbirGraph *
+cbir_graph_new_borrowed (guint n, guint k, float power,
+    const gint32 *offsets, const gint32 *neighbours, const float *weights,
+    gsize nnz, const char *what, GError **error)
+{
+  g_return_val_if_fail (offsets != NULL, NULL);
+  if (!what)
+    what = "graph";
+  if (!power_valid (power)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: graph similarity power %g is not in (0, 16]", what, power);
+    return NULL;
+  }
+  if (k > CBIR_GRAPH_MAX_K || nnz > (gsize) n * k) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: graph of %" G_GSIZE_FORMAT " edges for %u items at k %u "
+        "(at most k per item, k <= %d)", what, nnz, n, k, CBIR_GRAPH_MAX_K);
+    return NULL;
+  }
+  if (offsets[0] != 0 || (gsize) (guint32) offsets[n] != nnz
+      || offsets[n] < 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: graph offsets run from %d to %d, expected 0 to %" G_GSIZE_FORMAT,
+        what, offsets[0], offsets[n], nnz);
+    return NULL;
+  }
+  for (guint i = 0; i < n; i++) {
+    gint32 a = offsets[i], b = offsets[i + 1];
+    if (b < a || b - a > (gint32) k) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: graph row %u has offsets %d..%d (decreasing, or more than k "
+          "%u edges)", what, i, a, b, k);
+      return NULL;
+    }
+    for (gint32 e = a; e < b; e++) {
+      gint32 j = neighbours[e];
+      if (j < 0 || (guint) j >= n || (guint) j == i
+          || (e > a && j <= neighbours[e - 1])) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: graph row %u has a bad neighbour %d (out of range, the "
+            "item itself, or not in increasing order)", what, i, j);
+        return NULL;
+      }
+      float w = weights[e];
+      if (!(w > 0.f && w <= 1.f)) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: graph edge %u-%d has weight %g (expected (0, 1])", what, i,
+            j, w);
+        return NULL;
+      }
+    }
+  }
+  CbirGraph *g = g_new0 (CbirGraph, 1);
+  g->n = n;
+  g->k = k;
+  g->power = power;
+  g->nnz = nnz;
+  g->offsets = offsets;
+  g->nbrs = neighbours;
+  g->weights = weights;
+  /* symmetry (rows are sorted and in range now) */
+  for (guint i = 0; i < n; i++) {
+    for (gint32 e = offsets[i]; e < offsets[i + 1]; e++) {
+      gint32 j = neighbours[e];
+      gint64 back = row_find (g, (guint) j, (gint32) i);
+      if (back < 0 || weights[back] != weights[e]) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+            "%s: graph is not symmetric at edge %u-%d", what, i, j);
+        cbir_graph_free (g);
+        return NULL;
+      }
+    }
+  }
+  graph_make_ell (g);
+  return g;
+}
+
+static double
+dot_d (const float *a, const float *b, guint dim)
+{
+  double acc = 0;
+  for (guint j = 0; j < dim; j++)
+    acc += (double) a[j] * b[j];
+  return acc;
+}
+
+static int
+cmp_guint (const void *a, const void *b)
+{
+  guint x = *(const guint *) a, y = *(const guint *) b;
+  return (x > y) - (x < y);
+}
+
+static gboolean
+sorted_contains (const guint *row, guint k, guint j)
+{
+  guint lo = 0, hi = k;
+  while (lo < hi) {
+    guint mid = lo + (hi - lo) / 2;
+    if (row[mid] == j)
+      return TRUE;
+    if (row[mid] < j)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return FALSE;
+}
+
+CbirGraph *
+cbir_graph_build (const float *features, guint n, guint dim, guint k,
+    float power, guint n_threads, GError **error)
+{
+  g_return_val_if_fail (n == 0 || features != NULL, NULL);
+  g_return_val_if_fail (dim > 0, NULL);
+  if (!power_valid (power)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "graph similarity power must be in (0, 16], not %g", power);
+    return NULL;
+  }
+  if (k == 0)
+    k = cbir_graph_default_k (n);
+  k = MIN (k, CBIR_GRAPH_MAX_K);
+  k = n > 0 ? MIN (k, n - 1) : 0;
+  if ((guint64) n * k > G_MAXINT32) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "a graph of %u items at k %u has more edges than 32-bit offsets "
+        "hold", n, k);
+    return NULL;
+  }
+  CbirGraph *g = g_new0 (CbirGraph, 1);
+  g->n = n;
+  g->k = k;
+  g->power = power;
+  g->own_offsets = g_new0 (gint32, (gsize) n + 1);
+  g->offsets = g->own_offsets;
+  if (k == 0) {
+    g->own_nbrs = g_new (gint32, 1);
+    g->own_weights = g_new (float, 1);
+    g->nbrs = g->own_nbrs;
+    g->weights = g->own_weights;
+    graph_make_ell (g);
+    return g;
+  }
+
+  /* each item's k nearest by cosine, rows sorted by index */
+  guint *knn = g_new (guint, (gsize) n * k);
+  if (!cbir_knn_self (features, n, dim, CBIR_METRIC_COSINE, k, n_threads,
+          knn, NULL, error)) {
+    g_free (knn);
+    cbir_graph_free (g);
+    return NULL;
+  }
+  for (guint i = 0; i < n; i++)
+    qsort (knn + (gsize) i * k, k, sizeof (guint), cmp_guint);
+
+  /* mutual edges, cos^power weights (computed in double from the vectors,
+   * so w_ij == w_ji exactly), then D^-1/2 W D^-1/2 */
+  double *inv = g_new (double, n);
+  for (guint i = 0; i < n; i++) {
+    double nn = dot_d (features + (gsize) i * dim, features + (gsize) i * dim,
+        dim);
+    inv[i] = nn > 0 ? 1.0 / sqrt (nn) : 0.0;
+  }
+  gint32 *nbrs = g_new (gint32, (gsize) n * k);
+  double *w = g_new (double, (gsize) n * k);
+  double *deg = g_new0 (double, n);
+  gsize e = 0;
+  for (guint i = 0; i < n; i++) {
+    const guint *row = knn + (gsize) i * k;
+    for (guint t = 0; t < k; t++) {
+      guint j = row[t];
+      if (!sorted_contains (knn + (gsize) j * k, k, i))
+        continue;
+      /* inv[i] * inv[j] == inv[j] * inv[i]: products commute */
+      double c = dot_d (features + (gsize) i * dim,
+          features + (gsize) j * dim, dim) * (inv[i] * inv[j]);
+      if (!(c > 0))
+        continue;
+      double wij = pow (MIN (c, 1.0), power);
+      if (!(wij > 0))
+        continue;
+      nbrs[e] = (gint32) j;
+      w[e] = wij;
+      deg[i] += wij;
+      e++;
+    }
+    g->own_offsets[i + 1] = (gint32) e;
+  }
+  g_free (knn);
+  g->nnz = e;
+  float *sw = g_new (float, MAX (e, 1));
+  for (guint i = 0; i < n; i++) {
+    for (gint32 t = g->own_offsets[i]; t < g->own_offsets[i + 1]; t++) {
+      guint j = (guint) nbrs[t];
+      /* the same expression both ways: symmetric to the last bit */
+      double a = MIN (deg[i], deg[j]), b = MAX (deg[i], deg[j]);
+      double v = w[t] / sqrt (a * b);
+      sw[t] = (float) MIN (v, 1.0);
+    }
+  }
+  g_free (w);
+  g_free (deg);
+  g_free (inv);
+  g->own_nbrs = g_renew (gint32, nbrs, MAX (e, 1));
+  g->own_weights = sw;
+  g->nbrs = g->own_nbrs;
+  g->weights = g->own_weights;
+  graph_make_ell (g);
+  return g;
+}
+
+void
+cbir_diffusion_params_init (CbirDiffusionParams *p)
+{
+  p->alpha = CBIR_DIFFUSION_DEFAULT_ALPHA;
+  p->query_k = CBIR_DIFFUSION_DEFAULT_QUERY_K;
+  p->iterations = CBIR_DIFFUSION_DEFAULT_ITERATIONS;
+  p->tolerance = 1e-6f;
+  p->keep_first = CBIR_DIFFUSION_DEFAULT_KEEP_FIRST;
+}
+
+gboolean
+cbir_diffusion_params_check (const CbirDiffusionParams *p, GError **error)
+{
+  if (!(p->alpha > 0.f && p->alpha < 1.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "diffusion alpha must be in (0, 1), not %g", p->alpha);
+    return FALSE;
+  }
+  if (p->query_k < 1 || p->query_k > CBIR_GRAPH_MAX_K) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "diffusion query links must be in 1..%d, not %u", CBIR_GRAPH_MAX_K,
+        p->query_k);
+    return FALSE;
+  }
+  if (p->iterations < 1 || p->iterations > 10000) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "diffusion iterations must be in 1..10000, not %u", p->iterations);
+    return FALSE;
+  }
+  if (p->keep_first > p->query_k) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "diffusion keep-first (%u) cannot exceed the query links (%u)",
+        p->keep_first, p->query_k);
+    return FALSE;
+  }
+  if (!(p->tolerance >= 0.f && p->tolerance < 1.f)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "diffusion tolerance must be in [0, 1), not %g", p->tolerance);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* out = (I - alpha S) x over rows [a, b); returns x . out there. Two
+ * variants, picked at run time: AVX2 gathers (8 entries a step) and plain
+ * C; both sum a row's 8 lanes in the same order, so they agree to the
+ * rounding of the FMA. */
+typedef double (*ApplyFunc) (const CbirGraph *g, float alpha,
+    const float *restrict x, float *restrict out, guint a, guint b);
+
+__attribute__ ((target ("avx2,fma"))) static double
+apply_a_avx2 (const CbirGraph *g, float alpha, const float *restrict x,
+    float *restrict out, guint a, guint b)
+{
+  const guint W = g->ell_w;
+  double xax = 0;
+  for (guint i = a; i < b; i++) {
+    const gint32 *nb = g->ell_nbrs + (gsize) i * W;
+    const float *w = g->ell_weights + (gsize) i * W;
+    __m256 acc = _mm256_setzero_ps ();
+    for (guint t = 0; t < W; t += 8) {
+      __m256i id = _mm256_loadu_si256 ((const __m256i *) (nb + t));
+      __m256 xv = _mm256_i32gather_ps (x, id, 4);
+      acc = _mm256_fmadd_ps (_mm256_loadu_ps (w + t), xv, acc);
+    }
+    __m128 lo = _mm256_castps256_ps128 (acc);
+    __m128 hi = _mm256_extractf128_ps (acc, 1);
+    __m128 s4 = _mm_add_ps (lo, hi);
+    __m128 s2 = _mm_add_ps (s4, _mm_movehl_ps (s4, s4));
+    __m128 s1 = _mm_add_ss (s2, _mm_shuffle_ps (s2, s2, 1));
+    float v = x[i] - alpha * _mm_cvtss_f32 (s1);
+    out[i] = v;
+    xax += (double) x[i] * v;
+  }
+  return xax;
+}
+
+static double
+apply_a_c (const CbirGraph *g, float alpha, const float *restrict x,
+    float *restrict out, guint a, guint b)
+{
+  const guint W = g->ell_w;
+  double xax = 0;
+  for (guint i = a; i < b; i++) {
+    const gint32 *nb = g->ell_nbrs + (gsize) i * W;
+    const float *w = g->ell_weights + (gsize) i * W;
+    float l[8] = { 0 };
+    for (guint t = 0; t < W; t += 8)
+      for (guint j = 0; j < 8; j++)
+        l[j] += w[t + j] * x[nb[t + j]];
+    float s4[4] = { l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7] };
+    float s2[2] = { s4[0] + s4[2], s4[1] + s4[3] };
+    float v = x[i] - alpha * (s2[0] + s2[1]);
+    out[i] = v;
+    xax += (double) x[i] * v;
+  }
+  return xax;
+}
+
+static ApplyFunc
+apply_func (void)
+{
+  static gsize once = 0;
+  static ApplyFunc f;
+  if (g_once_init_enter (&once)) {
+    const char *env = g_getenv ("CBIR_SEARCH_ISA");
+    gboolean generic = env && (g_str_equal (env, "generic")
+        || g_str_equal (env, "popcnt"));
+    __builtin_cpu_init ();
+    f = !generic && __builtin_cpu_supports ("avx2")
+        && __builtin_cpu_supports ("fma") ? apply_a_avx2 : apply_a_c;
+    g_once_init_leave (&once, 1);
+  }
+  return f;
+}
+
+guint
+cbir_diffusion_solve (const CbirGraph *g, const guint *seeds,
+    const float *seed_weights, guint m, const CbirDiffusionParams *p,
+    float *f, float *scratch)
+{
+  /* in the solver's numbering; f holds the solution in it until the end,
+   * when ad (free then) takes it and f gets it back in gallery order */
+  guint n = g->n;
+  ApplyFunc apply = apply_func ();
+  float *r = scratch, *d = scratch + n, *ad = scratch + 2 * (gsize) n;
+  memset (f, 0, sizeof (float) * n);
+  memset (r, 0, sizeof (float) * n);
+  for (guint i = 0; i < m; i++)
+    r[g->rank[seeds[i]]] += seed_weights[i];
+  memcpy (d, r, sizeof (float) * n);
+  double rr = 0;
+  for (guint i = 0; i < n; i++)
+    rr += (double) r[i] * r[i];
+  double stop = (double) p->tolerance * p->tolerance * rr;
+  guint it = 0;
+  while (it < p->iterations && rr > stop && rr > 0) {
+    double dad = apply (g, p->alpha, d, ad, 0, n);
+    if (!(dad > 0))
+      break;
+    float a = (float) (rr / dad);
+    double rr_new = 0;
+    for (guint i = 0; i < n; i++) {
+      f[i] += a * d[i];
+      r[i] -= a * ad[i];
+      rr_new += (double) r[i] * r[i];
+    }
+    float beta = (float) (rr_new / rr);
+    for (guint i = 0; i < n; i++)
+      d[i] = r[i] + beta * d[i];
+    rr = rr_new;
+    it++;
+  }
+  memcpy (ad, f, sizeof (float) * n);
+  for (guint i = 0; i < n; i++)
+    f[g->order[i]] = ad[i];
+  return it;
+}
