@@ -20,7 +20,8 @@
  * - "label" (gint): the distance-weighted vote, -1 = no match
  * - "confidence" (gdouble): the winner's share of the vote, 0..1
  * - "match" (gboolean): FALSE when no hit is within max-distance
- * - "metric" (string), and when known "label-name" (string),
+ * - "metric" (string); "rerank" (string): "none", "query-expansion" or
+ *   "diffusion", the re-ranking that ordered the hits; and when known "label-name" (string),
  *   "source-index" (guint64) and "source-label" (gint) from cbiridxsrc
  *
  * Several digits in a frame (cbirencode regions=digits): the buffer then
@@ -39,6 +40,19 @@
  * whole-frame embedding; frames with regions carry their results on the
  * ROIs (and in a GstCbirRegionResultsMeta, which restores the ROIs' params
  * that GStreamer 1.22's videoconvert and videoscale drop).
+ *
+ * Re-ranking (#GstCbirSearch:rerank): by default (auto) a gallery that
+ * carries a k-NN graph (cbirindex builds one unless graph=false) is
+ * searched by diffusion over that graph (see include/cbir/diffusion.h):
+ * the query is linked to its 10 nearest gallery items and the items are
+ * ranked by how much of that diffuses to them over the gallery's own
+ * neighbourhood structure, which finds whole classes far better than the
+ * plain distance (MNIST-10k full-list mAP 0.64 -> 0.91). The first hit
+ * stays the plain nearest item; "distances" stay each hit's plain distance
+ * to the query (so after diffusion they are not sorted), the vote weighs
+ * the returned hits by them as before, and max-distance drops hits by
+ * them. The message's "rerank" field says which re-ranking made the
+ * order ("none", "query-expansion" or "diffusion").
  *
  * With #GstCbirSearch:query-expansion = K (float metrics), each query is
  * first searched for its K nearest items, replaced by the alpha-weighted
@@ -103,7 +117,54 @@ gst_cbir_search_metric_get_type (void)
 #define DEFAULT_MAX_DISTANCE G_MAXFLOAT
 #define DEFAULT_POST_MESSAGES TRUE
 #define DEFAULT_QUERY_EXPANSION 0
+#define DEFAULT_RERANK_QE 20
 #define MAX_K 1024
+
+typedef enum
+{
+  GST_CBIR_RERANK_AUTO,
+  GST_CBIR_RERANK_NONE,
+  GST_CBIR_RERANK_QUERY_EXPANSION,
+  GST_CBIR_RERANK_DIFFUSION,
+} GstCbirRerank;
+#define DEFAULT_RERANK GST_CBIR_RERANK_AUTO
+
+#define GST_TYPE_CBIR_RERANK (gst_cbir_rerank_get_type ())
+static GType
+gst_cbir_rerank_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_CBIR_RERANK_AUTO, "query-expansion when query-expansion > 0, else "
+          "diffusion when the gallery has a k-NN graph (float metrics), else "
+          "none", "auto"},
+    {GST_CBIR_RERANK_NONE, "The plain k-NN order", "none"},
+    {GST_CBIR_RERANK_QUERY_EXPANSION, "Alpha query expansion with "
+          "query-expansion neighbours (20 when it is 0)", "query-expansion"},
+    {GST_CBIR_RERANK_DIFFUSION, "Diffusion over the gallery's k-NN graph "
+          "(an error when the gallery has none)", "diffusion"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstCbirRerank", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static const gchar *
+rerank_nick (GstCbirRerank r)
+{
+  switch (r) {
+    case GST_CBIR_RERANK_QUERY_EXPANSION:
+      return "query-expansion";
+    case GST_CBIR_RERANK_DIFFUSION:
+      return "diffusion";
+    default:
+      return "none";
+  }
+}
 
 enum
 {
@@ -116,6 +177,8 @@ enum
   PROP_POST_MESSAGES,
   PROP_QUERY_EXPANSION,
   PROP_DBA,
+  PROP_RERANK,
+  PROP_GRAPH_K,
 };
 
 struct _GstCbirSearch
@@ -131,6 +194,9 @@ struct _GstCbirSearch
   gboolean post_messages;
   guint query_expansion;
   guint cur_dba;                /* the open gallery's DBA k (read-only) */
+  GstCbirRerank rerank;
+  guint cur_graph_k;            /* the open gallery's graph k (read-only) */
+  GstCbirRerank cur_rerank;     /* the re-ranking in use */
 
   /* streaming state */
   CbirGallery *gallery;
@@ -221,6 +287,18 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           "Database-side augmentation of the open gallery: its neighbour "
           "count k, 0 = none or not started (read-only)", 0, G_MAXINT, 0,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_RERANK,
+      g_param_spec_enum ("rerank", "Re-ranking",
+          "How the hits are re-ranked: auto = diffusion over the gallery's "
+          "k-NN graph when it has one (cbirindex graph=true, the default), "
+          "query expansion when query-expansion > 0", GST_TYPE_CBIR_RERANK,
+          DEFAULT_RERANK, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_GRAPH_K,
+      g_param_spec_uint ("graph-k", "Gallery graph k",
+          "Neighbours per item of the open gallery's k-NN graph, 0 = no "
+          "graph or not started (read-only)", 0, G_MAXINT, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -235,6 +313,7 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
   trans_class->passthrough_on_same_caps = FALSE;
 
   gst_type_mark_as_plugin_api (GST_TYPE_CBIR_SEARCH_METRIC, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_CBIR_RERANK, 0);
 }
 
 static void
@@ -247,6 +326,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->max_distance = DEFAULT_MAX_DISTANCE;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
+  self->rerank = DEFAULT_RERANK;
 
   /* attaching metas needs a writable buffer: never passthrough */
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
@@ -298,6 +378,9 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
     case PROP_QUERY_EXPANSION:
       self->query_expansion = g_value_get_uint (value);
       break;
+    case PROP_RERANK:
+      self->rerank = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -337,6 +420,12 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_DBA:
       g_value_set_uint (value, self->cur_dba);
       break;
+    case PROP_RERANK:
+      g_value_set_enum (value, self->rerank);
+      break;
+    case PROP_GRAPH_K:
+      g_value_set_uint (value, self->cur_graph_k);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -352,12 +441,15 @@ gst_cbir_search_start (GstBaseTransform * trans)
   g_autoptr (GError) err = NULL;
   gint metric;
   guint shortlist, qe;
+  GstCbirRerank rerank;
+  const CbirGraph *graph;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
   metric = self->metric;
   shortlist = self->shortlist;
   qe = self->query_expansion;
+  rerank = self->rerank;
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -380,6 +472,22 @@ gst_cbir_search_start (GstBaseTransform * trans)
     self->cur_metric = metric;
   }
 
+  graph = cbir_gallery_get_graph (self->gallery);
+  if (rerank == GST_CBIR_RERANK_AUTO) {
+    if (qe > 0)
+      rerank = GST_CBIR_RERANK_QUERY_EXPANSION;
+    else if (graph && self->cur_metric != CBIR_METRIC_HAMMING)
+      rerank = GST_CBIR_RERANK_DIFFUSION;
+    else
+      rerank = GST_CBIR_RERANK_NONE;
+  }
+  if (rerank == GST_CBIR_RERANK_QUERY_EXPANSION && qe == 0)
+    qe = DEFAULT_RERANK_QE;
+  if (rerank != GST_CBIR_RERANK_QUERY_EXPANSION && qe > 0)
+    goto qe_conflict;
+  if (rerank == GST_CBIR_RERANK_DIFFUSION && graph == NULL)
+    goto no_graph;
+
   self->searcher = cbir_searcher_new (self->gallery, self->cur_metric,
       shortlist, &err);
   if (self->searcher == NULL)
@@ -387,8 +495,13 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (!cbir_searcher_set_query_expansion (self->searcher, qe,
           CBIR_QE_DEFAULT_ALPHA, &err))
     goto qe_failed;
+  if (rerank == GST_CBIR_RERANK_DIFFUSION &&
+      !cbir_searcher_set_diffusion (self->searcher, graph, NULL, &err))
+    goto diffusion_failed;
+  self->cur_rerank = rerank;
   GST_OBJECT_LOCK (self);
   self->cur_dba = cbir_gallery_get_dba (self->gallery, NULL);
+  self->cur_graph_k = graph ? cbir_graph_get_k (graph) : 0;
   GST_OBJECT_UNLOCK (self);
 
   self->query_dim = cbir_gallery_get_dim (self->gallery);
@@ -398,10 +511,10 @@ gst_cbir_search_start (GstBaseTransform * trans)
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
-      "shortlist %u, query expansion %u, gallery dba %u", path,
-      cbir_gallery_size (self->gallery), self->query_dim,
-      cbir_metric_to_string (self->cur_metric), shortlist, qe,
-      self->cur_dba);
+      "shortlist %u, re-ranking %s (query expansion %u), gallery dba %u, "
+      "graph k %u", path, cbir_gallery_size (self->gallery), self->query_dim,
+      cbir_metric_to_string (self->cur_metric), shortlist,
+      rerank_nick (rerank), qe, self->cur_dba, self->cur_graph_k);
   return TRUE;
 
   /* ERRORS */
@@ -431,6 +544,32 @@ searcher_failed:
     g_clear_pointer (&self->gallery, cbir_gallery_free);
     return FALSE;
   }
+qe_conflict:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("query-expansion=%u is a re-ranking: it cannot go with rerank=%s",
+            qe, rerank_nick (rerank)), (NULL));
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
+no_graph:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("rerank=diffusion needs a gallery with a k-NN graph; \"%s\" has "
+            "none (build it with cbirindex graph=true)", path), (NULL));
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
+diffusion_failed:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot diffuse over gallery \"%s\" with metric %s: %s", path,
+            cbir_metric_to_string (self->cur_metric), err->message),
+        ("%s", err->message));
+    g_clear_pointer (&self->searcher, cbir_searcher_free);
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
 qe_failed:
   {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
@@ -452,6 +591,7 @@ gst_cbir_search_stop (GstBaseTransform * trans)
   g_clear_pointer (&self->gallery, cbir_gallery_free);
   GST_OBJECT_LOCK (self);
   self->cur_dba = 0;
+  self->cur_graph_k = 0;
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -504,7 +644,7 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
       "confidence", G_TYPE_DOUBLE, (gdouble) confidence,
       "match", G_TYPE_BOOLEAN, n > 0,
       "metric", G_TYPE_STRING, cbir_metric_to_string (self->cur_metric),
-      NULL);
+      "rerank", G_TYPE_STRING, rerank_nick (self->cur_rerank), NULL);
   gst_structure_take_value (s, "ids", &ids);
   gst_structure_take_value (s, "labels", &labels);
   gst_structure_take_value (s, "distances", &dists);
@@ -527,13 +667,14 @@ static guint
 search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     gfloat max_distance, gint32 * label, gfloat * confidence)
 {
-  guint n, i;
+  guint n, i, j;
 
   n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
-  for (i = 0; i < n; i++)
-    if (!(self->hits[i].distance <= max_distance))
-      break;
-  n = i;                        /* hits are sorted by distance */
+  /* hits in rank order; after re-ranking not always by distance */
+  for (i = 0, j = 0; i < n; i++)
+    if (self->hits[i].distance <= max_distance)
+      self->hits[j++] = self->hits[i];
+  n = j;
   cbir_vote (self->hits, n, label, confidence);
   if (n == 0) {
     *label = -1;

@@ -72,7 +72,9 @@ for i, (t, g) in enumerate(zip(truth, tags)):
     last_pts = g["pts"]
     for r in g["regions"]:
         assert len(r["ids"]) == len(r["labels"]) == len(r["distances"]) == 3
-        assert r["distances"] == sorted(r["distances"])
+        # diffusion order (the gallery has its k-NN graph): the first hit
+        # is the plain nearest, the others keep their plain distances
+        assert r["distances"][0] == min(r["distances"])
         assert 0 <= r["confidence"] <= 1
     if not t["labels"]:                       # a blank frame
         if mnist:

@@ -4,12 +4,19 @@ queries = last 16): the table, --json (valid, same figures), --baselines
 rows, the model's mAP and P@1 recomputed with numpy from cbir-encode's codes
 (sklearn's label ranking AP, ties pessimistic), --save-gallery then
 --gallery-file gives the same mAP, a gallery file of another model is
-refused naming both fingerprints, other errors."""
+refused naming both fingerprints, other errors. The default re-ranking,
+diffusion over the gallery's mutual k-NN graph: the graph in the saved
+gallery against one built with numpy from the codes, the diffusion scores
+of a converged solve against numpy's dense linear solve (to 1e-4), the
+default 20-step ranking against numpy's own conjugate gradients, and the
+flags' errors."""
+
+import zlib
 
 import json
 import os
 
-from tools_common import (check, expect_error, finish, fixture, np,
+from tools_common import (check, expect_error, finish, fixture, np, run,
                           read_safetensors, run_ok, skip_numeric,
                           tensor_array, tmpdir, train, write_idx)
 
@@ -78,7 +85,8 @@ with tmpdir() as d:
     js = os.path.join(d, 'eval.json')
     gal = os.path.join(d, 'gallery.safetensors')
     out, err = run_ok('cbir-eval', ['--model', model] + split + FAST +
-                      ['--baselines', '--json', js, '--save-gallery', gal])
+                      ['--baselines', '--json', js, '--save-gallery', gal,
+                       '--rerank', 'none'])
     check(out.startswith('gallery %d items, %d queries' % (NG, 64 - NG)),
           'table head %r' % out[:80])
     table = parse_table(out)
@@ -163,6 +171,8 @@ with tmpdir() as d:
     out, err = run_ok('cbir-eval', ['--model', model, '--gallery-file', gal,
                                     '--queries', q_img, '--query-labels',
                                     q_lab, '--json', js2, '--quiet'] + FAST)
+    check('graph' not in read_safetensors(gal)[0],
+          '--rerank none saved a graph')
     check(err == '', '--quiet: stderr %r' % err)
     res2 = load_json(js2)
     m2 = {m['name']: m for m in res2.get('methods', [])}
@@ -189,7 +199,7 @@ with tmpdir() as d:
     js3 = os.path.join(d, 'eval3.json')
     run_ok('cbir-eval', ['--model', model, '--shortlist', 20, '--metric',
                          'l2', '--quiet', '--json', js3, '--limit-queries',
-                         8] + split + FAST)
+                         8, '--rerank', 'none'] + split + FAST)
     res3 = load_json(js3)
     m3 = res3.get('methods', [{}])[0]
     check(res3.get('queries') == 8, '--limit-queries 8: %r' %
@@ -248,5 +258,140 @@ with tmpdir() as d:
     ]
     for args, names, what in cases:
         expect_error('cbir-eval', args + FAST + ['--quiet'], d, names, what)
+
+    # ---- diffusion, the default: graph and scores against numpy
+    gald = os.path.join(d, 'gallery-diff.safetensors')
+    jsd = os.path.join(d, 'eval-diff.json')
+    out, err = run_ok('cbir-eval', ['--model', model, '--json', jsd,
+                                    '--save-gallery', gald] + split + FAST)
+    md = load_json(jsd).get('methods', [{}])[0]
+    check(md.get('name') == model_name + ' +diff5' and
+          md.get('rerank') == 'diffusion' and md.get('graph_k') == 5,
+          'default row %r' % {k: md.get(k) for k in ('name', 'rerank',
+                                                     'graph_k')})
+    dmeta, dt = read_safetensors(gald)
+    check(dmeta.get('graph') == 'k=5,power=3,rule=auto',
+          'graph metadata %r' % dmeta.get('graph'))
+    if np is None:
+        skip_numeric('diffusion against numpy')
+    else:
+        # the graph, built here from cbir-encode's codes
+        x = gcodes / np.linalg.norm(gcodes, axis=1, keepdims=True)
+        cos = x @ x.T
+        n, k = len(x), 5
+        knn = []
+        for i in range(n):
+            order = sorted((j for j in range(n) if j != i),
+                           key=lambda j: (-cos[i, j], j))
+            knn.append(set(order[:k]))
+        W = np.zeros((n, n))
+        for i in range(n):
+            for j in knn[i]:
+                if i in knn[j] and cos[i, j] > 0:
+                    W[i, j] = cos[i, j] ** 3
+        deg = W.sum(1)
+        inv = np.where(deg > 0, 1 / np.sqrt(np.where(deg > 0, deg, 1)), 0)
+        S = W * inv[:, None] * inv[None, :]
+        off = tensor_array(dt['graph_offsets'])
+        nb = tensor_array(dt['graph_neighbours'])
+        wt = tensor_array(dt['graph_weights'])
+        Sf = np.zeros((n, n))
+        for i in range(n):
+            Sf[i, nb[off[i]:off[i + 1]]] = wt[off[i]:off[i + 1]]
+        check(np.array_equal(Sf > 0, S > 0),
+              'graph edges differ from numpy\'s mutual %d-NN graph' % k)
+        check(np.allclose(Sf, S, atol=1e-6),
+              'graph weights differ from numpy\'s by %g' %
+              np.abs(Sf - S).max())
+        raw = open(gald, 'rb').read()
+        hl = int.from_bytes(raw[:8], 'little')
+        import json as _json
+        hdr = _json.loads(raw[8:8 + hl])
+        crc = 0
+        for name in ('graph_offsets', 'graph_neighbours', 'graph_weights'):
+            b, e = hdr[name]['data_offsets']
+            crc = zlib.crc32(raw[8 + hl + b:8 + hl + e], crc)
+        check(dmeta.get('graph_crc32') == '%08x' % crc,
+              'graph_crc32 %r, computed %08x' % (dmeta.get('graph_crc32'),
+                                                  crc))
+
+        # the query's seeds: its 10 nearest items, weight cos^3
+        qx = qcodes / np.linalg.norm(qcodes, axis=1, keepdims=True)
+        def seeds(i):
+            dq = ((qcodes[i] - gcodes) ** 2).sum(1)
+            near = sorted(range(n), key=lambda j: (dq[j], j))[:10]
+            y = np.zeros(n)
+            for j in near:
+                c = qx[i] @ x[j]
+                if c > 0:
+                    y[j] = c ** 3
+            return y, near
+
+        A = np.eye(n) - 0.99 * S
+        # a converged solve against the dense solution
+        dump = os.path.join(d, 'dump.safetensors')
+        run_ok('cbir-eval', ['--model', model, '--gallery-file', gald,
+                             '--queries', q_img, '--query-labels', q_lab,
+                             '--quiet', '--dump', dump,
+                             '--diffusion-iterations', 2000,
+                             '--diffusion-keep-first', 0] + FAST)
+        dd = tensor_array(read_safetensors(dump)[1]['distances']).reshape(-1, n)
+        worst = 0.0
+        for i in range(len(qcodes)):
+            y, _ = seeds(i)
+            f = np.linalg.solve(A, y)
+            got = np.where(dd[i] < 0, -dd[i], 0.0)
+            worst = max(worst, np.abs(got - np.where(f > 0, f, 0)).max() /
+                        f.max())
+        check(worst < 1e-4, 'converged diffusion differs from numpy\'s '
+              'dense solve by %g (relative to the largest score)' % worst)
+
+        # the default: 20 conjugate-gradient steps, the nearest item first
+        run_ok('cbir-eval', ['--model', model, '--gallery-file', gald,
+                             '--queries', q_img, '--query-labels', q_lab,
+                             '--quiet', '--dump', dump] + FAST)
+        dd = tensor_array(read_safetensors(dump)[1]['distances']).reshape(-1, n)
+        worst = 0.0
+        first_ok = True
+        for i in range(len(qcodes)):
+            y, near = seeds(i)
+            f, r = np.zeros(n), y.copy()
+            p, rr = r.copy(), r @ r
+            for _ in range(20):
+                ap = A @ p
+                a = rr / (p @ ap)
+                f += a * p
+                r -= a * ap
+                rr, rr_old = r @ r, rr
+                p = r + rr / rr_old * p
+            first_ok &= int(np.argmin(dd[i])) == near[0]
+            f[near[0]] = 0
+            got = np.where(dd[i] < 0, -dd[i], 0.0)
+            got[near[0]] = 0
+            worst = max(worst, np.abs(got - np.where(f > 0, f, 0)).max() /
+                        f.max())
+        check(first_ok, 'the first hit is not the plain nearest item')
+        check(worst < 1e-3, '20-step diffusion differs from numpy\'s '
+              'conjugate gradients by %g' % worst)
+
+    # ---- flags
+    for args, msg in ((['--rerank', 'sideways'], 'unknown --rerank'),
+                      (['--rerank', 'qe'], '--rerank qe needs --qe'),
+                      (['--qe', 3, '--rerank', 'diffusion'], '--qe is query'),
+                      (['--no-graph', '--rerank', 'diffusion'], 'needs the gallery'),
+                      (['--graph-k', 5000], '--graph-k must be'),
+                      (['--diffusion-alpha', 1], 'diffusion alpha'),
+                      (['--diffusion-keep-first', 11], 'keep-first')):
+        rc, _, err = run('cbir-eval', ['--model', model, '--quiet'] + split +
+                         FAST + args)
+        check(rc != 0 and msg in err, '%s: rc %d, %r' % (args, rc, err))
+    out, _ = run_ok('cbir-eval', ['--model', model, '--quiet', '--no-graph'] +
+                    split + FAST)
+    check(model_name in parse_table(out), '--no-graph row %r' %
+          list(parse_table(out)))
+    out, _ = run_ok('cbir-eval', ['--model', model, '--quiet', '--qe', 3] +
+                    split + FAST)
+    check(model_name + ' +qe3' in parse_table(out), '--qe row %r' %
+          list(parse_table(out)))
 
 finish()
