@@ -3,9 +3,15 @@
 # cbirindex, runs cbiridxsrc ! cbirnoise ! cbirencode ! cbirsearch, reads
 # the "cbir-result" messages from the bus and the GstCustomMeta
 # "GstCbirResultStructureMeta" from the buffers (no C binding of ours),
-# and checks that both say the same. Debian python3-gst-1.0, GStreamer 1.22.
+# and checks that both say the same; then checks that cbirsearch with
+# default properties, on a gallery cbirindex built with default properties,
+# returns exactly the top-k that cbir-eval with no re-ranking flags ranks
+# (diffusion over the gallery's k-NN graph), and that cbir-eval's own
+# gallery carries the same graph. Debian python3-gst-1.0, GStreamer 1.22.
 # Env from tests/gst/meson.build (CBIR_GST_FIXTURE, CBIR_TEST_DATA).
+import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -104,6 +110,52 @@ def main():
         # the meta survived videoconvert and says what the bus said
         assert from_meta == from_bus, (from_meta, from_bus)
         print("ok: %d results from the bus and the buffer metas agree" % N)
+
+        # 3. cbirsearch (default properties) = cbir-eval (no re-ranking
+        # flags): the same top-k for every query of the fixture
+        K = 10
+        hits = []
+        run(Gst.parse_launch(
+            "cbiridxsrc images=%s labels=%s ! cbirencode model=%s ! "
+            "cbirsearch gallery=%s k=%d ! fakesink" % (IMAGES, LABELS, model, gallery, K)),
+            lambda s: hits.append(values(s, "ids"))
+            if s.get_name() == "cbir-result" else None)
+        assert len(hits) == 64, len(hits)
+        dump = os.path.join(tmp, "dump.safetensors")
+        own = os.path.join(tmp, "eval-gallery.safetensors")
+        ev = subprocess.run(
+            [os.environ["CBIR_EVAL"], "--model", model, "--gallery-file", gallery,
+             "--queries", IMAGES, "--query-labels", LABELS, "--quiet",
+             "--single-seconds", "0.01", "--dump", dump],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        assert ev.returncode == 0, ev.stderr
+        dist = read_tensor(dump, "distances")
+        n = len(dist) // 64
+        for q in range(64):
+            row = dist[q * n:(q + 1) * n]
+            want = sorted(range(n), key=lambda i: (row[i], i))[:K]
+            assert hits[q] == want, "query %d: cbirsearch %s, cbir-eval %s" % (q, hits[q], want)
+        ev = subprocess.run(
+            [os.environ["CBIR_EVAL"], "--model", model, "--gallery", IMAGES,
+             "--gallery-labels", LABELS, "--queries", IMAGES, "--query-labels", LABELS,
+             "--quiet", "--single-seconds", "0.01", "--save-gallery", own],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        assert ev.returncode == 0, ev.stderr
+        for name in ("graph_offsets", "graph_neighbours", "graph_weights"):
+            assert read_tensor(own, name) == read_tensor(gallery, name), name
+        print("ok: cbirsearch's top-%d = cbir-eval's ranking for 64 queries; "
+              "same graph" % K)
+
+
+def read_tensor(path, name):
+    """One tensor of a safetensors file as a flat list (F32 or I32)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    hl = struct.unpack("<Q", raw[:8])[0]
+    t = json.loads(raw[8:8 + hl])[name]
+    b, e = t["data_offsets"]
+    fmt = {"F32": "f", "I32": "i"}[t["dtype"]]
+    return list(struct.unpack("<%d%s" % ((e - b) // 4, fmt), raw[8 + hl + b:8 + hl + e]))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,69 @@ GST_START_TEST (test_build_and_append)
 
 GST_END_TEST;
 
+/* The graph cbirindex writes by default is the engine's over the same
+ * codes; graph-k fixes k; graph=false writes none; an append rebuilds it
+ * over all items (rule: 64 -> k 5, 128 -> k 5, a fixed k stays). */
+static void
+check_graph (const gchar * path, guint k_expect, gboolean k_auto)
+{
+  CbirGallery *g = cbir_gallery_open (path, NULL);
+  const CbirGraph *gr;
+  CbirGraph *want;
+
+  fail_unless (g != NULL);
+  gr = cbir_gallery_get_graph (g);
+  if (k_expect == 0) {
+    fail_unless (gr == NULL);
+    cbir_gallery_free (g);
+    return;
+  }
+  fail_unless (gr != NULL);
+  fail_unless_equals_int (cbir_graph_get_k (gr), k_expect);
+  fail_unless_equals_int (cbir_gallery_get_graph_k_auto (g), k_auto);
+  want = cbir_graph_build (cbir_gallery_get_features (g),
+      cbir_gallery_size (g), cbir_gallery_get_dim (g), k_expect,
+      CBIR_GRAPH_DEFAULT_POWER, 1, NULL);
+  fail_unless_equals_int (cbir_graph_nnz (gr), cbir_graph_nnz (want));
+  fail_unless (memcmp (cbir_graph_get_neighbours (gr),
+          cbir_graph_get_neighbours (want), 4 * cbir_graph_nnz (gr)) == 0);
+  fail_unless (memcmp (cbir_graph_get_weights (gr),
+          cbir_graph_get_weights (want), 4 * cbir_graph_nnz (gr)) == 0);
+  cbir_graph_free (want);
+  cbir_gallery_free (g);
+}
+
+GST_START_TEST (test_graph)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  const gchar *props[] = { "", "graph-k=9", "graph=false" };
+  const guint k[] = { 5, 9, 0 };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (props); i++) {
+    gchar *desc = g_strdup_printf ("cbiridxsrc images=%s labels=%s ! "
+        "cbirencode model=%s ! cbirindex location=%s %s", FIX_IMAGES,
+        FIX_LABELS, model_path, out, props[i]);
+    gchar *desc2 = g_strdup_printf ("%s append=true", desc);
+    GstMessage *msg = run_pipeline (desc, NULL, NULL);
+
+    fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    check_graph (out, k[i], i == 0);
+    msg = run_pipeline (desc2, NULL, NULL);
+    fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    check_graph (out, k[i], i == 0);
+    g_free (desc2);
+    g_free (desc);
+  }
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_fixed_label_and_scaled_thumbnails)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -303,6 +366,7 @@ cbirindex_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_build_and_append);
+  tcase_add_test (tc, test_graph);
   tcase_add_test (tc, test_fixed_label_and_scaled_thumbnails);
   tcase_add_test (tc, test_no_thumbnails);
   tcase_add_test (tc, test_flush_and_stop_leave_no_file);

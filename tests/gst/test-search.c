@@ -63,16 +63,51 @@ check_result_structure (const GstStructure * s, const CbirHit * hits,
 
 /* The pipeline's results for noisy fixture frames are the engine's:
  * same noise, same code, same hits, same vote. */
+/* The gallery of make_gallery with cbirindex's default k-NN graph. */
+static gchar *
+make_graph_gallery (const gchar * model_path, guint n)
+{
+  gchar *plain = make_gallery (dir, model_path, n, "plain.safetensors");
+  gchar *path = g_build_filename (dir, "graph.safetensors", NULL);
+  CbirGallery *g = cbir_gallery_open (plain, NULL);
+  CbirGalleryBuilder *b = cbir_gallery_builder_new
+      (cbir_gallery_get_model_fingerprint (g), CBIR_CODE_FLOAT,
+      cbir_gallery_get_dim (g), TRUE);
+  GError *err = NULL;
+  guint i;
+
+  fail_unless (cbir_gallery_builder_set_graph (b, TRUE, 0,
+          CBIR_GRAPH_DEFAULT_POWER, NULL));
+  for (i = 0; i < n; i++)
+    cbir_gallery_builder_add (b, cbir_gallery_get_features (g) +
+        (gsize) i * cbir_gallery_get_dim (g), cbir_gallery_get_labels (g)[i],
+        cbir_gallery_get_thumbnail (g, i), NULL);
+  fail_unless (cbir_gallery_builder_write (b, path, &err), "%s",
+      err ? err->message : "?");
+  cbir_gallery_builder_free (b);
+  cbir_gallery_free (g);
+  g_free (plain);
+  return path;
+}
+
+/* graph: the gallery has a k-NN graph and the engine diffuses as
+ * cbirsearch does by default */
 static void
-check_pipeline_equals_engine (const gchar * preset, const gchar * search_props,
-    CbirMetric metric, guint shortlist, guint k)
+check_pipeline_equals_engine_full (const gchar * preset,
+    const gchar * search_props, CbirMetric metric, guint shortlist, guint k,
+    gboolean graph)
 {
   gchar *model_path = make_model (dir, preset);
-  gchar *gallery_path = make_gallery (dir, model_path, 48, "g.safetensors");
+  gchar *gallery_path = graph ? make_graph_gallery (model_path, 48)
+      : make_gallery (dir, model_path, 48, "g.safetensors");
   CbirModel *m = cbir_model_load (model_path, NULL);
   CbirGallery *g = cbir_gallery_open (gallery_path, NULL);
   GError *err = NULL;
   CbirSearcher *searcher = cbir_searcher_new (g, metric, shortlist, &err);
+
+  if (graph)
+    fail_unless (cbir_searcher_set_diffusion (searcher,
+            cbir_gallery_get_graph (g), NULL, NULL));
   CbirDataset *ds = load_fixture ();
   guint dim = cbir_model_get_code_dim (m);
   gfloat *code = g_new (gfloat, dim);
@@ -123,6 +158,104 @@ check_pipeline_equals_engine (const gchar * preset, const gchar * search_props,
   g_free (gallery_path);
   g_free (model_path);
 }
+
+static void
+check_pipeline_equals_engine (const gchar * preset, const gchar * search_props,
+    CbirMetric metric, guint shortlist, guint k)
+{
+  check_pipeline_equals_engine_full (preset, search_props, metric, shortlist,
+      k, FALSE);
+}
+
+GST_START_TEST (test_diffusion_equals_engine)
+{
+  check_pipeline_equals_engine_full ("keras-dae", "", CBIR_METRIC_L2, 0, 8,
+      TRUE);
+}
+
+GST_END_TEST;
+
+/* rerank=none on a gallery with a graph: the plain order */
+GST_START_TEST (test_rerank_none_on_graph_gallery)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_graph_gallery (model_path, 48);
+  gchar *desc = g_strdup_printf ("cbiridxsrc images=%s count=6 ! "
+      "cbirencode model=%s ! cbirsearch gallery=%s k=6 rerank=none ! "
+      "fakesink", FIX_IMAGES, model_path, gallery_path);
+  GList *results = NULL, *l;
+  GstMessage *msg = run_pipeline (desc, "cbir-result", &results);
+
+  fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  fail_unless_equals_int (g_list_length (results), 6);
+  for (l = results; l; l = l->next) {
+    const GstStructure *s = gst_message_get_structure (l->data);
+    const GValue *d = field (s, "distances");
+    guint i;
+
+    fail_unless_equals_string (gst_structure_get_string (s, "rerank"),
+        "none");
+    for (i = 1; i < gst_value_array_get_size (d); i++)
+      fail_unless (g_value_get_float (gst_value_array_get_value (d, i - 1))
+          <= g_value_get_float (gst_value_array_get_value (d, i)));
+  }
+  g_list_free_full (results, (GDestroyNotify) gst_message_unref);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_rerank_errors)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *plain = make_gallery (dir, model_path, 48, "nograph.safetensors");
+  gchar *graph = make_graph_gallery (model_path, 48);
+  gchar *desc;
+  GstMessage *msg;
+
+  /* diffusion asked, the gallery has no graph */
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s rerank=diffusion ! fakesink",
+      FIX_IMAGES, model_path, plain);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      plain, "k-NN graph");
+  gst_message_unref (msg);
+  g_free (desc);
+  /* two re-rankings */
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s rerank=diffusion query-expansion=5 ! "
+      "fakesink", FIX_IMAGES, model_path, graph);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "query-expansion=5", "rerank=diffusion");
+  gst_message_unref (msg);
+  g_free (desc);
+  /* query-expansion alone on a graph gallery: expansion, no error */
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s query-expansion=5 ! fakesink",
+      FIX_IMAGES, model_path, graph);
+  {
+    GList *results = NULL;
+
+    msg = run_pipeline (desc, "cbir-result", &results);
+    fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    fail_unless_equals_string (gst_structure_get_string
+        (gst_message_get_structure (results->data), "rerank"),
+        "query-expansion");
+    g_list_free_full (results, (GDestroyNotify) gst_message_unref);
+  }
+  g_free (desc);
+  g_free (graph);
+  g_free (plain);
+  g_free (model_path);
+}
+
+GST_END_TEST;
 
 GST_START_TEST (test_l2_equals_engine)
 {
@@ -504,6 +637,9 @@ cbirsearch_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_l2_equals_engine);
+  tcase_add_test (tc, test_diffusion_equals_engine);
+  tcase_add_test (tc, test_rerank_none_on_graph_gallery);
+  tcase_add_test (tc, test_rerank_errors);
   tcase_add_test (tc, test_cosine_shortlist_equals_engine);
   tcase_add_test (tc, test_bits_hamming_equals_engine);
   tcase_add_test (tc, test_metas_and_message);
