@@ -542,45 +542,120 @@ apply_func (void)
   return f;
 }
 
+/* Conjugate gradients in two passes a step, each over fixed blocks of
+ * rows (the partial sums are added in block order, so the result does not
+ * depend on how many threads ran the blocks):
+ *   pass 1: f += a d, r -= a Ad, |r|^2;  beta = |r|^2 / |r_old|^2
+ *   pass 2: Ar, d = r + beta d, Ad = Ar + beta Ad, d.Ad;  a = |r|^2 / d.Ad
+ * (Ad by the recurrence, so one matrix product a step; pass 2 reads r
+ * everywhere, written by pass 1, and writes only its own rows). */
+#define SOLVE_BLOCK 2048
+
+typedef struct
+{
+  const CbirGraph *g;
+  ApplyFunc apply;
+  float alpha;
+  float *f, *r, *d, *ad, *ar;
+  float a, beta;
+  double *part;
+  guint pass;
+} SolveCtx;
+
+static void
+solve_block (gpointer data, guint blk)
+{
+  SolveCtx *c = data;
+  guint n = c->g->n;
+  guint i0 = blk * SOLVE_BLOCK, i1 = MIN (n, i0 + SOLVE_BLOCK);
+  double acc = 0;
+  if (c->pass == 1) {
+    float a = c->a;
+    for (guint i = i0; i < i1; i++) {
+      c->f[i] += a * c->d[i];
+      c->r[i] -= a * c->ad[i];
+      acc += (double) c->r[i] * c->r[i];
+    }
+  } else {
+    float beta = c->beta;
+    c->apply (c->g, c->alpha, c->r, c->ar, i0, i1);
+    for (guint i = i0; i < i1; i++) {
+      c->d[i] = c->r[i] + beta * c->d[i];
+      c->ad[i] = c->ar[i] + beta * c->ad[i];
+      acc += (double) c->d[i] * c->ad[i];
+    }
+  }
+  c->part[blk] = acc;
+}
+
+static double
+solve_pass (SolveCtx *c, guint pass, guint n_blocks, CbirTaskRunner runner,
+    gpointer runner_data)
+{
+  c->pass = pass;
+  if (runner && n_blocks > 1)
+    runner (runner_data, solve_block, c, n_blocks);
+  else
+    for (guint b = 0; b < n_blocks; b++)
+      solve_block (c, b);
+  double sum = 0;
+  for (guint b = 0; b < n_blocks; b++)
+    sum += c->part[b];
+  return sum;
+}
+
 guint
 cbir_diffusion_solve (const CbirGraph *g, const guint *seeds,
     const float *seed_weights, guint m, const CbirDiffusionParams *p,
     float *f, float *scratch)
 {
+  return cbir_diffusion_solve_full (g, seeds, seed_weights, m, p, f, scratch,
+      NULL, NULL);
+}
+
+guint
+cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
+    const float *seed_weights, guint m, const CbirDiffusionParams *p,
+    float *f, float *scratch, CbirTaskRunner runner, gpointer runner_data)
+{
   /* in the solver's numbering; f holds the solution in it until the end,
-   * when ad (free then) takes it and f gets it back in gallery order */
+   * when ar (free then) takes it and f gets it back in gallery order */
   guint n = g->n;
-  ApplyFunc apply = apply_func ();
-  float *r = scratch, *d = scratch + n, *ad = scratch + 2 * (gsize) n;
+  guint n_blocks = (n + SOLVE_BLOCK - 1) / SOLVE_BLOCK;
+  double part_stack[64];
+  SolveCtx c = { g, apply_func (), p->alpha, f, scratch, scratch + n,
+    scratch + 2 * (gsize) n, scratch + 3 * (gsize) n, 0.f, 0.f,
+    n_blocks <= 64 ? part_stack : g_new (double, n_blocks), 0
+  };
   memset (f, 0, sizeof (float) * n);
-  memset (r, 0, sizeof (float) * n);
+  memset (c.r, 0, sizeof (float) * n);
+  memset (c.d, 0, sizeof (float) * n);
+  memset (c.ad, 0, sizeof (float) * n);
   for (guint i = 0; i < m; i++)
-    r[g->rank[seeds[i]]] += seed_weights[i];
-  memcpy (d, r, sizeof (float) * n);
+    c.r[g->rank[seeds[i]]] += seed_weights[i];
   double rr = 0;
   for (guint i = 0; i < n; i++)
-    rr += (double) r[i] * r[i];
+    rr += (double) c.r[i] * c.r[i];
   double stop = (double) p->tolerance * p->tolerance * rr;
   guint it = 0;
-  while (it < p->iterations && rr > stop && rr > 0) {
-    double dad = apply (g, p->alpha, d, ad, 0, n);
-    if (!(dad > 0))
-      break;
-    float a = (float) (rr / dad);
-    double rr_new = 0;
-    for (guint i = 0; i < n; i++) {
-      f[i] += a * d[i];
-      r[i] -= a * ad[i];
-      rr_new += (double) r[i] * r[i];
+  if (rr > 0) {
+    c.beta = 0.f;               /* d = r, Ad = Ar */
+    double dad = solve_pass (&c, 2, n_blocks, runner, runner_data);
+    while (it < p->iterations && rr > stop && dad > 0) {
+      c.a = (float) (rr / dad);
+      double rr_new = solve_pass (&c, 1, n_blocks, runner, runner_data);
+      it++;
+      if (!(rr_new > stop) || it >= p->iterations)
+        break;
+      c.beta = (float) (rr_new / rr);
+      rr = rr_new;
+      dad = solve_pass (&c, 2, n_blocks, runner, runner_data);
     }
-    float beta = (float) (rr_new / rr);
-    for (guint i = 0; i < n; i++)
-      d[i] = r[i] + beta * d[i];
-    rr = rr_new;
-    it++;
   }
-  memcpy (ad, f, sizeof (float) * n);
+  memcpy (c.ar, f, sizeof (float) * n);
   for (guint i = 0; i < n; i++)
-    f[g->order[i]] = ad[i];
+    f[g->order[i]] = c.ar[i];
+  if (c.part != part_stack)
+    g_free (c.part);
   return it;
 }

@@ -1569,7 +1569,7 @@ cbir_searcher_get_diffusion (const CbirSearcher *s,
   return s->graph;
 }
 
-/* Scratch of one diffusion: f and the solver's 3 n, the seeds. */
+/* Scratch of one diffusion: f and the solver's 4 n, the seeds. */
 typedef struct
 {
   float *f;
@@ -1584,7 +1584,7 @@ static void
 diff_scratch_init (const CbirSearcher *s, DiffScratch *d)
 {
   guint m = MIN (s->dp.query_k, s->n);
-  d->f = g_new (float, MAX ((gsize) s->n * 4, 1));
+  d->f = g_new (float, MAX ((gsize) s->n * 5, 1));
   d->solver = d->f + s->n;
   d->seeds = g_new (CbirHit, MAX (m, 1));
   d->seed_idx = g_new (guint, MAX (m, 1));
@@ -1600,6 +1600,13 @@ diff_scratch_clear (DiffScratch *d)
   g_free (d->seed_idx);
   g_free (d->seed_w);
   g_free (d->bits);
+}
+
+static void
+diffusion_runner (gpointer pool, CbirTaskFunc func, gpointer ctx,
+    guint n_tasks)
+{
+  pool_run (pool, func, ctx, n_tasks);
 }
 
 /* Diffuses one query into d->f; qq is prepared with d->bits; d->seeds
@@ -1626,8 +1633,10 @@ diffuse_one (CbirSearcher *s, const float *query, Query *qq,
       d->seed_w[ms++] = w;
     }
   }
-  cbir_diffusion_solve (s->graph, d->seed_idx, d->seed_w, ms, &s->dp, d->f,
-      d->solver);
+  /* a single query spreads the solver's row blocks over the pool */
+  cbir_diffusion_solve_full (s->graph, d->seed_idx, d->seed_w, ms, &s->dp,
+      d->f, d->solver, may_split && s->n_threads > 1 ? diffusion_runner
+      : NULL, s->pool);
   return m;
 }
 

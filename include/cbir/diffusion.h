@@ -87,10 +87,21 @@ gboolean cbir_diffusion_params_check (const CbirDiffusionParams *p,
     GError **error);
 
 /* Solves (I - alpha S) f = y by conjugate gradients from f = 0, y given
- * sparsely: m seeds (gallery items, distinct) with weights. f: n floats;
- * scratch: 3 n floats. Returns the steps taken. */
+ * sparsely: m seeds (gallery items) with weights. f: n floats; scratch:
+ * 4 n floats. Returns the steps taken. */
 guint cbir_diffusion_solve (const CbirGraph *g, const guint *seeds,
     const float *seed_weights, guint m, const CbirDiffusionParams *p,
     float *f, float *scratch);
+
+/* Runs func (ctx, 0 .. n_tasks - 1), in any order and on any threads, and
+ * returns when all are done (e.g. a thread pool). */
+typedef void (*CbirTaskFunc) (gpointer ctx, guint task);
+typedef void (*CbirTaskRunner) (gpointer runner_data, CbirTaskFunc func,
+    gpointer ctx, guint n_tasks);
+/* The same, the blocks of rows of each step spread by runner (NULL: this
+ * thread). The result does not depend on the runner. */
+guint cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
+    const float *seed_weights, guint m, const CbirDiffusionParams *p,
+    float *f, float *scratch, CbirTaskRunner runner, gpointer runner_data);
 
 G_END_DECLS

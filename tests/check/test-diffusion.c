@@ -216,7 +216,7 @@ START_TEST (test_solve_dense)
   double y[N] = { 0 }, want[N];
   for (guint i = 0; i < 3; i++)
     y[seeds[i]] = sw[i];
-  float f[N], scratch[3 * N];
+  float f[N], scratch[4 * N];
   guint steps = cbir_diffusion_solve (g, seeds, sw, 3, &p, f, scratch);
   ck_assert_uint_ge (steps, 1);
   dense_solve (g, p.alpha, y, want);
