@@ -7,9 +7,14 @@
  *   "thumbnails"     U8  [N, 28, 28]       (optional)
  *   "ids"            U8  [bytes]           (optional: N NUL-terminated
  *                                           source ids/URIs, concatenated)
+ *   "features_raw"   F32 [N, D]            (optional: before DBA)
+ *   "graph_offsets", "graph_neighbours", "graph_weights"
+ *                    I32 [N+1], I32 [E], F32 [E]  (optional: the k-NN
+ *                                           graph, see cbir_gallery_get_graph)
  * __metadata__: "format" = "gst-cbir-gallery", "version" = "1",
  *   "model_fingerprint", "code_type" ("float"/"bits"), "metric",
- *   "label_names" (optional JSON array). */
+ *   "label_names" (optional JSON array), "dba" (optional), "graph" and
+ *   "graph_crc32" (with the graph tensors). */
 #pragma once
 
 #include <cbir/common.h>

@@ -11,7 +11,12 @@
 # env: BUILD_DIR (build), PRESETS ("sicara keras-dae pyimagesearch binary-xor
 #   default"), EPOCHS (override every preset's epochs, e.g. for a quick run),
 #   THREADS, DEFAULT_EXTRA (extra cbir-eval rows for the default model, as
-#   ';'-separated argument lists, default "--code bits;--metric cosine --qe 20;--metric cosine --dba 20 --qe 20").
+#   ';'-separated argument lists, default "--rerank none;--code bits;--metric
+#   cosine --qe 20;--metric cosine --dba 20 --qe 20").
+# Each model's first row is what cbirsearch returns with default properties
+# on a gallery cbirindex built with default properties: diffusion over the
+# gallery's k-NN graph for float codes ("+diffK"); "--rerank none" is the
+# plain k-NN order. The baselines (raw pixels, PCA, ITQ) are plain.
 # Needs the data (bash scripts/get-data.sh). Runs under nice.
 set -euo pipefail
 
@@ -30,7 +35,7 @@ OUT=${2:-$ROOT/out/quality-$DS}
 BUILD_DIR=${BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 PRESETS=${PRESETS:-"sicara keras-dae pyimagesearch binary-xor default"}
-DEFAULT_EXTRA=${DEFAULT_EXTRA:-"--code bits;--metric cosine --qe 20;--metric cosine --dba 20 --qe 20"}
+DEFAULT_EXTRA=${DEFAULT_EXTRA:-"--rerank none;--code bits;--metric cosine --qe 20;--metric cosine --dba 20 --qe 20"}
 BIN=$BUILD_DIR/src/tools
 [ -x "$BIN/cbir-train" ] && [ -x "$BIN/cbir-eval" ] || {
   echo "quality: build first (meson compile -C $BUILD_DIR)" >&2; exit 1; }
