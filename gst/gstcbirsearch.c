@@ -495,9 +495,15 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (!cbir_searcher_set_query_expansion (self->searcher, qe,
           CBIR_QE_DEFAULT_ALPHA, &err))
     goto qe_failed;
-  if (rerank == GST_CBIR_RERANK_DIFFUSION &&
-      !cbir_searcher_set_diffusion (self->searcher, graph, NULL, &err))
-    goto diffusion_failed;
+  if (rerank == GST_CBIR_RERANK_DIFFUSION) {
+    CbirDiffusionParams dp;
+
+    /* the low-rank form when the indexer stored it (graph-rank) */
+    cbir_diffusion_params_init (&dp);
+    dp.low_rank = cbir_graph_get_rank (graph) > 0;
+    if (!cbir_searcher_set_diffusion (self->searcher, graph, &dp, &err))
+      goto diffusion_failed;
+  }
   self->cur_rerank = rerank;
   GST_OBJECT_LOCK (self);
   self->cur_dba = cbir_gallery_get_dba (self->gallery, NULL);

@@ -3,6 +3,7 @@
 #include "cbir/diffusion.h"
 #include "cbir/search.h"
 
+#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@ struct _CbirGraph
   float *ell_weights;
   guint *order;
   guint *rank;
+  /* low-rank form: the r largest eigenpairs of S (gallery order), or 0 */
+  guint eig_r;
+  const float *eig_vecs;        /* n x eig_r */
+  const float *eig_vals;        /* eig_r */
+  float *own_eig_vecs;
+  float *own_eig_vals;
 };
 
 /* Breadth-first order over the components, each started from its
@@ -113,6 +120,8 @@ cbir_graph_free (CbirGraph *g)
   g_free (g->ell_weights);
   g_free (g->order);
   g_free (g->rank);
+  g_free (g->own_eig_vecs);
+  g_free (g->own_eig_vals);
   g_free (g);
 }
 
@@ -434,6 +443,7 @@ cbir_diffusion_params_init (CbirDiffusionParams *p)
   p->iterations = CBIR_DIFFUSION_DEFAULT_ITERATIONS;
   p->tolerance = 1e-6f;
   p->keep_first = CBIR_DIFFUSION_DEFAULT_KEEP_FIRST;
+  p->low_rank = FALSE;
 }
 
 gboolean
@@ -658,4 +668,197 @@ cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
   if (c.part != part_stack)
     g_free (c.part);
   return it;
+}
+
+/* ---- the low-rank form (Iscen et al., "Fast Spectral Ranking for
+ * Similarity Search", CVPR 2018): f = U diag (1 / (1 - alpha lambda)) U^T y
+ * with U, lambda the r largest eigenpairs of S. ---- */
+
+/* LAPACK (OpenBLAS ships it), gfortran ABI */
+extern void dstev_ (const char *jobz, const int *n, double *d, double *e,
+    double *z, const int *ldz, double *work, int *info, size_t jobz_len);
+
+guint
+cbir_graph_get_rank (const CbirGraph *g)
+{
+  return g->eig_r;
+}
+
+const float *
+cbir_graph_get_eigenvectors (const CbirGraph *g)
+{
+  return g->eig_vecs;
+}
+
+const float *
+cbir_graph_get_eigenvalues (const CbirGraph *g)
+{
+  return g->eig_vals;
+}
+
+gboolean
+cbir_graph_set_spectrum (CbirGraph *g, guint rank, const float *vectors,
+    const float *values, const char *what, GError **error)
+{
+  if (!what)
+    what = "graph";
+  if (rank == 0 || rank > g->n) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: graph spectrum of rank %u for %u items", what, rank, g->n);
+    return FALSE;
+  }
+  for (guint j = 0; j < rank; j++)
+    if (!(fabsf (values[j]) <= 1.0001f)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: graph eigenvalue %u is %g (outside [-1, 1])", what, j,
+          values[j]);
+      return FALSE;
+    }
+  for (gsize i = 0; i < (gsize) g->n * rank; i++)
+    if (!(fabsf (vectors[i]) <= 1.0001f)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: graph eigenvector entry %" G_GSIZE_FORMAT " is %g (not a unit "
+          "vector's)", what, i, vectors[i]);
+      return FALSE;
+    }
+  g_clear_pointer (&g->own_eig_vecs, g_free);
+  g_clear_pointer (&g->own_eig_vals, g_free);
+  g->eig_r = rank;
+  g->eig_vecs = vectors;
+  g->eig_vals = values;
+  return TRUE;
+}
+
+/* S x over the solver's numbering */
+static void
+apply_s (const CbirGraph *g, const float *x, float *out)
+{
+  apply_func () (g, 1.f, x, out, 0, g->n);
+  for (guint i = 0; i < g->n; i++)
+    out[i] = x[i] - out[i];
+}
+
+gboolean
+cbir_graph_compute_spectrum (CbirGraph *g, guint rank, guint steps,
+    GError **error)
+{
+  guint n = g->n;
+  if (rank == 0 || rank >= n) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "the low-rank form needs a rank in 1..%u, not %u", n > 0 ? n - 1 : 0,
+        rank);
+    return FALSE;
+  }
+  guint m = steps ? steps : 3 * rank;
+  m = CLAMP (m, rank + 1, n);
+  /* Lanczos with full reorthogonalisation (classical Gram-Schmidt, twice),
+   * Q in float, T in double, from a fixed pseudo-random start */
+  float *q = g_new (float, (gsize) n * m);
+  float *w = g_new (float, n);
+  float *h = g_new (float, m);
+  double *alpha = g_new0 (double, m), *beta = g_new0 (double, m);
+  guint64 x = 0x9e3779b97f4a7c15ull;
+  double nn = 0;
+  for (guint i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    q[i] = (float) ((x >> 40) * (1.0 / (1 << 24)) - 0.5);
+    nn += (double) q[i] * q[i];
+  }
+  for (guint i = 0; i < n; i++)
+    q[i] = (float) (q[i] / sqrt (nn));
+  guint k = 0;
+  for (; k < m; k++) {
+    float *qk = q + (gsize) k * n;
+    apply_s (g, qk, w);
+    double a = 0;
+    for (guint i = 0; i < n; i++)
+      a += (double) qk[i] * w[i];
+    alpha[k] = a;
+    for (guint pass = 0; pass < 2; pass++) {
+      /* h = Q^T w, w -= Q h */
+      cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) k + 1, (int) n, 1.f, q,
+          (int) n, w, 1, 0.f, h, 1);
+      cblas_sgemv (CblasRowMajor, CblasTrans, (int) k + 1, (int) n, -1.f, q,
+          (int) n, h, 1, 1.f, w, 1);
+    }
+    if (k + 1 == m)
+      break;
+    double b = 0;
+    for (guint i = 0; i < n; i++)
+      b += (double) w[i] * w[i];
+    b = sqrt (b);
+    if (!(b > 1e-6))            /* an invariant subspace: stop there */
+      break;
+    beta[k] = b;
+    float *qn = q + (gsize) (k + 1) * n;
+    for (guint i = 0; i < n; i++)
+      qn[i] = (float) (w[i] / b);
+  }
+  guint mm = MIN (k + 1, m);     /* Lanczos vectors made */
+  int mi = (int) mm, info = 0;
+  double *z = g_new (double, (gsize) mm * mm);
+  double *work = g_new (double, MAX (1, 2 * mm - 2));
+  dstev_ ("V", &mi, alpha, beta, z, &mi, work, &info, 1);
+  g_free (work);
+  gboolean ok = info == 0;
+  if (!ok)
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "graph spectrum: the tridiagonal eigen-solver failed (dstev info %d)",
+        info);
+  guint r = MIN (rank, mm);
+  if (ok) {
+    /* the r largest Ritz pairs (dstev sorts ascending); U = Q V */
+    float *v = g_new (float, (gsize) mm * r);
+    g->own_eig_vals = g_new (float, r);
+    for (guint j = 0; j < r; j++) {
+      guint col = mm - 1 - j;
+      g->own_eig_vals[j] = (float) alpha[col];
+      for (guint t = 0; t < mm; t++)
+        v[(gsize) t * r + j] = (float) z[(gsize) col * mm + t];
+    }
+    float *u = g_new (float, (gsize) n * r);
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) n, (int) r,
+        (int) mm, 1.f, q, (int) n, v, (int) r, 0.f, u, (int) r);
+    /* back to gallery order */
+    g_free (g->own_eig_vecs);
+    g->own_eig_vecs = g_new (float, (gsize) n * r);
+    for (guint i = 0; i < n; i++)
+      memcpy (g->own_eig_vecs + (gsize) g->order[i] * r, u + (gsize) i * r,
+          sizeof (float) * r);
+    g->eig_r = r;
+    g->eig_vecs = g->own_eig_vecs;
+    g->eig_vals = g->own_eig_vals;
+    g_free (u);
+    g_free (v);
+  }
+  g_free (z);
+  g_free (alpha);
+  g_free (beta);
+  g_free (h);
+  g_free (w);
+  g_free (q);
+  return ok;
+}
+
+void
+cbir_diffusion_low_rank (const CbirGraph *g, const guint *seeds,
+    const float *seed_weights, guint m, float alpha, float *f)
+{
+  guint r = g->eig_r;
+  float zs[256];
+  float *z = r <= 256 ? zs : g_new (float, r);
+  memset (z, 0, sizeof (float) * r);
+  for (guint s = 0; s < m; s++) {
+    const float *u = g->eig_vecs + (gsize) seeds[s] * r;
+    for (guint j = 0; j < r; j++)
+      z[j] += seed_weights[s] * u[j];
+  }
+  for (guint j = 0; j < r; j++)
+    z[j] /= 1.f - alpha * g->eig_vals[j];
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) g->n, (int) r, 1.f,
+      g->eig_vecs, (int) r, z, 1, 0.f, f, 1);
+  if (z != zs)
+    g_free (z);
 }

@@ -210,10 +210,13 @@ format_dba (guint k, float alpha)
   return g_strdup_printf ("k=%u,alpha=%s", k, num);
 }
 
-/* "k=K,power=P,rule=auto|fixed" */
+/* "k=K,power=P,rule=auto|fixed[,rank=R]" */
 static gboolean
-parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto)
+parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto,
+    guint *rank)
 {
+  gboolean have_rank = FALSE;
+  *rank = 0;
   g_auto (GStrv) parts = g_strsplit (text, ",", -1);
   gboolean have_k = FALSE, have_p = FALSE, have_r = FALSE;
   for (guint i = 0; parts[i]; i++) {
@@ -232,6 +235,13 @@ parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto)
         return FALSE;
       *power = (float) a;
       have_p = TRUE;
+    } else if (g_str_has_prefix (p, "rank=")) {
+      guint64 v;
+      if (have_rank || !g_ascii_string_to_unsigned (p + 5, 10, 1, 4096, &v,
+              NULL))
+        return FALSE;
+      *rank = (guint) v;
+      have_rank = TRUE;
     } else if (g_str_has_prefix (p, "rule=")) {
       if (have_r)
         return FALSE;
@@ -250,12 +260,42 @@ parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto)
 }
 
 static char *
-format_graph_meta (guint k, float power, gboolean k_auto)
+format_graph_meta (guint k, float power, gboolean k_auto, guint rank)
 {
   char num[G_ASCII_DTOSTR_BUF_SIZE];
   g_ascii_formatd (num, sizeof (num), "%.9g", power);
-  return g_strdup_printf ("k=%u,power=%s,rule=%s", k, num,
-      k_auto ? "auto" : "fixed");
+  g_autofree char *r = rank ? g_strdup_printf (",rank=%u", rank)
+      : g_strdup ("");
+  return g_strdup_printf ("k=%u,power=%s,rule=%s%s", k, num,
+      k_auto ? "auto" : "fixed", r);
+}
+
+static uLong
+crc_more (uLong crc, const void *data, gsize len)
+{
+  const Bytef *p = data;
+  while (len > 0) {
+    uInt part = (uInt) MIN (len, (gsize) 1 << 30);
+    crc = crc32 (crc, p, part);
+    p += part;
+    len -= part;
+  }
+  return crc;
+}
+
+/* The CRC the file records: the graph's three tensors, then the
+ * spectrum's two when present. */
+static guint32
+graph_crc (const CbirGraph *g)
+{
+  uLong crc = cbir_graph_checksum (g);
+  guint r = cbir_graph_get_rank (g);
+  if (r) {
+    crc = crc_more (crc, cbir_graph_get_eigenvectors (g),
+        sizeof (float) * (gsize) cbir_graph_size (g) * r);
+    crc = crc_more (crc, cbir_graph_get_eigenvalues (g), sizeof (float) * r);
+  }
+  return (guint32) crc;
 }
 
 /* The graph tensors of an open file: all three with metadata "graph" and
@@ -278,12 +318,12 @@ open_graph (CbirGallery *g, CbirSafetensors *st, GError **error)
       }
     return TRUE;
   }
-  guint k = 0;
+  guint k = 0, rank = 0;
   float power = 0;
-  if (!parse_graph_meta (meta, &k, &power, &g->graph_k_auto)) {
+  if (!parse_graph_meta (meta, &k, &power, &g->graph_k_auto, &rank)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: bad metadata \"graph\" \"%s\" (expected "
-        "\"k=K,power=P,rule=auto|fixed\")", g->path, meta);
+        "\"k=K,power=P,rule=auto|fixed[,rank=R]\")", g->path, meta);
     return FALSE;
   }
   if (!g->features) {
@@ -311,19 +351,25 @@ open_graph (CbirGallery *g, CbirSafetensors *st, GError **error)
         g->path, crc_text ? crc_text : "missing");
     return FALSE;
   }
+  CbirTensorView vu = { 0 }, vl = { 0 };
+  if (rank > 0) {
+    gint64 s_u[2] = { g->n, rank }, s_l[1] = { rank };
+    if (!cbir_safetensors_require (st, "graph_eigenvectors", CBIR_DTYPE_F32,
+            2, s_u, &vu, error)
+        || !cbir_safetensors_require (st, "graph_eigenvalues",
+            CBIR_DTYPE_F32, 1, s_l, &vl, error))
+      return FALSE;
+  } else if (cbir_safetensors_get (st, "graph_eigenvectors", &vu)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: tensor \"graph_eigenvectors\" without a rank in metadata "
+        "\"graph\"", g->path);
+    return FALSE;
+  }
   /* the CRC first: a flipped bit is reported as what it is */
   uLong crc = crc32 (0L, Z_NULL, 0);
-  const CbirTensorView *views[3] = { &vo, &vn, &vw };
-  for (guint i = 0; i < 3; i++) {
-    const Bytef *p = views[i]->data;
-    gsize len = views[i]->nbytes;
-    while (len > 0) {
-      uInt part = (uInt) MIN (len, (gsize) 1 << 30);
-      crc = crc32 (crc, p, part);
-      p += part;
-      len -= part;
-    }
-  }
+  const CbirTensorView *views[5] = { &vo, &vn, &vw, &vu, &vl };
+  for (guint i = 0; i < (rank > 0 ? 5u : 3u); i++)
+    crc = crc_more (crc, views[i]->data, views[i]->nbytes);
   if ((guint32) crc != (guint32) crc_file) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: the graph is corrupt (CRC-32 %08x, the file records %08x)",
@@ -336,6 +382,10 @@ open_graph (CbirGallery *g, CbirSafetensors *st, GError **error)
   g_autoptr (CbirGraph) graph = cbir_graph_new_borrowed (g->n, k, power,
       off, nb, w, (gsize) vn.shape[0], g->path, error);
   if (!graph)
+    return FALSE;
+  if (rank > 0 && !cbir_graph_set_spectrum (graph, rank,
+          aligned_data (g, &vu, 4), aligned_data (g, &vl, 4), g->path,
+          error))
     return FALSE;
   g->graph = g_steal_pointer (&graph);
   return TRUE;
@@ -734,6 +784,7 @@ struct _CbirGalleryBuilder
   guint graph_k;                /* 0: the size rule */
   float graph_power;
   gboolean graph_set;           /* set_graph called (else an appended file's) */
+  guint graph_rank;             /* low-rank form: eigenpairs kept, 0 = none */
 };
 
 CbirGalleryBuilder *
@@ -836,6 +887,12 @@ cbir_gallery_builder_set_graph (CbirGalleryBuilder *b, gboolean enabled,
   b->graph_power = power;
   b->graph_set = TRUE;
   return TRUE;
+}
+
+void
+cbir_gallery_builder_set_graph_rank (CbirGalleryBuilder *b, guint rank)
+{
+  b->graph_rank = rank;
 }
 
 gboolean
@@ -987,6 +1044,7 @@ cbir_gallery_builder_load_existing (CbirGalleryBuilder *b, const char *path,
     b->graph = TRUE;
     b->graph_k = g->graph_k_auto ? 0 : cbir_graph_get_k (g->graph);
     b->graph_power = cbir_graph_get_power (g->graph);
+    b->graph_rank = cbir_graph_get_rank (g->graph);
   }
   if (g->thresholds) {
     cbir_gallery_builder_set_bit_thresholds (b, g->thresholds);
@@ -1147,9 +1205,12 @@ builder_prepare (CbirGalleryBuilder *b, BuilderOutput *o, GError **error)
         b->graph_power, 0, error);
     if (!o->graph)
       return FALSE;
+    if (b->graph_rank > 0 && n > b->graph_rank + 1
+        && !cbir_graph_compute_spectrum (o->graph, b->graph_rank, 0, error))
+      return FALSE;
     o->graph_meta = format_graph_meta (cbir_graph_get_k (o->graph),
-        b->graph_power, b->graph_k == 0);
-    o->graph_crc = g_strdup_printf ("%08x", cbir_graph_checksum (o->graph));
+        b->graph_power, b->graph_k == 0, cbir_graph_get_rank (o->graph));
+    o->graph_crc = g_strdup_printf ("%08x", graph_crc (o->graph));
   }
   if (b->store_bits) {
     o->thresholds = builder_resolve_thresholds (b, feat,
@@ -1253,6 +1314,14 @@ cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
         s_gnnz, cbir_graph_get_neighbours (o.graph));
     cbir_safetensors_writer_add (w, "graph_weights", CBIR_DTYPE_F32, 1,
         s_gnnz, cbir_graph_get_weights (o.graph));
+  }
+  guint grank = o.graph ? cbir_graph_get_rank (o.graph) : 0;
+  gint64 s_ev[2] = { n, grank }, s_el[1] = { grank };
+  if (grank > 0) {
+    cbir_safetensors_writer_add (w, "graph_eigenvectors", CBIR_DTYPE_F32, 2,
+        s_ev, cbir_graph_get_eigenvectors (o.graph));
+    cbir_safetensors_writer_add (w, "graph_eigenvalues", CBIR_DTYPE_F32, 1,
+        s_el, cbir_graph_get_eigenvalues (o.graph));
   }
 
   gboolean ok = cbir_safetensors_writer_write (w, path, error);

@@ -1537,6 +1537,12 @@ cbir_searcher_set_diffusion (CbirSearcher *s, const CbirGraph *graph,
         "hamming");
     return FALSE;
   }
+  if (params && params->low_rank && cbir_graph_get_rank (graph) == 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "low-rank diffusion needs the graph's spectrum (a gallery built "
+        "with a graph rank)");
+    return FALSE;
+  }
   if (cbir_graph_size (graph) != s->n) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
         "the graph has %u items, the gallery %u", cbir_graph_size (graph),
@@ -1632,6 +1638,11 @@ diffuse_one (CbirSearcher *s, const float *query, Query *qq,
       d->seed_idx[ms] = d->seeds[i].index;
       d->seed_w[ms++] = w;
     }
+  }
+  if (s->dp.low_rank) {
+    cbir_diffusion_low_rank (s->graph, d->seed_idx, d->seed_w, ms,
+        s->dp.alpha, d->f);
+    return m;
   }
   /* a single query spreads the solver's row blocks over the pool */
   cbir_diffusion_solve_full (s->graph, d->seed_idx, d->seed_w, ms, &s->dp,

@@ -78,6 +78,8 @@ typedef struct
   float tolerance;              /* stop when |r| <= tolerance |y| (0: never) */
   guint keep_first;             /* the plain search's first hits kept first
                                  * (at most query_k) */
+  gboolean low_rank;            /* the graph's low-rank form instead of the
+                                 * solver (the graph needs its spectrum) */
 } CbirDiffusionParams;
 
 /* alpha 0.99, query_k 10, 20 iterations, tolerance 1e-6. */
@@ -103,5 +105,24 @@ typedef void (*CbirTaskRunner) (gpointer runner_data, CbirTaskFunc func,
 guint cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
     const float *seed_weights, guint m, const CbirDiffusionParams *p,
     float *f, float *scratch, CbirTaskRunner runner, gpointer runner_data);
+
+/* The low-rank form (Iscen et al., "Fast Spectral Ranking for Similarity
+ * Search", CVPR 2018): f ~ U diag (1 / (1 - alpha lambda)) U^T y, U and
+ * lambda the r largest eigenpairs of S, found once by Lanczos with full
+ * reorthogonalisation (`steps` Lanczos steps, 0 = 3 r). The graph keeps
+ * them (n x r floats, gallery order). */
+gboolean cbir_graph_compute_spectrum (CbirGraph *g, guint rank, guint steps,
+    GError **error);
+/* Borrowed (a mapped file), after checking values in [-1, 1] and entries
+ * of unit vectors. */
+gboolean cbir_graph_set_spectrum (CbirGraph *g, guint rank,
+    const float *vectors, const float *values, const char *what,
+    GError **error);
+guint cbir_graph_get_rank (const CbirGraph *g);            /* 0: none */
+const float *cbir_graph_get_eigenvectors (const CbirGraph *g);
+const float *cbir_graph_get_eigenvalues (const CbirGraph *g);
+/* f (n floats) in the low-rank form, for the seeds as in solve. */
+void cbir_diffusion_low_rank (const CbirGraph *g, const guint *seeds,
+    const float *seed_weights, guint m, float alpha, float *f);
 
 G_END_DECLS

@@ -152,6 +152,12 @@ const float *cbir_gallery_get_raw_features (const CbirGallery *g);
  * power outside (0, 16]. */
 gboolean cbir_gallery_builder_set_graph (CbirGalleryBuilder *b,
     gboolean enabled, guint k, float power, GError **error);
+/* The graph's low-rank form too: its `rank` largest eigenpairs
+ * (cbir_graph_compute_spectrum), tensors "graph_eigenvectors" F32 [N, R]
+ * and "graph_eigenvalues" F32 [R], ",rank=R" in metadata "graph", covered
+ * by "graph_crc32". 0: none (the default). */
+void cbir_gallery_builder_set_graph_rank (CbirGalleryBuilder *b,
+    guint rank);
 /* Whether a graph is built; k (0 = rule) and power if not NULL. */
 gboolean cbir_gallery_builder_get_graph (const CbirGalleryBuilder *b,
     guint *k, float *power);

@@ -39,6 +39,7 @@ static char *opt_rerank;
 static gint opt_graph_k = 0, opt_diff_query_k = CBIR_DIFFUSION_DEFAULT_QUERY_K;
 static gint opt_diff_iterations = CBIR_DIFFUSION_DEFAULT_ITERATIONS;
 static gint opt_diff_keep_first = CBIR_DIFFUSION_DEFAULT_KEEP_FIRST;
+static gint opt_graph_rank = 0;
 static gdouble opt_diff_alpha = CBIR_DIFFUSION_DEFAULT_ALPHA;
 static gdouble opt_graph_power = CBIR_GRAPH_DEFAULT_POWER;
 static gboolean opt_no_graph;
@@ -100,6 +101,9 @@ static GOptionEntry entries[] = {
       "Gallery items a query is linked to (default 10)", "K"},
   {"diffusion-iterations", 0, 0, G_OPTION_ARG_INT, &opt_diff_iterations,
       "Conjugate-gradient steps at most (default 20)", "N"},
+  {"graph-rank", 0, 0, G_OPTION_ARG_INT, &opt_graph_rank,
+      "Low-rank diffusion: keep the graph's R largest eigenpairs and diffuse "
+      "with them instead of the solver (0 = exact, the default)", "R"},
   {"diffusion-keep-first", 0, 0, G_OPTION_ARG_INT, &opt_diff_keep_first,
       "The plain search's first N hits stay first (default 1)", "N"},
   {"baselines", 'b', 0, G_OPTION_ARG_NONE, &opt_baselines,
@@ -169,6 +173,7 @@ typedef struct
   const char *rerank;           /* "none", "qe", "diffusion" */
   guint graph_k;                /* diffusion: the graph's k */
   gsize graph_edges;
+  guint graph_rank;             /* low-rank form: eigenpairs, 0: exact */
   double graph_build_s;         /* <0: not built here */
   CbirMetrics *m;
   double eval_s;
@@ -267,6 +272,7 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   dp.iterations = (guint) opt_diff_iterations;
   dp.keep_first = (guint) opt_diff_keep_first;
   const CbirGraph *graph = diffusion ? cbir_gallery_get_graph (g) : NULL;
+  dp.low_rank = graph && cbir_graph_get_rank (graph) > 0;
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, shortlist,
       threads, error);
   if (!s || !cbir_searcher_set_query_expansion (s, qe_k,
@@ -292,6 +298,7 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   row->rerank = graph ? "diffusion" : qe_k ? "qe" : "none";
   row->graph_k = graph ? cbir_graph_get_k (graph) : 0;
   row->graph_edges = graph ? cbir_graph_nnz (graph) : 0;
+  row->graph_rank = dp.low_rank ? cbir_graph_get_rank (graph) : 0;
   row->graph_build_s = -1;
   row->m = cbir_metrics_new ();
 
@@ -619,6 +626,8 @@ write_json (const char *path, GPtrArray *rows, guint n_gallery, guint nq,
     json_builder_add_string_value (b, r->rerank);
     json_builder_set_member_name (b, "graph_k");
     json_builder_add_int_value (b, r->graph_k);
+    json_builder_set_member_name (b, "graph_rank");
+    json_builder_add_int_value (b, r->graph_rank);
     json_builder_set_member_name (b, "graph_edges");
     json_builder_add_int_value (b, (gint64) r->graph_edges);
     json_builder_set_member_name (b, "graph_build_s");
@@ -762,6 +771,8 @@ main (int argc, char **argv)
   if (rerank == RERANK_DIFFUSION && opt_no_graph)
     return fail ("--rerank diffusion needs the gallery's graph (not "
         "--no-graph)");
+  if (opt_graph_rank < 0 || opt_graph_rank > 4096)
+    return fail ("--graph-rank must be in 0..4096");
   if (opt_graph_k < 0 || opt_graph_k > CBIR_GRAPH_MAX_K)
     return fail ("--graph-k must be in 0..%d", CBIR_GRAPH_MAX_K);
   if (!(opt_graph_power > 0 && opt_graph_power <= 16))
@@ -864,6 +875,8 @@ main (int argc, char **argv)
       if (want_graph && !cbir_gallery_builder_set_graph (b, TRUE,
               (guint) opt_graph_k, (float) opt_graph_power, &err))
         return fail ("%s", err->message);
+      if (want_graph)
+        cbir_gallery_builder_set_graph_rank (b, (guint) opt_graph_rank);
       if (opt_label_names) {
         g_auto (GStrv) names = g_strsplit (opt_label_names, ",", -1);
         cbir_gallery_builder_set_label_names (b, (const char *const *) names,

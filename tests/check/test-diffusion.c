@@ -617,6 +617,113 @@ START_TEST (test_errors)
 }
 END_TEST
 
+/* The spectrum: orthonormal, S u = lambda u for the leading pairs,
+ * descending; the low-rank scores of a full-rank spectrum on a connected
+ * graph equal the dense solve; stored, CRC-covered, refused when bad. */
+START_TEST (test_low_rank)
+{
+  static float feat[N * D];
+  static gint32 labels[N];
+  /* one cluster: a connected graph */
+  GRand *rnd = g_rand_new_with_seed (21);
+  for (guint i = 0; i < N * D; i++)
+    feat[i] = 1.f + (float) g_rand_double_range (rnd, -0.5, 0.5);
+  for (guint i = 0; i < N; i++)
+    labels[i] = 0;
+  g_rand_free (rnd);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirGraph) g = cbir_graph_build (feat, N, D, 12, 3.f, 1, NULL);
+  ck_assert (!cbir_graph_compute_spectrum (g, N, 0, &err));
+  g_clear_error (&err);
+  ck_assert_msg (cbir_graph_compute_spectrum (g, N - 1, N, &err), "%s",
+      err ? err->message : "");
+  guint r = cbir_graph_get_rank (g);
+  ck_assert_uint_ge (r, 10);
+  const float *u = cbir_graph_get_eigenvectors (g);
+  const float *lam = cbir_graph_get_eigenvalues (g);
+  const gint32 *off = cbir_graph_get_offsets (g);
+  const gint32 *nb = cbir_graph_get_neighbours (g);
+  const float *wt = cbir_graph_get_weights (g);
+  ck_assert (fabsf (lam[0] - 1.f) < 1e-4f);   /* connected: top is 1 */
+  for (guint j = 0; j < 10; j++) {
+    if (j > 0)
+      ck_assert (lam[j] <= lam[j - 1] + 1e-6f);
+    double res = 0, nn = 0;
+    for (guint i = 0; i < N; i++) {
+      double su = 0;
+      for (gint32 e = off[i]; e < off[i + 1]; e++)
+        su += wt[e] * u[(gsize) nb[e] * r + j];
+      res += pow (su - lam[j] * u[(gsize) i * r + j], 2);
+      nn += pow (u[(gsize) i * r + j], 2);
+    }
+    ck_assert_msg (fabs (nn - 1) < 1e-3, "|u_%u|^2 = %g", j, nn);
+    ck_assert_msg (sqrt (res) < 1e-3, "eigenpair %u residual %g", j,
+        sqrt (res));
+  }
+  /* full rank: the low-rank form is the dense solution */
+  guint seeds[2] = { 3, 40 };
+  float sw[2] = { 1.f, 0.5f };
+  double y[N] = { 0 }, want[N];
+  y[3] = 1.0;
+  y[40] = 0.5;
+  dense_solve (g, 0.9f, y, want);
+  float f[N];
+  cbir_diffusion_low_rank (g, seeds, sw, 2, 0.9f, f);
+  double fmax = 0;
+  for (guint i = 0; i < N; i++)
+    fmax = MAX (fmax, want[i]);
+  if (r == N - 1) {
+    /* all but the smallest eigenpair: the error is bounded by its share */
+    for (guint i = 0; i < N; i++)
+      ck_assert_msg (fabs (f[i] - want[i]) <= 0.05 * fmax, "f[%u] %g, "
+          "want %g", i, f[i], want[i]);
+  }
+
+  /* in a gallery file: round trip, CRC, searcher */
+  g_autofree char *good = tmp_path ("lr.safetensors");
+  g_autofree char *bad = tmp_path ("lr-bad.safetensors");
+  g_autoptr (CbirGalleryBuilder) b = builder_of (feat, labels, N, TRUE);
+  cbir_gallery_builder_set_graph_rank (b, 8);
+  ck_assert (cbir_gallery_builder_write (b, good, &err));
+  g_autoptr (CbirGallery) gal = cbir_gallery_open (good, &err);
+  ck_assert_msg (gal != NULL, "%s", err ? err->message : "");
+  const CbirGraph *gg = cbir_gallery_get_graph (gal);
+  ck_assert_uint_eq (cbir_graph_get_rank (gg), 8);
+  g_autoptr (CbirSafetensors) st = cbir_safetensors_open (good, NULL);
+  ck_assert_str_eq (cbir_safetensors_get_metadata (st, "graph"),
+      "k=5,power=3,rule=auto,rank=8");
+  CbirDiffusionParams p;
+  cbir_diffusion_params_init (&p);
+  p.low_rank = TRUE;
+  g_autoptr (CbirSearcher) s = cbir_searcher_new_full (gal, CBIR_METRIC_L2,
+      0, 2, NULL);
+  ck_assert (cbir_searcher_set_diffusion (s, gg, &p, &err));
+  assert_search_paths_agree (s, feat, 20, N);
+  /* a graph without a spectrum refuses the low-rank form */
+  g_autoptr (CbirGraph) plain = cbir_graph_build (feat, N, D, 5, 3.f, 1,
+      NULL);
+  g_autoptr (CbirSearcher) s2 = cbir_searcher_new (gal, CBIR_METRIC_L2, 0,
+      NULL);
+  ck_assert (!cbir_searcher_set_diffusion (s2, plain, &p, &err));
+  ck_assert (strstr (err->message, "spectrum"));
+  g_clear_error (&err);
+  /* a flipped eigenvector bit: the CRC; a value outside [-1, 1] */
+  float *vec = g_memdup2 (cbir_graph_get_eigenvectors (gg), 4 * N * 8);
+  vec[5] = nextafterf (vec[5], 2.f);
+  rewrite (good, bad, "graph_eigenvectors", vec, NULL, NULL, FALSE);
+  expect_open_error (bad, "corrupt");
+  float vals[8];
+  memcpy (vals, cbir_graph_get_eigenvalues (gg), sizeof (vals));
+  vals[2] = 3.f;
+  rewrite (good, bad, "graph_eigenvalues", vals, NULL, NULL, FALSE);
+  expect_open_error (bad, "corrupt");
+  g_free (vec);
+  rewrite (good, bad, NULL, NULL, "graph", "k=5,power=3,rule=auto,rank=9",
+      FALSE);
+  expect_open_error (bad, "graph_eigenvectors");
+}
+END_TEST
+
 static Suite *
 diffusion_suite (void)
 {
@@ -631,6 +738,7 @@ diffusion_suite (void)
   tcase_add_test (tc, test_append_equals_scratch);
   tcase_add_test (tc, test_corrupt_graph);
   tcase_add_test (tc, test_errors);
+  tcase_add_test (tc, test_low_rank);
   suite_add_tcase (s, tc);
   return s;
 }
