@@ -855,10 +855,17 @@ cbir_diffusion_low_rank (const CbirGraph *g, const guint *seeds,
     for (guint j = 0; j < r; j++)
       z[j] += seed_weights[s] * u[j];
   }
-  for (guint j = 0; j < r; j++)
-    z[j] /= 1.f - alpha * g->eig_vals[j];
+  /* the leading eigenpairs carry the long-range part; the rest of the
+   * spectrum is taken as 0 there, i.e. the identity on y: the seeds keep
+   * their own weight on top of what diffuses to them */
+  for (guint j = 0; j < r; j++) {
+    float l = alpha * g->eig_vals[j];
+    z[j] *= l / (1.f - l);
+  }
   cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) g->n, (int) r, 1.f,
       g->eig_vecs, (int) r, z, 1, 0.f, f, 1);
+  for (guint s = 0; s < m; s++)
+    f[seeds[s]] += seed_weights[s];
   if (z != zs)
     g_free (z);
 }
