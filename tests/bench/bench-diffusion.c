@@ -9,8 +9,8 @@
  * gallery's features, its edges and its size in the file and in memory;
  * then single-query latency (ms) and batched throughput (queries/s) of
  * the plain search, query expansion (k 20) and diffusion (default
- * settings, and at 10 and 40 conjugate-gradient steps), at 1 and N
- * threads. Figures only; nothing here passes or fails. */
+ * settings, at 10 and 40 conjugate-gradient steps, and the low-rank form
+ * of rank --rank with its Lanczos time), at 1 and N threads. Figures only; nothing here passes or fails. */
 #include <cbir/diffusion.h>
 #include <cbir/gallery.h>
 #include <cbir/safetensors.h>
@@ -21,7 +21,7 @@
 #include <string.h>
 
 static char *opt_gallery, *opt_queries;
-static gint opt_threads = 2, opt_graph_k = 0;
+static gint opt_threads = 2, opt_graph_k = 0, opt_rank = 100;
 static gdouble opt_seconds = 2.0;
 
 static GOptionEntry entries[] = {
@@ -33,6 +33,8 @@ static GOptionEntry entries[] = {
       "Threads of the multi-threaded runs (2)", "N"},
   {"graph-k", 'k', 0, G_OPTION_ARG_INT, &opt_graph_k,
       "k of the graph built here (0: the rule)", "K"},
+  {"rank", 'r', 0, G_OPTION_ARG_INT, &opt_rank,
+      "Rank of the low-rank form measured (100)", "R"},
   {"seconds", 's', 0, G_OPTION_ARG_DOUBLE, &opt_seconds,
       "Time per single-query measurement (2)", "S"},
   {NULL}
@@ -128,6 +130,17 @@ main (int argc, char **argv)
         CBIR_GRAPH_DEFAULT_POWER, 0, &err);
     graph = own;
   }
+  /* the low-rank form: a graph of its own with the spectrum */
+  g_autoptr (CbirGraph) lr = cbir_graph_build (feat, n, dim,
+      cbir_graph_get_k (graph), CBIR_GRAPH_DEFAULT_POWER, 0, &err);
+  double t0 = now ();
+  if (!lr || !cbir_graph_compute_spectrum (lr, (guint) opt_rank, 0, &err)) {
+    fprintf (stderr, "bench-diffusion: %s\n", err->message);
+    return 1;
+  }
+  printf ("spectrum (rank %d, %d Lanczos steps): %.2f s, %.2f MB more in "
+      "the file\n", opt_rank, 3 * opt_rank, now () - t0,
+      4.0 * n * opt_rank / 1e6);
   printf ("\n%-28s %8s %10s %12s\n", "method (k 10)", "threads",
       "single ms", "batch q/s");
   guint tl[2] = { 1, (guint) opt_threads };
@@ -151,6 +164,18 @@ main (int argc, char **argv)
           iters[i], i == 0 ? " (default)" : "");
       measure (name, s, q, nq, dim);
     }
+    CbirDiffusionParams p;
+    cbir_diffusion_params_init (&p);
+    p.low_rank = TRUE;
+    g_autoptr (CbirSearcher) sl = cbir_searcher_new_full (g, CBIR_METRIC_L2,
+        0, tl[ti], &err);
+    if (!cbir_searcher_set_diffusion (sl, lr, &p, &err)) {
+      fprintf (stderr, "bench-diffusion: %s\n", err->message);
+      return 1;
+    }
+    g_autofree char *lname = g_strdup_printf ("diffusion, low rank %d",
+        opt_rank);
+    measure (lname, sl, q, nq, dim);
     if (tl[1] == 1)
       break;
   }
