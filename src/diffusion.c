@@ -26,10 +26,14 @@ struct _CbirGraph
   /* The solver's copy of the matrix: items renumbered in breadth-first
    * order of the graph (order[new] = old, rank[old] = new), so that a
    * row's neighbours sit close together in the vectors (random gathers
-   * over the whole gallery measured 2.6x slower), and rows padded to
-   * ell_w entries (a multiple of 8; padding: the row itself, weight 0),
-   * so that the inner loop has one length and gathers 8 at a time. */
-  guint ell_w;
+   * over the whole gallery measured 2.6x slower), stored as slices of
+   * SLICE rows padded to the slice's longest row rounded up to 8 (padding:
+   * the row itself, weight 0): the inner loop has one length in a slice
+   * and gathers 8 at a time, and short rows do not pay for the longest
+   * row of the whole graph (sliced ELL). */
+  guint ell_w;                  /* the longest padded row */
+  guint *slice_w;               /* n_slices */
+  gsize *slice_off;             /* n_slices: first entry of the slice */
   gint32 *ell_nbrs;
   float *ell_weights;
   guint *order;
@@ -71,21 +75,36 @@ graph_make_order (CbirGraph *g)
   }
 }
 
+#define SLICE 8
+
 static void
 graph_make_ell (CbirGraph *g)
 {
   graph_make_order (g);
-  guint w = 0;
-  for (guint i = 0; i < g->n; i++)
-    w = MAX (w, (guint) (g->offsets[i + 1] - g->offsets[i]));
-  w = (w + 7) / 8 * 8;
-  g->ell_w = w;
-  g->ell_nbrs = g_new (gint32, MAX ((gsize) g->n * w, 1));
-  g->ell_weights = g_new (float, MAX ((gsize) g->n * w, 1));
+  guint n_slices = (g->n + SLICE - 1) / SLICE;
+  g->slice_w = g_new (guint, MAX (n_slices, 1));
+  g->slice_off = g_new (gsize, MAX (n_slices, 1));
+  gsize total = 0;
+  g->ell_w = 0;
+  for (guint sl = 0; sl < n_slices; sl++) {
+    guint w = 0;
+    for (guint r = sl * SLICE; r < MIN (g->n, (sl + 1) * SLICE); r++) {
+      guint i = g->order[r];
+      w = MAX (w, (guint) (g->offsets[i + 1] - g->offsets[i]));
+    }
+    w = (w + 7) / 8 * 8;
+    g->slice_w[sl] = w;
+    g->slice_off[sl] = total;
+    total += (gsize) w * SLICE;
+    g->ell_w = MAX (g->ell_w, w);
+  }
+  g->ell_nbrs = g_new (gint32, MAX (total, 1));
+  g->ell_weights = g_new (float, MAX (total, 1));
   for (guint r = 0; r < g->n; r++) {
-    guint i = g->order[r];
-    gint32 *nb = g->ell_nbrs + (gsize) r * w;
-    float *wt = g->ell_weights + (gsize) r * w;
+    guint i = g->order[r], w = g->slice_w[r / SLICE];
+    gsize base = g->slice_off[r / SLICE] + (gsize) (r % SLICE) * w;
+    gint32 *nb = g->ell_nbrs + base;
+    float *wt = g->ell_weights + base;
     guint t = 0;
     for (gint32 e = g->offsets[i]; e < g->offsets[i + 1]; e++, t++) {
       nb[t] = (gint32) g->rank[g->nbrs[e]];
@@ -118,6 +137,8 @@ cbir_graph_free (CbirGraph *g)
   g_free (g->own_weights);
   g_free (g->ell_nbrs);
   g_free (g->ell_weights);
+  g_free (g->slice_w);
+  g_free (g->slice_off);
   g_free (g->order);
   g_free (g->rank);
   g_free (g->own_eig_vecs);
@@ -490,11 +511,12 @@ __attribute__ ((target ("avx2,fma"))) static double
 apply_a_avx2 (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  const guint W = g->ell_w;
   double xax = 0;
   for (guint i = a; i < b; i++) {
-    const gint32 *nb = g->ell_nbrs + (gsize) i * W;
-    const float *w = g->ell_weights + (gsize) i * W;
+    const guint W = g->slice_w[i / SLICE];
+    gsize base = g->slice_off[i / SLICE] + (gsize) (i % SLICE) * W;
+    const gint32 *nb = g->ell_nbrs + base;
+    const float *w = g->ell_weights + base;
     __m256 acc = _mm256_setzero_ps ();
     for (guint t = 0; t < W; t += 8) {
       __m256i id = _mm256_loadu_si256 ((const __m256i *) (nb + t));
@@ -517,11 +539,12 @@ static double
 apply_a_c (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  const guint W = g->ell_w;
   double xax = 0;
   for (guint i = a; i < b; i++) {
-    const gint32 *nb = g->ell_nbrs + (gsize) i * W;
-    const float *w = g->ell_weights + (gsize) i * W;
+    const guint W = g->slice_w[i / SLICE];
+    gsize base = g->slice_off[i / SLICE] + (gsize) (i % SLICE) * W;
+    const gint32 *nb = g->ell_nbrs + base;
+    const float *w = g->ell_weights + base;
     float l[8] = { 0 };
     for (guint t = 0; t < W; t += 8)
       for (guint j = 0; j < 8; j++)
