@@ -10,6 +10,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#define SLICE 8                 /* rows of a slice of the solver's matrix */
+
 struct _CbirGraph
 {
   guint n;
@@ -74,8 +76,6 @@ graph_make_order (CbirGraph *g)
     }
   }
 }
-
-#define SLICE 8
 
 static void
 graph_make_ell (CbirGraph *g)
@@ -210,6 +210,18 @@ cbir_graph_checksum (const CbirGraph *g)
   crc = crc_bytes (crc, g->nbrs, sizeof (gint32) * g->nnz);
   crc = crc_bytes (crc, g->weights, sizeof (float) * g->nnz);
   return (guint32) crc;
+}
+
+gsize
+cbir_graph_memory_bytes (const CbirGraph *g)
+{
+  guint n_slices = (g->n + SLICE - 1) / SLICE;
+  gsize ell = n_slices ? g->slice_off[n_slices - 1]
+      + (gsize) g->slice_w[n_slices - 1] * SLICE : 0;
+  gsize own = g->own_offsets ? 4 * ((gsize) g->n + 1) + 8 * g->nnz : 0;
+  return own + 8 * ell + 2 * 4 * (gsize) g->n
+      + n_slices * (sizeof (guint) + sizeof (gsize))
+      + (g->own_eig_vecs ? 4 * (gsize) g->n * g->eig_r : 0);
 }
 
 guint

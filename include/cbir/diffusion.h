@@ -66,6 +66,10 @@ const float *cbir_graph_get_weights (const CbirGraph *g);     /* nnz */
 /* CRC-32 (zlib) of the offsets, neighbours and weights as stored (little
  * endian), in that order: the gallery file records it. */
 guint32 cbir_graph_checksum (const CbirGraph *g);
+/* Bytes the graph holds in memory beyond a mapped file's tensors (built
+ * graphs: the CSR too): the solver's sliced copy, the renumbering, a
+ * computed spectrum. */
+gsize cbir_graph_memory_bytes (const CbirGraph *g);
 /* Items with at least one edge. */
 guint cbir_graph_connected_items (const CbirGraph *g);
 

@@ -119,9 +119,9 @@ main (int argc, char **argv)
         cbir_graph_connected_items (built), n);
     if (t == 1)
       printf ("graph size: %.2f MB in the file (CSR: offsets, neighbours, "
-          "weights), %.2f MB in memory (CSR + padded rows for the solver)\n",
-          (4.0 * (n + 1) + 8.0 * e) / 1e6, (4.0 * (n + 1) + 8.0 * e) / 1e6
-          + 8.0 * n * ((cbir_graph_get_k (built) + 3) / 4 * 4) / 1e6);
+          "weights), %.2f MB in memory (CSR + the solver's sliced copy)\n",
+          (4.0 * (n + 1) + 8.0 * e) / 1e6,
+          cbir_graph_memory_bytes (built) / 1e6);
   }
   const CbirGraph *graph = cbir_gallery_get_graph (g);
   g_autoptr (CbirGraph) own = NULL;
