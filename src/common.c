@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 G_DEFINE_QUARK (cbir-error-quark, cbir_error)
 
@@ -39,4 +40,18 @@ cbir_default_threads (void)
       return (guint) v;
   }
   return MAX (1, g_get_num_processors ());
+}
+
+guint32
+cbir_crc32 (guint32 crc, const void *data, gsize len)
+{
+  const Bytef *p = data;
+  uLong c = crc;
+  while (len > 0) {
+    uInt part = (uInt) MIN (len, (gsize) 1 << 30);
+    c = crc32 (c, p, part);
+    p += part;
+    len -= part;
+  }
+  return (guint32) c;
 }

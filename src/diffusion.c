@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define SLICE 8                 /* rows of a slice of the solver's matrix */
 
@@ -188,28 +187,14 @@ cbir_graph_get_weights (const CbirGraph *g)
   return g->weights;
 }
 
-static uLong
-crc_bytes (uLong crc, const void *p, gsize len)
-{
-  const Bytef *b = p;
-  while (len > 0) {
-    uInt part = (uInt) MIN (len, (gsize) 1 << 30);
-    crc = crc32 (crc, b, part);
-    b += part;
-    len -= part;
-  }
-  return crc;
-}
-
 guint32
 cbir_graph_checksum (const CbirGraph *g)
 {
   /* the arrays are little-endian in memory on every supported target */
-  uLong crc = crc32 (0L, Z_NULL, 0);
-  crc = crc_bytes (crc, g->offsets, sizeof (gint32) * ((gsize) g->n + 1));
-  crc = crc_bytes (crc, g->nbrs, sizeof (gint32) * g->nnz);
-  crc = crc_bytes (crc, g->weights, sizeof (float) * g->nnz);
-  return (guint32) crc;
+  guint32 crc = cbir_crc32 (0, g->offsets,
+      sizeof (gint32) * ((gsize) g->n + 1));
+  crc = cbir_crc32 (crc, g->nbrs, sizeof (gint32) * g->nnz);
+  return cbir_crc32 (crc, g->weights, sizeof (float) * g->nnz);
 }
 
 gsize

@@ -9,7 +9,6 @@
 #include <json-glib/json-glib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define GALLERY_FORMAT "gst-cbir-gallery"
 #define GALLERY_VERSION "1"
@@ -270,32 +269,20 @@ format_graph_meta (guint k, float power, gboolean k_auto, guint rank)
       k_auto ? "auto" : "fixed", r);
 }
 
-static uLong
-crc_more (uLong crc, const void *data, gsize len)
-{
-  const Bytef *p = data;
-  while (len > 0) {
-    uInt part = (uInt) MIN (len, (gsize) 1 << 30);
-    crc = crc32 (crc, p, part);
-    p += part;
-    len -= part;
-  }
-  return crc;
-}
-
 /* The CRC the file records: the graph's three tensors, then the
  * spectrum's two when present. */
 static guint32
 graph_crc (const CbirGraph *g)
 {
-  uLong crc = cbir_graph_checksum (g);
+  guint32 crc = cbir_graph_checksum (g);
   guint r = cbir_graph_get_rank (g);
   if (r) {
-    crc = crc_more (crc, cbir_graph_get_eigenvectors (g),
+    crc = cbir_crc32 (crc, cbir_graph_get_eigenvectors (g),
         sizeof (float) * (gsize) cbir_graph_size (g) * r);
-    crc = crc_more (crc, cbir_graph_get_eigenvalues (g), sizeof (float) * r);
+    crc = cbir_crc32 (crc, cbir_graph_get_eigenvalues (g),
+        sizeof (float) * r);
   }
-  return (guint32) crc;
+  return crc;
 }
 
 /* The graph tensors of an open file: all three with metadata "graph" and
@@ -366,14 +353,14 @@ open_graph (CbirGallery *g, CbirSafetensors *st, GError **error)
     return FALSE;
   }
   /* the CRC first: a flipped bit is reported as what it is */
-  uLong crc = crc32 (0L, Z_NULL, 0);
+  guint32 crc = 0;
   const CbirTensorView *views[5] = { &vo, &vn, &vw, &vu, &vl };
   for (guint i = 0; i < (rank > 0 ? 5u : 3u); i++)
-    crc = crc_more (crc, views[i]->data, views[i]->nbytes);
-  if ((guint32) crc != (guint32) crc_file) {
+    crc = cbir_crc32 (crc, views[i]->data, views[i]->nbytes);
+  if (crc != (guint32) crc_file) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: the graph is corrupt (CRC-32 %08x, the file records %08x)",
-        g->path, (guint32) crc, (guint32) crc_file);
+        g->path, crc, (guint32) crc_file);
     return FALSE;
   }
   const gint32 *off = aligned_data (g, &vo, 4);

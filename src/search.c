@@ -1027,6 +1027,7 @@ typedef struct
   CbirHit *hits;
   guint *n_hits;
   guint per_task;
+  float *out;                   /* diffusion's distances_batch, or NULL */
 } BatchCtx;
 
 static void
@@ -1722,22 +1723,10 @@ diffuse_distances (CbirSearcher *s, const float *query, float *out,
     out[d->seeds[i].index] = -(fmax + 1.f) * (float) (kept - i);
 }
 
-typedef struct
-{
-  CbirSearcher *s;
-  const float *queries;
-  guint nq;
-  guint k;
-  CbirHit *hits;
-  guint *n_hits;
-  float *out;                   /* distances_batch, or NULL */
-  guint per_task;
-} DiffBatchCtx;
-
 static void
 diff_batch_task (gpointer data, guint t)
 {
-  DiffBatchCtx *c = data;
+  BatchCtx *c = data;
   CbirSearcher *s = c->s;
   DiffScratch d;
   diff_scratch_init (s, &d);
@@ -1760,7 +1749,7 @@ static void
 diffuse_batch (CbirSearcher *s, const float *queries, guint nq, guint k,
     CbirHit *hits, guint *n_hits, float *out)
 {
-  DiffBatchCtx c = { s, queries, nq, k, hits, n_hits, out, 1 };
+  BatchCtx c = { s, queries, nq, k, hits, n_hits, 1, out };
   c.per_task = MAX (1, nq / (s->n_threads * 8));
   pool_run (s->pool, diff_batch_task, &c, (nq + c.per_task - 1) / c.per_task);
 }

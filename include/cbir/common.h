@@ -33,4 +33,8 @@ gboolean cbir_code_type_from_string (const char *s, CbirCodeType *out);
  * (g_get_num_processors ()), overridable with CBIR_THREADS. */
 guint cbir_default_threads (void);
 
+/* zlib's CRC-32 of len bytes continued from crc (0 to start), for any
+ * length (zlib takes at most 4 GiB a call). */
+guint32 cbir_crc32 (guint32 crc, const void *data, gsize len);
+
 G_END_DECLS
