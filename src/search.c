@@ -1225,7 +1225,7 @@ search_batch_plain (CbirSearcher *s, const float *queries, guint nq,
   }
   if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0 || nq < 4) {
     /* queries spread over the pool, each scanned alone */
-    BatchCtx c = { s, queries, nq, k, hits, n_hits, 1 };
+    BatchCtx c = { s, queries, nq, k, hits, n_hits, 1, NULL };
     c.per_task = MAX (1, nq / (s->n_threads * 8));
     guint tasks = (nq + c.per_task - 1) / c.per_task;
     if (nq < 4) {
