@@ -299,6 +299,17 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
   searcher = cbir_searcher_new (gallery, metric, 0, error);
   if (searcher == NULL)
     return FALSE;
+  /* and the re-ranking rerank=auto picks: diffusion over the gallery's
+   * graph (cbirindex writes one by default), low-rank when stored */
+  if (cbir_gallery_get_graph (gallery) && metric != CBIR_METRIC_HAMMING) {
+    CbirDiffusionParams dp;
+
+    cbir_diffusion_params_init (&dp);
+    dp.low_rank = cbir_graph_get_rank (cbir_gallery_get_graph (gallery)) > 0;
+    if (!cbir_searcher_set_diffusion (searcher,
+            cbir_gallery_get_graph (gallery), &dp, error))
+      return FALSE;
+  }
 
   dim = cbir_model_get_code_dim (model);
   code = g_new (gfloat, dim);
