@@ -32,7 +32,6 @@ struct _CbirGraph
    * the row itself, weight 0): the inner loop has one length in a slice
    * and gathers 8 at a time, and short rows do not pay for the longest
    * row of the whole graph (sliced ELL). */
-  guint ell_w;                  /* the longest padded row */
   guint *slice_w;               /* n_slices */
   gsize *slice_off;             /* n_slices: first entry of the slice */
   gint32 *ell_nbrs;
@@ -46,6 +45,16 @@ struct _CbirGraph
   float *own_eig_vecs;
   float *own_eig_vals;
 };
+
+/* Row r of the solver's matrix: its padded length; *base, where its
+ * entries start in ell_nbrs / ell_weights. */
+static inline guint
+ell_row (const CbirGraph *g, guint r, gsize *base)
+{
+  guint w = g->slice_w[r / SLICE];
+  *base = g->slice_off[r / SLICE] + (gsize) (r % SLICE) * w;
+  return w;
+}
 
 /* Breadth-first order over the components, each started from its
  * lowest-index unvisited item (Cuthill-McKee without the degree sort). */
@@ -84,7 +93,6 @@ graph_make_ell (CbirGraph *g)
   g->slice_w = g_new (guint, MAX (n_slices, 1));
   g->slice_off = g_new (gsize, MAX (n_slices, 1));
   gsize total = 0;
-  g->ell_w = 0;
   for (guint sl = 0; sl < n_slices; sl++) {
     guint w = 0;
     for (guint r = sl * SLICE; r < MIN (g->n, (sl + 1) * SLICE); r++) {
@@ -95,13 +103,13 @@ graph_make_ell (CbirGraph *g)
     g->slice_w[sl] = w;
     g->slice_off[sl] = total;
     total += (gsize) w * SLICE;
-    g->ell_w = MAX (g->ell_w, w);
   }
   g->ell_nbrs = g_new (gint32, MAX (total, 1));
   g->ell_weights = g_new (float, MAX (total, 1));
   for (guint r = 0; r < g->n; r++) {
-    guint i = g->order[r], w = g->slice_w[r / SLICE];
-    gsize base = g->slice_off[r / SLICE] + (gsize) (r % SLICE) * w;
+    guint i = g->order[r];
+    gsize base;
+    guint w = ell_row (g, r, &base);
     gint32 *nb = g->ell_nbrs + base;
     float *wt = g->ell_weights + base;
     guint t = 0;
@@ -238,7 +246,7 @@ row_find (const CbirGraph *g, guint i, gint32 j)
 static gboolean
 power_valid (float power)
 {
-  return power > 0.f && power <= 16.f;
+  return power > 0.f && power <= CBIR_GRAPH_MAX_POWER;
 }
 
 CbirGraph *
@@ -334,22 +342,6 @@ cmp_guint (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-static gboolean
-sorted_contains (const guint *row, guint k, guint j)
-{
-  guint lo = 0, hi = k;
-  while (lo < hi) {
-    guint mid = lo + (hi - lo) / 2;
-    if (row[mid] == j)
-      return TRUE;
-    if (row[mid] < j)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return FALSE;
-}
-
 CbirGraph *
 cbir_graph_build (const float *features, guint n, guint dim, guint k,
     float power, guint n_threads, GError **error)
@@ -413,7 +405,7 @@ cbir_graph_build (const float *features, guint n, guint dim, guint k,
     const guint *row = knn + (gsize) i * k;
     for (guint t = 0; t < k; t++) {
       guint j = row[t];
-      if (!sorted_contains (knn + (gsize) j * k, k, i))
+      if (!bsearch (&i, knn + (gsize) j * k, k, sizeof (guint), cmp_guint))
         continue;
       /* inv[i] * inv[j] == inv[j] * inv[i]: products commute */
       double c = dot_d (features + (gsize) i * dim,
@@ -497,21 +489,20 @@ cbir_diffusion_params_check (const CbirDiffusionParams *p, GError **error)
   return TRUE;
 }
 
-/* out = (I - alpha S) x over rows [a, b); returns x . out there. Two
- * variants, picked at run time: AVX2 gathers (8 entries a step) and plain
- * C; both sum a row's 8 lanes in the same order, so they agree to the
- * rounding of the FMA. */
-typedef double (*ApplyFunc) (const CbirGraph *g, float alpha,
+/* out = (I - alpha S) x over rows [a, b). Two variants, picked at run
+ * time like the search kernels (cbir_search_get_isa): AVX2 gathers (8
+ * entries a step) and plain C; both sum a row's 8 lanes in the same
+ * order, so they agree to the rounding of the FMA. */
+typedef void (*ApplyFunc) (const CbirGraph *g, float alpha,
     const float *restrict x, float *restrict out, guint a, guint b);
 
-__attribute__ ((target ("avx2,fma"))) static double
+__attribute__ ((target ("avx2,fma"))) static void
 apply_a_avx2 (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  double xax = 0;
   for (guint i = a; i < b; i++) {
-    const guint W = g->slice_w[i / SLICE];
-    gsize base = g->slice_off[i / SLICE] + (gsize) (i % SLICE) * W;
+    gsize base;
+    const guint W = ell_row (g, i, &base);
     const gint32 *nb = g->ell_nbrs + base;
     const float *w = g->ell_weights + base;
     __m256 acc = _mm256_setzero_ps ();
@@ -525,21 +516,17 @@ apply_a_avx2 (const CbirGraph *g, float alpha, const float *restrict x,
     __m128 s4 = _mm_add_ps (lo, hi);
     __m128 s2 = _mm_add_ps (s4, _mm_movehl_ps (s4, s4));
     __m128 s1 = _mm_add_ss (s2, _mm_shuffle_ps (s2, s2, 1));
-    float v = x[i] - alpha * _mm_cvtss_f32 (s1);
-    out[i] = v;
-    xax += (double) x[i] * v;
+    out[i] = x[i] - alpha * _mm_cvtss_f32 (s1);
   }
-  return xax;
 }
 
-static double
+static void
 apply_a_c (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  double xax = 0;
   for (guint i = a; i < b; i++) {
-    const guint W = g->slice_w[i / SLICE];
-    gsize base = g->slice_off[i / SLICE] + (gsize) (i % SLICE) * W;
+    gsize base;
+    const guint W = ell_row (g, i, &base);
     const gint32 *nb = g->ell_nbrs + base;
     const float *w = g->ell_weights + base;
     float l[8] = { 0 };
@@ -548,28 +535,18 @@ apply_a_c (const CbirGraph *g, float alpha, const float *restrict x,
         l[j] += w[t + j] * x[nb[t + j]];
     float s4[4] = { l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7] };
     float s2[2] = { s4[0] + s4[2], s4[1] + s4[3] };
-    float v = x[i] - alpha * (s2[0] + s2[1]);
-    out[i] = v;
-    xax += (double) x[i] * v;
+    out[i] = x[i] - alpha * (s2[0] + s2[1]);
   }
-  return xax;
 }
 
+/* The search's ISA level (CPU, CBIR_SEARCH_ISA, cbir_search_set_isa):
+ * avx2 and avx512 both have AVX2 + FMA. */
 static ApplyFunc
 apply_func (void)
 {
-  static gsize once = 0;
-  static ApplyFunc f;
-  if (g_once_init_enter (&once)) {
-    const char *env = g_getenv ("CBIR_SEARCH_ISA");
-    gboolean generic = env && (g_str_equal (env, "generic")
-        || g_str_equal (env, "popcnt"));
-    __builtin_cpu_init ();
-    f = !generic && __builtin_cpu_supports ("avx2")
-        && __builtin_cpu_supports ("fma") ? apply_a_avx2 : apply_a_c;
-    g_once_init_leave (&once, 1);
-  }
-  return f;
+  const char *isa = cbir_search_get_isa ();
+  return g_str_equal (isa, "avx2") || g_str_equal (isa, "avx512")
+      ? apply_a_avx2 : apply_a_c;
 }
 
 /* Conjugate gradients in two passes a step, each over fixed blocks of

@@ -230,7 +230,8 @@ parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto,
     } else if (g_str_has_prefix (p, "power=")) {
       char *end = NULL;
       double a = g_ascii_strtod (p + 6, &end);
-      if (have_p || end == p + 6 || *end || !(a > 0 && a <= 16))
+      if (have_p || end == p + 6 || *end || !(a > 0
+              && a <= CBIR_GRAPH_MAX_POWER))
         return FALSE;
       *power = (float) a;
       have_p = TRUE;
@@ -864,7 +865,7 @@ cbir_gallery_builder_set_graph (CbirGalleryBuilder *b, gboolean enabled,
         "graph k must be at most %d, not %u", CBIR_GRAPH_MAX_K, k);
     return FALSE;
   }
-  if (!(power > 0.f && power <= 16.f)) {
+  if (!(power > 0.f && power <= CBIR_GRAPH_MAX_POWER)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
         "graph similarity power must be in (0, 16], not %g", power);
     return FALSE;

@@ -25,6 +25,8 @@ G_BEGIN_DECLS
 
 #define CBIR_GRAPH_DEFAULT_POWER 3.0f
 #define CBIR_GRAPH_MAX_K 1024
+#define CBIR_GRAPH_MAX_POWER 16.0f      /* edge weight cos^power, power in
+                                         * (0, 16] */
 #define CBIR_DIFFUSION_DEFAULT_ALPHA 0.99f
 #define CBIR_DIFFUSION_DEFAULT_QUERY_K 10
 #define CBIR_DIFFUSION_DEFAULT_ITERATIONS 20

@@ -775,7 +775,7 @@ main (int argc, char **argv)
     return fail ("--graph-rank must be in 0..4096");
   if (opt_graph_k < 0 || opt_graph_k > CBIR_GRAPH_MAX_K)
     return fail ("--graph-k must be in 0..%d", CBIR_GRAPH_MAX_K);
-  if (!(opt_graph_power > 0 && opt_graph_power <= 16))
+  if (!(opt_graph_power > 0 && opt_graph_power <= CBIR_GRAPH_MAX_POWER))
     return fail ("--graph-power must be in (0, 16]");
   {
     CbirDiffusionParams dp;
