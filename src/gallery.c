@@ -172,33 +172,65 @@ parse_ids (CbirGallery *g, const CbirTensorView *v, GError **error)
   return TRUE;
 }
 
+/* Metadata settings "key=value,key=value": each part stripped and split
+ * at its first '='. NULL for a part without '=', a repeated key or a key
+ * not in `known` (NULL-terminated). */
+static GHashTable *
+parse_settings (const char *text, const char *const *known)
+{
+  g_auto (GStrv) parts = g_strsplit (text, ",", -1);
+  g_autoptr (GHashTable) t = g_hash_table_new_full (g_str_hash, g_str_equal,
+      g_free, g_free);
+  for (guint i = 0; parts[i]; i++) {
+    char *p = g_strstrip (parts[i]);
+    char *eq = strchr (p, '=');
+    if (!eq)
+      return NULL;
+    *eq = '\0';
+    if (!g_strv_contains (known, p) || g_hash_table_contains (t, p))
+      return NULL;
+    g_hash_table_insert (t, g_strdup (p), g_strdup (eq + 1));
+  }
+  return g_steal_pointer (&t);
+}
+
+/* An unsigned setting in min..max; FALSE when missing or bad. */
+static gboolean
+setting_uint (GHashTable *t, const char *key, guint64 min, guint64 max,
+    guint *out)
+{
+  const char *v = g_hash_table_lookup (t, key);
+  guint64 x;
+  if (!v || !g_ascii_string_to_unsigned (v, 10, min, max, &x, NULL))
+    return FALSE;
+  *out = (guint) x;
+  return TRUE;
+}
+
+/* A number setting (the whole value); FALSE when missing or bad. */
+static gboolean
+setting_double (GHashTable *t, const char *key, double *out)
+{
+  const char *v = g_hash_table_lookup (t, key);
+  char *end = NULL;
+  if (!v)
+    return FALSE;
+  *out = g_ascii_strtod (v, &end);
+  return end != v && *end == '\0';
+}
+
 /* "k=K,alpha=A" (K >= 0, 0 <= A <= 1000). */
 static gboolean
 parse_dba (const char *text, guint *k, float *alpha)
 {
-  g_auto (GStrv) parts = g_strsplit (text, ",", -1);
-  gboolean have_k = FALSE, have_a = FALSE;
-  for (guint i = 0; parts[i]; i++) {
-    const char *p = g_strstrip (parts[i]);
-    if (g_str_has_prefix (p, "k=")) {
-      guint64 v;
-      if (have_k || !g_ascii_string_to_unsigned (p + 2, 10, 0, G_MAXINT32,
-              &v, NULL))
-        return FALSE;
-      *k = (guint) v;
-      have_k = TRUE;
-    } else if (g_str_has_prefix (p, "alpha=")) {
-      char *end = NULL;
-      double a = g_ascii_strtod (p + 6, &end);
-      if (have_a || end == p + 6 || *end || !(a >= 0 && a <= 1000))
-        return FALSE;
-      *alpha = (float) a;
-      have_a = TRUE;
-    } else {
-      return FALSE;
-    }
-  }
-  return have_k && have_a;
+  static const char *const keys[] = { "k", "alpha", NULL };
+  g_autoptr (GHashTable) t = parse_settings (text, keys);
+  double a;
+  if (!t || !setting_uint (t, "k", 0, G_MAXINT32, k)
+      || !setting_double (t, "alpha", &a) || !(a >= 0 && a <= 1000))
+    return FALSE;
+  *alpha = (float) a;
+  return TRUE;
 }
 
 static char *
@@ -214,49 +246,21 @@ static gboolean
 parse_graph_meta (const char *text, guint *k, float *power, gboolean *k_auto,
     guint *rank)
 {
-  gboolean have_rank = FALSE;
+  static const char *const keys[] = { "k", "power", "rule", "rank", NULL };
+  g_autoptr (GHashTable) t = parse_settings (text, keys);
+  double p;
+  if (!t || !setting_uint (t, "k", 0, CBIR_GRAPH_MAX_K, k)
+      || !setting_double (t, "power", &p)
+      || !(p > 0 && p <= CBIR_GRAPH_MAX_POWER))
+    return FALSE;
+  *power = (float) p;
+  const char *rule = g_hash_table_lookup (t, "rule");
+  if (g_strcmp0 (rule, "auto") != 0 && g_strcmp0 (rule, "fixed") != 0)
+    return FALSE;
+  *k_auto = g_str_equal (rule, "auto");
   *rank = 0;
-  g_auto (GStrv) parts = g_strsplit (text, ",", -1);
-  gboolean have_k = FALSE, have_p = FALSE, have_r = FALSE;
-  for (guint i = 0; parts[i]; i++) {
-    const char *p = g_strstrip (parts[i]);
-    if (g_str_has_prefix (p, "k=")) {
-      guint64 v;
-      if (have_k || !g_ascii_string_to_unsigned (p + 2, 10, 0,
-              CBIR_GRAPH_MAX_K, &v, NULL))
-        return FALSE;
-      *k = (guint) v;
-      have_k = TRUE;
-    } else if (g_str_has_prefix (p, "power=")) {
-      char *end = NULL;
-      double a = g_ascii_strtod (p + 6, &end);
-      if (have_p || end == p + 6 || *end || !(a > 0
-              && a <= CBIR_GRAPH_MAX_POWER))
-        return FALSE;
-      *power = (float) a;
-      have_p = TRUE;
-    } else if (g_str_has_prefix (p, "rank=")) {
-      guint64 v;
-      if (have_rank || !g_ascii_string_to_unsigned (p + 5, 10, 1, 4096, &v,
-              NULL))
-        return FALSE;
-      *rank = (guint) v;
-      have_rank = TRUE;
-    } else if (g_str_has_prefix (p, "rule=")) {
-      if (have_r)
-        return FALSE;
-      if (g_strcmp0 (p + 5, "auto") == 0)
-        *k_auto = TRUE;
-      else if (g_strcmp0 (p + 5, "fixed") == 0)
-        *k_auto = FALSE;
-      else
-        return FALSE;
-      have_r = TRUE;
-    } else {
-      return FALSE;
-    }
-  }
-  return have_k && have_p && have_r;
+  return !g_hash_table_contains (t, "rank")
+      || setting_uint (t, "rank", 1, 4096, rank);
 }
 
 static char *
