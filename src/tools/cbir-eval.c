@@ -256,6 +256,19 @@ dump_distances (const char *path, const float *dist, guint nq, guint n,
 #define AP_CHUNK 256
 
 /* Searches and scores nq queries (codes of dq floats) against g. */
+/* The diffusion settings of the options (out-of-range ones stay out of
+ * range, for cbir_diffusion_params_check to name). */
+static void
+diffusion_params_from_options (CbirDiffusionParams *dp)
+{
+  cbir_diffusion_params_init (dp);
+  dp->alpha = (float) opt_diff_alpha;
+  dp->query_k = opt_diff_query_k > 0 ? (guint) opt_diff_query_k : 0;
+  dp->iterations = opt_diff_iterations > 0 ? (guint) opt_diff_iterations : 0;
+  dp->keep_first = opt_diff_keep_first >= 0 ? (guint) opt_diff_keep_first
+      : G_MAXUINT;
+}
+
 static Row *
 evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
     guint shortlist, guint qe_k, gboolean diffusion, const float *queries,
@@ -266,11 +279,7 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   guint threads = opt_threads > 0 ? (guint) opt_threads
       : cbir_default_threads ();
   CbirDiffusionParams dp;
-  cbir_diffusion_params_init (&dp);
-  dp.alpha = (float) opt_diff_alpha;
-  dp.query_k = (guint) opt_diff_query_k;
-  dp.iterations = (guint) opt_diff_iterations;
-  dp.keep_first = (guint) opt_diff_keep_first;
+  diffusion_params_from_options (&dp);
   const CbirGraph *graph = diffusion ? cbir_gallery_get_graph (g) : NULL;
   dp.low_rank = graph && cbir_graph_get_rank (graph) > 0;
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, shortlist,
@@ -779,12 +788,7 @@ main (int argc, char **argv)
     return fail ("--graph-power must be in (0, 16]");
   {
     CbirDiffusionParams dp;
-    cbir_diffusion_params_init (&dp);
-    dp.alpha = (float) opt_diff_alpha;
-    dp.query_k = opt_diff_query_k > 0 ? (guint) opt_diff_query_k : 0;
-    dp.iterations = opt_diff_iterations > 0 ? (guint) opt_diff_iterations : 0;
-    dp.keep_first = opt_diff_keep_first >= 0 ? (guint) opt_diff_keep_first
-        : G_MAXUINT;
+    diffusion_params_from_options (&dp);
     if (!cbir_diffusion_params_check (&dp, &err))
       return fail ("%s", err->message);
   }
@@ -872,11 +876,12 @@ main (int argc, char **argv)
       gboolean want_graph = gtype == CBIR_CODE_FLOAT
           && metric != CBIR_METRIC_HAMMING && !opt_no_graph
           && rerank != RERANK_NONE && rerank != RERANK_QE && opt_qe == 0;
-      if (want_graph && !cbir_gallery_builder_set_graph (b, TRUE,
-              (guint) opt_graph_k, (float) opt_graph_power, &err))
-        return fail ("%s", err->message);
-      if (want_graph)
+      if (want_graph) {
+        if (!cbir_gallery_builder_set_graph (b, TRUE, (guint) opt_graph_k,
+                (float) opt_graph_power, &err))
+          return fail ("%s", err->message);
         cbir_gallery_builder_set_graph_rank (b, (guint) opt_graph_rank);
+      }
       if (opt_label_names) {
         g_auto (GStrv) names = g_strsplit (opt_label_names, ",", -1);
         cbir_gallery_builder_set_label_names (b, (const char *const *) names,
