@@ -27,7 +27,11 @@
 
 /* Hot loops: vectorised at -O3 whatever the build type, with clones for
  * AVX2 and AVX-512 picked at run time (no -march=native). */
+#if !defined(__clang__)
 #pragma GCC optimize ("O3")
+#endif
+/* gcc only: clang 14 emits the ifunc of a cloned function only in a unit
+ * that calls it, so the exported kernels would not link. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define NN_HOT __attribute__((target_clones ("avx512f", "avx2", "default")))
 #else
@@ -637,30 +641,32 @@ typedef float nn_v8u __attribute__((vector_size (32), aligned (4),
         may_alias));
 typedef int nn_v8i __attribute__((vector_size (32)));
 
+/* A two-vector shuffle with constant lane indices: gcc's __builtin_shuffle
+ * takes a mask vector, clang's __builtin_shufflevector the indices. */
+#if defined(__clang__)
+#define NN_SHUF8(a, b, ...) __builtin_shufflevector (a, b, __VA_ARGS__)
+#else
+#define NN_SHUF8(a, b, ...) __builtin_shuffle (a, b, (nn_v8i) { __VA_ARGS__ })
+#endif
+
 static inline void
 transpose8 (nn_v8 r[8])
 {
-  const nn_v8i lo = { 0, 8, 1, 9, 4, 12, 5, 13 };
-  const nn_v8i hi = { 2, 10, 3, 11, 6, 14, 7, 15 };
-  const nn_v8i plo = { 0, 1, 8, 9, 4, 5, 12, 13 };
-  const nn_v8i phi = { 2, 3, 10, 11, 6, 7, 14, 15 };
-  const nn_v8i q0 = { 0, 1, 2, 3, 8, 9, 10, 11 };
-  const nn_v8i q1 = { 4, 5, 6, 7, 12, 13, 14, 15 };
   nn_v8 t[8], u[8];
 
   for (int i = 0; i < 4; i++) {
-    t[2 * i] = __builtin_shuffle (r[2 * i], r[2 * i + 1], lo);
-    t[2 * i + 1] = __builtin_shuffle (r[2 * i], r[2 * i + 1], hi);
+    t[2 * i] = NN_SHUF8 (r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * i + 1] = NN_SHUF8 (r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int i = 0; i < 2; i++) {
-    u[4 * i] = __builtin_shuffle (t[4 * i], t[4 * i + 2], plo);
-    u[4 * i + 1] = __builtin_shuffle (t[4 * i], t[4 * i + 2], phi);
-    u[4 * i + 2] = __builtin_shuffle (t[4 * i + 1], t[4 * i + 3], plo);
-    u[4 * i + 3] = __builtin_shuffle (t[4 * i + 1], t[4 * i + 3], phi);
+    u[4 * i] = NN_SHUF8 (t[4 * i], t[4 * i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 1] = NN_SHUF8 (t[4 * i], t[4 * i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[4 * i + 2] = NN_SHUF8 (t[4 * i + 1], t[4 * i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 3] = NN_SHUF8 (t[4 * i + 1], t[4 * i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
   }
   for (int i = 0; i < 4; i++) {
-    r[i] = __builtin_shuffle (u[i], u[i + 4], q0);
-    r[i + 4] = __builtin_shuffle (u[i], u[i + 4], q1);
+    r[i] = NN_SHUF8 (u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = NN_SHUF8 (u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 

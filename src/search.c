@@ -27,7 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#else
 #pragma GCC optimize ("fp-contract=fast")
+#endif
 
 #define BLOCK 1024              /* items per distance block (single query) */
 #define BATCH_QB 256            /* queries per GEMM block */

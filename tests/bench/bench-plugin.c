@@ -446,7 +446,6 @@ main (int argc, char **argv)
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) err = NULL;
   g_autoptr (CbirModel) model = NULL;
-  g_autoptr (CbirDataset) gal_ds = NULL;
   g_autoptr (CbirDataset) q_ds = NULL;
   g_autofree gint32 *lab_plugin = NULL;
   g_autofree gint32 *lab_engine = NULL;
