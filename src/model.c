@@ -1139,7 +1139,9 @@ model_parse (const char *json, const char *origin, gssize len,
 
   {
     g_autoptr (GError) nerr = NULL;
-    m->net = cbir_net_new (m->input, m->specs, m->n_layers, &nerr);
+    /* parameters are allocated by the caller, once the file's tensors
+     * (if any) are known to match the layout */
+    m->net = cbir_net_new_layout (m->input, m->specs, m->n_layers, &nerr);
     if (!m->net) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "%s: architecture: %s",
           origin, nerr ? nerr->message : "invalid network");
@@ -1188,18 +1190,32 @@ out:
   return g_steal_pointer (&m);
 }
 
+/* A model from architecture JSON with freshly initialised parameters. */
+static CbirModel *
+model_new_initialised (const char *json, const char *origin, gssize len,
+    GError **error)
+{
+  g_autoptr (CbirModel) m = model_parse (json, origin, len, NULL, error);
+  g_autoptr (GError) aerr = NULL;
+  if (!m)
+    return NULL;
+  if (!cbir_net_alloc_params (m->net, &aerr)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT, "%s: "
+        "architecture: %s", origin, aerr->message);
+    return NULL;
+  }
+  cbir_net_init_params (m->net, 0);
+  cbir_model_update_fingerprint (m);
+  return g_steal_pointer (&m);
+}
+
 CbirModel *
 cbir_model_new_from_json (const char *json, const char *origin,
     GError **error)
 {
   g_return_val_if_fail (json != NULL, NULL);
-  CbirModel *m = model_parse (json, origin ? origin : "architecture", -1,
-      NULL, error);
-  if (!m)
-    return NULL;
-  cbir_net_init_params (m->net, 0);
-  cbir_model_update_fingerprint (m);
-  return m;
+  return model_new_initialised (json, origin ? origin : "architecture", -1,
+      error);
 }
 
 CbirModel *
@@ -1213,12 +1229,7 @@ cbir_model_new_from_arch_file (const char *path, GError **error)
         e->message);
     return NULL;
   }
-  CbirModel *m = model_parse (text, path, (gssize) len, NULL, error);
-  if (!m)
-    return NULL;
-  cbir_net_init_params (m->net, 0);
-  cbir_model_update_fingerprint (m);
-  return m;
+  return model_new_initialised (text, path, (gssize) len, error);
 }
 
 CbirModel *
@@ -1371,7 +1382,8 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
       cbir_safetensors_get_metadata (st, "normalisation"), error);
   if (!m)
     return NULL;
-  float *params = cbir_net_params (m->net);
+  /* every tensor of the layout is in the file, with its shape, before the
+   * parameter block is allocated: a small file cannot ask for gigabytes */
   for (guint i = 0; i < cbir_net_n_tensors (m->net); i++) {
     const CbirNetTensor *t = cbir_net_tensor (m->net, i);
     CbirTensorView v;
@@ -1384,6 +1396,20 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
           G_GSIZE_FORMAT, path, t->name, v.nbytes, t->size * sizeof (float));
       return NULL;
     }
+  }
+  g_autoptr (GError) aerr = NULL;
+  if (!cbir_net_alloc_params (m->net, &aerr)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "%s: %s", path,
+        aerr->message);
+    return NULL;
+  }
+  float *params = cbir_net_params (m->net);
+  for (guint i = 0; i < cbir_net_n_tensors (m->net); i++) {
+    const CbirNetTensor *t = cbir_net_tensor (m->net, i);
+    CbirTensorView v;
+    if (!cbir_safetensors_require (st, t->name, CBIR_DTYPE_F32, t->ndim,
+            t->shape, &v, error))
+      return NULL;
     copy_f32_le (params + t->offset, v.data, t->size);
   }
   for (gsize k = 0; k < cbir_net_n_params (m->net); k++)

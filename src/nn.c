@@ -278,6 +278,83 @@ CbirNet *
 cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
     GError **error)
 {
+  CbirNet *net = cbir_net_new_layout (input, layers, n_layers, error);
+
+  if (net && !cbir_net_alloc_params (net, error)) {
+    cbir_net_free (net);
+    return NULL;
+  }
+  return net;
+}
+
+gboolean
+cbir_net_alloc_params (CbirNet *net, GError **error)
+{
+  if (net->params)
+    return TRUE;
+  net->params = g_try_new0 (float, MAX (net->n_params, 1));
+  if (!net->params) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "cannot allocate the %" G_GSIZE_FORMAT " parameters (%.1f MiB) of "
+        "the network", net->n_params, net->n_params * 4.0 / (1 << 20));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Saturating guint64 arithmetic for the memory budget. */
+static guint64
+sat_add (guint64 a, guint64 b)
+{
+  return a > G_MAXUINT64 - b ? G_MAXUINT64 : a + b;
+}
+
+static guint64
+sat_mul (guint64 a, guint64 b)
+{
+  return b != 0 && a > G_MAXUINT64 / b ? G_MAXUINT64 : a * b;
+}
+
+guint64
+cbir_net_memory_bytes (const CbirNet *net, guint batch, guint threads,
+    gboolean training)
+{
+  guint64 f = 4, per_image = 0, per_thread, params = net->n_params;
+  guint64 total = sat_mul (params, f);
+
+  batch = MAX (batch, 1);
+  threads = MAX (threads, 1);
+  for (guint i = 0; i < net->n_layers; i++) {
+    const Layer *L = &net->layers[i];
+    per_image = sat_add (per_image, L->out_size);       /* act (or argmax) */
+    if (L->spec.kind == CBIR_LAYER_MAXPOOL2)
+      per_image = sat_add (per_image, L->out_size);
+    if (L->s1)                  /* wpack + wpackb: about two weight copies */
+      total = sat_add (total, sat_mul (2 * ((guint64) L->out.c * L->in.c
+                  * L->k * L->k + 64), f));
+  }
+  per_image = sat_add (per_image, sat_add (2 * (guint64) net->max_act,
+          2 * (guint64) net->max_bn_c));
+  total = sat_add (total, sat_mul (sat_mul (per_image, batch), f));
+  /* state_ensure_scratch (): col, dcol, ebuf, pp[2], tbuf, xq, grads, dwt */
+  per_thread = sat_add (MAX (net->max_col, net->max_s1[0]),
+      MAX (net->max_col, net->max_s1[1]));
+  per_thread = sat_add (per_thread, net->max_s1[2]);
+  per_thread = sat_add (per_thread, 2 * (guint64) net->max_act);
+  per_thread = sat_add (per_thread, net->max_dwt);
+  per_thread = sat_add (per_thread, net->max_s1[0]);
+  per_thread = sat_add (per_thread, sat_mul (params, 2));
+  per_thread = sat_add (per_thread, 7 * 16);
+  total = sat_add (total, sat_mul (sat_mul (per_thread, threads), f));
+  if (training)                 /* gradients, optimiser moments, best copy */
+    total = sat_add (total, sat_mul (sat_mul (params, 4), f));
+  return total;
+}
+
+CbirNet *
+cbir_net_new_layout (CbirShape input, const CbirLayerSpec *layers,
+    guint n_layers, GError **error)
+{
   g_autoptr (GArray) tensors = NULL;
   CbirNet *net;
   CbirShape cur = input;
@@ -521,10 +598,24 @@ cbir_net_new (CbirShape input, const CbirLayerSpec *layers, guint n_layers,
       net->layers[i + 1].fused = TRUE;
     }
   net->n_params = off;
-  net->params = g_new0 (float, MAX (off, 1));
   net->n_tensors = tensors->len;
   net->tensors = (CbirNetTensor *) g_array_free (g_steal_pointer (&tensors),
       FALSE);
+  {
+    guint64 need = cbir_net_memory_bytes (net, 1, 1, FALSE);
+    if (need > CBIR_NET_MAX_BYTES) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+          "the network needs %.0f MiB to run one image (%" G_GSIZE_FORMAT
+          " parameters), more than the limit of %.0f MiB", need
+          / 1048576.0, net->n_params, CBIR_NET_MAX_BYTES / 1048576.0);
+      for (guint j = 0; j < net->n_tensors; j++)
+        g_free (net->tensors[j].name);
+      g_free (net->tensors);
+      g_free (net->layers);
+      g_free (net);
+      return NULL;
+    }
+  }
   net->n_threads = 0;
   cbir_net_set_threads (net, cbir_default_threads ());
   return net;

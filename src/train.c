@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BCE_EPS 1e-7
 #define CHECKPOINT_FORMAT "gst-cbir-checkpoint"
@@ -443,6 +444,21 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   cbir_net_set_threads (t->net, opts->threads ? opts->threads :
       cbir_default_threads ());
   guint bs = t->set.batch_size;
+  {
+    /* the whole training state, checked before any of it is allocated */
+    guint threads = opts->threads ? opts->threads : cbir_default_threads ();
+    guint64 need = cbir_net_memory_bytes (t->net, bs, threads, TRUE);
+    guint64 have = (guint64) sysconf (_SC_PHYS_PAGES)
+        * (guint64) sysconf (_SC_PAGESIZE);
+    if (need > have) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+          "training %s needs about %.0f MiB (batch %u, %u threads), more "
+          "than this machine's memory (%.0f MiB): use a smaller network or "
+          "batch", cbir_model_get_name (model), need / 1048576.0, bs,
+          threads, have / 1048576.0);
+      return NULL;
+    }
+  }
   t->st = cbir_net_state_new (t->net, bs);
   gsize np = cbir_net_n_params (t->net);
   t->grads = g_new0 (float, np);

@@ -94,11 +94,34 @@ typedef struct {
 
 typedef struct _CbirNet CbirNet;
 
+/* The most memory a network may need to run one image on one thread
+ * (parameters, their packed copies, activations and scratch, as
+ * cbir_net_memory_bytes () counts them): 2 GiB. A larger architecture is
+ * refused when the network is built, before anything big is allocated. */
+#define CBIR_NET_MAX_BYTES (G_GUINT64_CONSTANT (2) << 30)
+
 /* Builds a network and checks that every layer fits its input shape
- * (error names the layer index and the shapes). Parameters are zero until
- * cbir_net_init_params (). */
+ * (error names the layer index and the shapes) and that one image fits
+ * CBIR_NET_MAX_BYTES. Parameters are zero until cbir_net_init_params ().
+ * Never aborts on a large architecture: a parameter block the system
+ * cannot give is an error. */
 CbirNet *cbir_net_new (CbirShape input, const CbirLayerSpec *layers,
     guint n_layers, GError **error);
+/* As cbir_net_new (), but the parameter block is not allocated
+ * (cbir_net_params () is NULL) until cbir_net_alloc_params (): lets a
+ * loader check the tensors of a file against the layout first. */
+CbirNet *cbir_net_new_layout (CbirShape input, const CbirLayerSpec *layers,
+    guint n_layers, GError **error);
+/* Allocates the zeroed parameter block of a cbir_net_new_layout () net
+ * (no-op when it has one); FALSE with an error if memory is refused. */
+gboolean cbir_net_alloc_params (CbirNet *net, GError **error);
+/* Upper bound in bytes of what the network needs to run batches of
+ * `batch` images on `threads` threads (training state included when
+ * `training`): parameters, packed weights, per-layer activations,
+ * per-thread scratch and, for training, gradients and optimiser moments.
+ * Saturates at G_MAXUINT64. */
+guint64 cbir_net_memory_bytes (const CbirNet *net, guint batch,
+    guint threads, gboolean training);
 void cbir_net_free (CbirNet *net);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirNet, cbir_net_free)
 

@@ -10,6 +10,9 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char *tmpdir;
 
@@ -476,6 +479,90 @@ START_TEST (test_corrupt)
     assert_error_has (err, none, NULL);
     g_clear_error (&err);
   }
+}
+END_TEST
+
+/* An autoencoder of `n_dense` dense layers of `units` units on an input of
+ * 1 x h x w = units values. */
+static char *
+dense_arch (guint n_dense, int units, int h, int w)
+{
+  GString *s = g_string_new (NULL);
+  g_string_append_printf (s, "{\"input\": [1, %d, %d], \"code_layer\": 1, "
+      "\"layers\": [{\"type\": \"flatten\"}", h, w);
+  for (guint i = 0; i < n_dense; i++)
+    g_string_append_printf (s, ", {\"type\": \"dense\", \"units\": %d}",
+        units);
+  g_string_append_printf (s, ", {\"type\": \"reshape\", \"shape\": [1, %d, "
+      "%d]}]}", h, w);
+  return g_string_free (s, FALSE);
+}
+
+/* The memory budget is checked before anything big is allocated: an
+ * architecture of forty 16384x16384 dense layers (43 GB) in an 80 KB file
+ * or a 1.7 KB JSON is an error, not an abort; a layout within the budget
+ * whose tensors are not in the file fails before its parameter block is
+ * allocated (checked in a child whose address space has no room for it). */
+START_TEST (test_memory_budget)
+{
+  GError *err = NULL;
+  g_autofree char *huge = dense_arch (40, 16384, 128, 128);
+  ck_assert (cbir_model_new_from_json (huge, "huge", &err) == NULL);
+  assert_error_has (err, "huge", "limit");
+  g_clear_error (&err);
+
+  g_autofree char *arch_path = tmp_path ("huge.json");
+  ck_assert (g_file_set_contents (arch_path, huge, -1, NULL));
+  ck_assert (cbir_model_new_from_arch_file (arch_path, &err) == NULL);
+  assert_error_has (err, arch_path, "MiB");
+  g_clear_error (&err);
+
+  g_autoptr (CbirModel) m = make_model ("pyimagesearch", 5);
+  g_autofree char *good = tmp_path ("good.safetensors");
+  ck_assert (cbir_model_save (m, good, &err));
+  g_autofree char *p = rewrite (good, "huge.safetensors", EDIT_ARCH, "",
+      huge);
+  ck_assert (cbir_model_load (p, &err) == NULL);
+  assert_error_has (err, p, "limit");
+  g_clear_error (&err);
+
+  /* 8192 x 8192: 256 MiB of parameters, within the budget, not in the file */
+  g_autofree char *big = dense_arch (1, 8192, 64, 128);
+  g_autofree char *pb = rewrite (good, "big.safetensors", EDIT_ARCH, "", big);
+#if defined(__SANITIZE_ADDRESS__)
+  gboolean asan = TRUE;         /* ASan reserves terabytes of address space */
+#else
+  gboolean asan = FALSE;
+#endif
+  if (!asan) {
+    pid_t pid = fork ();
+    ck_assert (pid >= 0);
+    if (pid == 0) {
+      /* the address space in use now plus 128 MiB */
+      g_autofree char *status = NULL;
+      unsigned long kb = 0;
+      if (g_file_get_contents ("/proc/self/status", &status, NULL, NULL)) {
+        const char *v = strstr (status, "VmSize:");
+        if (v)
+          kb = strtoul (v + 7, NULL, 10);
+      }
+      struct rlimit lim = { (kb + 128 * 1024) * 1024, RLIM_INFINITY };
+      if (kb == 0 || setrlimit (RLIMIT_AS, &lim) != 0)
+        _exit (3);
+      GError *e = NULL;
+      CbirModel *l = cbir_model_load (pb, &e);
+      _exit (l == NULL && e && strstr (e->message, "layers.1.weight") ? 0 : 1);
+    }
+    int st = 0;
+    ck_assert (waitpid (pid, &st, 0) == pid);
+    ck_assert_msg (WIFEXITED (st) && WEXITSTATUS (st) == 0,
+        "loading a file without the tensors of a 256 MiB layout: %s %d",
+        WIFEXITED (st) ? "exit" : "signal", WIFEXITED (st) ? WEXITSTATUS (st)
+        : WTERMSIG (st));
+  }
+  ck_assert (cbir_model_load (pb, &err) == NULL);
+  assert_error_has (err, pb, "layers.1.weight");
+  g_clear_error (&err);
 }
 END_TEST
 
@@ -1388,6 +1475,7 @@ model_suite (void)
   tcase_add_test (tc, test_roundtrip);
   tcase_add_test (tc, test_fingerprint);
   tcase_add_test (tc, test_corrupt);
+  tcase_add_test (tc, test_memory_budget);
   tcase_add_test (tc, test_foreign_file);
   tcase_add_test (tc, test_pack_bits);
   tcase_add_test (tc, test_concurrent_encode);
