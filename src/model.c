@@ -1321,9 +1321,35 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
   cbir_safetensors_writer_set_metadata (w, "fingerprint", m->fingerprint);
 }
 
+/* FALSE, naming the tensor, when the model holds a value that loading
+ * would refuse. */
+static gboolean
+model_check_finite (CbirModel *m, const char *path, GError **error)
+{
+  const CbirNetTensor *bad = cbir_net_find_non_finite (m->net);
+  const char *name = bad ? bad->name : NULL;
+  gsize nw = m->code_whiten ? (gsize) m->code_dim * m->code_dim : 0;
+
+  for (guint k = 0; !name && m->code_mean && k < m->code_dim; k++)
+    if (!isfinite (m->code_mean[k]))
+      name = CODE_MEAN_TENSOR;
+  for (gsize k = 0; !name && k < nw; k++)
+    if (!isfinite (m->code_whiten[k]))
+      name = CODE_WHITEN_TENSOR;
+  if (name) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: not written: \"%s\" holds NaN or infinite values (no reader "
+        "would load the model; did training diverge?)", path, name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean
 cbir_model_save (CbirModel *m, const char *path, GError **error)
 {
+  if (!model_check_finite (m, path, error))
+    return FALSE;
   g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
   cbir_model_add_to_writer (m, w);
   return cbir_safetensors_writer_write (w, path, error);

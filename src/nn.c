@@ -712,6 +712,20 @@ cbir_net_find_tensor (const CbirNet *net, const char *name)
   return NULL;
 }
 
+const CbirNetTensor *
+cbir_net_find_non_finite (const CbirNet *net)
+{
+  if (!net->params)
+    return NULL;
+  for (guint i = 0; i < net->n_tensors; i++) {
+    const CbirNetTensor *t = &net->tensors[i];
+    for (gsize k = 0; k < t->size; k++)
+      if (!isfinite (net->params[t->offset + k]))
+        return t;
+  }
+  return NULL;
+}
+
 void
 cbir_net_set_threads (CbirNet *net, guint n_threads)
 {

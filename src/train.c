@@ -868,9 +868,26 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
         }
       }
     }
+    /* a finite loss can hide non-finite weights (an infinite BN running
+     * variance is only read in evaluation mode) */
+    const CbirNetTensor *bad = cbir_net_find_non_finite (t->net);
+    if (bad) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+          "%s: training diverged in epoch %u: \"%s\" holds NaN or infinite "
+          "values: lower the learning rate (%g)",
+          cbir_model_get_name (t->model), e + 1, bad->name, t->set.lr);
+      return FALSE;
+    }
     double tl = sum / t->n_train;
     double vl = t->n_val ? eval_set (t, t->val_set, t->val_idx, t->n_val)
         : NAN;
+    if (t->n_val && !isfinite (vl)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+          "%s: training diverged in epoch %u: the validation loss (BN running "
+          "statistics, as encoding uses them) is %g: lower the learning rate "
+          "(%g)", cbir_model_get_name (t->model), e + 1, vl, t->set.lr);
+      return FALSE;
+    }
     g_array_append_val (t->train_losses, tl);
     g_array_append_val (t->val_losses, vl);
     t->epoch++;

@@ -149,6 +149,9 @@ guint cbir_net_n_tensors (const CbirNet *net);
 const CbirNetTensor *cbir_net_tensor (const CbirNet *net, guint i);
 const CbirNetTensor *cbir_net_find_tensor (const CbirNet *net,
     const char *name);
+/* The first tensor holding a NaN or an infinite value, NULL when all are
+ * finite (or the parameter block is not allocated). */
+const CbirNetTensor *cbir_net_find_non_finite (const CbirNet *net);
 
 /* Worker threads used inside forward/backward (a persistent pool, no
  * thread start-up per call). Default cbir_default_threads (). Results are

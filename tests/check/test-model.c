@@ -566,6 +566,49 @@ START_TEST (test_memory_budget)
 }
 END_TEST
 
+/* A model holding a value no reader would load is not written: NaN or
+ * infinity in a weight, in a BN running variance (what a diverged SGD run
+ * left), in the code mean. */
+START_TEST (test_save_non_finite)
+{
+  static const struct {
+    const char *tensor;
+    float value;
+  } cases[] = {
+    {"layers.0.weight", NAN},
+    {"layers.2.running_var", INFINITY},
+    {"layers.8.bias", -INFINITY},
+  };
+  GError *err = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (CbirModel) m = make_model ("pyimagesearch", 5);
+    CbirNet *net = cbir_model_get_net (m);
+    const CbirNetTensor *t = cbir_net_find_tensor (net, cases[i].tensor);
+    ck_assert_msg (t != NULL, "%s", cases[i].tensor);
+    ck_assert (cbir_net_find_non_finite (net) == NULL);
+    cbir_net_params (net)[t->offset + t->size - 1] = cases[i].value;
+    ck_assert (cbir_net_find_non_finite (net) == t);
+    g_autofree char *p = tmp_path ("nan.safetensors");
+    ck_assert (!cbir_model_save (m, p, &err));
+    assert_error_has (err, p, cases[i].tensor);
+    g_clear_error (&err);
+    ck_assert (!g_file_test (p, G_FILE_TEST_EXISTS));
+  }
+  {
+    g_autoptr (CbirModel) m = make_model ("default", 5);
+    guint dim = cbir_model_get_code_dim (m);
+    g_autofree float *mean = g_new0 (float, dim);
+    mean[dim / 2] = NAN;
+    cbir_model_set_code_mean (m, mean);
+    g_autofree char *p = tmp_path ("nanmean.safetensors");
+    ck_assert (!cbir_model_save (m, p, &err));
+    assert_error_has (err, p, "code");
+    g_clear_error (&err);
+    ck_assert (!g_file_test (p, G_FILE_TEST_EXISTS));
+  }
+}
+END_TEST
+
 static gint
 cmp_names (gconstpointer a, gconstpointer b)
 {
@@ -1255,7 +1298,14 @@ START_TEST (test_code_whiten)
   nanw[9] = NAN;
   cbir_model_set_code_whiten (w2, nanw);
   g_autofree char *nanpath = tmp_path ("whiten-nan.safetensors");
-  ck_assert (cbir_model_save (w2, nanpath, &err));
+  ck_assert (!cbir_model_save (w2, nanpath, &err));     /* not written... */
+  assert_error_has (err, nanpath, "code.whiten");
+  g_clear_error (&err);
+  {                             /* ...and not loaded when written anyway */
+    g_autoptr (CbirSafetensorsWriter) sw = cbir_safetensors_writer_new ();
+    cbir_model_add_to_writer (w2, sw);
+    ck_assert (cbir_safetensors_writer_write (sw, nanpath, &err));
+  }
   ck_assert (cbir_model_load (nanpath, &err) == NULL);
   ck_assert_msg (strstr (err->message, "code.whiten") && strstr (err->message,
           "NaN"), "%s", err->message);
@@ -1476,6 +1526,7 @@ model_suite (void)
   tcase_add_test (tc, test_fingerprint);
   tcase_add_test (tc, test_corrupt);
   tcase_add_test (tc, test_memory_budget);
+  tcase_add_test (tc, test_save_non_finite);
   tcase_add_test (tc, test_foreign_file);
   tcase_add_test (tc, test_pack_bits);
   tcase_add_test (tc, test_concurrent_encode);

@@ -246,6 +246,11 @@ with tmpdir() as d:
         (data + ['--resume', notckpt], [notckpt], 'corrupt checkpoint'),
         (data + ['--preset', 'sicara', 'stray'], ['stray'],
          'stray argument'),
+        # SGD at lr 1e10: the loss stays finite while a BN running variance
+        # becomes infinite; nothing could load such a model
+        (data + ['--preset', 'default', '--lr', '1e10', '--optimizer', 'sgd',
+                 '--epochs', 1], ['diverged', '1e+10'],
+         'diverged weights'),
     ]
     for args, names, what in cases:
         expect_error('cbir-train', args + base, d, names, what)
