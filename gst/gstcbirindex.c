@@ -25,7 +25,11 @@
  * about 0.3 s for 9,000 items, see the README for 60,000); graph=false
  * writes the file without one. Every #GstCbirIndex:progress-interval
  * frames, and once more at EOS with "done" = TRUE, it posts an element
- * message "cbir-index-progress" ("count": items so far, "location").
+ * message "cbir-index-progress" ("count": items added so far, "total":
+ * items in the gallery, "invalid": frames not indexed because their code
+ * held NaN or infinite values, "location", "done"). Such codes (a broken
+ * model) are never indexed: the first one posts a warning, and a stream
+ * whose codes were all invalid is an error with nothing written.
  *
  * ## Example launch line
  * |[
@@ -105,6 +109,7 @@ struct _GstCbirIndex
   const gchar *fingerprint;     /* interned */
   guint dim;
   guint n_added;
+  guint n_invalid;              /* codes with NaN or infinity: not indexed */
   GstVideoInfo info;
   guint8 thumb[THUMB_W * THUMB_H];
 };
@@ -350,6 +355,7 @@ gst_cbir_index_start (GstBaseSink * sink)
   g_clear_pointer (&self->builder, cbir_gallery_builder_free);
   self->fingerprint = NULL;
   self->n_added = 0;
+  self->n_invalid = 0;
   gst_video_info_init (&self->info);
   return TRUE;
 
@@ -374,6 +380,7 @@ gst_cbir_index_stop (GstBaseSink * sink)
         "written", self->n_added, self->cur_location);
   g_clear_pointer (&self->builder, cbir_gallery_builder_free);
   self->n_added = 0;
+  self->n_invalid = 0;
   return TRUE;
 }
 
@@ -392,6 +399,7 @@ post_progress (GstCbirIndex * self, gboolean done)
       gst_message_new_element (GST_OBJECT (self),
           gst_structure_new ("cbir-index-progress",
               "count", G_TYPE_UINT, self->n_added,
+              "invalid", G_TYPE_UINT, self->n_invalid,
               "total", G_TYPE_UINT, self->builder ?
               cbir_gallery_builder_size (self->builder) : 0,
               "location", G_TYPE_STRING, self->cur_location,
@@ -408,6 +416,13 @@ write_gallery (GstCbirIndex * self)
         ("No frames were indexed: gallery \"%s\" not written.",
             self->cur_location), (NULL));
     return TRUE;
+  }
+  if (self->n_added == 0 && self->n_invalid > 0) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED,
+        ("No frame indexed: the codes of all %u frames held NaN or infinite "
+            "values (is the model broken?); gallery \"%s\" not written.",
+            self->n_invalid, self->cur_location), (NULL));
+    return FALSE;
   }
   if (!cbir_gallery_builder_write (self->builder, self->cur_location, &err)) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
@@ -440,6 +455,7 @@ gst_cbir_index_event (GstBaseSink * sink, GstEvent * event)
       g_clear_pointer (&self->builder, cbir_gallery_builder_free);
       self->fingerprint = NULL;
       self->n_added = 0;
+      self->n_invalid = 0;
       break;
     default:
       break;
@@ -540,11 +556,26 @@ gst_cbir_index_render (GstBaseSink * sink, GstBuffer * buf)
     thumb = self->thumb;
   }
 
-  cbir_gallery_builder_add (self->builder, emb->vector, label, thumb, id);
+  if (!cbir_gallery_builder_add (self->builder, emb->vector, label, thumb,
+          id))
+    goto invalid_code;
   self->n_added++;
   if (interval > 0 && self->n_added % interval == 0)
     post_progress (self, FALSE);
   return GST_FLOW_OK;
+
+invalid_code:
+  {
+    /* never indexed: such a code would be every query's nearest (or none's)
+     * item; counted in the progress messages' "invalid" */
+    if (self->n_invalid++ == 0)
+      GST_ELEMENT_WARNING (self, STREAM, FAILED,
+          ("A frame's code holds NaN or infinite values (is the model "
+              "broken?): not indexed; further ones are counted in the "
+              "progress messages' \"invalid\" field."),
+          ("buffer %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS (buf))));
+    return GST_FLOW_OK;
+  }
 
   /* ERRORS */
 no_embedding:

@@ -179,6 +179,7 @@ enum
   PROP_DBA,
   PROP_RERANK,
   PROP_GRAPH_K,
+  PROP_INVALID_CODES,
 };
 
 struct _GstCbirSearch
@@ -197,6 +198,7 @@ struct _GstCbirSearch
   GstCbirRerank rerank;
   guint cur_graph_k;            /* the open gallery's graph k (read-only) */
   GstCbirRerank cur_rerank;     /* the re-ranking in use */
+  guint64 invalid_codes;        /* queries with NaN or infinity (read-only) */
 
   /* streaming state */
   CbirGallery *gallery;
@@ -298,6 +300,12 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
       g_param_spec_uint ("graph-k", "Gallery graph k",
           "Neighbours per item of the open gallery's k-NN graph, 0 = no "
           "graph or not started (read-only)", 0, G_MAXINT, 0,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_INVALID_CODES,
+      g_param_spec_uint64 ("invalid-codes", "Invalid codes",
+          "Queries (frames or regions) since start whose code held NaN or "
+          "infinite values (a broken model): they match nothing, label -1 "
+          "(read-only)", 0, G_MAXUINT64, 0,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
@@ -426,6 +434,9 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_GRAPH_K:
       g_value_set_uint (value, self->cur_graph_k);
       break;
+    case PROP_INVALID_CODES:
+      g_value_set_uint64 (value, self->invalid_codes);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -508,6 +519,7 @@ gst_cbir_search_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   self->cur_dba = cbir_gallery_get_dba (self->gallery, NULL);
   self->cur_graph_k = graph ? cbir_graph_get_k (graph) : 0;
+  self->invalid_codes = 0;
   GST_OBJECT_UNLOCK (self);
 
   self->query_dim = cbir_gallery_get_dim (self->gallery);
@@ -675,6 +687,18 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
 {
   guint n, i, j;
 
+  if (cbir_first_non_finite (emb->vector, emb->dim) != emb->dim) {
+    /* the searcher matches such a code to nothing; counted, told once */
+    GST_OBJECT_LOCK (self);
+    gboolean first = self->invalid_codes++ == 0;
+    GST_OBJECT_UNLOCK (self);
+    if (first)
+      GST_ELEMENT_WARNING (self, STREAM, FAILED,
+          ("A frame's code holds NaN or infinite values (is the model "
+              "broken?): it matches nothing; further ones are counted in "
+              "\"invalid-codes\"."), ("frame %" G_GUINT64_FORMAT,
+              self->frame));
+  }
   n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
   /* hits in rank order; after re-ranking not always by distance */
   for (i = 0, j = 0; i < n; i++)

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <zlib.h>
 
 G_DEFINE_QUARK (cbir-error-quark, cbir_error)
@@ -40,6 +41,24 @@ cbir_default_threads (void)
       return (guint) v;
   }
   return MAX (1, g_get_num_processors ());
+}
+
+gsize
+cbir_first_non_finite (const float *v, gsize n)
+{
+  gsize i = 0;
+  /* 16 at a time: a NaN or infinity makes the sum of x - x NaN */
+  for (; i + 16 <= n; i += 16) {
+    float a = 0.0f;
+    for (int l = 0; l < 16; l++)
+      a += v[i + l] - v[i + l];
+    if (a != 0.0f || a != a)
+      break;
+  }
+  for (; i < n; i++)
+    if (!isfinite (v[i]))
+      return i;
+  return n;
 }
 
 guint32

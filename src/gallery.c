@@ -415,6 +415,25 @@ gallery_check_shapes (CbirGallery *g, GError **error)
   return TRUE;
 }
 
+/* A NaN or infinite value in a float tensor would make any query match
+ * (or never match) it: refused, naming the tensor and the item (row). */
+static gboolean
+check_finite (const CbirGallery *g, const char *name, const float *v,
+    gsize n, guint row_len, GError **error)
+{
+  gsize at = cbir_first_non_finite (v, n);
+  if (at == n)
+    return TRUE;
+  if (row_len)
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "%s: tensor \"%s\" "
+        "holds NaN or infinite values (item %" G_GSIZE_FORMAT ")", g->path,
+        name, at / row_len);
+  else
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "%s: tensor \"%s\" "
+        "holds NaN or infinite values", g->path, name);
+  return FALSE;
+}
+
 CbirGallery *
 cbir_gallery_open (const char *path, GError **error)
 {
@@ -496,6 +515,9 @@ cbir_gallery_open (const char *path, GError **error)
     }
     g->dim = (guint) v.shape[1];
     g->features = aligned_data (g, &v, 4);
+    if (!check_finite (g, "features", g->features, (gsize) g->n * g->dim,
+            g->dim, error))
+      return NULL;
   }
   if (cbir_safetensors_get (st, "codes", &v)) {
     gint64 s[2] = { g->n, -1 };
@@ -529,6 +551,9 @@ cbir_gallery_open (const char *path, GError **error)
       return NULL;
     }
     g->thresholds = aligned_data (g, &v, 4);
+    if (!check_finite (g, "bit_thresholds", g->thresholds, v.shape[0], 0,
+            error))
+      return NULL;
     g->code_bits = (guint) v.shape[0];
   }
   if (g->codes && g->code_bits == 0) {
@@ -571,6 +596,9 @@ cbir_gallery_open (const char *path, GError **error)
             &v, error))
       return NULL;
     g->features_raw = aligned_data (g, &v, 4);
+    if (!check_finite (g, "features_raw", g->features_raw,
+            (gsize) g->n * g->dim, g->dim, error))
+      return NULL;
   }
   const char *dba = cbir_safetensors_get_metadata (st, "dba");
   if (dba && !parse_dba (dba, &g->dba_k, &g->dba_alpha)) {
@@ -969,11 +997,13 @@ builder_add_common (CbirGalleryBuilder *b, gint32 label,
     b->any_id = TRUE;
 }
 
-void
+gboolean
 cbir_gallery_builder_add (CbirGalleryBuilder *b, const float *feature,
     gint32 label, const guint8 *thumbnail, const char *id)
 {
-  g_return_if_fail (feature != NULL);
+  g_return_val_if_fail (feature != NULL, FALSE);
+  if (cbir_first_non_finite (feature, b->dim) != b->dim)
+    return FALSE;
   if (b->store_features) {
     g_array_append_vals (b->features, feature, b->dim);
   } else {
@@ -984,6 +1014,7 @@ cbir_gallery_builder_add (CbirGalleryBuilder *b, const float *feature,
         b->codes->data + old);
   }
   builder_add_common (b, label, thumbnail, id);
+  return TRUE;
 }
 
 gboolean

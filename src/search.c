@@ -667,6 +667,13 @@ struct _CbirSearcher
   gint32 *owned_labels;         /* raw searchers (DBA): zeros */
 };
 
+/* Floats in one query: the code's bits for Hamming, else the features'. */
+static inline guint
+query_dim (const CbirSearcher *s)
+{
+  return s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim;
+}
+
 const char *
 cbir_metric_to_string (CbirMetric m)
 {
@@ -1040,7 +1047,7 @@ batch_task_each (gpointer data, guint t)
   BatchCtx *c = data;
   CbirSearcher *s = c->s;
   guint a = t * c->per_task, b = MIN (c->nq, a + c->per_task);
-  guint dq = s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim;
+  guint dq = query_dim (s);
   guint8 *bits = g_malloc (MAX (s->code_bytes, 1));
   for (guint i = a; i < b; i++) {
     Query qq;
@@ -1235,7 +1242,7 @@ search_batch_plain (CbirSearcher *s, const float *queries, guint nq,
     if (nq < 4) {
       for (guint i = 0; i < nq; i++) {
         guint n = search_plain (s, queries + (gsize) i *
-            (s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim), k,
+            query_dim (s), k,
             hits + (gsize) i * k);
         if (n_hits)
           n_hits[i] = n;
@@ -1346,7 +1353,7 @@ distances_batch_plain (CbirSearcher *s, const float *queries, guint nq,
     return;
   if (s->metric == CBIR_METRIC_HAMMING || s->shortlist > 0) {
     DistCtx c = { s, queries,
-      s->metric == CBIR_METRIC_HAMMING ? s->code_bits : s->dim, out
+      query_dim (s), out
     };
     pool_run (s->pool, dist_task, &c, nq);
     return;
@@ -1758,11 +1765,39 @@ diffuse_batch (CbirSearcher *s, const float *queries, guint nq, guint k,
   pool_run (s->pool, diff_batch_task, &c, (nq + c.per_task - 1) / c.per_task);
 }
 
+/* A query holding NaN or an infinite value matches nothing. */
+static inline gboolean
+query_ok (const CbirSearcher *s, const float *query)
+{
+  guint n = query_dim (s);
+  return cbir_first_non_finite (query, n) == n;
+}
+
+/* After a batch: the rows of non-finite queries hold no hits (n_hits 0,
+ * hits {G_MAXUINT, -1, +inf}) and +inf distances. */
+static void
+clear_bad_queries (const CbirSearcher *s, const float *queries, guint nq,
+    guint k, CbirHit *hits, guint *n_hits, float *dist)
+{
+  for (guint q = 0; q < nq; q++) {
+    if (query_ok (s, queries + (gsize) q * query_dim (s)))
+      continue;
+    if (n_hits)
+      n_hits[q] = 0;
+    for (guint j = 0; hits && j < k; j++)
+      hits[(gsize) q * k + j] = (CbirHit) { G_MAXUINT, -1, INFINITY };
+    for (guint i = 0; dist && i < s->n; i++)
+      dist[(gsize) q * s->n + i] = INFINITY;
+  }
+}
+
 guint
 cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
     CbirHit *hits)
 {
   g_return_val_if_fail (s != NULL && query != NULL, 0);
+  if (!query_ok (s, query))
+    return 0;
   if (s->graph && k > 0 && s->n > 0) {
     DiffScratch d;
     diff_scratch_init (s, &d);
@@ -1788,11 +1823,10 @@ qe_batch_chunk (const CbirSearcher *s, guint nq)
   return MAX (1, MIN (nq, (1u << 24) / MAX (s->dim, 1)));
 }
 
-void
-cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
-    guint k, CbirHit *hits, guint *n_hits)
+static void
+search_batch_any (CbirSearcher *s, const float *queries, guint nq, guint k,
+    CbirHit *hits, guint *n_hits)
 {
-  g_return_if_fail (s != NULL);
   if (s->graph && k > 0 && s->n > 0 && nq > 0) {
     diffuse_batch (s, queries, nq, k, hits, n_hits, NULL);
     return;
@@ -1813,9 +1847,23 @@ cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
 }
 
 void
+cbir_searcher_search_batch (CbirSearcher *s, const float *queries, guint nq,
+    guint k, CbirHit *hits, guint *n_hits)
+{
+  g_return_if_fail (s != NULL);
+  search_batch_any (s, queries, nq, k, hits, n_hits);
+  clear_bad_queries (s, queries, nq, k, hits, n_hits, NULL);
+}
+
+void
 cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
 {
   g_return_if_fail (s != NULL && query != NULL && out != NULL);
+  if (!query_ok (s, query)) {
+    for (guint i = 0; i < s->n; i++)
+      out[i] = INFINITY;
+    return;
+  }
   if (s->graph && s->n > 0) {
     DiffScratch d;
     diff_scratch_init (s, &d);
@@ -1833,11 +1881,10 @@ cbir_searcher_distances (CbirSearcher *s, const float *query, float *out)
   g_free (eq);
 }
 
-void
-cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
-    guint nq, float *out)
+static void
+distances_batch_any (CbirSearcher *s, const float *queries, guint nq,
+    float *out)
 {
-  g_return_if_fail (s != NULL);
   if (s->graph && s->n > 0 && nq > 0) {
     diffuse_batch (s, queries, nq, 0, NULL, NULL, out);
     return;
@@ -1854,6 +1901,15 @@ cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
     distances_batch_plain (s, eq, c, out + (gsize) q0 * s->n);
   }
   g_free (eq);
+}
+
+void
+cbir_searcher_distances_batch (CbirSearcher *s, const float *queries,
+    guint nq, float *out)
+{
+  g_return_if_fail (s != NULL);
+  distances_batch_any (s, queries, nq, out);
+  clear_bad_queries (s, queries, nq, 0, NULL, NULL, out);
 }
 
 gboolean

@@ -37,4 +37,8 @@ guint cbir_default_threads (void);
  * length (zlib takes at most 4 GiB a call). */
 guint32 cbir_crc32 (guint32 crc, const void *data, gsize len);
 
+/* The index of the first NaN or infinite value of v[0..n), or n when all
+ * are finite. */
+gsize cbir_first_non_finite (const float *v, gsize n);
+
 G_END_DECLS

@@ -68,9 +68,13 @@ void cbir_gallery_builder_set_bit_thresholds (CbirGalleryBuilder *b,
     const float *thresholds);
 void cbir_gallery_builder_set_label_names (CbirGalleryBuilder *b,
     const char *const *names, guint n);
-/* feature: dim floats; thumbnail: 28x28 GRAY8 or NULL; id may be NULL. */
-void cbir_gallery_builder_add (CbirGalleryBuilder *b, const float *feature,
-    gint32 label, const guint8 *thumbnail, const char *id);
+/* feature: dim floats; thumbnail: 28x28 GRAY8 or NULL; id may be NULL.
+ * A feature holding NaN or an infinite value is not added: FALSE (such a
+ * code would be nearest to, or farthest from, every query; a gallery file
+ * holding one is refused by cbir_gallery_open ()). */
+gboolean cbir_gallery_builder_add (CbirGalleryBuilder *b,
+    const float *feature, gint32 label, const guint8 *thumbnail,
+    const char *id);
 guint cbir_gallery_builder_size (const CbirGalleryBuilder *b);
 /* Atomic write (temp + rename). */
 gboolean cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,

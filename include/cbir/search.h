@@ -34,7 +34,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirSearcher, cbir_searcher_free)
 
 /* One query: its float code (gallery dim floats; packed with the
  * gallery's bit thresholds for Hamming). Fills up to k hits sorted by
- * distance, ties by gallery index; returns the number filled. */
+ * distance, ties by gallery index; returns the number filled. A query
+ * holding NaN or an infinite value matches nothing, in every entry point:
+ * 0 hits (a batch row: n_hits 0, hits {G_MAXUINT, -1, +inf}), every
+ * distance +inf. */
 guint cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
     CbirHit *hits);
 /* nq queries, both cores; hits: nq * k, n_hits: nq (may be NULL). */

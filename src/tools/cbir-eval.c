@@ -698,6 +698,15 @@ encode_all (CbirModel *model, const CbirDataset *ds, double *ips,
     return NULL;
   }
   *ips = ds->n / MAX (now_s () - t, 1e-9);
+  gsize bad = cbir_first_non_finite (codes, (gsize) ds->n * dim);
+  if (bad != (gsize) ds->n * dim) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT, "model %s: the code "
+        "of image %" G_GSIZE_FORMAT " holds NaN or infinite values (weights "
+        "too large for float arithmetic?): nothing to evaluate",
+        cbir_model_get_name (model), bad / dim);
+    g_free (codes);
+    return NULL;
+  }
   return codes;
 }
 

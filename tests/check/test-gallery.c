@@ -5,6 +5,7 @@
  * Fixtures are generated here in a temporary directory. */
 #include <check.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,6 +339,86 @@ START_TEST (test_check_model)
 }
 END_TEST
 
+/* A code holding NaN or infinity (a broken model) is never indexed and
+ * never matched: the builder refuses it, and every search entry point
+ * gives such a query no hits and +inf distances (plain L2, cosine,
+ * Hamming, diffusion), leaving the other queries of a batch as alone. */
+START_TEST (test_non_finite_codes)
+{
+  static float feat[N * D];
+  static gint32 labels[N];
+  fill (feat, labels, NULL, N, 11);
+  g_autofree char *path = tmp_path ("finite.safetensors");
+  {
+    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+        CBIR_CODE_FLOAT, D, FALSE);
+    float bad[D];
+    memcpy (bad, feat, sizeof bad);
+    bad[D - 1] = NAN;
+    ck_assert (!cbir_gallery_builder_add (b, bad, 1, NULL, NULL));
+    bad[D - 1] = -INFINITY;
+    ck_assert (!cbir_gallery_builder_add (b, bad, 1, NULL, NULL));
+    ck_assert_uint_eq (cbir_gallery_builder_size (b), 0);
+    for (guint i = 0; i < N; i++)
+      ck_assert (cbir_gallery_builder_add (b, feat + i * D, labels[i], NULL,
+              NULL));
+    ck_assert (cbir_gallery_builder_set_graph (b, TRUE, 5, 3.0f, NULL));
+    ck_assert (cbir_gallery_builder_write (b, path, NULL));
+  }
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirGallery) g = cbir_gallery_open (path, &err);
+  ck_assert_msg (g != NULL, "%s", err ? err->message : "");
+  ck_assert_uint_eq (cbir_gallery_size (g), N);
+
+  float q[3 * D];
+  memcpy (q, feat + 4 * D, D * sizeof (float));
+  memcpy (q + D, feat + 5 * D, D * sizeof (float));
+  memcpy (q + 2 * D, feat + 6 * D, D * sizeof (float));
+  q[D + 3] = NAN;
+  const CbirMetric metrics[] = { CBIR_METRIC_L2, CBIR_METRIC_COSINE,
+    CBIR_METRIC_HAMMING, CBIR_METRIC_COSINE
+  };
+  for (guint m = 0; m < G_N_ELEMENTS (metrics); m++) {
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, metrics[m], 0, &err);
+    ck_assert_msg (s != NULL, "%s", err ? err->message : "");
+    if (m == 3)
+      ck_assert (cbir_searcher_set_diffusion (s, cbir_gallery_get_graph (g),
+              NULL, NULL));
+    for (guint inf = 0; inf < 2; inf++) {
+      const guint k = 5;
+      CbirHit one[5], batch[3 * 5];
+      guint n_hits[3] = { 99, 99, 99 };
+      float d1[N], db[3 * N];
+      q[D + 3] = inf ? INFINITY : NAN;
+      ck_assert_uint_eq (cbir_searcher_search (s, q + D, k, one), 0);
+      cbir_searcher_search_batch (s, q, 3, k, batch, n_hits);
+      ck_assert_uint_eq (n_hits[1], 0);
+      for (guint j = 0; j < k; j++) {
+        ck_assert_uint_eq (batch[k + j].index, G_MAXUINT);
+        ck_assert_int_eq (batch[k + j].label, -1);
+        ck_assert (isinf (batch[k + j].distance));
+      }
+      cbir_searcher_distances (s, q + D, d1);
+      cbir_searcher_distances_batch (s, q, 3, db);
+      for (guint i = 0; i < N; i++)
+        ck_assert (isinf (d1[i]) && d1[i] > 0 && isinf (db[N + i])
+            && db[N + i] > 0);
+      /* the finite queries of the batch are unaffected */
+      for (guint r = 0; r < 3; r += 2) {
+        guint n = cbir_searcher_search (s, q + r * D, k, one);
+        ck_assert_uint_eq (n_hits[r], n);
+        ck_assert_uint_eq (n, k);
+        for (guint j = 0; j < n; j++)
+          ck_assert_uint_eq (batch[r * k + j].index, one[j].index);
+        cbir_searcher_distances (s, q + r * D, d1);
+        for (guint i = 0; i < N; i++)
+          ck_assert (isfinite (db[r * N + i]));
+      }
+    }
+  }
+}
+END_TEST
+
 /* ---- corrupt files, made with the safetensors writer ---- */
 
 typedef struct
@@ -348,6 +429,8 @@ typedef struct
   gboolean feat_f64, no_labels, no_features;
   const char *ids;              /* NULL: none */
   gsize ids_len;
+  guint nan_item;               /* > 0: NaN in item nan_item - 1's features */
+  gboolean inf_thr;             /* +inf in a bit threshold */
 } Spec;
 
 static Spec
@@ -363,7 +446,14 @@ static char *
 write_spec (const Spec *s, const char *name)
 {
   static guint8 zeros[1 << 16];
+  static float feat[1 << 14], thr[1 << 14];
   g_autoptr (CbirSafetensorsWriter) w = cbir_safetensors_writer_new ();
+  memset (feat, 0, sizeof feat);
+  memset (thr, 0, sizeof thr);
+  if (s->nan_item)
+    feat[(s->nan_item - 1) * s->dim + s->dim / 2] = NAN;
+  if (s->inf_thr)
+    thr[s->n_thr - 1] = INFINITY;
   if (s->format)
     cbir_safetensors_writer_set_metadata (w, "format", s->format);
   if (s->version)
@@ -385,14 +475,15 @@ write_spec (const Spec *s, const char *name)
   gint64 sf[2] = { s->n_feat, s->dim };
   if (!s->no_features)
     cbir_safetensors_writer_add (w, "features",
-        s->feat_f64 ? CBIR_DTYPE_F64 : CBIR_DTYPE_F32, 2, sf, zeros);
+        s->feat_f64 ? CBIR_DTYPE_F64 : CBIR_DTYPE_F32, 2, sf,
+        s->feat_f64 ? (const void *) zeros : (const void *) feat);
   gint64 sc[2] = { s->n_codes, s->code_bytes };
   if (s->n_codes >= 0)
     cbir_safetensors_writer_add (w, "codes", CBIR_DTYPE_U8, 2, sc, zeros);
   gint64 st[1] = { s->n_thr };
   if (s->n_thr >= 0)
     cbir_safetensors_writer_add (w, "bit_thresholds", CBIR_DTYPE_F32, 1, st,
-        zeros);
+        thr);
   gint64 sth[3] = { s->n_thumbs, 28, 28 };
   if (s->n_thumbs >= 0)
     cbir_safetensors_writer_add (w, "thumbnails", CBIR_DTYPE_U8, 3, sth,
@@ -475,6 +566,12 @@ START_TEST (test_invalid_metadata_and_shapes)
   expect_refused (&s, CBIR_ERROR_FORMAT, "3 ids for 4 items");
   s = good_spec (); s.ids = "a\0b\0c\0d"; s.ids_len = 7;
   expect_refused (&s, CBIR_ERROR_FORMAT, "NUL");
+  /* a NaN code would match every query at distance 0 (or none) */
+  s = good_spec (); s.nan_item = 3;
+  expect_refused (&s, CBIR_ERROR_FORMAT, "\"features\" holds NaN or "
+      "infinite values (item 2)");
+  s = good_spec (); s.inf_thr = TRUE;
+  expect_refused (&s, CBIR_ERROR_FORMAT, "\"bit_thresholds\" holds NaN");
   /* bits-only, code_bits from the metadata, no thresholds: accepted */
   s = good_spec (); s.no_features = TRUE; s.n_thr = -1; s.code_bits = "12";
   s.code_type = "bits";
@@ -810,6 +907,7 @@ gallery_suite (void)
   tcase_add_test (tc, test_dba_round_trip);
   tcase_add_test (tc, test_dba_append);
   tcase_add_test (tc, test_dba_invalid);
+  tcase_add_test (tc, test_non_finite_codes);
   suite_add_tcase (s, tc);
   return s;
 }

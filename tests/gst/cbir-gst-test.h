@@ -65,6 +65,32 @@ make_model (const gchar * dir, const gchar * preset)
   return path;
 }
 
+/* A "keras-dae" model whose weights are all 1e20 times the seeded init:
+ * finite, so it saves and loads, but a digit's code overflows to NaN or
+ * infinity while a blank frame's stays finite (zeros in, zeros out). */
+G_GNUC_UNUSED static gchar *
+make_broken_model (const gchar * dir)
+{
+  GError *err = NULL;
+  gchar *path = g_build_filename (dir, "model-broken.safetensors", NULL);
+  CbirModel *m = cbir_model_new_preset ("keras-dae", &err);
+  CbirNet *net;
+  gfloat *w;
+  gsize i;
+
+  fail_unless (m != NULL, "%s", err ? err->message : "?");
+  net = cbir_model_get_net (m);
+  w = cbir_net_params (net);
+  for (i = 0; i < cbir_net_n_params (net); i++)
+    w[i] *= 1e20f;
+  cbir_net_params_changed (net);
+  cbir_model_update_fingerprint (m);
+  fail_unless (cbir_model_save (m, path, &err), "save: %s",
+      err ? err->message : "?");
+  cbir_model_free (m);
+  return path;
+}
+
 G_GNUC_UNUSED static CbirDataset *
 load_fixture (void)
 {

@@ -292,6 +292,80 @@ GST_START_TEST (test_flush_and_stop_leave_no_file)
 
 GST_END_TEST;
 
+/* A broken model's NaN/inf codes are never indexed: skipped with one
+ * warning and counted ("invalid" in the progress message); a stream of
+ * nothing but such codes is an error and writes no file. */
+GST_START_TEST (test_non_finite_codes_not_indexed)
+{
+  gchar *broken = make_broken_model (dir);
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirindex "
+      "location=%s thumbnails=false", broken, out);
+  gchar *caps = gray8_caps (28, 28);
+  CbirDataset *ds = load_fixture ();
+  GstHarness *h;
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  guint8 blank[784] = { 0 };
+  guint i, count = 0, invalid = 0, warnings = 0;
+
+  /* blank, digit, blank, digit, digit: two indexed, three invalid */
+  h = gst_harness_new_parse (desc);
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  for (i = 0; i < 5; i++)
+    fail_unless_equals_int (gst_harness_push (h, gray8_buffer (i % 2 == 0
+                && i < 4 ? blank : ds->images + i * 784, 28, 28, i)),
+        GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  while ((msg = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING)
+      warnings++;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
+      const GstStructure *s = gst_message_get_structure (msg);
+      gboolean done = FALSE;
+      if (gst_structure_has_name (s, "cbir-index-progress")
+          && gst_structure_get_boolean (s, "done", &done) && done) {
+        fail_unless (gst_structure_get_uint (s, "count", &count));
+        fail_unless (gst_structure_get_uint (s, "invalid", &invalid));
+      }
+    }
+    gst_message_unref (msg);
+  }
+  gst_element_set_bus (h->element, NULL);
+  gst_harness_teardown (h);
+  fail_unless_equals_int (warnings, 1);
+  fail_unless_equals_int (count, 2);
+  fail_unless_equals_int (invalid, 3);
+  {
+    GError *err = NULL;
+    CbirGallery *g = cbir_gallery_open (out, &err);
+    fail_unless (g != NULL, "%s", err ? err->message : "?");
+    fail_unless_equals_int (cbir_gallery_size (g), 2);
+    cbir_gallery_free (g);
+  }
+  g_remove (out);
+
+  /* only digits: an error, no file */
+  g_free (desc);
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=4 ! cbirencode "
+      "model=%s ! cbirindex location=%s", FIX_IMAGES, broken, out);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
+      "all 4 frames", out);
+  gst_message_unref (msg);
+  fail_if (g_file_test (out, G_FILE_TEST_EXISTS));
+
+  gst_object_unref (bus);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (out);
+  g_free (broken);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_errors_leave_no_file)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -371,6 +445,7 @@ cbirindex_suite (void)
   tcase_add_test (tc, test_no_thumbnails);
   tcase_add_test (tc, test_flush_and_stop_leave_no_file);
   tcase_add_test (tc, test_errors_leave_no_file);
+  tcase_add_test (tc, test_non_finite_codes_not_indexed);
   return s;
 }
 

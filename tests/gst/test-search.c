@@ -556,6 +556,93 @@ GST_START_TEST (test_no_embedding_warns_once)
 
 GST_END_TEST;
 
+/* A broken model's NaN/inf code matches nothing (no confident false match
+ * at distance 0): no hits, label -1, match false, one warning, counted in
+ * "invalid-codes"; a finite code of the same stream still matches. */
+GST_START_TEST (test_non_finite_code_matches_nothing)
+{
+  gchar *good = make_model (dir, "keras-dae");
+  gchar *broken = make_broken_model (dir);
+  CbirModel *mb = cbir_model_load (broken, NULL);
+  CbirModel *mg = cbir_model_load (good, NULL);
+  CbirDataset *ds = load_fixture ();
+  guint dim, i;
+  gfloat *codes = engine_encode_all (mg, ds, &dim);
+  gchar *gallery_path = g_build_filename (dir, "g.safetensors", NULL);
+  CbirGalleryBuilder *b;
+  gchar *desc, *caps = gray8_caps (28, 28);
+  GstHarness *h;
+  GstBus *bus = gst_bus_new ();
+  GstElement *search;
+  GstMessage *msg;
+  guint8 blank[784] = { 0 };
+  guint64 invalid = 0;
+
+  /* finite codes under the broken model's fingerprint */
+  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (mb),
+      CBIR_CODE_FLOAT, dim, FALSE);
+  for (i = 0; i < 16; i++)
+    fail_unless (cbir_gallery_builder_add (b, codes + (gsize) i * dim,
+            ds->labels[i], NULL, NULL));
+  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
+  cbir_gallery_builder_free (b);
+
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s",
+      broken, gallery_path);
+  h = gst_harness_new_parse (desc);
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  search = gst_harness_find_element (h, "cbirsearch");
+  for (i = 0; i < 4; i++) {
+    gboolean is_blank = i == 2;
+    GstBuffer *out = gst_harness_push_and_pull (h, gray8_buffer (is_blank ?
+            blank : ds->images + i * 784, 28, 28, i));
+    GstCbirResultMeta *rm = gst_buffer_get_cbir_result_meta (out);
+    const GstStructure *cs = gst_buffer_get_cbir_result_structure (out);
+    gboolean match;
+
+    fail_unless (rm != NULL && cs != NULL);
+    fail_unless (gst_structure_get_boolean (cs, "match", &match));
+    if (is_blank) {
+      fail_unless (match && rm->n_hits > 0 && rm->label >= 0, "frame %u", i);
+    } else {
+      fail_unless (!match, "frame %u matched", i);
+      fail_unless_equals_int (rm->n_hits, 0);
+      fail_unless_equals_int (rm->label, -1);
+      fail_unless_equals_float (rm->confidence, 0.0f);
+    }
+    gst_buffer_unref (out);
+  }
+  g_object_get (search, "invalid-codes", &invalid, NULL);
+  fail_unless_equals_uint64 (invalid, 3);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL);
+  {
+    GError *err = NULL;
+    gst_message_parse_warning (msg, &err, NULL);
+    fail_unless (strstr (err->message, "NaN") != NULL, "%s", err->message);
+    g_error_free (err);
+  }
+  gst_message_unref (msg);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING) == NULL);
+
+  gst_object_unref (search);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  g_free (codes);
+  cbir_dataset_free (ds);
+  cbir_model_free (mb);
+  cbir_model_free (mg);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (broken);
+  g_free (good);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_model_gallery_mismatch)
 {
   gchar *model_a = make_model (dir, "binary-xor");
@@ -647,6 +734,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_model_gallery_mismatch);
+  tcase_add_test (tc, test_non_finite_code_matches_nothing);
   tcase_add_test (tc, test_gallery_errors);
   return s;
 }
