@@ -11,6 +11,14 @@
  * (from #GstCbirIdxSrc:labels, -1 without labels); the buffer offset is
  * the frame number.
  *
+ * The stream is seekable in time and in frames (%GST_FORMAT_DEFAULT),
+ * forward (rate > 0): frame f plays image `start + f` (`start + f % n` with
+ * #GstCbirIdxSrc:loop, n images played) at `f / framerate`, whatever the
+ * seek, and playback ends (EOS, or segment-done after a segment seek) at
+ * the seek's stop position. A time that falls inside a frame seeks to that
+ * frame; a seek past the last image sends EOS at once. Duration queries
+ * answer the played length (-1, unknown, when looping).
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 cbiridxsrc images=t10k-images-idx3-ubyte.gz count=100 ! \
@@ -63,10 +71,12 @@ struct _GstCbirIdxSrc
   gint count;
   gboolean loop;
 
-  /* streaming state */
+  /* streaming state; started, first, n_play, cur_fps_*, cur_loop are set by
+   * start() under the object lock (queries read them from any thread) */
   CbirDataset *ds;
+  gboolean started;
   guint first, n_play;          /* images [first, first + n_play) */
-  guint64 frame;                /* frames produced */
+  guint64 frame;                /* next frame (stream lock) */
   const gchar *cur_images;      /* interned */
   gint cur_fps_n, cur_fps_d;
   gboolean cur_loop;
@@ -93,6 +103,15 @@ static gboolean gst_cbir_idxsrc_start (GstBaseSrc * src);
 static gboolean gst_cbir_idxsrc_stop (GstBaseSrc * src);
 static GstCaps *gst_cbir_idxsrc_get_caps (GstBaseSrc * src, GstCaps * filter);
 static gboolean gst_cbir_idxsrc_set_caps (GstBaseSrc * src, GstCaps * caps);
+static gboolean gst_cbir_idxsrc_send_event (GstElement * element,
+    GstEvent * event);
+static gboolean gst_cbir_idxsrc_event (GstBaseSrc * src, GstEvent * event);
+static gboolean gst_cbir_idxsrc_is_seekable (GstBaseSrc * src);
+static gboolean gst_cbir_idxsrc_prepare_seek_segment (GstBaseSrc * src,
+    GstEvent * event, GstSegment * segment);
+static gboolean gst_cbir_idxsrc_do_seek (GstBaseSrc * src,
+    GstSegment * segment);
+static gboolean gst_cbir_idxsrc_query (GstBaseSrc * src, GstQuery * query);
 static GstFlowReturn gst_cbir_idxsrc_create (GstPushSrc * src,
     GstBuffer ** buf);
 
@@ -148,10 +167,18 @@ gst_cbir_idxsrc_class_init (GstCbirIdxSrcClass * klass)
       "frames carrying their index and label",
       "gst-cbir developers");
 
+  element_class->send_event = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_send_event);
+
   basesrc_class->start = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_start);
   basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_stop);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_get_caps);
   basesrc_class->set_caps = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_set_caps);
+  basesrc_class->event = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_event);
+  basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_is_seekable);
+  basesrc_class->prepare_seek_segment =
+      GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_prepare_seek_segment);
+  basesrc_class->do_seek = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_do_seek);
+  basesrc_class->query = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_query);
   pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_cbir_idxsrc_create);
 }
 
@@ -261,7 +288,7 @@ gst_cbir_idxsrc_start (GstBaseSrc * src)
   g_autofree gchar *images = NULL;
   g_autofree gchar *labels = NULL;
   g_autoptr (GError) err = NULL;
-  guint start;
+  guint start, n_play;
   gint count;
 
   GST_OBJECT_LOCK (self);
@@ -284,16 +311,19 @@ gst_cbir_idxsrc_start (GstBaseSrc * src)
   if (self->ds->n == 0 || start >= self->ds->n)
     goto bad_start;
 
-  self->first = start;
-  self->n_play = self->ds->n - start;
-  if (count >= 0 && (guint) count < self->n_play)
-    self->n_play = count;
+  n_play = self->ds->n - start;
+  if (count >= 0 && (guint) count < n_play)
+    n_play = count;
   self->frame = 0;
   self->cur_images = g_intern_string (images);
   gst_video_info_init (&self->info);
+  GST_OBJECT_LOCK (self);
+  self->first = start;
+  self->n_play = n_play;
+  self->started = TRUE;
+  GST_OBJECT_UNLOCK (self);
   GST_INFO_OBJECT (self, "%s: %u images of %ux%u, playing %u from %u",
-      images, self->ds->n, self->ds->cols, self->ds->rows, self->n_play,
-      self->first);
+      images, self->ds->n, self->ds->cols, self->ds->rows, n_play, start);
   return TRUE;
 
   /* ERRORS */
@@ -331,6 +361,9 @@ gst_cbir_idxsrc_stop (GstBaseSrc * src)
 {
   GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
 
+  GST_OBJECT_LOCK (self);
+  self->started = FALSE;
+  GST_OBJECT_UNLOCK (self);
   g_clear_pointer (&self->ds, cbir_dataset_free);
   return TRUE;
 }
@@ -370,6 +403,357 @@ gst_cbir_idxsrc_set_caps (GstBaseSrc * src, GstCaps * caps)
   return TRUE;
 }
 
+/* Frame f starts at f / framerate (the PTS create() stamps). */
+static GstClockTime
+frame_to_time (guint64 frame, gint fps_n, gint fps_d)
+{
+  return gst_util_uint64_scale (frame, GST_SECOND * (guint64) fps_d, fps_n);
+}
+
+/* The frame whose [PTS, next PTS) holds t: the exact inverse of
+ * frame_to_time (which rounds down: a plain t * rate can land one frame
+ * short, e.g. frame 1 at 30/1 starts at 33333333 ns). */
+static guint64
+time_to_frame (GstClockTime t, gint fps_n, gint fps_d)
+{
+  guint64 frame = gst_util_uint64_scale (t, fps_n, GST_SECOND *
+      (guint64) fps_d);
+
+  if (frame < G_MAXUINT64 && frame_to_time (frame + 1, fps_n, fps_d) <= t)
+    frame++;
+  return frame;
+}
+
+/* The frame rate and the number of frames (-1: unknown, when looping) of
+ * the stream; before start() from the properties, without a length.
+ * Object lock held. */
+static void
+gst_cbir_idxsrc_get_timing_unlocked (GstCbirIdxSrc * self, gint * fps_n,
+    gint * fps_d, gint64 * n_frames)
+{
+  if (self->started) {
+    *fps_n = self->cur_fps_n;
+    *fps_d = self->cur_fps_d;
+    *n_frames = self->cur_loop && self->n_play > 0 ? -1 :
+        (gint64) self->n_play;
+  } else {
+    *fps_n = self->fps_n;
+    *fps_d = self->fps_d;
+    *n_frames = -1;
+  }
+}
+
+static gboolean
+gst_cbir_idxsrc_convert (GstCbirIdxSrc * self, GstFormat src_format,
+    gint64 src_value, GstFormat dest_format, gint64 * dest_value)
+{
+  gint fps_n, fps_d;
+  gint64 n_frames;
+
+  if (src_format == dest_format) {
+    *dest_value = src_value;
+    return TRUE;
+  }
+  if ((src_format != GST_FORMAT_TIME && src_format != GST_FORMAT_DEFAULT) ||
+      (dest_format != GST_FORMAT_TIME && dest_format != GST_FORMAT_DEFAULT))
+    return FALSE;
+
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+  GST_OBJECT_UNLOCK (self);
+
+  if (fps_n <= 0 || fps_d <= 0)
+    return FALSE;               /* no time mapping */
+  if (src_value == -1) {
+    *dest_value = -1;
+    return TRUE;
+  }
+  if (src_value < 0)
+    return FALSE;
+  if (src_format == GST_FORMAT_DEFAULT) {
+    GstClockTime t = frame_to_time (src_value, fps_n, fps_d);
+
+    *dest_value = MIN (t, G_MAXINT64);
+  } else {
+    *dest_value = time_to_frame (src_value, fps_n, fps_d);
+  }
+  return TRUE;
+}
+
+/* Turns down, before basesrc flushes anything, the seeks that cannot be
+ * done: reverse playback, formats other than time and frames, no frame
+ * rate, frames from the end of an endless (looping) stream. */
+static gboolean
+gst_cbir_idxsrc_check_seek (GstCbirIdxSrc * self, GstEvent * event)
+{
+  GstSeekType start_type, stop_type;
+  GstFormat format;
+  gdouble rate;
+  gint fps_n, fps_d;
+  gint64 n_frames;
+  gboolean started;
+
+  gst_event_parse_seek (event, &rate, &format, NULL, &start_type, NULL,
+      &stop_type, NULL);
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+  started = self->started;
+  GST_OBJECT_UNLOCK (self);
+
+  if (rate <= 0.0) {
+    GST_WARNING_OBJECT (self, "refusing seek: reverse playback (rate %g) is "
+        "not supported", rate);
+    return FALSE;
+  }
+  if (format != GST_FORMAT_TIME && format != GST_FORMAT_DEFAULT) {
+    GST_WARNING_OBJECT (self, "refusing seek in %s format (only time and "
+        "frames)", gst_format_get_name (format));
+    return FALSE;
+  }
+  if (fps_n <= 0 || fps_d <= 0) {
+    GST_WARNING_OBJECT (self, "refusing seek: framerate %d/%d has no time "
+        "mapping", fps_n, fps_d);
+    return FALSE;
+  }
+  if (format == GST_FORMAT_DEFAULT && n_frames < 0 && started &&
+      (start_type == GST_SEEK_TYPE_END || stop_type == GST_SEEK_TYPE_END)) {
+    GST_WARNING_OBJECT (self, "refusing seek from the end of a looping "
+        "stream");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* seeks sent to the element (pending ones too) */
+static gboolean
+gst_cbir_idxsrc_send_event (GstElement * element, GstEvent * event)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (element);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEEK &&
+      !gst_cbir_idxsrc_check_seek (self, event)) {
+    gst_event_unref (event);
+    return FALSE;
+  }
+  return GST_ELEMENT_CLASS (parent_class)->send_event (element, event);
+}
+
+/* seeks from downstream */
+static gboolean
+gst_cbir_idxsrc_event (GstBaseSrc * src, GstEvent * event)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_SEEK &&
+      !gst_cbir_idxsrc_check_seek (self, event))
+    return FALSE;
+  return GST_BASE_SRC_CLASS (parent_class)->event (src, event);
+}
+
+static gboolean
+gst_cbir_idxsrc_is_seekable (GstBaseSrc * src)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
+  gint fps_n, fps_d;
+  gint64 n_frames;
+
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+  GST_OBJECT_UNLOCK (self);
+  return fps_n > 0 && fps_d > 0;
+}
+
+/* A seek position in frames (SET or END, -1 = none with SET) as a SET
+ * position in time. */
+static gboolean
+seek_frames_to_time (GstSeekType * type, gint64 * value, gint64 n_frames,
+    gint fps_n, gint fps_d)
+{
+  gint64 frame = *value;
+  GstClockTime t;
+
+  switch (*type) {
+    case GST_SEEK_TYPE_NONE:
+      return TRUE;
+    case GST_SEEK_TYPE_SET:
+      if (frame == -1)
+        return TRUE;
+      break;
+    case GST_SEEK_TYPE_END:
+      if (n_frames < 0)
+        return FALSE;
+      frame = CLAMP (n_frames + frame, 0, n_frames);
+      *type = GST_SEEK_TYPE_SET;
+      break;
+    default:
+      return FALSE;
+  }
+  if (frame < 0)
+    return FALSE;
+  t = frame_to_time (frame, fps_n, fps_d);
+  *value = MIN (t, G_MAXINT64);
+  return TRUE;
+}
+
+/* Seeks in frames: the frame positions (from the end too) mapped on the
+ * frames' exact times, so that the first buffer is the frame asked for
+ * and the stop falls on a frame boundary. Other formats: basesrc's
+ * conversion (which fails). */
+static gboolean
+gst_cbir_idxsrc_prepare_seek_segment (GstBaseSrc * src, GstEvent * event,
+    GstSegment * segment)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
+  GstSeekType start_type, stop_type;
+  GstSeekFlags flags;
+  GstFormat format;
+  gdouble rate;
+  gint64 start, stop, n_frames, new_start, new_stop;
+  gint fps_n, fps_d;
+
+  gst_event_parse_seek (event, &rate, &format, &flags, &start_type, &start,
+      &stop_type, &stop);
+  if (format != GST_FORMAT_DEFAULT || segment->format != GST_FORMAT_TIME)
+    return GST_BASE_SRC_CLASS (parent_class)->prepare_seek_segment (src,
+        event, segment);
+
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+  GST_OBJECT_UNLOCK (self);
+  if (rate <= 0.0 || fps_n <= 0 || fps_d <= 0 ||
+      !seek_frames_to_time (&start_type, &start, n_frames, fps_n, fps_d) ||
+      !seek_frames_to_time (&stop_type, &stop, n_frames, fps_n, fps_d)) {
+    GST_WARNING_OBJECT (self, "cannot seek to frames %" G_GINT64_FORMAT
+        " - %" G_GINT64_FORMAT, start, stop);
+    return FALSE;
+  }
+  if (n_frames >= 0)
+    segment->duration = frame_to_time (n_frames, fps_n, fps_d);
+  /* (gst_segment_do_seek() asserts this) */
+  new_start = start_type == GST_SEEK_TYPE_NONE ? (gint64) segment->start :
+      start;
+  new_stop = stop_type == GST_SEEK_TYPE_NONE ? (gint64) segment->stop : stop;
+  if (new_stop != -1 && new_start > new_stop) {
+    GST_WARNING_OBJECT (self, "refusing seek: start after stop");
+    return FALSE;
+  }
+  return gst_segment_do_seek (segment, rate, GST_FORMAT_TIME, flags,
+      start_type, start, stop_type, stop, NULL);
+}
+
+/* With the stream lock: create() is not running. Also the first
+ * "seek" to the start of the stream, after start(). */
+static gboolean
+gst_cbir_idxsrc_do_seek (GstBaseSrc * src, GstSegment * segment)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
+  gint fps_n, fps_d;
+  gint64 n_frames;
+
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+  GST_OBJECT_UNLOCK (self);
+
+  if (segment->format != GST_FORMAT_TIME || segment->rate <= 0.0)
+    return FALSE;
+  if (fps_n <= 0 || fps_d <= 0) {
+    /* no time mapping: only the start */
+    if (segment->position != 0)
+      return FALSE;
+    self->frame = 0;
+    segment->time = segment->start;
+    return TRUE;
+  }
+
+  if (n_frames >= 0) {
+    /* keep the duration (a segment made for a frame seek has none) and
+     * the positions within it */
+    GstClockTime dur = frame_to_time (n_frames, fps_n, fps_d);
+
+    segment->duration = dur;
+    segment->start = MIN (segment->start, dur);
+    segment->position = MIN (segment->position, dur);
+    if (GST_CLOCK_TIME_IS_VALID (segment->stop))
+      segment->stop = MIN (segment->stop, dur);
+  }
+  segment->time = segment->start;
+  self->frame = time_to_frame (segment->position, fps_n, fps_d);
+  GST_DEBUG_OBJECT (self, "seek to %" GST_TIME_FORMAT ": frame %"
+      G_GUINT64_FORMAT " of %" G_GINT64_FORMAT, GST_TIME_ARGS
+      (segment->position), self->frame, n_frames);
+  return TRUE;
+}
+
+static gboolean
+gst_cbir_idxsrc_query (GstBaseSrc * src, GstQuery * query)
+{
+  GstCbirIdxSrc *self = GST_CBIR_IDXSRC (src);
+  GstFormat format;
+  gint fps_n, fps_d;
+  gint64 n_frames, dur;
+  gboolean started;
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_CONVERT:{
+      GstFormat src_format, dest_format;
+      gint64 src_value, dest_value;
+
+      gst_query_parse_convert (query, &src_format, &src_value, &dest_format,
+          NULL);
+      if (!gst_cbir_idxsrc_convert (self, src_format, src_value, dest_format,
+              &dest_value))
+        return FALSE;
+      gst_query_set_convert (query, src_format, src_value, dest_format,
+          dest_value);
+      return TRUE;
+    }
+    case GST_QUERY_DURATION:
+    case GST_QUERY_SEEKING:
+      if (GST_QUERY_TYPE (query) == GST_QUERY_DURATION)
+        gst_query_parse_duration (query, &format, NULL);
+      else
+        gst_query_parse_seeking (query, &format, NULL, NULL, NULL);
+      GST_OBJECT_LOCK (self);
+      gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
+      started = self->started;
+      GST_OBJECT_UNLOCK (self);
+
+      if (format != GST_FORMAT_TIME && format != GST_FORMAT_DEFAULT) {
+        if (GST_QUERY_TYPE (query) == GST_QUERY_DURATION)
+          break;
+        gst_query_set_seeking (query, format, FALSE, -1, -1);
+        return TRUE;
+      }
+      if (fps_n <= 0 || fps_d <= 0) {
+        /* frames only, and no seeking */
+        if (GST_QUERY_TYPE (query) == GST_QUERY_SEEKING) {
+          gst_query_set_seeking (query, format, FALSE, -1, -1);
+          return TRUE;
+        }
+        if (format == GST_FORMAT_TIME)
+          return FALSE;
+      }
+      if (n_frames < 0)
+        dur = -1;
+      else if (format == GST_FORMAT_DEFAULT)
+        dur = n_frames;
+      else
+        dur = frame_to_time (n_frames, fps_n, fps_d);
+
+      if (GST_QUERY_TYPE (query) == GST_QUERY_SEEKING) {
+        gst_query_set_seeking (query, format, TRUE, 0, dur);
+        return TRUE;
+      }
+      if (!started)
+        break;                  /* length unknown before start() */
+      gst_query_set_duration (query, format, dur);
+      return TRUE;
+    default:
+      break;
+  }
+  return GST_BASE_SRC_CLASS (parent_class)->query (src, query);
+}
+
 static GstFlowReturn
 gst_cbir_idxsrc_create (GstPushSrc * src, GstBuffer ** out)
 {
@@ -385,8 +769,10 @@ gst_cbir_idxsrc_create (GstPushSrc * src, GstBuffer ** out)
       GST_VIDEO_FORMAT_GRAY8)
     return GST_FLOW_NOT_NEGOTIATED;
 
-  if (self->frame >= self->n_play && !self->cur_loop) {
-    GST_DEBUG_OBJECT (self, "played %u images: EOS", self->n_play);
+  /* (nothing to loop over with count=0) */
+  if (self->frame >= self->n_play && (!self->cur_loop || self->n_play == 0)) {
+    GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT " of %u: EOS",
+        self->frame, self->n_play);
     return GST_FLOW_EOS;
   }
   idx = self->first + (guint) (self->frame % self->n_play);
@@ -411,10 +797,10 @@ gst_cbir_idxsrc_create (GstPushSrc * src, GstBuffer ** out)
   }
   gst_video_frame_unmap (&frame);
 
-  GST_BUFFER_PTS (buf) = gst_util_uint64_scale (self->frame,
-      GST_SECOND * self->cur_fps_d, self->cur_fps_n);
-  GST_BUFFER_DURATION (buf) = gst_util_uint64_scale (self->frame + 1,
-      GST_SECOND * self->cur_fps_d, self->cur_fps_n) - GST_BUFFER_PTS (buf);
+  GST_BUFFER_PTS (buf) = frame_to_time (self->frame, self->cur_fps_n,
+      self->cur_fps_d);
+  GST_BUFFER_DURATION (buf) = frame_to_time (self->frame + 1,
+      self->cur_fps_n, self->cur_fps_d) - GST_BUFFER_PTS (buf);
   GST_BUFFER_OFFSET (buf) = self->frame;
   GST_BUFFER_OFFSET_END (buf) = self->frame + 1;
   if (self->frame == 0)
