@@ -5,6 +5,7 @@
 #include "cbir/diffusion.h"
 #include "cbir/safetensors.h"
 #include "cbir/search.h"
+#include "json-util.h"
 
 #include <json-glib/json-glib.h>
 #include <stdlib.h>
@@ -91,7 +92,7 @@ parse_label_names (CbirGallery *g, const char *json, GError **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) jerr = NULL;
-  if (!json_parser_load_from_data (parser, json, -1, &jerr)) {
+  if (!cbir_json_parse_strict (parser, json, -1, &jerr)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: label_names is not valid JSON: %s", g->path, jerr->message);
     return FALSE;

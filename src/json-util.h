@@ -1,7 +1,9 @@
-/* Internal (not installed): appending JSON values to a GString. */
+/* Internal (not installed): appending JSON values to a GString, and
+ * parsing JSON text strictly. */
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -11,5 +13,12 @@ void cbir_json_append_double (GString *s, double v);
 
 /* A JSON string: '"' and '\\' escaped, other control characters as \u00XX. */
 void cbir_json_append_string (GString *s, const char *str);
+
+/* json_parser_load_from_data () for RFC 8259 JSON only: the text must be
+ * UTF-8 and its string escapes JSON's (json-glib also takes GScanner's
+ * octal "\214", which makes a byte that is not UTF-8, and lone UTF-16
+ * surrogates). FALSE with an error naming the line and column. */
+gboolean cbir_json_parse_strict (JsonParser *parser, const char *text,
+    gssize len, GError **error);
 
 G_END_DECLS

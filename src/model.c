@@ -999,7 +999,7 @@ model_parse (const char *json, const char *origin, gssize len,
   g_autoptr (GError) jerr = NULL;
   gboolean ok = FALSE;
 
-  if (!json_parser_load_from_data (parser, json, len, &jerr)) {
+  if (!cbir_json_parse_strict (parser, json, len, &jerr)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: architecture: invalid JSON: %s", origin, jerr->message);
     return NULL;
@@ -1044,7 +1044,7 @@ model_parse (const char *json, const char *origin, gssize len,
     g_autoptr (JsonParser) mp = NULL;
     if (!nn && meta_normalisation) {
       mp = json_parser_new ();
-      if (!json_parser_load_from_data (mp, meta_normalisation, -1, NULL)) {
+      if (!cbir_json_parse_strict (mp, meta_normalisation, -1, NULL)) {
         ctx_error (&c, error, "metadata \"normalisation\" is not valid JSON");
         goto out;
       }

@@ -20,6 +20,7 @@
 #include "cbir/safetensors.h"
 
 #include "atomic-file.h"
+#include "json-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -277,7 +278,7 @@ parse_header (CbirSafetensors * st, const char *json, gsize len,
     FAIL ("%s: header is not valid UTF-8", path);
   g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member),
       counts);
-  if (!json_parser_load_from_data (parser, json, len, &jerr))
+  if (!cbir_json_parse_strict (parser, json, len, &jerr))
     FAIL ("%s: header is not valid JSON: %s", path, jerr->message);
   root = json_parser_get_root (parser);
   if (!root || !JSON_NODE_HOLDS_OBJECT (root))

@@ -721,7 +721,7 @@ cbir_trainer_resume (const char *path, const CbirDataset *data,
     return NULL;
   const char *ck = cbir_safetensors_get_metadata (st, "checkpoint");
   g_autoptr (JsonParser) p = json_parser_new ();
-  if (!ck || !json_parser_load_from_data (p, ck, -1, NULL)
+  if (!ck || !cbir_json_parse_strict (p, ck, -1, NULL)
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: not a training checkpoint (no valid \"checkpoint\" metadata)",

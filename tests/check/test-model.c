@@ -217,6 +217,19 @@ START_TEST (test_bad_json)
         NULL},
     {"{\"input\": [1, 28, 28], \"code_layer\": 0, \"colour\": 1, \"layers\": ["
           "{\"type\": \"conv2d\", \"filters\": 1}]}", "colour", NULL},
+    /* strings JSON does not allow, found while parsing, not after a whole
+     * training (json-glib reads GScanner's octal escape "\214" as the
+     * byte 0x8c, which is not UTF-8) */
+    {"{\"name\": \"a\\214b\", \"input\": [1, 28, 28]}", "1:12",
+        "escape"},
+    {"{\"name\": \"a\\x41\", \"input\": [1, 28, 28]}", "escape", NULL},
+    {"{\"name\": \"\\ud800\", \"input\": [1, 28, 28]}", "surrogate",
+        NULL},
+    {"{\"name\": \"\\udc00x\", \"input\": [1, 28, 28]}", "surrogate",
+        NULL},
+    {"{\"name\": \"\\u12\"}", "four hex digits", NULL},
+    {"{\"name\":\n \"caf\xe9\", \"input\": [1, 28, 28]}", "2:6",
+        "not UTF-8"},
     /* a layer that does not fit its input: named by nn */
     {"{\"input\": [1, 28, 28], \"code_layer\": 0, \"layers\": ["
           "{\"type\": \"dense\", \"units\": 4}, {\"type\": \"reshape\", "
@@ -237,6 +250,17 @@ START_TEST (test_bad_json)
   g_autoptr (CbirModel) m = cbir_model_new_from_json (tiny_arch, "t", &err);
   ck_assert_msg (m != NULL, "%s", err ? err->message : "");
   ck_assert_uint_eq (cbir_model_get_code_dim (m), 4 * 14 * 14);
+  /* every JSON escape, a surrogate pair and UTF-8 text are fine */
+  {
+    const char *tail = strstr (tiny_arch, "\"input\"");
+    ck_assert (tail != NULL);
+    g_autofree char *named = g_strdup_printf ("{\"name\": \"\\\"\\\\\\/"
+        "\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00 caf\xc3\xa9\", %s", tail);
+    g_autoptr (CbirModel) mn = cbir_model_new_from_json (named, "n", &err);
+    ck_assert_msg (mn != NULL, "%s: %s", named, err ? err->message : "");
+    ck_assert_str_eq (cbir_model_get_name (mn),
+        "\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80 caf\xc3\xa9");
+  }
   g_autofree char *p = tmp_path ("bad-arch.json");
   ck_assert (g_file_set_contents (p, "{\"input\": 3}", -1, NULL));
   ck_assert (cbir_model_new_from_arch_file (p, &err) == NULL);

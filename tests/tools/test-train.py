@@ -189,6 +189,13 @@ with tmpdir() as d:
     badjson = os.path.join(src, 'bad.json')
     with open(badjson, 'w') as f:
         f.write('{"name": "x", "layers": [')
+    # GScanner's octal escape, which json-glib takes: refused when parsed,
+    # not after the whole training
+    badesc = os.path.join(src, 'badesc.json')
+    with open(badesc, 'w') as f:
+        f.write('{"name": "a\\214b", "input": [1, 28, 28], "code_layer": 0, '
+                '"layers": [{"type": "conv2d", "filters": 1, '
+                '"padding": "same"}]}')
     noinput = os.path.join(src, 'noinput.json')
     with open(noinput, 'w') as f:
         f.write('{"name": "x", "layers": []}')
@@ -238,6 +245,9 @@ with tmpdir() as d:
         (data + ['--preset', 'sicara', '--lr-schedule', 'step'], ['step'],
          'unknown learning-rate schedule'),
         (data + ['--arch', badjson], [badjson], 'invalid arch JSON'),
+        (data + ['--arch', badesc, '--epochs', 50], [badesc, '1:12',
+                                                     'escape'],
+         'invalid escape in arch JSON'),
         (data + ['--arch', noinput], [noinput], 'arch JSON without input'),
         (data + ['--arch', os.path.join(src, 'none.json')],
          [os.path.join(src, 'none.json')], 'missing arch file'),
