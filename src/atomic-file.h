@@ -1,12 +1,19 @@
-/* Internal (not installed): writing a file atomically.  The data goes to a
- * temporary file next to the target, which is synced, closed and renamed
- * over the target; on any failure the temporary is removed and the target
- * is left as it was.
+/* Internal (not installed): writing a file atomically and durably.
  *
- *   fd = cbir_atomic_file_open (path, 0666, &tmp, error);
- *   if (fd < 0) return FALSE;
- *   if (!write everything to fd) { cbir_atomic_file_abort (fd, tmp); ... }
- *   return cbir_atomic_file_commit (fd, tmp, path, error);
+ * The data goes to an unnamed file in the target's directory (O_TMPFILE)
+ * where the file system and /proc allow it, else to a named temporary
+ * ".BASE.tmp-PID@HOST-XXXXXX" beside the target. Commit syncs the data,
+ * gives the unnamed file a temporary name (linkat), renames it over the
+ * target and syncs the directory, so that a power cut after commit keeps
+ * the new file. A process killed before commit leaves nothing behind with
+ * an unnamed file (the kernel frees it); a named temporary of a process
+ * of this host that no longer runs is removed by the next writer of the
+ * same target. On any failure the target is left as it was.
+ *
+ *   CbirAtomicFile f;
+ *   if (!cbir_atomic_file_open (&f, path, 0666, error)) return FALSE;
+ *   if (!write everything to f.fd) { cbir_atomic_file_abort (&f); ... }
+ *   return cbir_atomic_file_commit (&f, error);
  *
  * Every failing function sets `error` (whose message starts with `path`)
  * and leaves errno as the failing call set it, so a caller that wants its
@@ -17,25 +24,29 @@
 
 G_BEGIN_DECLS
 
-/* Creates "DIR/.BASE.tmp-XXXXXX" for `path` with `mode` (less the umask),
- * open for writing.  Returns the descriptor and the name in *tmp_out (free
- * it), or -1. */
-int      cbir_atomic_file_open       (const char *path, int mode,
-                                      char **tmp_out, GError **error);
+typedef struct {
+  int fd;                       /* open for writing until commit/abort */
+  char *path;                   /* the target */
+  char *dir;                    /* its directory */
+  char *tmp;                    /* the named temporary, NULL while unnamed */
+} CbirAtomicFile;
 
-/* fsync()s and closes `fd` (always consumed); on failure removes `tmp`. */
-gboolean cbir_atomic_file_sync_close (int fd, const char *tmp,
-                                      const char *path, GError **error);
+/* Opens a temporary for `path` with `mode` (less the umask). FALSE (and
+ * nothing to clean up) if it cannot be created. */
+gboolean cbir_atomic_file_open   (CbirAtomicFile *f, const char *path,
+                                  int mode, GError **error);
 
-/* Renames `tmp` to `path`; on failure removes `tmp`. */
-gboolean cbir_atomic_file_rename     (const char *tmp, const char *path,
-                                      GError **error);
+/* fsync ()s the data, names and renames the file over the target, fsync ()s
+ * the directory and closes everything. On failure removes the temporary
+ * (the target is untouched unless the rename was done). Always consumes
+ * `f`. */
+gboolean cbir_atomic_file_commit (CbirAtomicFile *f, GError **error);
 
-/* cbir_atomic_file_sync_close () then cbir_atomic_file_rename (). */
-gboolean cbir_atomic_file_commit     (int fd, const char *tmp,
-                                      const char *path, GError **error);
+/* Closes and removes the temporary; keeps errno. Consumes `f`. */
+void     cbir_atomic_file_abort  (CbirAtomicFile *f);
 
-/* Closes `fd` (if >= 0) and removes `tmp` (if not NULL); keeps errno. */
-void     cbir_atomic_file_abort      (int fd, const char *tmp);
+/* For tests: FALSE makes later opens use a named temporary as on a file
+ * system without O_TMPFILE (TRUE, the default: unnamed where possible). */
+void     cbir_atomic_file_set_allow_unnamed (gboolean allow);
 
 G_END_DECLS

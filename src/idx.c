@@ -494,7 +494,7 @@ cbir_idx_write_u8 (const char *path, guint n_dims, const guint32 *dims,
 {
   guint8 header[4 + 4 * 255];
   gsize hlen, size = 1;
-  g_autofree char *tmp = NULL;
+  CbirAtomicFile af;
   gboolean gzip, ok;
   int fd;
 
@@ -533,9 +533,9 @@ cbir_idx_write_u8 (const char *path, guint n_dims, const guint32 *dims,
   gzip = g_str_has_suffix (path, ".gz");
 
   /* temp file in the same directory, so the rename is atomic */
-  fd = cbir_atomic_file_open (path, 0644, &tmp, NULL);
-  if (fd < 0)
+  if (!cbir_atomic_file_open (&af, path, 0644, NULL))
     return idx_set_errno_error (path, "cannot create temporary file", error);
+  fd = af.fd;
 
   if (gzip) {
     int gfd = dup (fd);
@@ -554,15 +554,10 @@ cbir_idx_write_u8 (const char *path, guint n_dims, const guint32 *dims,
     ok = idx_write_all (fd, header, hlen) && idx_write_all (fd, data, size);
   }
   if (!ok) {
-    cbir_atomic_file_abort (fd, tmp);
+    cbir_atomic_file_abort (&af);
     return idx_set_errno_error (path, "write failed", error);
   }
-  /* NULL errors: the helpers keep errno, reported here in this file's words */
-  if (!cbir_atomic_file_sync_close (fd, tmp, path, NULL))
-    return idx_set_errno_error (path, "write failed", error);
-  if (!cbir_atomic_file_rename (tmp, path, NULL))
-    return idx_set_errno_error (path, "cannot rename temporary file", error);
-  return TRUE;
+  return cbir_atomic_file_commit (&af, error);
 }
 
 gboolean

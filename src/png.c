@@ -48,7 +48,7 @@ static gboolean
 write_png_atomic (cairo_surface_t * surface, const char *path,
     GError ** error)
 {
-  g_autofree char *tmp = NULL;
+  CbirAtomicFile af;
   WriteCtx ctx = { -1, 0 };
   cairo_status_t status;
 
@@ -57,17 +57,17 @@ write_png_atomic (cairo_surface_t * surface, const char *path,
         path, cairo_status_to_string (cairo_surface_status (surface)));
     return FALSE;
   }
-  ctx.fd = cbir_atomic_file_open (path, 0666, &tmp, error);
-  if (ctx.fd < 0)
+  if (!cbir_atomic_file_open (&af, path, 0666, error))
     return FALSE;
+  ctx.fd = af.fd;
   status = cairo_surface_write_to_png_stream (surface, write_fd, &ctx);
   if (status != CAIRO_STATUS_SUCCESS) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot write PNG: %s",
         path, ctx.err ? g_strerror (ctx.err) : cairo_status_to_string (status));
-    cbir_atomic_file_abort (ctx.fd, tmp);
+    cbir_atomic_file_abort (&af);
     return FALSE;
   }
-  return cbir_atomic_file_commit (ctx.fd, tmp, path, error);
+  return cbir_atomic_file_commit (&af, error);
 }
 
 static void

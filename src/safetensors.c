@@ -673,7 +673,7 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
 {
   g_autoptr (GString) h = g_string_new ("{");
   g_autofree WTensor **order = NULL;
-  g_autofree char *tmp = NULL;
+  CbirAtomicFile af;
   g_autoptr (GList) keys = NULL;
   guint64 offset = 0, hlen_le;
   gboolean first = TRUE;
@@ -727,9 +727,9 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
     g_string_append_c (h, ' ');
 
   /* temp file in the target's directory, then rename */
-  fd = cbir_atomic_file_open (path, 0666, &tmp, error);
-  if (fd < 0)
+  if (!cbir_atomic_file_open (&af, path, 0666, error))
     return FALSE;
+  fd = af.fd;
 
   hlen_le = GUINT64_TO_LE ((guint64) h->len);
   if (!write_all (fd, &hlen_le, 8, path, error)
@@ -739,9 +739,9 @@ cbir_safetensors_writer_write (CbirSafetensorsWriter * w, const char *path,
     if (order[i]->nbytes
         && !write_all (fd, order[i]->data, order[i]->nbytes, path, error))
       goto fail;
-  return cbir_atomic_file_commit (fd, tmp, path, error);
+  return cbir_atomic_file_commit (&af, error);
 
 fail:
-  cbir_atomic_file_abort (fd, tmp);
+  cbir_atomic_file_abort (&af);
   return FALSE;
 }
