@@ -31,8 +31,11 @@
 #pragma GCC optimize ("O3")
 #endif
 /* gcc only: clang 14 emits the ifunc of a cloned function only in a unit
- * that calls it, so the exported kernels would not link. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * that calls it, so the exported kernels would not link. Not under
+ * ThreadSanitizer: the instrumented ifunc resolvers run before its runtime
+ * is up and crash the program at load. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) \
+    && !defined(__SANITIZE_THREAD__)
 #define NN_HOT __attribute__((target_clones ("avx512f", "avx2", "default")))
 #else
 #define NN_HOT

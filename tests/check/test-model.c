@@ -553,12 +553,12 @@ START_TEST (test_memory_budget)
   /* 8192 x 8192: 256 MiB of parameters, within the budget, not in the file */
   g_autofree char *big = dense_arch (1, 8192, 64, 128);
   g_autofree char *pb = rewrite (good, "big.safetensors", EDIT_ARCH, "", big);
-#if defined(__SANITIZE_ADDRESS__)
-  gboolean asan = TRUE;         /* ASan reserves terabytes of address space */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  gboolean sanitizer = TRUE;    /* they reserve terabytes of address space */
 #else
-  gboolean asan = FALSE;
+  gboolean sanitizer = FALSE;
 #endif
-  if (!asan) {
+  if (!sanitizer) {
     pid_t pid = fork ();
     ck_assert (pid >= 0);
     if (pid == 0) {
