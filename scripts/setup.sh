@@ -15,6 +15,8 @@ PACKAGES=(
   liborc-0.4-dev liborc-0.4-dev-bin      # ORC kernels (orcc)
   # tests
   check
+  clang libclang-rt-14-dev               # the clang build, libFuzzer (tests/fuzz)
+  valgrind                               # scripts/sanitize.sh valgrind
   # plugin and pipelines
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
