@@ -1410,12 +1410,15 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
     return NULL;
   /* every tensor of the layout is in the file, with its shape, before the
    * parameter block is allocated: a small file cannot ask for gigabytes */
-  for (guint i = 0; i < cbir_net_n_tensors (m->net); i++) {
+  guint nt = cbir_net_n_tensors (m->net);
+  g_autofree CbirTensorView *views = g_new (CbirTensorView, MAX (nt, 1));
+  for (guint i = 0; i < nt; i++) {
     const CbirNetTensor *t = cbir_net_tensor (m->net, i);
     CbirTensorView v;
     if (!cbir_safetensors_require (st, t->name, CBIR_DTYPE_F32, t->ndim,
             t->shape, &v, error))
       return NULL;
+    views[i] = v;
     if (v.nbytes != t->size * sizeof (float)) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
           "%s: tensor \"%s\" holds %" G_GSIZE_FORMAT " bytes, expected %"
@@ -1430,13 +1433,9 @@ cbir_model_new_from_safetensors (CbirSafetensors *st, GError **error)
     return NULL;
   }
   float *params = cbir_net_params (m->net);
-  for (guint i = 0; i < cbir_net_n_tensors (m->net); i++) {
+  for (guint i = 0; i < nt; i++) {
     const CbirNetTensor *t = cbir_net_tensor (m->net, i);
-    CbirTensorView v;
-    if (!cbir_safetensors_require (st, t->name, CBIR_DTYPE_F32, t->ndim,
-            t->shape, &v, error))
-      return NULL;
-    copy_f32_le (params + t->offset, v.data, t->size);
+    copy_f32_le (params + t->offset, views[i].data, t->size);
   }
   for (gsize k = 0; k < cbir_net_n_params (m->net); k++)
     if (!isfinite (params[k])) {
