@@ -29,7 +29,12 @@
  * items in the gallery, "invalid": frames not indexed because their code
  * held NaN or infinite values, "location", "done"). Such codes (a broken
  * model) are never indexed: the first one posts a warning, and a stream
- * whose codes were all invalid is an error with nothing written.
+ * whose codes were all invalid is an error with nothing written. Frames
+ * without an embedding (a camera frame in which cbirencode
+ * preprocess=mnist found no digit) are skipped the same way and counted in
+ * "skipped"; a stream without any embedding is an error (no cbirencode
+ * upstream). A #GstCbirIndex:location that cannot be written is an error
+ * when the element starts, before any frame is encoded.
  *
  * ## Example launch line
  * |[
@@ -110,6 +115,7 @@ struct _GstCbirIndex
   guint dim;
   guint n_added;
   guint n_invalid;              /* codes with NaN or infinity: not indexed */
+  guint n_skipped;              /* frames without an embedding */
   GstVideoInfo info;
   guint8 thumb[THUMB_W * THUMB_H];
 };
@@ -337,6 +343,7 @@ static gboolean
 gst_cbir_index_start (GstBaseSink * sink)
 {
   GstCbirIndex *self = GST_CBIR_INDEX (sink);
+  g_autoptr (GError) err = NULL;
 
   GST_OBJECT_LOCK (self);
   g_free (self->cur_location);
@@ -351,15 +358,26 @@ gst_cbir_index_start (GstBaseSink * sink)
 
   if (self->cur_location == NULL || *self->cur_location == '\0')
     goto no_location;
+  /* an unwritable location fails now, not after all the encoding */
+  if (!cbir_gallery_check_writable (self->cur_location, &err))
+    goto not_writable;
 
   g_clear_pointer (&self->builder, cbir_gallery_builder_free);
   self->fingerprint = NULL;
   self->n_added = 0;
   self->n_invalid = 0;
+  self->n_skipped = 0;
   gst_video_info_init (&self->info);
   return TRUE;
 
   /* ERRORS */
+not_writable:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+        ("Cannot write gallery \"%s\": %s", self->cur_location, err->message),
+        (NULL));
+    return FALSE;
+  }
 no_location:
   {
     GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
@@ -381,6 +399,7 @@ gst_cbir_index_stop (GstBaseSink * sink)
   g_clear_pointer (&self->builder, cbir_gallery_builder_free);
   self->n_added = 0;
   self->n_invalid = 0;
+  self->n_skipped = 0;
   return TRUE;
 }
 
@@ -400,6 +419,7 @@ post_progress (GstCbirIndex * self, gboolean done)
           gst_structure_new ("cbir-index-progress",
               "count", G_TYPE_UINT, self->n_added,
               "invalid", G_TYPE_UINT, self->n_invalid,
+              "skipped", G_TYPE_UINT, self->n_skipped,
               "total", G_TYPE_UINT, self->builder ?
               cbir_gallery_builder_size (self->builder) : 0,
               "location", G_TYPE_STRING, self->cur_location,
@@ -411,6 +431,13 @@ write_gallery (GstCbirIndex * self)
 {
   g_autoptr (GError) err = NULL;
 
+  if (self->n_added == 0 && self->n_invalid == 0 && self->n_skipped > 0) {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
+        ("No frame indexed: none of the %u frames had an embedding (is "
+            "cbirencode upstream, and did it find digits?); gallery \"%s\" "
+            "not written.", self->n_skipped, self->cur_location), (NULL));
+    return FALSE;
+  }
   if (self->builder == NULL) {
     GST_ELEMENT_WARNING (self, STREAM, FAILED,
         ("No frames were indexed: gallery \"%s\" not written.",
@@ -456,6 +483,8 @@ gst_cbir_index_event (GstBaseSink * sink, GstEvent * event)
       self->fingerprint = NULL;
       self->n_added = 0;
       self->n_invalid = 0;
+      self->n_skipped = 0;
+  self->n_skipped = 0;
       break;
     default:
       break;
@@ -577,14 +606,20 @@ invalid_code:
     return GST_FLOW_OK;
   }
 
-  /* ERRORS */
 no_embedding:
   {
-    GST_ELEMENT_ERROR (self, STREAM, FORMAT,
-        ("Frame without an embedding: cbirindex needs cbirencode upstream."),
-        (NULL));
-    return GST_FLOW_ERROR;
+    /* a camera frame with no digit (cbirencode preprocess=mnist) */
+    if (self->n_skipped++ == 0)
+      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+          ("A frame without an embedding was not indexed (is cbirencode "
+              "upstream? with preprocess=mnist, frames without a digit "
+              "have none); further ones are counted in the progress "
+              "messages' \"skipped\" field."),
+          ("buffer %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS (buf))));
+    return GST_FLOW_OK;
   }
+
+  /* ERRORS */
 model_changed:
   {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,

@@ -5,6 +5,7 @@
 #include "cbir/diffusion.h"
 #include "cbir/safetensors.h"
 #include "cbir/search.h"
+#include "atomic-file.h"
 #include "json-util.h"
 
 #include <json-glib/json-glib.h>
@@ -1268,6 +1269,23 @@ builder_metric (CbirGalleryBuilder *b)
   if (b->metric)
     return b->metric;
   return b->code_type == CBIR_CODE_BITS ? "hamming" : "l2";
+}
+
+gboolean
+cbir_gallery_check_writable (const char *path, GError **error)
+{
+  CbirAtomicFile f;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: is a directory",
+        path);
+    return FALSE;
+  }
+  if (!cbir_atomic_file_open (&f, path, 0644, error))
+    return FALSE;
+  cbir_atomic_file_abort (&f);
+  return TRUE;
 }
 
 gboolean

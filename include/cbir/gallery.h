@@ -76,6 +76,10 @@ gboolean cbir_gallery_builder_add (CbirGalleryBuilder *b,
     const float *feature, gint32 label, const guint8 *thumbnail,
     const char *id);
 guint cbir_gallery_builder_size (const CbirGalleryBuilder *b);
+/* Whether a gallery could be written at `path` now (its directory exists
+ * and takes a new file): for a writer to fail before collecting anything.
+ * Leaves nothing behind. */
+gboolean cbir_gallery_check_writable (const char *path, GError **error);
 /* Atomic write (temp + rename). */
 gboolean cbir_gallery_builder_write (CbirGalleryBuilder *b, const char *path,
     GError **error);

@@ -366,6 +366,93 @@ GST_START_TEST (test_non_finite_codes_not_indexed)
 
 GST_END_TEST;
 
+/* Camera frames without a digit (cbirencode preprocess=mnist attaches no
+ * embedding) are skipped and counted, not the end of the gallery. */
+GST_START_TEST (test_frames_without_embedding_skipped)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist ! "
+      "cbirindex location=%s", model_path, out);
+  gchar *caps = gray8_caps (28, 28);
+  CbirDataset *ds = load_fixture ();
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  guint8 blank[784] = { 0 };
+  guint i, count = 99, skipped = 99, warnings = 0;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  /* blank, digit 0, blank, digit 1, blank */
+  for (i = 0; i < 5; i++)
+    fail_unless_equals_int (gst_harness_push (h, gray8_buffer (i % 2 ?
+                ds->images + (i / 2) * 784 : blank, 28, 28, i)),
+        GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  while ((msg = gst_bus_pop (bus))) {
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING)
+      warnings++;
+    fail_if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR);
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
+      const GstStructure *s = gst_message_get_structure (msg);
+      gboolean done = FALSE;
+      if (gst_structure_has_name (s, "cbir-index-progress")
+          && gst_structure_get_boolean (s, "done", &done) && done) {
+        fail_unless (gst_structure_get_uint (s, "count", &count));
+        fail_unless (gst_structure_get_uint (s, "skipped", &skipped));
+      }
+    }
+    gst_message_unref (msg);
+  }
+  gst_element_set_bus (h->element, NULL);
+  gst_harness_teardown (h);
+  fail_unless_equals_int (warnings, 1);
+  fail_unless_equals_int (count, 2);
+  fail_unless_equals_int (skipped, 3);
+  {
+    CbirGallery *g = cbir_gallery_open (out, NULL);
+    fail_unless (g != NULL);
+    fail_unless_equals_int (cbir_gallery_size (g), 2);
+    fail_unless_equals_int (cbir_gallery_get_labels (g)[0], -1);
+    cbir_gallery_free (g);
+  }
+  gst_object_unref (bus);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+/* A location that cannot be written fails when the element starts: an
+ * endless source would otherwise encode forever before the error. */
+GST_START_TEST (test_unwritable_location_fails_at_start)
+{
+  gchar *model_path = make_model (dir, "binary-xor");
+  gchar *bad[2];
+  guint i;
+
+  bad[0] = g_build_filename (dir, "missing", "g.safetensors", NULL);
+  bad[1] = g_strdup (dir);
+  for (i = 0; i < 2; i++) {
+    gchar *desc = g_strdup_printf ("cbiridxsrc images=%s loop=true ! "
+        "cbirencode model=%s ! cbirindex location=%s", FIX_IMAGES,
+        model_path, bad[i]);
+    GstMessage *msg = run_pipeline (desc, NULL, NULL);
+    assert_error_mentions (msg, GST_RESOURCE_ERROR,
+        GST_RESOURCE_ERROR_OPEN_WRITE, bad[i], NULL);
+    gst_message_unref (msg);
+    g_free (desc);
+    g_free (bad[i]);
+  }
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_errors_leave_no_file)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -446,6 +533,8 @@ cbirindex_suite (void)
   tcase_add_test (tc, test_flush_and_stop_leave_no_file);
   tcase_add_test (tc, test_errors_leave_no_file);
   tcase_add_test (tc, test_non_finite_codes_not_indexed);
+  tcase_add_test (tc, test_frames_without_embedding_skipped);
+  tcase_add_test (tc, test_unwritable_location_fails_at_start);
   return s;
 }
 
