@@ -7,15 +7,16 @@
 #   IMAGES  IDX images (default data/mnist/gallery-images.idx3-ubyte)
 #   LABELS  IDX labels (default data/mnist/gallery-labels.idx1-ubyte)
 # Env: GST_LAUNCH (default gst-launch-1.0). Needs the cbir plugin on
-# GST_PLUGIN_PATH (e.g. export GST_PLUGIN_PATH=$PWD/build/gst).
+# GST_PLUGIN_PATH (default: build/gst of this checkout; see common.sh).
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 OUT=$2
-IMAGES=${3:-data/mnist/gallery-images.idx3-ubyte}
-LABELS=${4:-data/mnist/gallery-labels.idx1-ubyte}
+IMAGES=${3:-$DATA/mnist/gallery-images.idx3-ubyte}
+LABELS=${4:-$DATA/mnist/gallery-labels.idx1-ubyte}
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 
 $GST_LAUNCH -q \

@@ -10,11 +10,12 @@
 # Env: K (5), SCALE (overlay magnification, 3), POSITION (top-left...),
 #   PREPROCESS (mnist), REGIONS (digits; none = one query per frame),
 #   SINK (autovideosink), GST_LAUNCH (gst-launch-1.0).
-# Needs the cbir plugin on GST_PLUGIN_PATH (export GST_PLUGIN_PATH=$PWD/build/gst).
+# Needs the cbir plugin on GST_PLUGIN_PATH (default: build/gst of this checkout).
 # No camera? pipelines/simcam.sh runs the same pipeline on a simulated one.
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
-  sed -n '2,14p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2

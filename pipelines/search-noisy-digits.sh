@@ -9,13 +9,14 @@
 # Env: NOISE (gaussian|salt-and-pepper, default gaussian), LEVEL (0.3),
 #   SEED (1), K (5), GST_LAUNCH.
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
-IMAGES=${3:-data/mnist/query-images.idx3-ubyte}
-LABELS=${4:-data/mnist/query-labels.idx1-ubyte}
+IMAGES=${3:-$DATA/mnist/query-images.idx3-ubyte}
+LABELS=${4:-$DATA/mnist/query-labels.idx1-ubyte}
 COUNT=${5:-20}
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 

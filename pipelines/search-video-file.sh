@@ -8,8 +8,9 @@
 # COUNT=20 frames) with cbiridxsrc ! videoscale ! jpegenc ! avimux.
 # Env: K (5), GST_LAUNCH.
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 3 ]; then
-  sed -n '2,10p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
@@ -18,7 +19,7 @@ GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 
 if [ ! -e "$VIDEO" ]; then
   $GST_LAUNCH -q \
-    cbiridxsrc images="${IMAGES:-data/mnist/query-images.idx3-ubyte}" \
+    cbiridxsrc images="${IMAGES:-$DATA/mnist/query-images.idx3-ubyte}" \
       count="${COUNT:-20}" framerate=5/1 ! \
     videoscale ! video/x-raw,width=112,height=112 ! videoconvert ! \
     jpegenc quality=95 ! avimux ! filesink location="$VIDEO"

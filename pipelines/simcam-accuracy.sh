@@ -8,20 +8,20 @@
 # Prints both accuracies and their ratio (the goal: camera >= 95% of direct).
 # usage: pipelines/simcam-accuracy.sh MODEL GALLERY [OUT_DIR]
 # Env: FRAMES (997), SEED (1), K (5), CBIR_BUILD (build), GST_LAUNCH,
-#   IMAGES/LABELS (data/mnist/query-*). Needs the plugin on GST_PLUGIN_PATH.
+#   IMAGES/LABELS (data/mnist/query-*). Needs the plugin on GST_PLUGIN_PATH (default: build/gst).
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
-  sed -n '2,13p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
 OUT=${3:-out/simcam-accuracy}
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
-BUILD=${CBIR_BUILD:-build}
 SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
-IMAGES=${IMAGES:-data/mnist/query-images.idx3-ubyte}
-LABELS=${LABELS:-data/mnist/query-labels.idx1-ubyte}
+IMAGES=${IMAGES:-$DATA/mnist/query-images.idx3-ubyte}
+LABELS=${LABELS:-$DATA/mnist/query-labels.idx1-ubyte}
 K=${K:-5}
 
 mkdir -p "$OUT"

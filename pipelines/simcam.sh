@@ -17,20 +17,20 @@
 #   query), IMAGES/LABELS (data/mnist/query-*), DISPLAY_SINK
 #   (e.g. autovideosink: also show it), DOC_PNG + DOC_FRAME (write that
 #   overlay frame at 480x360 there), CBIR_BUILD (build), GST_LAUNCH.
-# Needs the cbir plugin on GST_PLUGIN_PATH (export GST_PLUGIN_PATH=$PWD/build/gst).
+# Needs the cbir plugin on GST_PLUGIN_PATH (default: build/gst of this checkout).
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
-  sed -n '2,20p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
 OUT=${3:-out/simcam}
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
-BUILD=${CBIR_BUILD:-build}
 SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
-IMAGES=${IMAGES:-data/mnist/query-images.idx3-ubyte}
-LABELS=${LABELS:-data/mnist/query-labels.idx1-ubyte}
+IMAGES=${IMAGES:-$DATA/mnist/query-images.idx3-ubyte}
+LABELS=${LABELS:-$DATA/mnist/query-labels.idx1-ubyte}
 PREPROCESS=${PREPROCESS:-mnist}
 REGIONS=${REGIONS:-digits}
 K=${K:-5}

@@ -9,15 +9,16 @@
 # A file that cannot be decoded is reported and the others still run (exit
 # status 1 at the end); Ctrl-C leaves no half-written sidecar.
 set -eu
+. "$(dirname "$0")/common.sh"
 if [ $# -lt 3 ]; then
-  sed -n '2,11p' "$0"; exit 2
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
 fi
 MODEL=$1
 GALLERY=$2
 shift 2
 if [ -z "${CBIR_TAG:-}" ]; then
-  if [ -x "${CBIR_BUILD:-build}/gst/cbir-tag" ]; then
-    CBIR_TAG=${CBIR_BUILD:-build}/gst/cbir-tag
+  if [ -x "$BUILD/gst/cbir-tag" ]; then
+    CBIR_TAG=$BUILD/gst/cbir-tag
   else
     CBIR_TAG=cbir-tag
   fi

@@ -26,6 +26,16 @@ n=$(grep -c '^cbir-result' "$T/noisy.txt")
 grep -q 'source-label=(int)' "$T/noisy.txt" || fail "no source label in results"
 grep -q '^frames: 12, voted label = true label' "$T/noisy.txt" || fail "no summary"
 
+# 2b. from another directory, with the default query set (CBIR_DATA stands
+#     for the checkout's data/; the fixture under the default file names)
+mkdir -p "$T/data/mnist" "$T/elsewhere"
+cp "$IMG" "$T/data/mnist/query-images.idx3-ubyte"
+cp "$LBL" "$T/data/mnist/query-labels.idx1-ubyte"
+(cd "$T/elsewhere" && CBIR_DATA="$T/data" sh "$P/search-noisy-digits.sh" \
+  ../model.safetensors ../gallery.safetensors) > "$T/noisy2.txt" \
+  || fail "search-noisy-digits.sh from another directory"
+grep -q '^cbir-result' "$T/noisy2.txt" || fail "no results from another directory"
+
 # 3. a video file (made on the fly: MJPEG in AVI), decodebin/videoconvert/videoscale
 IMAGES="$IMG" COUNT=8 sh "$P/search-video-file.sh" "$T/model.safetensors" \
   "$T/gallery.safetensors" "$T/test.avi" > "$T/video.txt" || fail "search-video-file.sh"
