@@ -18,7 +18,9 @@
  *   and one row in the panel (ROIs of type "digit" without a result are
  *   drawn as boxes with "no match");
  * - otherwise the whole frame's GstCbirResultMeta; a frame without one is
- *   shown as "no digit".
+ *   shown as "no digit", or "not searched" when it carries cbirencode's
+ *   embedding (no cbirsearch upstream); digit regions of a frame on which
+ *   no search ran show "not searched" too, not "no match".
  *
  * The query picture is recomputed from the frame's luma with the same
  * preprocessing as cbirencode's (#GstCbirOverlay:preprocess, set it to
@@ -434,6 +436,7 @@ gst_cbir_overlay_stop (GstBaseTransform * trans)
 typedef struct
 {
   gboolean has_result;          /* FALSE: no digit / not searched */
+  gboolean not_searched;        /* a code (or digit) but no search ran */
   gboolean has_box;
   CbirRect box;
   guint n_hits;
@@ -783,7 +786,8 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
     set_result_colour (cr, row, 1.0);
     if (!row->has_result) {
       text_at (cr, x, y + c * 0.55, c * 0.28, TRUE,
-          row->has_box ? "no match" : "no digit", label_w);
+          row->not_searched ? "not searched" : row->has_box ? "no match" :
+          "no digit", label_w);
     } else if (row->label < 0) {
       text_at (cr, x, y + c * 0.55, c * 0.28, TRUE, "no match", label_w);
     } else {
@@ -923,7 +927,17 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
       if (name)
         g_strlcpy (rows[0].label_name, name, sizeof (rows[0].label_name));
     }
+    /* encoded but unsearched (no cbirsearch upstream): not "no digit" */
+    rows[0].not_searched = !m && gst_buffer_get_meta (buf,
+        gst_cbir_embedding_meta_api_get_type ()) != NULL;
     n_rows = 1;
+  } else {
+    /* digit regions and no result on any: no search ran on this frame */
+    gboolean any = FALSE;
+    for (r = 0; r < n_rows; r++)
+      any |= rows[r].has_result;
+    for (r = 0; r < n_rows && !any; r++)
+      rows[r].not_searched = TRUE;
   }
 
   /* the query pictures */

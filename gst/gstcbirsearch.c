@@ -4,7 +4,9 @@
  * SECTION:element-cbirsearch
  * @title: cbirsearch
  *
- * Reads the GstCbirEmbeddingMeta that cbirencode put on each buffer,
+ * Reads the GstCbirEmbeddingMeta that cbirencode put on each buffer (its
+ * pads take any caps: what it needs is that meta, so it goes anywhere
+ * after cbirencode, across videoconvert, videoscale, queue or tee),
  * searches the k nearest items of a gallery file (made by cbirindex or
  * cbir-encode) and attaches the result: a GstCbirResultMeta (C
  * applications, include/gst/cbir/cbirmeta.h) and a GstCustomMeta named
@@ -64,7 +66,11 @@
  *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
- * passes through unsearched (with one warning). A gallery made by another
+ * (no cbirencode upstream, or a camera frame in which cbirencode
+ * preprocess=mnist found no digit) passes through unsearched, posting no
+ * message (one warning saying which of the two it looks like). A code
+ * holding NaN or infinity matches nothing (counted in
+ * #GstCbirSearch:invalid-codes, one warning). A gallery made by another
  * model than the frames' is an error naming both fingerprints.
  *
  * ## Example launch line
@@ -865,10 +871,17 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     return search_regions (self, buf, regions);
   if (emb == NULL) {
     if (!self->warned_no_embedding) {
+      /* a stream that had codes before has cbirencode: a frame without a
+       * digit, not a missing element */
       self->warned_no_embedding = TRUE;
-      GST_ELEMENT_WARNING (self, STREAM, FORMAT,
-          ("Frames without an embedding pass through unsearched "
-              "(is cbirencode upstream?)."), (NULL));
+      if (self->checked_fingerprint)
+        GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+            ("A frame without a code (cbirencode found no digit in it) "
+                "passes through unsearched; so will later ones."), (NULL));
+      else
+        GST_ELEMENT_WARNING (self, STREAM, FORMAT,
+            ("Frames without a code pass through unsearched: is cbirencode "
+                "upstream (or has it found no digit yet)?"), (NULL));
     }
     self->frame++;
     return GST_FLOW_OK;

@@ -287,6 +287,46 @@ START_TEST (test_overlay_no_digit)
 }
 END_TEST
 
+/* An encoded frame that no search ran on says "not searched", not "no
+ * digit" as a frame without a code does: the two drawings differ. */
+START_TEST (test_overlay_not_searched)
+{
+  CbirSimcamTruth truth;
+  guint8 *pix = camera_frame (1, 0, &truth);
+  gchar *enc = g_strdup_printf ("cbirencode model=%s preprocess=mnist ! "
+      "videoconvert ! " BGRX_CAPS " ! cbiroverlay gallery=%s "
+      "preprocess=mnist show-query=false", model_path, gallery_path);
+  gchar *bare = g_strdup_printf ("videoconvert ! " BGRX_CAPS " ! "
+      "cbiroverlay gallery=%s preprocess=mnist show-query=false",
+      gallery_path);
+  GstHarness *he = gst_harness_new_parse (enc);
+  GstHarness *hb = gst_harness_new_parse (bare);
+  GstBuffer *oe, *ob;
+  GstMapInfo me, mb;
+
+  gst_harness_set_src_caps_str (he, GRAY_CAPS);
+  gst_harness_set_src_caps_str (hb, GRAY_CAPS);
+  oe = gst_harness_push_and_pull (he, gray_buffer (pix));
+  ob = gst_harness_push_and_pull (hb, gray_buffer (pix));
+  fail_unless (oe != NULL && ob != NULL);
+  fail_unless (gst_buffer_get_cbir_result_meta (oe) == NULL);
+  fail_unless (gst_buffer_map (oe, &me, GST_MAP_READ));
+  fail_unless (gst_buffer_map (ob, &mb, GST_MAP_READ));
+  fail_unless_equals_int (me.size, mb.size);
+  fail_unless (memcmp (me.data, mb.data, me.size) != 0,
+      "\"not searched\" drawn as \"no digit\"");
+  gst_buffer_unmap (oe, &me);
+  gst_buffer_unmap (ob, &mb);
+  gst_buffer_unref (oe);
+  gst_buffer_unref (ob);
+  gst_harness_teardown (he);
+  gst_harness_teardown (hb);
+  g_free (enc);
+  g_free (bare);
+  g_free (pix);
+}
+END_TEST
+
 /* The per-region contract: a GstVideoRegionOfInterestMeta per digit with a
  * "cbir-result" param (the bus message's fields). */
 static void
@@ -437,6 +477,7 @@ overlay_suite (void)
   tcase_set_timeout (tc, 120);
   tcase_add_test (tc, test_overlay_whole_frame);
   tcase_add_test (tc, test_overlay_no_digit);
+  tcase_add_test (tc, test_overlay_not_searched);
   tcase_add_test (tc, test_overlay_regions);
   tcase_add_test (tc, test_overlay_properties_and_errors);
   suite_add_tcase (s, tc);

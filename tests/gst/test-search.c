@@ -643,6 +643,51 @@ GST_START_TEST (test_non_finite_code_matches_nothing)
 
 GST_END_TEST;
 
+/* The warning for a frame without a code says what it looks like: a
+ * stream that had codes has cbirencode, and this frame had no digit. */
+GST_START_TEST (test_no_digit_warning_names_the_cause)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_path, 8, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist ! "
+      "cbirsearch gallery=%s", model_path, gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstBus *bus = gst_bus_new ();
+  CbirDataset *ds = load_fixture ();
+  guint8 blank[784] = { 0 };
+  GstBuffer *out;
+  GstMessage *msg;
+  GError *err = NULL;
+
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=GRAY8,width=28,"
+      "height=28,framerate=30/1");
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images, 28, 28, 0));
+  fail_unless (gst_buffer_get_cbir_result_meta (out) != NULL);
+  gst_buffer_unref (out);
+  out = gst_harness_push_and_pull (h, gray8_buffer (blank, 28, 28, 1));
+  fail_unless (gst_buffer_get_cbir_result_meta (out) == NULL);
+  gst_buffer_unref (out);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL);
+  gst_message_parse_warning (msg, &err, NULL);
+  fail_unless (strstr (err->message, "no digit") != NULL, "%s",
+      err->message);
+  fail_unless (strstr (err->message, "upstream") == NULL, "%s",
+      err->message);
+  g_error_free (err);
+  gst_message_unref (msg);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_model_gallery_mismatch)
 {
   gchar *model_a = make_model (dir, "binary-xor");
@@ -733,6 +778,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_regions_equal_engine);
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_no_embedding_warns_once);
+  tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_model_gallery_mismatch);
   tcase_add_test (tc, test_non_finite_code_matches_nothing);
   tcase_add_test (tc, test_gallery_errors);
