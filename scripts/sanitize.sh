@@ -55,12 +55,15 @@ run_valgrind () {
   rm -rf "$out"
   mkdir -p "$out"
   # one XML file per process (check forks one per test)
-  G_SLICE=always-malloc GST_REGISTRY_FORK=no CK_DEFAULT_TIMEOUT=1200 \
+  local rc=0
+  G_SLICE=always-malloc GST_REGISTRY_FORK=no CK_TIMEOUT_MULTIPLIER=20 \
     meson test -C build-valgrind "${GST_C_TESTS[@]}" --print-errorlogs \
     --num-processes "$(nproc)" --timeout-multiplier 20 \
-    --wrap="valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=40 --suppressions=/usr/share/glib-2.0/valgrind/glib.supp --xml=yes --xml-file=$root/$out/%p.xml"
+    --wrap="valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=40 --suppressions=/usr/share/glib-2.0/valgrind/glib.supp --xml=yes --xml-file=$root/$out/%p.xml" \
+    || rc=1
   /usr/bin/python3 tests/valgrind/memcheck-report.py "$root" \
-    "$root/build-valgrind" "$out"/*.xml
+    "$root/build-valgrind" "$out"/*.xml || rc=1
+  return $rc
 }
 
 case "${1:-all}" in
