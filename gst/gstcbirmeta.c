@@ -267,6 +267,9 @@ gst_buffer_add_cbir_result_meta (GstBuffer * buffer, const GstCbirHit * hits,
   GstCbirResultMeta *m;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  while ((m = (GstCbirResultMeta *) gst_buffer_get_meta (buffer,
+              gst_cbir_result_meta_api_get_type ())))
+    gst_buffer_remove_meta (buffer, (GstMeta *) m);
   m = (GstCbirResultMeta *) gst_buffer_add_meta (buffer,
       gst_cbir_result_meta_get_info (), NULL);
   if (!m)
@@ -308,11 +311,14 @@ gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
 
   g_return_if_fail (GST_IS_BUFFER (buffer));
   gst_cbir_result_custom_meta_get_info ();
-  m = gst_buffer_add_custom_meta (buffer, GST_CBIR_RESULT_CUSTOM_META_NAME);
+  m = gst_buffer_get_custom_meta (buffer, GST_CBIR_RESULT_CUSTOM_META_NAME);
+  if (m == NULL)
+    m = gst_buffer_add_custom_meta (buffer, GST_CBIR_RESULT_CUSTOM_META_NAME);
   if (!m)
     return;
   /* In 1.22 the meta's structure cannot be replaced: fill it in place. */
   dst = gst_custom_meta_get_structure (m);
+  gst_structure_remove_all_fields (dst);
   gst_structure_set_name (dst, gst_structure_get_name (s));
   n = gst_structure_n_fields (s);
   for (i = 0; i < n; i++) {
@@ -418,6 +424,8 @@ void
 gst_buffer_add_cbir_region_result (GstBuffer * buffer, const GstStructure * s)
 {
   GstCbirRegionResultsMeta *m;
+  gint id;
+  guint i;
 
   g_return_if_fail (GST_IS_BUFFER (buffer));
   m = (GstCbirRegionResultsMeta *) gst_buffer_get_meta (buffer,
@@ -425,8 +433,34 @@ gst_buffer_add_cbir_region_result (GstBuffer * buffer, const GstStructure * s)
   if (m == NULL)
     m = (GstCbirRegionResultsMeta *) gst_buffer_add_meta (buffer,
         gst_cbir_region_results_meta_get_info (), NULL);
-  if (m)
-    g_ptr_array_add (m->results, gst_structure_copy (s));
+  if (m == NULL)
+    return;
+  if (gst_structure_get_int (s, "region-id", &id))
+    for (i = 0; i < m->results->len; i++) {
+      gint other;
+      if (gst_structure_get_int (g_ptr_array_index (m->results, i),
+              "region-id", &other) && other == id) {
+        gst_structure_free (g_ptr_array_index (m->results, i));
+        g_ptr_array_index (m->results, i) = gst_structure_copy (s);
+        return;
+      }
+    }
+  g_ptr_array_add (m->results, gst_structure_copy (s));
+}
+
+void
+gst_cbir_roi_set_param (GstVideoRegionOfInterestMeta * roi,
+    const GstStructure * s)
+{
+  GList *l;
+
+  for (l = roi->params; l; l = l->next)
+    if (gst_structure_has_name (l->data, gst_structure_get_name (s))) {
+      gst_structure_free (l->data);
+      roi->params = g_list_delete_link (roi->params, l);
+      break;
+    }
+  gst_video_region_of_interest_meta_add_param (roi, gst_structure_copy (s));
 }
 
 void

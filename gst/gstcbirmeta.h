@@ -5,6 +5,7 @@
 #pragma once
 
 #include <gst/gst.h>
+#include <gst/video/video.h>
 #include <gst/cbir/cbirmeta.h>
 
 G_BEGIN_DECLS
@@ -33,18 +34,28 @@ GstCbirEmbeddingMeta *gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer,
     gfloat * vector, guint dim, gint code_type, guint8 * bits, guint n_bits,
     const gchar * model_fingerprint);
 
-/* Copies the hits. */
+/* The result setters replace what an earlier cbirsearch of the same
+ * buffer left (two searches in a row: the last one's result is the one
+ * every reader sees). */
+
+/* Copies the hits; removes the buffer's earlier result metas. */
 GstCbirResultMeta *gst_buffer_add_cbir_result_meta (GstBuffer * buffer,
     const GstCbirHit * hits, guint n_hits, gint32 label, gfloat confidence,
     const gchar * metric);
 
-/* Adds the custom meta holding a copy of s. */
+/* Adds the custom meta holding a copy of s, or refills the existing one. */
 void gst_buffer_add_cbir_result_structure (GstBuffer * buffer,
     const GstStructure * s);
 
-/* Appends a copy of s (a region's "cbir-result" with its "region-id") to
- * the buffer's GstCbirRegionResultsMeta, adding the meta if needed. */
+/* Puts a copy of s (a region's "cbir-result" with its "region-id") in the
+ * buffer's GstCbirRegionResultsMeta, adding the meta if needed and
+ * replacing an earlier result of the same region. */
 void gst_buffer_add_cbir_region_result (GstBuffer * buffer,
+    const GstStructure * s);
+
+/* Sets the ROI's param named like s to a copy of s, replacing one that is
+ * there. */
+void gst_cbir_roi_set_param (GstVideoRegionOfInterestMeta * roi,
     const GstStructure * s);
 
 G_END_DECLS

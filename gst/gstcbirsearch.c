@@ -806,8 +806,7 @@ search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
     if (roi) {
       /* the ROI's param: a copy without the box (videoscale moves the box,
        * the param would keep a stale one) */
-      gst_video_region_of_interest_meta_add_param (roi, gst_structure_copy
-          (s));
+      gst_cbir_roi_set_param (roi, s);
       /* (and a copy that puts it back where videoconvert/videoscale drop
        * the ROI's params: see gstcbirmeta.c) */
       gst_buffer_add_cbir_region_result (buf, s);

@@ -688,6 +688,79 @@ GST_START_TEST (test_no_digit_warning_names_the_cause)
 
 GST_END_TEST;
 
+static guint
+count_metas (GstBuffer * buf, GType api)
+{
+  gpointer state = NULL;
+  guint n = 0;
+
+  while (gst_buffer_iterate_meta_filtered (buf, &state, api))
+    n++;
+  return n;
+}
+
+/* Two cbirsearch in a row: the last search's result is the one the C
+ * getter, the custom meta (Python) and the ROIs carry, once each. */
+GST_START_TEST (test_two_searches_last_wins)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_path, 64, "g.safetensors");
+  CbirDataset *ds = load_fixture ();
+  guint idx[3] = { 3, 8, 21 };
+  CbirRect truth[4];
+  guint i;
+
+  for (i = 0; i < 2; i++) {
+    gboolean regions = i == 1;
+    gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist%s "
+        "! cbirsearch gallery=%s k=1 ! cbirsearch gallery=%s k=3", model_path,
+        regions ? " regions=digits" : "", gallery_path, gallery_path);
+    GstHarness *h = gst_harness_new_parse (desc);
+    gchar *caps = regions ? gray8_caps (RW, RH) : gray8_caps (28, 28);
+    guint8 *pix = regions ? digits_frame (ds, idx, 3, 5, RW, RH, truth) :
+        g_memdup2 (ds->images + 5 * 784, 784);
+    GstBuffer *out;
+
+    gst_harness_set_src_caps_str (h, caps);
+    out = gst_harness_push_and_pull (h, regions ? gray8_buffer (pix, RW, RH,
+            0) : gray8_buffer (pix, 28, 28, 0));
+    if (!regions) {
+      GstCbirResultMeta *rm = gst_buffer_get_cbir_result_meta (out);
+      const GstStructure *s = gst_buffer_get_cbir_result_structure (out);
+      fail_unless_equals_int (count_metas (out,
+              g_type_from_name (GST_CBIR_RESULT_META_API_NAME)), 1);
+      fail_unless (rm != NULL && s != NULL);
+      fail_unless_equals_int (rm->n_hits, 3);
+      fail_unless_equals_int (gst_value_array_get_size
+          (gst_structure_get_value (s, "ids")), 3);
+    } else {
+      GstVideoRegionOfInterestMeta *rois[8];
+      guint n = digit_rois (out, rois, 8), r;
+      fail_unless_equals_int (n, 3);
+      for (r = 0; r < n; r++) {
+        GList *l;
+        guint params = 0;
+        for (l = rois[r]->params; l; l = l->next)
+          params += gst_structure_has_name (l->data, "cbir-result");
+        fail_unless_equals_int (params, 1);
+        fail_unless_equals_int (gst_value_array_get_size
+            (gst_structure_get_value (gst_video_region_of_interest_meta_get_param
+                    (rois[r], "cbir-result"), "ids")), 3);
+      }
+    }
+    gst_buffer_unref (out);
+    gst_harness_teardown (h);
+    g_free (pix);
+    g_free (caps);
+    g_free (desc);
+  }
+  cbir_dataset_free (ds);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_model_gallery_mismatch)
 {
   gchar *model_a = make_model (dir, "binary-xor");
@@ -779,6 +852,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
+  tcase_add_test (tc, test_two_searches_last_wins);
   tcase_add_test (tc, test_model_gallery_mismatch);
   tcase_add_test (tc, test_non_finite_code_matches_nothing);
   tcase_add_test (tc, test_gallery_errors);
