@@ -782,6 +782,24 @@ main (int argc, char **argv)
         opt_preprocess);
     return 2;
   }
+  if (opt_out_dir && opt_files) {
+    /* two inputs of one name (from two folders) would write one sidecar */
+    g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash,
+        g_str_equal, g_free, NULL);
+    for (i = 0; opt_files[i]; i++) {
+      gchar *base = g_path_get_basename (opt_files[i]);
+      const gchar *first = g_hash_table_lookup (seen, base);
+      if (first) {
+        g_autofree gchar *side = out_path (opt_files[i], ".cbir.jsonl");
+        g_printerr ("cbir-tag: %s and %s would both write %s: tag them in "
+            "separate runs (another --out-dir) or without --out-dir\n",
+            first, opt_files[i], side);
+        g_free (base);
+        return 2;
+      }
+      g_hash_table_insert (seen, base, opt_files[i]);
+    }
+  }
   if (opt_out_dir && g_mkdir_with_parents (opt_out_dir, 0755) != 0) {
     g_printerr ("cbir-tag: %s: cannot create directory: %s\n", opt_out_dir,
         g_strerror (errno));

@@ -101,6 +101,18 @@ assert summary["frames_matched"] + summary["frames_no_match"] == 10
 assert summary["frames_per_second"] > 0
 PY
 
+# 3b. two inputs of one name from two folders with --out-dir: refused up
+#     front (one sidecar would overwrite the other), nothing written
+mkdir -p "$T/a" "$T/b" "$T/tags3"
+cp "$T/cam.avi" "$T/a/same.avi"; cp "$T/cam.avi" "$T/b/same.avi"
+"$CBIR_TAG" --model "$T/model.safetensors" --gallery "$T/gallery.safetensors" \
+  --out-dir "$T/tags3" "$T/a/same.avi" "$T/b/same.avi" > "$T/out3" 2> "$T/err3"
+rc=$?
+[ $rc -eq 2 ] || fail "same-name inputs: exit status $rc, expected 2"
+grep -q "a/same.avi and .*b/same.avi would both write" "$T/err3" \
+  || fail "same-name inputs: no clear error: $(cat "$T/err3")"
+[ -z "$(ls -A "$T/tags3")" ] || fail "same-name inputs: files written"
+
 # 4. an interrupted run leaves no sidecar (and no temporary file)
 "$GST_LAUNCH" -q videotestsrc num-buffers=1500 pattern=ball ! \
   video/x-raw,width=320,height=240,framerate=25/1 ! videoconvert ! jpegenc ! \
