@@ -669,11 +669,23 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
     progress = g_timeout_add (500, progress_cb, &job);
 
   if (gst_element_set_state (job.pipeline, GST_STATE_PLAYING) ==
-      GST_STATE_CHANGE_FAILURE)
+      GST_STATE_CHANGE_FAILURE) {
+    /* the element that failed said why on the bus (a missing model, a
+     * gallery of another model...): that is the error, not "would not
+     * start"; no main loop, which could wait for an error never posted */
+    GstBus *b = gst_element_get_bus (job.pipeline);
+    GstMessage *m = gst_bus_pop_filtered (b, GST_MESSAGE_ERROR);
+    if (m) {
+      bus_cb (b, m, &job);
+      gst_message_unref (m);
+    }
+    gst_object_unref (b);
     set_error (&job, "the pipeline would not start");
-  /* errors during the state change are on the bus: run the loop anyway,
-   * it stops at the first error */
-  g_main_loop_run (job.loop);
+  } else {
+    /* errors after the state change are on the bus: the loop stops at the
+     * first error or at EOS */
+    g_main_loop_run (job.loop);
+  }
   job.t_end = g_get_monotonic_time ();
   current_job = NULL;
   if (progress)

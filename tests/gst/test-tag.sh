@@ -113,6 +113,17 @@ grep -q "a/same.avi and .*b/same.avi would both write" "$T/err3" \
   || fail "same-name inputs: no clear error: $(cat "$T/err3")"
 [ -z "$(ls -A "$T/tags3")" ] || fail "same-name inputs: files written"
 
+# 3c. a missing model or gallery: each file's failure says which file
+for what in model gallery; do
+  if [ $what = model ]; then m="$T/none.safetensors"; g="$T/gallery.safetensors"
+  else m="$T/model.safetensors"; g="$T/none.safetensors"; fi
+  "$CBIR_TAG" --model "$m" --gallery "$g" --out-dir "$T/tags4" "$T/cam.avi" \
+    > "$T/out4" 2> "$T/err4"
+  [ $? -eq 1 ] || fail "missing $what: exit status not 1"
+  grep -q "cam.avi: FAILED: .*none.safetensors" "$T/err4" \
+    || fail "missing $what: the failure does not name it: $(cat "$T/err4")"
+done
+
 # 4. an interrupted run leaves no sidecar (and no temporary file)
 "$GST_LAUNCH" -q videotestsrc num-buffers=1500 pattern=ball ! \
   video/x-raw,width=320,height=240,framerate=25/1 ! videoconvert ! jpegenc ! \
