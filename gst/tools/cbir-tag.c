@@ -298,6 +298,23 @@ frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 
 /* ---- pipeline ---- */
 
+/* All streams are known: without a video one the video branch would wait
+ * for data forever (the pipeline never prerolls, no EOS comes), so that
+ * is an error now. Posted on the bus, where the main thread reads it. */
+static void
+no_more_pads (GstElement * dec, gpointer user_data)
+{
+  Job *job = user_data;
+
+  if (!job->have_video) {
+    GError *err = g_error_new_literal (GST_STREAM_ERROR,
+        GST_STREAM_ERROR_WRONG_TYPE, "no video stream");
+    gst_element_post_message (dec, gst_message_new_error (GST_OBJECT (dec),
+            err, "only audio or other non-video streams"));
+    g_error_free (err);
+  }
+}
+
 static void
 pad_added (GstElement * dec, GstPad * pad, gpointer user_data)
 {
@@ -465,6 +482,7 @@ build_pipeline (Job * job)
     return FALSE;
   }
   g_signal_connect (dec, "pad-added", G_CALLBACK (pad_added), job);
+  g_signal_connect (dec, "no-more-pads", G_CALLBACK (no_more_pads), job);
 
   pad = gst_element_get_static_pad (sink, "sink");
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, frame_probe, job, NULL);

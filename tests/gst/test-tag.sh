@@ -113,6 +113,18 @@ grep -q "a/same.avi and .*b/same.avi would both write" "$T/err3" \
   || fail "same-name inputs: no clear error: $(cat "$T/err3")"
 [ -z "$(ls -A "$T/tags3")" ] || fail "same-name inputs: files written"
 
+# 3d. an audio-only file (Ogg Vorbis) fails at once, the batch goes on
+"$GST_LAUNCH" -q audiotestsrc num-buffers=20 ! audioconvert ! vorbisenc ! \
+  oggmux ! filesink location="$T/audio.ogg" || fail "making the audio file"
+timeout 60 "$CBIR_TAG" --model "$T/model.safetensors" \
+  --gallery "$T/gallery.safetensors" --out-dir "$T/tags5" "$T/audio.ogg" \
+  "$T/cam.avi" > "$T/out5" 2> "$T/err5"
+rc=$?
+[ $rc -eq 1 ] || fail "audio-only file: exit status $rc, expected 1 (124: it hung)"
+grep -q "audio.ogg: FAILED: no video stream" "$T/err5" \
+  || fail "audio-only file: $(cat "$T/err5")"
+grep -q "cam.avi: 10 frames" "$T/out5" || fail "audio-only file stopped the batch"
+
 # 3c. a missing model or gallery: each file's failure says which file
 for what in model gallery; do
   if [ $what = model ]; then m="$T/none.safetensors"; g="$T/gallery.safetensors"
