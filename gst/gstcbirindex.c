@@ -32,7 +32,9 @@
  * whose codes were all invalid is an error with nothing written. Frames
  * without an embedding (a camera frame in which cbirencode
  * preprocess=mnist found no digit) are skipped the same way and counted in
- * "skipped"; a stream without any embedding is an error (no cbirencode
+ * "skipped"; a frame with digit regions (cbirencode regions=digits) adds
+ * one item per digit, with the digit's box as thumbnail and "#r<region id>"
+ * appended to its id. A stream without any embedding is an error (no cbirencode
  * upstream). A #GstCbirIndex:location that cannot be written is an error
  * when the element starts, before any frame is encoded.
  *
@@ -534,6 +536,42 @@ make_builder (GstCbirIndex * self, GstCbirEmbeddingMeta * emb)
   return TRUE;
 }
 
+/* self->thumb: the 28x28 picture of an item, the whole frame or the box
+ * of the digit region `region_id` (-1: whole frame) */
+static void
+thumbnail (GstCbirIndex * self, GstVideoFrame * frame, GstBuffer * buf,
+    gint region_id)
+{
+  const guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (frame, 0);
+  gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0);
+  guint fw = GST_VIDEO_FRAME_WIDTH (frame), fh = GST_VIDEO_FRAME_HEIGHT (frame);
+  guint x = 0, y = 0, w = fw, h = fh;
+  GstVideoRegionOfInterestMeta *roi = region_id >= 0 ?
+      gst_buffer_get_video_region_of_interest_meta_id (buf, region_id) : NULL;
+
+  if (roi && roi->x < fw && roi->y < fh && roi->w > 0 && roi->h > 0) {
+    x = roi->x;
+    y = roi->y;
+    w = MIN (roi->w, fw - x);
+    h = MIN (roi->h, fh - y);
+  }
+  cbir_preprocess_scale (data + (gsize) y * stride + x, w, h, stride,
+      THUMB_W, THUMB_H, self->thumb);
+}
+
+/* A code with NaN or infinity: never indexed (it would be every query's
+ * nearest item, or none's); counted in the progress messages' "invalid" */
+static void
+invalid_code (GstCbirIndex * self, GstBuffer * buf)
+{
+  if (self->n_invalid++ == 0)
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("A frame's code holds NaN or infinite values (is the model "
+            "broken?): not indexed; further ones are counted in the "
+            "progress messages' \"invalid\" field."),
+        ("buffer %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS (buf))));
+}
+
 static GstFlowReturn
 gst_cbir_index_render (GstBaseSink * sink, GstBuffer * buf)
 {
@@ -541,22 +579,12 @@ gst_cbir_index_render (GstBaseSink * sink, GstBuffer * buf)
   GstCbirEmbeddingMeta *emb;
   GstCbirSourceMeta *src;
   g_autofree gchar *id = NULL;
-  const guint8 *thumb = NULL;
+  gpointer state = NULL;
+  GstVideoFrame frame;
+  gboolean mapped = FALSE;
+  guint n_emb = 0;
   gint32 label;
   guint interval;
-
-  emb = (GstCbirEmbeddingMeta *) gst_buffer_get_meta (buf,
-      gst_cbir_embedding_meta_api_get_type ());
-  if (emb == NULL)
-    goto no_embedding;
-
-  if (self->builder == NULL) {
-    if (!make_builder (self, emb))
-      return GST_FLOW_ERROR;
-  } else if (emb->model_fingerprint != self->fingerprint ||
-      emb->dim != self->dim) {
-    goto model_changed;
-  }
 
   src = (GstCbirSourceMeta *) gst_buffer_get_meta (buf,
       gst_cbir_source_meta_api_get_type ());
@@ -571,40 +599,51 @@ gst_cbir_index_render (GstBaseSink * sink, GstBuffer * buf)
     id = g_strdup_printf ("%s:%" G_GUINT64_FORMAT, base, src->index);
   }
 
-  if (self->cur_thumbnails) {
-    GstVideoFrame frame;
+  /* every embedding: the whole frame's, or one per digit region
+   * (cbirencode regions=digits), each with its own thumbnail */
+  while ((emb = (GstCbirEmbeddingMeta *) gst_buffer_iterate_meta_filtered
+          (buf, &state, gst_cbir_embedding_meta_api_get_type ()))) {
+    g_autofree gchar *item_id = NULL;
+    const guint8 *thumb = NULL;
 
-    if (GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_GRAY8 ||
-        !gst_video_frame_map (&frame, &self->info, buf, GST_MAP_READ))
-      goto map_failed;
-    cbir_preprocess_scale (GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
-        GST_VIDEO_FRAME_WIDTH (&frame), GST_VIDEO_FRAME_HEIGHT (&frame),
-        GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0), THUMB_W, THUMB_H,
-        self->thumb);
-    gst_video_frame_unmap (&frame);
-    thumb = self->thumb;
+    n_emb++;
+    if (self->builder == NULL) {
+      if (!make_builder (self, emb))
+        goto error;
+    } else if (emb->model_fingerprint != self->fingerprint ||
+        emb->dim != self->dim) {
+      goto model_changed;
+    }
+    if (self->cur_thumbnails) {
+      if (!mapped && (GST_VIDEO_INFO_FORMAT (&self->info) !=
+              GST_VIDEO_FORMAT_GRAY8 || !gst_video_frame_map (&frame,
+                  &self->info, buf, GST_MAP_READ)))
+        goto map_failed;
+      mapped = TRUE;
+      thumbnail (self, &frame, buf, emb->region_id);
+      thumb = self->thumb;
+    }
+    if (emb->region_id >= 0)
+      item_id = g_strdup_printf ("%s#r%d", id ? id : "", emb->region_id);
+    if (!cbir_gallery_builder_add (self->builder, emb->vector, label, thumb,
+            emb->region_id >= 0 ? item_id : id)) {
+      invalid_code (self, buf);
+      continue;
+    }
+    self->n_added++;
+    if (interval > 0 && self->n_added % interval == 0)
+      post_progress (self, FALSE);
   }
-
-  if (!cbir_gallery_builder_add (self->builder, emb->vector, label, thumb,
-          id))
-    goto invalid_code;
-  self->n_added++;
-  if (interval > 0 && self->n_added % interval == 0)
-    post_progress (self, FALSE);
+  if (mapped)
+    gst_video_frame_unmap (&frame);
+  if (n_emb == 0)
+    goto no_embedding;
   return GST_FLOW_OK;
 
-invalid_code:
-  {
-    /* never indexed: such a code would be every query's nearest (or none's)
-     * item; counted in the progress messages' "invalid" */
-    if (self->n_invalid++ == 0)
-      GST_ELEMENT_WARNING (self, STREAM, FAILED,
-          ("A frame's code holds NaN or infinite values (is the model "
-              "broken?): not indexed; further ones are counted in the "
-              "progress messages' \"invalid\" field."),
-          ("buffer %" GST_TIME_FORMAT, GST_TIME_ARGS (GST_BUFFER_PTS (buf))));
-    return GST_FLOW_OK;
-  }
+error:
+  if (mapped)
+    gst_video_frame_unmap (&frame);
+  return GST_FLOW_ERROR;
 
 no_embedding:
   {
@@ -622,6 +661,8 @@ no_embedding:
   /* ERRORS */
 model_changed:
   {
+    if (mapped)
+      gst_video_frame_unmap (&frame);
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,
         ("Frames encoded by two models (%s, then %s): one gallery holds "
             "codes of one model.", self->fingerprint,

@@ -453,6 +453,65 @@ GST_START_TEST (test_unwritable_location_fails_at_start)
 
 GST_END_TEST;
 
+/* cbirencode regions=digits: every digit of a frame is indexed, each with
+ * its own box as thumbnail and an id naming its region (not only the first
+ * digit with the whole frame squashed). */
+GST_START_TEST (test_regions_each_digit_indexed)
+{
+  const guint fw = 640, fh = 200, idx[3] = { 3, 8, 21 };
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *out = g_build_filename (dir, "gallery.safetensors", NULL);
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist "
+      "regions=digits ! cbirindex location=%s", model_path, out);
+  gchar *caps = gray8_caps (fw, fh);
+  CbirDataset *ds = load_fixture ();
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirRect truth[4], rects[8];
+  guint8 *pix = digits_frame (ds, idx, 3, 5, fw, fh, truth);
+  gfloat *codes = g_new (gfloat, 8 * cbir_model_get_code_dim (m));
+  guint n = engine_region_codes (m, pix, fw, fh, TRUE, 8, rects, codes), i, j;
+  CbirGallery *g;
+  guint8 crop[28 * 28];
+  gboolean used[8] = { FALSE };
+
+  fail_unless_equals_int (n, 3);
+  gst_harness_set_src_caps_str (h, caps);
+  fail_unless_equals_int (gst_harness_push (h, gray8_buffer (pix, fw, fh, 0)),
+      GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
+
+  g = cbir_gallery_open (out, NULL);
+  fail_unless (g != NULL);
+  fail_unless_equals_int (cbir_gallery_size (g), 3);
+  for (i = 0; i < 3; i++) {
+    const guint8 *t = cbir_gallery_get_thumbnail (g, i);
+    gboolean found = FALSE;
+
+    fail_unless (g_str_has_prefix (cbir_gallery_get_id (g, i), "#r"), "%s",
+        cbir_gallery_get_id (g, i));
+    for (j = 0; j < n && !found; j++) {
+      cbir_preprocess_scale (pix + (gsize) rects[j].y * fw + rects[j].x,
+          rects[j].width, rects[j].height, fw, 28, 28, crop);
+      if (!used[j] && memcmp (t, crop, sizeof crop) == 0)
+        found = used[j] = TRUE;
+    }
+    fail_unless (found, "item %u: thumbnail is not a digit's box", i);
+  }
+  cbir_gallery_free (g);
+  cbir_model_free (m);
+  cbir_dataset_free (ds);
+  g_free (codes);
+  g_free (pix);
+  g_free (caps);
+  g_free (desc);
+  g_free (out);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_errors_leave_no_file)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -535,6 +594,7 @@ cbirindex_suite (void)
   tcase_add_test (tc, test_non_finite_codes_not_indexed);
   tcase_add_test (tc, test_frames_without_embedding_skipped);
   tcase_add_test (tc, test_unwritable_location_fails_at_start);
+  tcase_add_test (tc, test_regions_each_digit_indexed);
   return s;
 }
 
