@@ -173,6 +173,8 @@ static void gst_cbir_encode_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec);
 static void gst_cbir_encode_finalize (GObject * object);
 static gboolean gst_cbir_encode_start (GstBaseTransform * trans);
+static gboolean gst_cbir_encode_query (GstBaseTransform * trans,
+    GstPadDirection direction, GstQuery * query);
 static gboolean gst_cbir_encode_stop (GstBaseTransform * trans);
 static gboolean gst_cbir_encode_set_caps (GstBaseTransform * trans,
     GstCaps * incaps, GstCaps * outcaps);
@@ -224,6 +226,7 @@ gst_cbir_encode_class_init (GstCbirEncodeClass * klass)
       "the code as metadata", "gst-cbir developers");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_cbir_encode_start);
+  trans_class->query = GST_DEBUG_FUNCPTR (gst_cbir_encode_query);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_encode_stop);
   trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_cbir_encode_set_caps);
   trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_cbir_encode_transform_ip);
@@ -375,6 +378,46 @@ load_failed:
         ("%s", err->message));
     return FALSE;
   }
+}
+
+/* Downstream's "which model?" (GST_CBIR_MODEL_QUERY_NAME), answered from
+ * the loaded model, or, before start (cbirsearch starts first), from the
+ * file the "model" property names. A model that does not load is not
+ * answered: start reports why. */
+static gboolean
+gst_cbir_encode_query (GstBaseTransform * trans, GstPadDirection direction,
+    GstQuery * query)
+{
+  GstCbirEncode *self = GST_CBIR_ENCODE (trans);
+  const GstStructure *s = gst_query_get_structure (query);
+
+  if (direction == GST_PAD_SRC && GST_QUERY_TYPE (query) == GST_QUERY_CUSTOM
+      && s && gst_structure_has_name (s, GST_CBIR_MODEL_QUERY_NAME)) {
+    g_autoptr (CbirModel) peek = NULL;
+    const gchar *fp;
+    guint dim;
+
+    if (self->model) {
+      fp = self->fingerprint;
+      dim = self->dim;
+    } else {
+      g_autofree gchar *path = NULL;
+
+      GST_OBJECT_LOCK (self);
+      path = g_strdup (self->model_path);
+      GST_OBJECT_UNLOCK (self);
+      peek = path ? cbir_model_load (path, NULL) : NULL;
+      if (peek == NULL)
+        return FALSE;
+      fp = cbir_model_get_fingerprint (peek);
+      dim = cbir_model_get_code_dim (peek);
+    }
+    gst_structure_set (gst_query_writable_structure (query), "fingerprint",
+        G_TYPE_STRING, fp, "dim", G_TYPE_UINT, dim, NULL);
+    return TRUE;
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans, direction,
+      query);
 }
 
 static gboolean

@@ -34,6 +34,13 @@ GstCbirEmbeddingMeta *gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer,
     gfloat * vector, guint dim, gint code_type, guint8 * bits, guint n_bits,
     const gchar * model_fingerprint);
 
+/* A custom upstream query (GST_QUERY_CUSTOM) with a structure of this name:
+ * cbirsearch asks, when it starts, which model encodes its frames;
+ * cbirencode answers with "fingerprint" (string) and "dim" (guint) of the
+ * model its "model" property names, so that a gallery of another model is
+ * an error before any frame flows. */
+#define GST_CBIR_MODEL_QUERY_NAME "cbir-model"
+
 /* The result setters replace what an earlier cbirsearch of the same
  * buffer left (two searches in a row: the last one's result is the one
  * every reader sees). */

@@ -71,7 +71,9 @@
  * message (one warning saying which of the two it looks like). A code
  * holding NaN or infinity matches nothing (counted in
  * #GstCbirSearch:invalid-codes, one warning). A gallery made by another
- * model than the frames' is an error naming both fingerprints.
+ * model than the frames' is an error naming both fingerprints, found when the element starts
+ * (it asks upstream which model encodes: cbirencode answers) or, when
+ * nothing upstream answers, at the first frame.
  *
  * ## Example launch line
  * |[
@@ -236,6 +238,7 @@ static void gst_cbir_search_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec);
 static void gst_cbir_search_finalize (GObject * object);
 static gboolean gst_cbir_search_start (GstBaseTransform * trans);
+static gboolean check_upstream_model (GstCbirSearch * self);
 static gboolean gst_cbir_search_stop (GstBaseTransform * trans);
 static GstFlowReturn gst_cbir_search_transform_ip (GstBaseTransform * trans,
     GstBuffer * buf);
@@ -532,6 +535,11 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (self->query_dim == 0)
     self->query_dim = cbir_gallery_get_code_bits (self->gallery);
   self->checked_fingerprint = NULL;
+  if (!check_upstream_model (self)) {
+    g_clear_pointer (&self->searcher, cbir_searcher_free);
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
@@ -717,6 +725,48 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     *confidence = 0.0f;
   }
   return n;
+}
+
+/* Asks upstream which model encodes the frames (cbirencode answers
+ * GST_CBIR_MODEL_QUERY_NAME): a gallery of another model is an error when
+ * the element starts, before any frame, not at the first frame (where
+ * GStreamer 1.22's gst-launch could hang on the early error). Without an
+ * answer (no cbirencode yet, a dynamic pipeline) the first frame's code is
+ * checked as before. */
+static gboolean
+check_upstream_model (GstCbirSearch * self)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstQuery *q = gst_query_new_custom (GST_QUERY_CUSTOM,
+      gst_structure_new_empty (GST_CBIR_MODEL_QUERY_NAME));
+  const gchar *gfp = cbir_gallery_get_model_fingerprint (self->gallery);
+  gboolean ok = TRUE;
+
+  if (gst_pad_peer_query (trans->sinkpad, q)) {
+    const GstStructure *s = gst_query_get_structure (q);
+    const gchar *fp = gst_structure_get_string (s, "fingerprint");
+    guint dim = 0;
+
+    gst_structure_get_uint (s, "dim", &dim);
+    if (fp && g_strcmp0 (fp, gfp) != 0) {
+      GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+          ("Gallery \"%s\" was made by another model: gallery model "
+              "fingerprint %s, frames encoded by model %s.",
+              cbir_gallery_get_path (self->gallery), gfp, fp), (NULL));
+      ok = FALSE;
+    } else if (fp && dim != self->query_dim) {
+      GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+          ("Code of %u values does not fit gallery \"%s\" (%u values).",
+              dim, cbir_gallery_get_path (self->gallery), self->query_dim),
+          (NULL));
+      ok = FALSE;
+    } else if (fp) {
+      self->checked_fingerprint = g_intern_string (fp);
+      GST_INFO_OBJECT (self, "upstream model %s fits the gallery", fp);
+    }
+  }
+  gst_query_unref (q);
+  return ok;
 }
 
 /* The first embedding of a model is checked against the gallery; FALSE

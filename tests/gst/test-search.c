@@ -786,6 +786,59 @@ GST_START_TEST (test_model_gallery_mismatch)
 
 GST_END_TEST;
 
+/* The mismatch is found when cbirsearch starts (it asks upstream which
+ * model encodes, across queue and videoconvert): the state change itself
+ * fails and no frame reaches the sink. */
+GST_START_TEST (test_model_gallery_mismatch_at_start)
+{
+  gchar *model_a = make_model (dir, "binary-xor");
+  gchar *model_b = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_a, 8, "g.safetensors");
+  const gchar *between[] = { "", "queue ! videoconvert ! " };
+  guint i;
+
+  for (i = 0; i < G_N_ELEMENTS (between); i++) {
+    gchar *desc = g_strdup_printf ("cbiridxsrc images=%s loop=true ! "
+        "cbirencode model=%s ! %scbirsearch gallery=%s ! fakesink name=sink "
+        "signal-handoffs=true", FIX_IMAGES, model_b, between[i],
+        gallery_path);
+    GstElement *p = gst_parse_launch (desc, NULL);
+    GstBus *bus = gst_element_get_bus (p);
+    GstMessage *msg;
+    GError *err = NULL;
+
+    fail_unless (p != NULL);
+    fail_unless_equals_int (gst_element_set_state (p, GST_STATE_PLAYING),
+        GST_STATE_CHANGE_FAILURE);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+    fail_unless (msg != NULL, "no error posted");
+    gst_message_parse_error (msg, &err, NULL);
+    fail_unless (strstr (err->message, "another model") != NULL, "%s",
+        err->message);
+    g_error_free (err);
+    gst_message_unref (msg);
+    gst_element_set_state (p, GST_STATE_NULL);
+    gst_object_unref (bus);
+    gst_object_unref (p);
+    g_free (desc);
+  }
+  /* the right model still plays */
+  {
+    gchar *desc = g_strdup_printf ("cbiridxsrc images=%s count=3 ! "
+        "cbirencode model=%s ! queue ! cbirsearch gallery=%s ! fakesink",
+        FIX_IMAGES, model_a, gallery_path);
+    GstMessage *msg = run_pipeline (desc, NULL, NULL);
+    fail_unless (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    g_free (desc);
+  }
+  g_free (gallery_path);
+  g_free (model_a);
+  g_free (model_b);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_gallery_errors)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -854,6 +907,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);
   tcase_add_test (tc, test_model_gallery_mismatch);
+  tcase_add_test (tc, test_model_gallery_mismatch_at_start);
   tcase_add_test (tc, test_non_finite_code_matches_nothing);
   tcase_add_test (tc, test_gallery_errors);
   return s;
