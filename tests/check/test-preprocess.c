@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cbir/idx.h>
 #include <cbir/noise.h>
 #include <cbir/preprocess.h>
 
@@ -186,6 +187,40 @@ START_TEST (test_mnist_like_frame)
 }
 END_TEST
 
+/* Ink covering more than a quarter of the frame: every 28x28 digit of the
+ * fixture (MNIST's own; 7 of these 64 were missed), and a thick "0" held
+ * close to the camera, filling most of a 640x480 frame. */
+START_TEST (test_big_ink)
+{
+  const char *dir = g_getenv ("CBIR_TEST_DATA");
+  ck_assert_msg (dir != NULL, "CBIR_TEST_DATA not set");
+  g_autofree char *path = g_build_filename (dir,
+      "mnist-64-images.idx3-ubyte.gz", NULL);
+  GError *err = NULL;
+  CbirDataset *ds = cbir_dataset_load (path, NULL, &err);
+  ck_assert_msg (ds != NULL, "%s", err ? err->message : "");
+  for (guint i = 0; i < ds->n; i++) {
+    CbirRect r[4];
+    guint8 out[28 * 28];
+    ck_assert_msg (cbir_preprocess_find_digits (ds->images + i * 784, 28, 28,
+            28, r, 4) >= 1, "digit %u not found", i);
+    ck_assert_msg (cbir_preprocess_mnist (ds->images + i * 784, 28, 28, 28,
+            out, NULL), "digit %u not normalised", i);
+  }
+  cbir_dataset_free (ds);
+
+  Frame f = paper (640, 480, 640);
+  CbirRect r[4];
+  guint n;
+  draw_ring (&f, 320, 240, 200, 230, 110);
+  add_noise (&f, 5);
+  n = cbir_preprocess_find_digits (f.data, 640, 480, 640, r, 4);
+  ck_assert_uint_eq (n, 1);
+  ck_assert (r[0].width > 350 && r[0].height > 420);
+  g_free (f.data);
+}
+END_TEST
+
 START_TEST (test_no_digit)
 {
   guint8 out[28 * 28];
@@ -317,6 +352,7 @@ preprocess_suite (void)
   tcase_add_test (tc, test_dark_digit_on_paper);
   tcase_add_test (tc, test_mnist_like_frame);
   tcase_add_test (tc, test_no_digit);
+  tcase_add_test (tc, test_big_ink);
   tcase_add_test (tc, test_two_digits);
   tcase_add_test (tc, test_stride);
   suite_add_tcase (s, tc);
