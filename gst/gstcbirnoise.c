@@ -11,6 +11,16 @@
  * run is reproducible. With #GstCbirNoise:level 0 the element is in
  * passthrough.
  *
+ * Gaussian noise is added in the space of a model's input mapping,
+ * x = (pixel / 255)^#GstCbirNoise:gamma, and mapped back to pixels, so
+ * that a level means what it means to cbir-train: its --noise-level is
+ * added to x, with the model's own gamma. The defaults, level 0.3 and
+ * gamma 0.5, are exactly the default model's training corruption (up to
+ * the 8-bit rounding of the result); gamma 1 adds the noise to the pixels
+ * themselves (a level-0.3 frame is then far noisier on the paper than
+ * anything the default model was trained on: about 0.3 x 255 against
+ * 0.3^2 x 255 on black).
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 cbiridxsrc images=t10k-images-idx3-ubyte.gz ! \
@@ -51,7 +61,8 @@ gst_cbir_noise_kind_get_type (void)
 }
 
 #define DEFAULT_KIND CBIR_NOISE_GAUSSIAN
-#define DEFAULT_LEVEL 0.5
+#define DEFAULT_LEVEL 0.3
+#define DEFAULT_GAMMA 0.5
 #define DEFAULT_SEED 0
 
 enum
@@ -60,6 +71,7 @@ enum
   PROP_KIND,
   PROP_LEVEL,
   PROP_SEED,
+  PROP_GAMMA,
 };
 
 struct _GstCbirNoise
@@ -70,6 +82,7 @@ struct _GstCbirNoise
   CbirNoiseKind kind;
   gfloat level;
   guint64 seed;
+  gfloat gamma;
 
   guint64 frame;                /* frames seen since start */
 };
@@ -126,6 +139,13 @@ gst_cbir_noise_class_init (GstCbirNoiseClass * klass)
           "frame number and the frame size", 0, G_MAXUINT64, DEFAULT_SEED,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_GAMMA,
+      g_param_spec_float ("gamma", "Gamma",
+          "Gaussian noise is added to (pixel/255)^gamma, a model's input "
+          "mapping: 0.5 = the default model's, so that level is its "
+          "training noise level (cbir-train --noise-level); 1 = to the "
+          "pixels", 0.05, 20.0, DEFAULT_GAMMA, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -149,6 +169,7 @@ gst_cbir_noise_init (GstCbirNoise * self)
   self->kind = DEFAULT_KIND;
   self->level = DEFAULT_LEVEL;
   self->seed = DEFAULT_SEED;
+  self->gamma = DEFAULT_GAMMA;
 }
 
 static void
@@ -168,6 +189,9 @@ gst_cbir_noise_set_property (GObject * object, guint prop_id,
       break;
     case PROP_SEED:
       self->seed = g_value_get_uint64 (value);
+      break;
+    case PROP_GAMMA:
+      self->gamma = g_value_get_float (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -196,6 +220,9 @@ gst_cbir_noise_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_SEED:
       g_value_set_uint64 (value, self->seed);
+      break;
+    case PROP_GAMMA:
+      g_value_set_float (value, self->gamma);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -231,13 +258,14 @@ gst_cbir_noise_transform_frame_ip (GstVideoFilter * filter,
 {
   GstCbirNoise *self = GST_CBIR_NOISE (filter);
   CbirNoiseKind kind;
-  gfloat level;
+  gfloat level, gamma;
   guint64 seed, stream;
 
   GST_OBJECT_LOCK (self);
   kind = self->kind;
   level = self->level;
   seed = self->seed;
+  gamma = self->gamma;
   GST_OBJECT_UNLOCK (self);
 
   /* The frame counter advances in passthrough too, so that frame n gets
@@ -248,7 +276,7 @@ gst_cbir_noise_transform_frame_ip (GstVideoFilter * filter,
   if (level <= 0.0f || !(frame->map[0].flags & GST_MAP_WRITE))
     return GST_FLOW_OK;
 
-  cbir_noise_apply_u8 (kind, level, seed, stream,
+  cbir_noise_apply_u8_gamma (kind, level, gamma, seed, stream,
       GST_VIDEO_FRAME_PLANE_DATA (frame, 0), GST_VIDEO_FRAME_WIDTH (frame),
       GST_VIDEO_FRAME_HEIGHT (frame), GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0));
   return GST_FLOW_OK;

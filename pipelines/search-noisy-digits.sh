@@ -7,7 +7,8 @@
 #   IMAGES/LABELS  query set (default data/mnist/query-*.idx?-ubyte)
 #   COUNT          frames (default 20; -1 = all)
 # Env: NOISE (gaussian|salt-and-pepper, default gaussian), LEVEL (0.3),
-#   SEED (1), K (5), GST_LAUNCH.
+#   GAMMA (0.5: noise in the default model's input space, as it was trained;
+#   1: in pixels), SEED (1), K (5), GST_LAUNCH.
 set -eu
 . "$(dirname "$0")/common.sh"
 if [ $# -lt 2 ]; then
@@ -24,7 +25,8 @@ out=$(mktemp); trap 'rm -f "$out"' EXIT
 rc=0
 $GST_LAUNCH -m \
   cbiridxsrc images="$IMAGES" labels="$LABELS" count="$COUNT" ! \
-  cbirnoise kind="${NOISE:-gaussian}" level="${LEVEL:-0.3}" seed="${SEED:-1}" ! \
+  cbirnoise kind="${NOISE:-gaussian}" level="${LEVEL:-0.3}" \
+    gamma="${GAMMA:-0.5}" seed="${SEED:-1}" ! \
   cbirencode model="$MODEL" ! \
   cbirsearch gallery="$GALLERY" k="${K:-5}" ! \
   fakesink > "$out" || rc=$?

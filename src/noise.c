@@ -188,6 +188,40 @@ cbir_noise_apply_u8 (CbirNoiseKind kind, float level, guint64 seed,
 }
 
 void
+cbir_noise_apply_u8_gamma (CbirNoiseKind kind, float level, float gamma,
+    guint64 seed, guint64 stream, guint8 *data, guint width, guint height,
+    gsize stride)
+{
+  float fwd[256], normals[CHUNK];
+  guint64 key;
+
+  if (gamma == 1.0f || kind != CBIR_NOISE_GAUSSIAN) {
+    cbir_noise_apply_u8 (kind, level, seed, stream, data, width, height,
+        stride);
+    return;
+  }
+  if (!level_is_active (kind, level) || data == NULL || width == 0
+      || !(gamma > 0.0f))
+    return;
+  key = noise_key (seed, stream, kind);
+  /* x = (v / 255)^gamma as the model's input LUT computes it */
+  for (guint v = 0; v < 256; v++)
+    fwd[v] = (float) pow (v / 255.0, gamma);
+  for (guint y = 0; y < height; y++) {
+    guint8 *row = data + (gsize) y * stride;
+    for (guint x0 = 0; x0 < width; x0 += CHUNK) {
+      guint n = MIN (CHUNK, width - x0);
+      gaussian_normals (key, (guint64) y * width + x0, n, normals);
+      for (guint j = 0; j < n; j++) {
+        float x = fwd[row[x0 + j]] + level * normals[j];
+        x = CLAMP (x, 0.0f, 1.0f);
+        row[x0 + j] = (guint8) lrint (255.0 * pow (x, 1.0 / gamma));
+      }
+    }
+  }
+}
+
+void
 cbir_noise_apply_f32 (CbirNoiseKind kind, float level, guint64 seed,
     guint64 stream, float *data, gsize n)
 {

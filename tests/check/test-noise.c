@@ -24,6 +24,44 @@ grey_image (guint w, guint h, gsize stride, guint8 value, guint8 pad)
   return img;
 }
 
+/* Noise in a model's input space (cbirnoise gamma): the same normals as the
+ * trainer's (cbir_noise_apply_f32 on x = (p/255)^gamma), so the corrupted
+ * frame is the trainer's corrupted input mapped back to pixels, exactly;
+ * gamma 1 is the plain pixel path. */
+START_TEST (test_gamma_matches_trainer)
+{
+  const guint w = 28, h = 28, n = w * h;
+  const float gammas[] = { 0.5f, 2.0f };
+  guint8 img[28 * 28], u8[28 * 28], plain[28 * 28];
+  float x[28 * 28];
+
+  for (guint i = 0; i < n; i++)
+    img[i] = (guint8) ((i * 37 + i / 28 * 11) % 256);
+  for (guint g = 0; g < G_N_ELEMENTS (gammas); g++) {
+    memcpy (u8, img, n);
+    cbir_noise_apply_u8_gamma (CBIR_NOISE_GAUSSIAN, 0.3f, gammas[g], 9, 4,
+        u8, w, h, w);
+    for (guint i = 0; i < n; i++)
+      x[i] = (float) pow (img[i] / 255.0, gammas[g]);
+    cbir_noise_apply_f32 (CBIR_NOISE_GAUSSIAN, 0.3f, 9, 4, x, n);
+    guint changed = 0;
+    for (guint i = 0; i < n; i++) {
+      guint8 back = (guint8) lrint (255.0 * pow (x[i], 1.0 / gammas[g]));
+      ck_assert_msg (u8[i] == back, "gamma %g pixel %u: %u != %u",
+          gammas[g], i, u8[i], back);
+      changed += u8[i] != img[i];
+    }
+    ck_assert (changed > n / 2);
+  }
+  memcpy (u8, img, n);
+  memcpy (plain, img, n);
+  cbir_noise_apply_u8_gamma (CBIR_NOISE_GAUSSIAN, 0.3f, 1.0f, 9, 4, u8, w,
+      h, w);
+  cbir_noise_apply_u8 (CBIR_NOISE_GAUSSIAN, 0.3f, 9, 4, plain, w, h, w);
+  ck_assert (memcmp (u8, plain, n) == 0);
+}
+END_TEST
+
 START_TEST (test_kind_strings)
 {
   CbirNoiseKind k;
@@ -391,6 +429,7 @@ noise_suite (void)
   Suite *s = suite_create ("noise");
   TCase *tc = tcase_create ("core");
 
+  tcase_add_test (tc, test_gamma_matches_trainer);
   tcase_add_test (tc, test_kind_strings);
   tcase_add_test (tc, test_reproducible);
   tcase_add_test (tc, test_prefix_independent);

@@ -18,17 +18,17 @@ picture (guint w, guint h)
 /* what the engine gives for frame `stream` (tightly packed) */
 static guint8 *
 engine_noise (const guint8 * pix, guint w, guint h, CbirNoiseKind kind,
-    gfloat level, guint64 seed, guint64 stream)
+    gfloat level, gfloat gamma, guint64 seed, guint64 stream)
 {
   guint8 *out = g_memdup2 (pix, (gsize) w * h);
 
-  cbir_noise_apply_u8 (kind, level, seed, stream, out, w, h, w);
+  cbir_noise_apply_u8_gamma (kind, level, gamma, seed, stream, out, w, h, w);
   return out;
 }
 
 static void
 check_frames (const gchar * props, CbirNoiseKind kind, gfloat level,
-    guint64 seed, guint w, guint h)
+    gfloat gamma, guint64 seed, guint w, guint h)
 {
   gchar *desc = g_strdup_printf ("cbirnoise %s", props);
   GstHarness *h_ = gst_harness_new_parse (desc);
@@ -42,7 +42,7 @@ check_frames (const gchar * props, CbirNoiseKind kind, gfloat level,
   for (f = 0; f < 3; f++) {
     GstBuffer *out = gst_harness_push_and_pull (h_, gray8_buffer (pix, w, h,
             100 + f));
-    guint8 *want = engine_noise (pix, w, h, kind, level, seed, f);
+    guint8 *want = engine_noise (pix, w, h, kind, level, gamma, seed, f);
     GstVideoFrame vf;
     gboolean changed = FALSE;
 
@@ -73,8 +73,11 @@ check_frames (const gchar * props, CbirNoiseKind kind, gfloat level,
 
 GST_START_TEST (test_gaussian_matches_engine)
 {
+  /* the default gamma, the default model's input space (0.5), and pixels */
   check_frames ("kind=gaussian level=0.3 seed=42", CBIR_NOISE_GAUSSIAN, 0.3f,
-      42, 28, 28);
+      0.5f, 42, 28, 28);
+  check_frames ("kind=gaussian level=0.3 seed=42 gamma=1", CBIR_NOISE_GAUSSIAN,
+      0.3f, 1.0f, 42, 28, 28);
 }
 
 GST_END_TEST;
@@ -83,7 +86,7 @@ GST_START_TEST (test_salt_pepper_odd_size)
 {
   /* 30 wide: rows padded to 32 bytes */
   check_frames ("kind=salt-and-pepper level=0.25 seed=7",
-      CBIR_NOISE_SALT_PEPPER, 0.25f, 7, 30, 17);
+      CBIR_NOISE_SALT_PEPPER, 0.25f, 0.5f, 7, 30, 17);
 }
 
 GST_END_TEST;
@@ -124,9 +127,12 @@ GST_START_TEST (test_seed_changes_noise)
   g_object_set (e, "seed", (guint64) 2, NULL);
   b = gst_harness_push_and_pull (h, gray8_buffer (pix, 28, 28, 1));
   {
-    guint8 *wa = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 1, 0);
-    guint8 *wb = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 2, 1);
-    guint8 *old = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 1, 1);
+    guint8 *wa = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 0.5f,
+        1, 0);
+    guint8 *wb = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 0.5f,
+        2, 1);
+    guint8 *old = engine_noise (pix, 28, 28, CBIR_NOISE_GAUSSIAN, 0.5f, 0.5f,
+        1, 1);
 
     fail_unless (gst_buffer_memcmp (a, 0, wa, 784) == 0);
     fail_unless (gst_buffer_memcmp (b, 0, wb, 784) == 0);
@@ -171,13 +177,16 @@ GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("cbirnoise", NULL);
   gint kind;
-  gfloat level;
+  gfloat level, gamma;
   guint64 seed;
 
   fail_unless (e != NULL);
-  g_object_get (e, "kind", &kind, "level", &level, "seed", &seed, NULL);
+  g_object_get (e, "kind", &kind, "level", &level, "seed", &seed, "gamma",
+      &gamma, NULL);
   fail_unless_equals_int (kind, CBIR_NOISE_GAUSSIAN);
-  fail_unless_equals_float (level, 0.5f);
+  /* the default model's training corruption */
+  fail_unless_equals_float (level, 0.3f);
+  fail_unless_equals_float (gamma, 0.5f);
   fail_unless_equals_uint64 (seed, 0);
   gst_util_set_object_arg (G_OBJECT (e), "kind", "salt-and-pepper");
   g_object_get (e, "kind", &kind, NULL);
