@@ -36,7 +36,9 @@ grep '^Got message .*cbir-result' "$out" | sed 's/^Got message #[0-9]* from elem
        /^cbir-result/ { n++;
          match($0, / label=\(int\)-?[0-9]+/); l = substr($0, RSTART + 12, RLENGTH - 12);
          match($0, /source-label=\(int\)-?[0-9]+/); s = substr($0, RSTART + 18, RLENGTH - 18);
-         if (l == s) ok++ }
-       END { if (n) printf "frames: %d, voted label = true label: %d (%.1f%%)\n", n, ok, 100 * ok / n;
+         match($0, /confidence=\(double\)[0-9.e+-]+/); c = substr($0, RSTART + 19, RLENGTH - 19) + 0;
+         if (l == s) { ok++; cr += c } else { cw += c } }
+       END { if (n) printf "frames: %d, voted label = true label: %d (%.1f%%); mean confidence %.2f when right, %.2f when wrong\n",
+                           n, ok, 100 * ok / n, (ok ? cr / ok : 0), (n > ok ? cw / (n - ok) : 0);
              else { print "no results" } }'
 exit $rc

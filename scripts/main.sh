@@ -43,7 +43,9 @@ step "5/7 gallery: cbiridxsrc ! cbirencode ! cbirindex"
 sh pipelines/build-gallery.sh "$MODEL" "$GALLERY" \
   "$D/gallery-images.idx3-ubyte" "$D/gallery-labels.idx1-ubyte"
 
-step "6/7 search: one held-out query digit of each class, Gaussian noise 0.3"
+step "6/7 search: one held-out query digit of each class, with the training corruption"
+# cbirnoise's defaults are the default model's training corruption:
+# Gaussian 0.3 added to sqrt(pixel/255) (gamma 0.5), as cbir-train adds it
 # cbiridxsrc ! cbirnoise ! cbirencode ! cbirsearch ! fakesink (default
 # properties: diffusion over the gallery's k-NN graph; the first hit is the
 # plain nearest, each hit shows its plain distance)
@@ -64,6 +66,9 @@ for line in sys.stdin:
           ",".join("%.3f" % float(x) for x in arr("distances").split(","))))' "$start"
 done
 echo "(all cbir-result messages: $OUT/search.log)"
+echo "the same on all 997 held-out queries:"
+sh pipelines/search-noisy-digits.sh "$MODEL" "$GALLERY" "$D/query-images.idx3-ubyte" \
+  "$D/query-labels.idx1-ubyte" -1 | tail -n 1
 
 step "6b/7 the simulated camera: 640x480 frames -> cbirencode preprocess=mnist regions=digits ! cbirsearch ! cbiroverlay"
 FRAMES=8 DIGITS=1-2 DOC_PNG="$OUT/result.png" DOC_FRAME=4 CBIR_BUILD="$ROOT/build" \
