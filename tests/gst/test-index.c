@@ -292,6 +292,35 @@ GST_START_TEST (test_flush_and_stop_leave_no_file)
 
 GST_END_TEST;
 
+/* Pops the bus: counts the warnings (no error allowed) and reads the final
+ * "cbir-index-progress" message's count, invalid and skipped (each may be
+ * NULL). */
+static void
+final_progress (GstBus * bus, guint * warnings, guint * count,
+    guint * invalid, guint * skipped)
+{
+  GstMessage *msg;
+
+  while ((msg = gst_bus_pop (bus))) {
+    fail_if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR);
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING)
+      (*warnings)++;
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
+      const GstStructure *s = gst_message_get_structure (msg);
+      gboolean done = FALSE;
+      if (gst_structure_has_name (s, "cbir-index-progress")
+          && gst_structure_get_boolean (s, "done", &done) && done) {
+        fail_unless (gst_structure_get_uint (s, "count", count));
+        fail_unless (!invalid || gst_structure_get_uint (s, "invalid",
+                invalid));
+        fail_unless (!skipped || gst_structure_get_uint (s, "skipped",
+                skipped));
+      }
+    }
+    gst_message_unref (msg);
+  }
+}
+
 /* A broken model's NaN/inf codes are never indexed: skipped with one
  * warning and counted ("invalid" in the progress message); a stream of
  * nothing but such codes is an error and writes no file. */
@@ -318,20 +347,7 @@ GST_START_TEST (test_non_finite_codes_not_indexed)
                 && i < 4 ? blank : ds->images + i * 784, 28, 28, i)),
         GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
-  while ((msg = gst_bus_pop (bus))) {
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING)
-      warnings++;
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
-      const GstStructure *s = gst_message_get_structure (msg);
-      gboolean done = FALSE;
-      if (gst_structure_has_name (s, "cbir-index-progress")
-          && gst_structure_get_boolean (s, "done", &done) && done) {
-        fail_unless (gst_structure_get_uint (s, "count", &count));
-        fail_unless (gst_structure_get_uint (s, "invalid", &invalid));
-      }
-    }
-    gst_message_unref (msg);
-  }
+  final_progress (bus, &warnings, &count, &invalid, NULL);
   gst_element_set_bus (h->element, NULL);
   gst_harness_teardown (h);
   fail_unless_equals_int (warnings, 1);
@@ -378,7 +394,6 @@ GST_START_TEST (test_frames_without_embedding_skipped)
   CbirDataset *ds = load_fixture ();
   GstHarness *h = gst_harness_new_parse (desc);
   GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
   guint8 blank[784] = { 0 };
   guint i, count = 99, skipped = 99, warnings = 0;
 
@@ -390,21 +405,7 @@ GST_START_TEST (test_frames_without_embedding_skipped)
                 ds->images + (i / 2) * 784 : blank, 28, 28, i)),
         GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
-  while ((msg = gst_bus_pop (bus))) {
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING)
-      warnings++;
-    fail_if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR);
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT) {
-      const GstStructure *s = gst_message_get_structure (msg);
-      gboolean done = FALSE;
-      if (gst_structure_has_name (s, "cbir-index-progress")
-          && gst_structure_get_boolean (s, "done", &done) && done) {
-        fail_unless (gst_structure_get_uint (s, "count", &count));
-        fail_unless (gst_structure_get_uint (s, "skipped", &skipped));
-      }
-    }
-    gst_message_unref (msg);
-  }
+  final_progress (bus, &warnings, &count, NULL, &skipped);
   gst_element_set_bus (h->element, NULL);
   gst_harness_teardown (h);
   fail_unless_equals_int (warnings, 1);
