@@ -443,6 +443,16 @@ gst_cbir_idxsrc_get_timing_unlocked (GstCbirIdxSrc * self, gint * fps_n,
   }
 }
 
+/* The same, taking the object lock. */
+static void
+gst_cbir_idxsrc_get_timing (GstCbirIdxSrc * self, gint * fps_n, gint * fps_d,
+    gint64 * n_frames)
+{
+  GST_OBJECT_LOCK (self);
+  gst_cbir_idxsrc_get_timing_unlocked (self, fps_n, fps_d, n_frames);
+  GST_OBJECT_UNLOCK (self);
+}
+
 static gboolean
 gst_cbir_idxsrc_convert (GstCbirIdxSrc * self, GstFormat src_format,
     gint64 src_value, GstFormat dest_format, gint64 * dest_value)
@@ -458,9 +468,7 @@ gst_cbir_idxsrc_convert (GstCbirIdxSrc * self, GstFormat src_format,
       (dest_format != GST_FORMAT_TIME && dest_format != GST_FORMAT_DEFAULT))
     return FALSE;
 
-  GST_OBJECT_LOCK (self);
-  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
-  GST_OBJECT_UNLOCK (self);
+  gst_cbir_idxsrc_get_timing (self, &fps_n, &fps_d, &n_frames);
 
   if (fps_n <= 0 || fps_d <= 0)
     return FALSE;               /* no time mapping */
@@ -557,9 +565,7 @@ gst_cbir_idxsrc_is_seekable (GstBaseSrc * src)
   gint fps_n, fps_d;
   gint64 n_frames;
 
-  GST_OBJECT_LOCK (self);
-  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
-  GST_OBJECT_UNLOCK (self);
+  gst_cbir_idxsrc_get_timing (self, &fps_n, &fps_d, &n_frames);
   return fps_n > 0 && fps_d > 0;
 }
 
@@ -617,9 +623,7 @@ gst_cbir_idxsrc_prepare_seek_segment (GstBaseSrc * src, GstEvent * event,
     return GST_BASE_SRC_CLASS (parent_class)->prepare_seek_segment (src,
         event, segment);
 
-  GST_OBJECT_LOCK (self);
-  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
-  GST_OBJECT_UNLOCK (self);
+  gst_cbir_idxsrc_get_timing (self, &fps_n, &fps_d, &n_frames);
   if (rate <= 0.0 || fps_n <= 0 || fps_d <= 0 ||
       !seek_frames_to_time (&start_type, &start, n_frames, fps_n, fps_d) ||
       !seek_frames_to_time (&stop_type, &stop, n_frames, fps_n, fps_d)) {
@@ -650,9 +654,7 @@ gst_cbir_idxsrc_do_seek (GstBaseSrc * src, GstSegment * segment)
   gint fps_n, fps_d;
   gint64 n_frames;
 
-  GST_OBJECT_LOCK (self);
-  gst_cbir_idxsrc_get_timing_unlocked (self, &fps_n, &fps_d, &n_frames);
-  GST_OBJECT_UNLOCK (self);
+  gst_cbir_idxsrc_get_timing (self, &fps_n, &fps_d, &n_frames);
 
   if (segment->format != GST_FORMAT_TIME || segment->rate <= 0.0)
     return FALSE;
