@@ -443,10 +443,12 @@ gst_cbir_encode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   return TRUE;
 }
 
-/* Attaches the embedding of code (dim floats, taken) for region_id. */
+/* Attaches the embedding of code (dim floats, taken) for region_id, with
+ * the picture the model encoded (input, in_w x in_h) and, when not NULL,
+ * the ink box that was normalised. */
 static void
 add_embedding (GstCbirEncode * self, GstBuffer * buf, gfloat * code,
-    gint region_id)
+    gint region_id, const guint8 * input, const CbirRect * ink)
 {
   GstCbirEmbeddingMeta *e;
   guint8 *bits = NULL;
@@ -457,8 +459,18 @@ add_embedding (GstCbirEncode * self, GstBuffer * buf, gfloat * code,
   }
   e = gst_buffer_add_cbir_embedding_meta (buf, code, self->dim,
       self->code_type, bits, bits ? self->dim : 0, self->fingerprint);
-  if (e)
-    e->region_id = region_id;
+  if (e == NULL)
+    return;
+  e->region_id = region_id;
+  gst_cbir_embedding_meta_set_input (e, input, self->in_w, self->in_h);
+  e->frame_width = GST_VIDEO_INFO_WIDTH (&self->info);
+  e->frame_height = GST_VIDEO_INFO_HEIGHT (&self->info);
+  if (ink && ink->width > 0 && ink->height > 0) {
+    e->ink_x = (gint) ink->x;
+    e->ink_y = (gint) ink->y;
+    e->ink_width = (gint) ink->width;
+    e->ink_height = (gint) ink->height;
+  }
 }
 
 /* regions=digits: finds the digits of the mapped frame, fills one model
@@ -508,6 +520,7 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   gboolean have_digit = TRUE;
   CbirRect rects[MAX_MAX_REGIONS];
   guint n_regions = 0, i;
+  CbirPreprocessInfo info = { {0} };
 
   if (GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_GRAY8)
     goto not_negotiated;
@@ -523,7 +536,8 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     n_regions = find_regions (self, pix, w, h, stride, rects);
     have_digit = n_regions > 0;
   } else if (self->cur_preprocess == GST_CBIR_PREPROCESS_MNIST) {
-    have_digit = cbir_preprocess_mnist (pix, w, h, stride, self->mnist, NULL);
+    have_digit = cbir_preprocess_mnist (pix, w, h, stride, self->mnist,
+        &info);
     cbir_preprocess_scale (self->mnist, CBIR_MNIST_SIZE, CBIR_MNIST_SIZE,
         CBIR_MNIST_SIZE, self->in_w, self->in_h, self->input);
   } else {
@@ -561,7 +575,8 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 
       roi->id = first_id + (gint) i;
       add_embedding (self, buf, g_memdup2 (codes + (gsize) i * self->dim,
-              sizeof (gfloat) * self->dim), roi->id);
+              sizeof (gfloat) * self->dim), roi->id,
+          self->input + (gsize) i * self->in_w * self->in_h, NULL);
     }
     GST_LOG_OBJECT (self, "%u digit(s) in frame %" GST_TIME_FORMAT,
         n_regions, GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
@@ -573,7 +588,8 @@ gst_cbir_encode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     g_free (code);
     goto encode_failed;
   }
-  add_embedding (self, buf, code, -1);
+  add_embedding (self, buf, code, -1, self->input,
+      self->cur_preprocess == GST_CBIR_PREPROCESS_MNIST ? &info.bbox : NULL);
   return GST_FLOW_OK;
 
   /* ERRORS */

@@ -122,6 +122,10 @@ embedding_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
   m->bits = NULL;
   m->model_fingerprint = NULL;
   m->region_id = -1;
+  m->input = NULL;
+  m->input_width = m->input_height = 0;
+  m->frame_width = m->frame_height = 0;
+  m->ink_x = m->ink_y = m->ink_width = m->ink_height = 0;
   return TRUE;
 }
 
@@ -132,6 +136,7 @@ embedding_meta_free (GstMeta * meta, GstBuffer * buffer)
 
   g_clear_pointer (&m->vector, g_free);
   g_clear_pointer (&m->bits, g_free);
+  g_clear_pointer (&m->input, g_free);
 }
 
 static gboolean
@@ -139,9 +144,10 @@ embedding_meta_transform (GstBuffer * dest, GstMeta * meta,
     GstBuffer * buffer, GQuark type, gpointer data)
 {
   GstCbirEmbeddingMeta *m = (GstCbirEmbeddingMeta *) meta, *d;
-
+  /* (videoscale copies it: readers scale the ink box, which is in the
+   * encoded frame's pixels, themselves) */
   if (!GST_META_TRANSFORM_IS_COPY (type) &&
-      type != g_quark_from_static_string ("gst-video-scale"))
+      !GST_VIDEO_META_TRANSFORM_IS_SCALE (type))
     return FALSE;
   /* one embedding per region: a buffer may carry several */
   if (gst_buffer_get_cbir_embedding_meta_for_region (dest, m->region_id))
@@ -150,9 +156,19 @@ embedding_meta_transform (GstBuffer * dest, GstMeta * meta,
       g_memdup2 (m->vector, sizeof (gfloat) * m->dim), m->dim, m->code_type,
       m->bits ? g_memdup2 (m->bits, (m->n_bits + 7) / 8) : NULL, m->n_bits,
       m->model_fingerprint);
-  if (d)
-    d->region_id = m->region_id;
-  return d != NULL;
+  if (d == NULL)
+    return FALSE;
+  d->region_id = m->region_id;
+  if (m->input)
+    gst_cbir_embedding_meta_set_input (d, m->input, m->input_width,
+        m->input_height);
+  d->frame_width = m->frame_width;
+  d->frame_height = m->frame_height;
+  d->ink_x = m->ink_x;
+  d->ink_y = m->ink_y;
+  d->ink_width = m->ink_width;
+  d->ink_height = m->ink_height;
+  return TRUE;
 }
 
 const GstMetaInfo *
@@ -193,6 +209,18 @@ gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer, gfloat * vector,
   m->model_fingerprint =
       model_fingerprint ? g_intern_string (model_fingerprint) : NULL;
   return m;
+}
+
+void
+gst_cbir_embedding_meta_set_input (GstCbirEmbeddingMeta * meta,
+    const guint8 * input, guint width, guint height)
+{
+  g_return_if_fail (meta != NULL && input != NULL);
+
+  g_free (meta->input);
+  meta->input = g_memdup2 (input, (gsize) width * height);
+  meta->input_width = width;
+  meta->input_height = height;
 }
 
 /* ---- result meta ---- */

@@ -34,6 +34,11 @@ GstCbirEmbeddingMeta *gst_buffer_add_cbir_embedding_meta (GstBuffer * buffer,
     gfloat * vector, guint dim, gint code_type, guint8 * bits, guint n_bits,
     const gchar * model_fingerprint);
 
+/* Keeps a copy of the picture the model encoded (GRAY8, width x height,
+ * rows packed) in the embedding, replacing any earlier one. */
+void gst_cbir_embedding_meta_set_input (GstCbirEmbeddingMeta * meta,
+    const guint8 * input, guint width, guint height);
+
 /* A custom upstream query (GST_QUERY_CUSTOM) with a structure of this name:
  * cbirsearch asks, when it starts, which model encodes its frames;
  * cbirencode answers with "fingerprint" (string) and "dim" (guint) of the

@@ -22,10 +22,12 @@
  *   embedding (no cbirsearch upstream); digit regions of a frame on which
  *   no search ran show "not searched" too, not "no match".
  *
- * The query picture is recomputed from the frame's luma with the same
- * preprocessing as cbirencode's (#GstCbirOverlay:preprocess, set it to
- * match); with preprocess=mnist a whole-frame result also gets a box around
- * the ink that was found. Thumbnails come from the gallery file (#GstCbirOverlay:gallery);
+ * The query picture is the one cbirencode encoded, which its embedding
+ * meta carries (nothing is recomputed), and with cbirencode
+ * preprocess=mnist a whole-frame result also gets a box around the ink
+ * that was normalised. Only for a row whose embedding lacks the picture
+ * (an encoder that did not attach it) is the picture recomputed from the
+ * frame, as #GstCbirOverlay:preprocess says (encoder: never). Thumbnails come from the gallery file (#GstCbirOverlay:gallery);
  * without one, or for a gallery without thumbnails, each hit is drawn as
  * its label in a grey cell.
  *
@@ -36,7 +38,7 @@
  *     t. ! videoconvert ! video/x-raw,format=GRAY8 ! \
  *     cbirencode model=model.safetensors preprocess=mnist ! \
  *     cbirsearch gallery=gallery.safetensors ! videoconvert ! \
- *     cbiroverlay gallery=gallery.safetensors preprocess=mnist ! \
+ *     cbiroverlay gallery=gallery.safetensors ! \
  *     videoconvert ! autovideosink
  * ]|
  * (In practice the GRAY8 branch is the only branch: the metas survive
@@ -98,6 +100,7 @@ typedef enum
 {
   GST_CBIR_OVERLAY_PREPROCESS_SCALE = 0,
   GST_CBIR_OVERLAY_PREPROCESS_MNIST = 1,
+  GST_CBIR_OVERLAY_PREPROCESS_ENCODER = 2,
 } GstCbirOverlayPreprocess;
 
 #define GST_TYPE_CBIR_OVERLAY_PREPROCESS \
@@ -113,6 +116,9 @@ gst_cbir_overlay_preprocess_get_type (void)
     {GST_CBIR_OVERLAY_PREPROCESS_MNIST,
           "MNIST-style normalisation of the ink (as cbirencode "
           "preprocess=mnist)", "mnist"},
+    {GST_CBIR_OVERLAY_PREPROCESS_ENCODER,
+          "Only the picture cbirencode encoded (nothing recomputed; none "
+          "drawn without it)", "encoder"},
     {0, NULL, NULL},
   };
 
@@ -140,7 +146,7 @@ enum
 #define DEFAULT_MAX_HITS 5
 #define DEFAULT_POSITION GST_CBIR_OVERLAY_POSITION_AUTO
 #define DEFAULT_SCALE 2
-#define DEFAULT_PREPROCESS GST_CBIR_OVERLAY_PREPROCESS_SCALE
+#define DEFAULT_PREPROCESS GST_CBIR_OVERLAY_PREPROCESS_ENCODER
 #define DEFAULT_DRAW_BOXES TRUE
 
 struct _GstCbirOverlay
@@ -243,8 +249,9 @@ gst_cbir_overlay_class_init (GstCbirOverlayClass * klass)
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_PREPROCESS,
       g_param_spec_enum ("preprocess", "Preprocess",
-          "How the query picture is made from the frame (match cbirencode's "
-          "preprocess)", GST_TYPE_CBIR_OVERLAY_PREPROCESS, DEFAULT_PREPROCESS,
+          "The query picture is the one cbirencode encoded; for a result "
+          "whose embedding lacks it, recompute it from the frame this way "
+          "(encoder: draw none)", GST_TYPE_CBIR_OVERLAY_PREPROCESS, DEFAULT_PREPROCESS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_DRAW_BOXES,
@@ -439,6 +446,7 @@ typedef struct
   gboolean not_searched;        /* a code (or digit) but no search ran */
   gboolean has_box;
   CbirRect box;
+  gint region_id;               /* the ROI's id, -1 for the whole frame */
   guint n_hits;
   guint ids[MAX_HITS];
   gint labels[MAX_HITS];
@@ -867,6 +875,40 @@ frame_luma (GstCbirOverlay * self, GstVideoFrame * frame)
   return self->luma;
 }
 
+/* The row's query picture and ink box from the embedding cbirencode
+ * attached for its region (or the whole frame), when it carries them. */
+static void
+row_take_input (Row * row, GstBuffer * buf, guint w, guint h)
+{
+  const GstCbirEmbeddingMeta *e =
+      gst_buffer_get_cbir_embedding_meta_for_region (buf, row->region_id);
+
+  if (e == NULL)
+    return;
+  if (e->input && e->input_width > 0 && e->input_height > 0) {
+    cbir_preprocess_scale (e->input, e->input_width, e->input_height,
+        e->input_width, 28, 28, row->query);
+    row->has_query = TRUE;
+  }
+  /* the ink box, from the encoded frame's pixels to this frame's */
+  if (!row->has_box && e->ink_width > 0 && e->ink_height > 0 &&
+      e->ink_x >= 0 && e->ink_y >= 0 && e->frame_width > 0 &&
+      e->frame_height > 0) {
+    guint64 x = (guint64) e->ink_x * w / e->frame_width;
+    guint64 y = (guint64) e->ink_y * h / e->frame_height;
+    guint64 bw = MAX (1, (guint64) e->ink_width * w / e->frame_width);
+    guint64 bh = MAX (1, (guint64) e->ink_height * h / e->frame_height);
+
+    if (x < w && y < h) {
+      row->ink_box.x = (guint) x;
+      row->ink_box.y = (guint) y;
+      row->ink_box.width = (guint) MIN (bw, w - x);
+      row->ink_box.height = (guint) MIN (bh, h - y);
+      row->has_ink_box = TRUE;
+    }
+  }
+}
+
 static GstFlowReturn
 gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
     GstVideoFrame * frame)
@@ -908,6 +950,7 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
     if (s)
       row_from_structure (row, s);
     row->has_box = TRUE;
+    row->region_id = roi->id;
     row->box.x = MIN (roi->x, w);
     row->box.y = MIN (roi->y, h);
     row->box.width = MIN (roi->w, w - row->box.x);
@@ -930,6 +973,7 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
     /* encoded but unsearched (no cbirsearch upstream): not "no digit" */
     rows[0].not_searched = !m && gst_buffer_get_meta (buf,
         gst_cbir_embedding_meta_api_get_type ()) != NULL;
+    rows[0].region_id = -1;
     n_rows = 1;
   } else {
     /* digit regions and no result on any: no search ran on this frame */
@@ -940,25 +984,33 @@ gst_cbir_overlay_transform_frame_ip (GstVideoFilter * filter,
       rows[r].not_searched = TRUE;
   }
 
-  /* the query pictures */
-  if (st.show_query) {
-    luma = frame_luma (self, frame);
-    if (st.preprocess == GST_CBIR_OVERLAY_PREPROCESS_MNIST) {
-      g_autoptr (CbirInkMap) map = cbir_ink_map_new (luma, w, h, w);
-      for (r = 0; r < n_rows && map; r++) {
+  /* the query pictures: what cbirencode encoded, carried by the
+   * embedding; recomputed from the frame only for a row without it */
+  for (r = 0; r < n_rows; r++)
+    row_take_input (&rows[r], buf, w, h);
+  if (st.show_query && st.preprocess != GST_CBIR_OVERLAY_PREPROCESS_ENCODER) {
+    g_autoptr (CbirInkMap) map = NULL;
+
+    for (r = 0; r < n_rows; r++) {
+      const CbirRect *b = &rows[r].box;
+
+      if (rows[r].has_query)
+        continue;
+      if (luma == NULL)
+        luma = frame_luma (self, frame);
+      if (st.preprocess == GST_CBIR_OVERLAY_PREPROCESS_MNIST) {
         CbirPreprocessInfo info;
 
+        if (map == NULL && (map = cbir_ink_map_new (luma, w, h, w)) == NULL)
+          break;
         rows[r].has_query = cbir_ink_map_normalise (map,
-            rows[r].has_box ? &rows[r].box : NULL, rows[r].query, &info);
+            rows[r].has_box ? b : NULL, rows[r].query, &info);
         /* whole frame: show where the ink was found */
         if (rows[r].has_query && !rows[r].has_box) {
           rows[r].ink_box = info.bbox;
           rows[r].has_ink_box = TRUE;
         }
-      }
-    } else {
-      for (r = 0; r < n_rows; r++) {
-        const CbirRect *b = &rows[r].box;
+      } else {
         if (rows[r].has_box && b->width > 0 && b->height > 0)
           cbir_preprocess_scale (luma + (gsize) b->y * w + b->x, b->width,
               b->height, w, 28, 28, rows[r].query);

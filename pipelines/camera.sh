@@ -44,6 +44,6 @@ exec $GST_LAUNCH \
   cbirencode model="$MODEL" preprocess="$PREPROCESS" regions="$REGIONS" ! \
   cbirsearch gallery="$GALLERY" k="${K:-5}" ! \
   videoconvert ! \
-  cbiroverlay gallery="$GALLERY" preprocess="$PREPROCESS" \
+  cbiroverlay gallery="$GALLERY" \
     scale="${SCALE:-3}" position="${POSITION:-top-left}" ! \
   videoconvert ! "${SINK:-autovideosink}" sync=false

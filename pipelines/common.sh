@@ -2,8 +2,9 @@
 # ROOT is the repository, BUILD the build (CBIR_BUILD, default ROOT/build),
 # DATA the data sets (CBIR_DATA, default ROOT/data, as scripts/get-data.sh
 # writes them). With neither GST_PLUGIN_PATH nor GST_PLUGIN_PATH_1_0 set,
-# the plugin is taken from BUILD/gst.
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# the plugin is taken from BUILD/gst. A script outside pipelines/ sets
+# CBIR_ROOT before sourcing this.
+ROOT=${CBIR_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${CBIR_BUILD:-$ROOT/build}
 DATA=${CBIR_DATA:-$ROOT/data}
 if [ -z "${GST_PLUGIN_PATH:-}${GST_PLUGIN_PATH_1_0:-}" ] && [ -d "$BUILD/gst" ]; then

@@ -59,7 +59,7 @@ $GST_LAUNCH -q \
   video/x-raw,format=GRAY8 ! \
   cbirencode model="$MODEL" preprocess="$PREPROCESS" regions="$REGIONS" ! \
   cbirsearch gallery="$GALLERY" k="$K" ! videoconvert ! \
-  cbiroverlay gallery="$GALLERY" preprocess="$PREPROCESS" scale="${SCALE:-3}" ! \
+  cbiroverlay gallery="$GALLERY" scale="${SCALE:-3}" ! \
   videoconvert ! tee name=t \
   t. ! queue ! pngenc ! multifilesink location="$OUT/overlay/frame-%05d.png" \
   t. ! queue ! videoconvert ! jpegenc quality=90 ! avimux ! \

@@ -74,16 +74,16 @@ px (const guint8 * data, gint stride, guint x, guint y)
 }
 
 /* Finds a 28x28 GRAY8 picture drawn at SCALE (nearest neighbour) in a
- * BGRx frame, within the rectangle [0,max_x) x [0,max_y) of top-left
- * corners. Returns TRUE and its position when found. */
+ * BGRx frame of fw x fh, within the rectangle [0,max_x) x [0,max_y) of
+ * top-left corners. Returns TRUE and its position when found. */
 static gboolean
-find_picture (const guint8 * data, gint stride, const guint8 * pic,
-    guint max_x, guint max_y, guint * fx, guint * fy)
+find_picture_in (const guint8 * data, guint fw, guint fh, gint stride,
+    const guint8 * pic, guint max_x, guint max_y, guint * fx, guint * fy)
 {
   guint x, y, i, j;
 
-  for (y = 0; y + 28 * SCALE <= H && y < max_y; y++)
-    for (x = 0; x + 28 * SCALE <= W && x < max_x; x++) {
+  for (y = 0; y + 28 * SCALE <= fh && y < max_y; y++)
+    for (x = 0; x + 28 * SCALE <= fw && x < max_x; x++) {
       gboolean ok = TRUE;
       for (j = 0; j < 28 && ok; j++)
         for (i = 0; i < 28 && ok; i++) {
@@ -99,6 +99,14 @@ find_picture (const guint8 * data, gint stride, const guint8 * pic,
       }
     }
   return FALSE;
+}
+
+/* the same in a W x H frame */
+static gboolean
+find_picture (const guint8 * data, gint stride, const guint8 * pic,
+    guint max_x, guint max_y, guint * fx, guint * fy)
+{
+  return find_picture_in (data, W, H, stride, pic, max_x, max_y, fx, fy);
 }
 
 /* pixels of a clearly saturated colour (text of the voted label, boxes) */
@@ -135,7 +143,7 @@ pipeline_harness (const gchar * overlay_props)
 {
   gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist ! "
       "cbirsearch gallery=%s k=3 ! videoconvert ! " BGRX_CAPS " ! "
-      "cbiroverlay gallery=%s preprocess=mnist scale=%d max-hits=3 %s",
+      "cbiroverlay gallery=%s scale=%d max-hits=3 %s",
       model_path, gallery_path, gallery_path, SCALE, overlay_props);
   GstHarness *h = gst_harness_new_parse (desc);
 
@@ -249,6 +257,73 @@ START_TEST (test_overlay_whole_frame)
   gst_buffer_unmap (ref, &mr);
   gst_buffer_unref (out);
   gst_buffer_unref (ref);
+  gst_harness_teardown (h);
+}
+END_TEST
+
+/* The query picture is the one cbirencode encoded, carried by its
+ * embedding meta, not recomputed from the frame (which cost the camera
+ * pipeline more than the search): after videoscale halves the frame the
+ * overlay still draws the encoder's picture exactly, and its box around
+ * the ink is drawn where the ink is on the halved frame. */
+START_TEST (test_overlay_draws_encoder_picture)
+{
+  CbirSimcamTruth truth;
+  g_autofree guint8 *pix = camera_frame (1, 4, &truth);
+  gchar *desc = g_strdup_printf ("cbirencode model=%s preprocess=mnist ! "
+      "cbirsearch gallery=%s k=3 ! videoscale ! "
+      "video/x-raw,width=320,height=240 ! videoconvert ! "
+      "video/x-raw,format=BGRx ! cbiroverlay gallery=%s scale=%d "
+      "max-hits=0 position=top-left", model_path, gallery_path,
+      gallery_path, SCALE);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstCbirEmbeddingMeta *e;
+  CbirPreprocessInfo info;
+  guint8 query[28 * 28];
+  GstBuffer *out;
+  GstMapInfo mo;
+  guint qx, qy;
+
+  g_free (desc);
+  gst_harness_set_src_caps_str (h, GRAY_CAPS);
+  fail_unless (cbir_preprocess_mnist (pix, W, H, W, query, &info));
+  out = gst_harness_push_and_pull (h, gray_buffer (pix));
+  fail_unless (out != NULL);
+
+  /* the embedding carries the model's input, and the ink box in the
+   * encoded frame's pixels with that frame's size */
+  e = gst_buffer_get_cbir_embedding_meta (out);
+  fail_unless (e != NULL && e->input != NULL, "no picture in the embedding");
+  fail_unless_equals_int (e->input_width, 28);
+  fail_unless_equals_int (e->input_height, 28);
+  fail_unless (memcmp (e->input, query, sizeof (query)) == 0);
+  fail_unless_equals_int (e->frame_width, W);
+  fail_unless_equals_int (e->frame_height, H);
+  fail_unless_equals_int (e->ink_x, info.bbox.x);
+  fail_unless_equals_int (e->ink_y, info.bbox.y);
+  fail_unless_equals_int (e->ink_width, info.bbox.width);
+  fail_unless_equals_int (e->ink_height, info.bbox.height);
+
+  /* and the overlay drew exactly that picture on the small frame */
+  fail_unless (gst_buffer_map (out, &mo, GST_MAP_READ));
+  fail_unless (find_picture_in (mo.data, 320, 240, 320 * 4, query, 64, 64,
+          &qx, &qy), "the encoder's picture is not drawn");
+  {
+    /* the box: coloured pixels just right of the halved ink box */
+    guint xe = (info.bbox.x + info.bbox.width) / 2 + 1, y, coloured = 0;
+    guint y0 = info.bbox.y / 2, y1 = (info.bbox.y + info.bbox.height) / 2;
+
+    for (y = y0 + (y1 - y0) / 4; y < y1 - (y1 - y0) / 4; y++) {
+      guint32 v = ((const guint32 *) (mo.data + (gsize) y * 320 * 4))[xe];
+      gint r = (v >> 16) & 0xff, g = (v >> 8) & 0xff, b = v & 0xff;
+
+      coloured += MAX (r, MAX (g, b)) - MIN (r, MIN (g, b)) > 60;
+    }
+    fail_unless (coloured >= (y1 - y0) / 2 - 1, "no box around the ink "
+        "on the scaled frame (%u of %u pixels)", coloured, (y1 - y0) / 2);
+  }
+  gst_buffer_unmap (out, &mo);
+  gst_buffer_unref (out);
   gst_harness_teardown (h);
 }
 END_TEST
@@ -476,6 +551,7 @@ overlay_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_set_timeout (tc, 120);
   tcase_add_test (tc, test_overlay_whole_frame);
+  tcase_add_test (tc, test_overlay_draws_encoder_picture);
   tcase_add_test (tc, test_overlay_no_digit);
   tcase_add_test (tc, test_overlay_not_searched);
   tcase_add_test (tc, test_overlay_regions);

@@ -82,6 +82,20 @@ typedef struct {
  * @model_fingerprint: hex SHA-256 of the model (interned string)
  * @region_id: -1 for the whole frame, else the id of the
  *   GstVideoRegionOfInterestMeta (type "digit") whose box was encoded
+ * @input: the picture the model encoded, as cbirencode prepared it (GRAY8,
+ *   @input_width x @input_height, rows packed; with preprocess=mnist the
+ *   normalised digit, white ink on black), or NULL
+ * @input_width: its width (the model's input width), 0 without @input
+ * @input_height: its height
+ * @frame_width: width of the frame cbirencode encoded (the ink box below
+ *   is in its pixels: scale it to a frame that was resized since)
+ * @frame_height: its height
+ * @ink_x: with preprocess=mnist on the whole frame, the box of the ink
+ *   that was normalised, in the encoded frame's pixels; @ink_width is 0
+ *   otherwise
+ * @ink_y: top of that box
+ * @ink_width: its width, 0 when there is none
+ * @ink_height: its height
  */
 typedef struct {
   GstMeta meta;
@@ -92,6 +106,15 @@ typedef struct {
   guint8 *bits;
   const gchar *model_fingerprint;
   gint region_id;
+  guint8 *input;
+  guint input_width;
+  guint input_height;
+  guint frame_width;
+  guint frame_height;
+  gint ink_x;
+  gint ink_y;
+  gint ink_width;
+  gint ink_height;
 } GstCbirEmbeddingMeta;
 
 /**
