@@ -7,7 +7,7 @@
  * For each file (anything uridecodebin decodes) runs
  *   uridecodebin ! videoconvert ! GRAY8 ! cbirencode ! cbirsearch ! fakesink
  * as fast as it decodes, and writes next to it (or into DIR):
- *   FILE.cbir.jsonl          one line a frame:
+ *   FILE.cbir.jsonl          one line a decoded frame:
  *     {"frame":0,"pts":0,"time":0.0,"regions":[{"box":null,"ids":[..],
  *      "labels":[..],"distances":[..],"label":7,"confidence":0.92}],
  *      "label":7,"confidence":0.92}
@@ -15,7 +15,13 @@
  *     param (box [x,y,w,h]), else one for the whole frame (box null) when
  *     the frame has a result, else none (no digit). The frame's label and
  *     confidence are those of its most confident region (-1 and 0 when
- *     none matched).
+ *     none matched). "time" is the stream time in seconds (the position a
+ *     player shows: 0 at the file's first frame even when its timestamps
+ *     start later, as in an MP4 with an edit list), "frame" the frame
+ *     number that time gives at the stream's frame rate (a frame the
+ *     decoder dropped leaves a gap, later ones keep their numbers; the
+ *     count of decoded frames when the rate is unknown), "pts" the raw
+ *     buffer timestamp in nanoseconds.
  *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
  *     time and frames/s (also printed).
  * Both are written to a temporary file and renamed at the end: a file that
@@ -218,25 +224,67 @@ count_label (Job * job, gint label, const gchar * name)
 
 /* ---- the per-frame probe (streaming thread) ---- */
 
+/* The buffer's stream time (GST_CLOCK_TIME_NONE when unknown) and its
+ * frame number from that time at the caps' frame rate, or `decoded` (the
+ * count of frames seen) when the rate is unknown or variable. */
+static void
+frame_position (GstPad * pad, GstClockTime pts, guint64 decoded,
+    GstClockTime * stream_time, guint64 * frame)
+{
+  GstEvent *ev = gst_pad_get_sticky_event (pad, GST_EVENT_SEGMENT, 0);
+  GstCaps *caps = gst_pad_get_current_caps (pad);
+  gint fps_n = 0, fps_d = 1;
+
+  *stream_time = GST_CLOCK_TIME_NONE;
+  if (ev && GST_CLOCK_TIME_IS_VALID (pts)) {
+    const GstSegment *seg;
+
+    gst_event_parse_segment (ev, &seg);
+    if (seg->format == GST_FORMAT_TIME)
+      *stream_time = gst_segment_to_stream_time (seg, GST_FORMAT_TIME, pts);
+  }
+  if (caps) {
+    const GstStructure *st = gst_caps_get_structure (caps, 0);
+
+    if (!gst_structure_get_fraction (st, "framerate", &fps_n, &fps_d))
+      fps_n = 0;
+  }
+  if (GST_CLOCK_TIME_IS_VALID (*stream_time) && fps_n > 0 && fps_d > 0)
+    *frame = gst_util_uint64_scale_round (*stream_time, fps_n,
+        (guint64) fps_d * GST_SECOND);
+  else
+    *frame = decoded;
+  gst_clear_event (&ev);
+  gst_clear_caps (&caps);
+}
+
 static GstPadProbeReturn
 frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   Job *job = user_data;
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   GString *s = g_string_sized_new (256);
-  GstClockTime pts = GST_BUFFER_PTS (buf);
+  GstClockTime pts = GST_BUFFER_PTS (buf), stream_time;
   gpointer state = NULL;
   GstMeta *meta;
-  guint frame = (guint) g_atomic_int_get (&job->frames), n_regions = 0;
+  guint64 frame;
+  guint n_regions = 0;
   gint best_label = -1;
   gdouble best_conf = -1;
 
-  g_string_append_printf (s, "{\"frame\":%u,\"pts\":", frame);
+  frame_position (pad, pts, (guint) g_atomic_int_get (&job->frames),
+      &stream_time, &frame);
+  g_string_append_printf (s, "{\"frame\":%" G_GUINT64_FORMAT ",\"pts\":",
+      frame);
   if (GST_CLOCK_TIME_IS_VALID (pts))
-    g_string_append_printf (s, "%" G_GUINT64_FORMAT ",\"time\":%.3f", pts,
-        pts / (gdouble) GST_SECOND);
+    g_string_append_printf (s, "%" G_GUINT64_FORMAT, pts);
   else
-    g_string_append (s, "null,\"time\":null");
+    g_string_append (s, "null");
+  if (GST_CLOCK_TIME_IS_VALID (stream_time))
+    g_string_append_printf (s, ",\"time\":%.3f",
+        stream_time / (gdouble) GST_SECOND);
+  else
+    g_string_append (s, ",\"time\":null");
   g_string_append (s, ",\"regions\":[");
 
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
@@ -616,8 +664,8 @@ summary_json (Job * job, gdouble secs)
       best_n ? (gint) best : -1);
   g_string_append (s, ",\"no_match_frames\":[");
   for (i = 0; i < job->no_match_frames->len; i++)
-    g_string_append_printf (s, "%s%u", i ? "," : "",
-        g_array_index (job->no_match_frames, guint, i));
+    g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, i ? "," : "",
+        g_array_index (job->no_match_frames, guint64, i));
   g_string_append_printf (s, "],\"no_match_frames_truncated\":%s",
       job->frames_no_match > job->no_match_frames->len ? "true" : "false");
   g_string_append (s, ",\"seconds\":");
@@ -665,7 +713,7 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
   job.path = path;
   job.sidecar = out_path (path, ".cbir.jsonl");
   job.summary = out_path (path, ".cbir-summary.json");
-  job.no_match_frames = g_array_new (FALSE, FALSE, sizeof (guint));
+  job.no_match_frames = g_array_new (FALSE, FALSE, sizeof (guint64));
   job.label_names = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   job.loop = g_main_loop_new (NULL, FALSE);
   show_progress = !opt_quiet && isatty (fileno (stderr));

@@ -125,6 +125,56 @@ grep -q "audio.ogg: FAILED: no video stream" "$T/err5" \
   || fail "audio-only file: $(cat "$T/err5")"
 grep -q "cam.avi: 10 frames" "$T/out5" || fail "audio-only file stopped the batch"
 
+# 3e. time and frame come from the stream, not from counting or the raw
+#     timestamps: the video remuxed to Matroska with its timestamps moved
+#     0.2 s later (the file's first frame at 0.2 s, as in an MP4 with an
+#     edit list) and its 4th frame dropped (a frame the decoder lost)
+/usr/bin/python3 - "$T/cam.avi" "$T/gap.mkv" <<'PY' || fail "making the gap video"
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+src = Gst.parse_launch("filesrc location=%s ! avidemux ! appsink name=s "
+                       "sync=false" % sys.argv[1])
+dst = Gst.parse_launch("appsrc name=a format=time ! matroskamux ! "
+                       "filesink location=%s" % sys.argv[2])
+sink, app = src.get_by_name("s"), dst.get_by_name("a")
+src.set_state(Gst.State.PLAYING)
+dst.set_state(Gst.State.PLAYING)
+n = 0
+while True:
+    sample = sink.emit("pull-sample")
+    if sample is None:
+        break
+    n += 1
+    if n == 1:
+        app.set_property("caps", sample.get_caps())
+    if n == 4:
+        continue
+    buf = sample.get_buffer().copy()
+    buf.pts += 200000000
+    buf.dts = Gst.CLOCK_TIME_NONE
+    app.emit("push-buffer", buf)
+app.emit("end-of-stream")
+msg = dst.get_bus().timed_pop_filtered(60 * Gst.SECOND,
+                                       Gst.MessageType.EOS | Gst.MessageType.ERROR)
+src.set_state(Gst.State.NULL)
+dst.set_state(Gst.State.NULL)
+sys.exit(0 if n == 10 and msg and msg.type == Gst.MessageType.EOS else 1)
+PY
+"$CBIR_TAG" --quiet --model "$T/model.safetensors"   --gallery "$T/gallery.safetensors" --out-dir "$T/tags6" "$T/gap.mkv"   > "$T/out6" 2> "$T/err6" || fail "tagging the gap video: $(cat "$T/err6")"
+/usr/bin/python3 - "$T/tags6/gap.mkv.cbir.jsonl" <<'PY' || fail "gap video: time/frame"
+import json, sys
+tags = [json.loads(l) for l in open(sys.argv[1])]
+frames = [t["frame"] for t in tags]
+assert frames == [0, 1, 2, 4, 5, 6, 7, 8, 9], frames
+assert abs(tags[0]["time"]) < 1e-6, tags[0]
+assert tags[0]["pts"] >= 200000000, tags[0]        # the raw timestamp
+for t in tags:
+    assert abs(t["time"] - t["frame"] / 10) < 1e-3, t
+PY
+
 # 3c. a missing model or gallery: each file's failure says which file
 for what in model gallery; do
   if [ $what = model ]; then m="$T/none.safetensors"; g="$T/gallery.safetensors"
