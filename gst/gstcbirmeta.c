@@ -247,6 +247,7 @@ result_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
   m->label = -1;
   m->confidence = 0.0f;
   m->metric = NULL;
+  m->match_score = 1.0f;
   return TRUE;
 }
 
@@ -269,8 +270,12 @@ result_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
     return FALSE;
   if (gst_buffer_get_meta (dest, gst_cbir_result_meta_api_get_type ()))
     return TRUE;
-  return gst_buffer_add_cbir_result_meta (dest, m->hits, m->n_hits, m->label,
-      m->confidence, m->metric) != NULL;
+  GstCbirResultMeta *d = gst_buffer_add_cbir_result_meta (dest, m->hits,
+      m->n_hits, m->label, m->confidence, m->metric);
+
+  if (d)
+    d->match_score = m->match_score;
+  return d != NULL;
 }
 
 const GstMetaInfo *

@@ -20,8 +20,12 @@
  * - "labels" (GstValueArray of gint): their labels
  * - "distances" (GstValueArray of gfloat): their distances
  * - "label" (gint): the distance-weighted vote, -1 = no match
- * - "confidence" (gdouble): the winner's share of the vote, 0..1
- * - "match" (gboolean): FALSE when no hit is within max-distance
+ * - "confidence" (gdouble): the winner's share of the vote, 0..1 (0 when
+ *   no match)
+ * - "match-score" (gdouble): how like the gallery the query is, 0..1 (see
+ *   "Open set" below)
+ * - "match" (gboolean): FALSE when no hit is within max-distance or the
+ *   match score is below min-match-score
  * - "metric" (string); "rerank" (string): "none", "query-expansion" or
  *   "diffusion", the re-ranking that ordered the hits; and when known "label-name" (string),
  *   "source-index" (guint64) and "source-label" (gint) from cbiridxsrc
@@ -64,6 +68,19 @@
  * (cbirindex dba=K, cbir-eval --dba) is searched as it is; the read-only
  * #GstCbirSearch:dba tells its K once the element has started.
  *
+ * Open set: the vote names a label for anything, a frame of colour bars
+ * or noise included, and its share says nothing about that. The match
+ * score does: every gallery item's distance to its nearest other item is
+ * measured when the element starts (about one search of the whole gallery
+ * with itself), and a query's score is the share of gallery items whose
+ * nearest other item is at least as far as the query's nearest item (its
+ * plain nearest, before any re-ranking). 0.5 is as near as the median
+ * item; for queries drawn like the gallery items the score is about
+ * uniform on 0..1, so #GstCbirSearch:min-match-score = t rejects a share
+ * t of such queries: below it the result is "no match" (label -1,
+ * confidence 0, match FALSE; the hits are still given). 0 turns the
+ * decision off (the score is still reported).
+ *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
  * (no cbirencode upstream, or a camera frame in which cbirencode
@@ -91,6 +108,7 @@
 #include "gstcbirmeta.h"
 
 #include <gst/video/video.h>
+#include <cbir/openset.h>
 #include <cbir/search.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_cbir_search_debug);
@@ -123,6 +141,7 @@ gst_cbir_search_metric_get_type (void)
 #define DEFAULT_METRIC GST_CBIR_METRIC_AUTO
 #define DEFAULT_SHORTLIST 0
 #define DEFAULT_MAX_DISTANCE G_MAXFLOAT
+#define DEFAULT_MIN_MATCH_SCORE CBIR_MATCH_SCORE_DEFAULT_MIN
 #define DEFAULT_POST_MESSAGES TRUE
 #define DEFAULT_QUERY_EXPANSION 0
 #define DEFAULT_RERANK_QE 20
@@ -188,6 +207,7 @@ enum
   PROP_RERANK,
   PROP_GRAPH_K,
   PROP_INVALID_CODES,
+  PROP_MIN_MATCH_SCORE,
 };
 
 struct _GstCbirSearch
@@ -200,6 +220,7 @@ struct _GstCbirSearch
   gint metric;
   guint shortlist;
   gfloat max_distance;
+  gfloat min_match_score;
   gboolean post_messages;
   guint query_expansion;
   guint cur_dba;                /* the open gallery's DBA k (read-only) */
@@ -211,6 +232,7 @@ struct _GstCbirSearch
   /* streaming state */
   CbirGallery *gallery;
   CbirSearcher *searcher;
+  CbirMatchScorer *scorer;
   CbirMetric cur_metric;
   guint query_dim;
   const gchar *checked_fingerprint;     /* interned, once checked */
@@ -316,6 +338,14 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           "infinite values (a broken model): they match nothing, label -1 "
           "(read-only)", 0, G_MAXUINT64, 0,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_MIN_MATCH_SCORE,
+      g_param_spec_float ("min-match-score", "Minimum match score",
+          "Below this match score (the share of gallery items whose own "
+          "nearest other item is at least as far as the query's nearest "
+          "item) the result is \"no match\", label -1: about this share "
+          "of queries drawn like the gallery is rejected; 0 = off", 0.0f,
+          1.0f, DEFAULT_MIN_MATCH_SCORE, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -341,6 +371,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->metric = DEFAULT_METRIC;
   self->shortlist = DEFAULT_SHORTLIST;
   self->max_distance = DEFAULT_MAX_DISTANCE;
+  self->min_match_score = DEFAULT_MIN_MATCH_SCORE;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->rerank = DEFAULT_RERANK;
@@ -389,6 +420,9 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
     case PROP_MAX_DISTANCE:
       self->max_distance = g_value_get_float (value);
       break;
+    case PROP_MIN_MATCH_SCORE:
+      self->min_match_score = g_value_get_float (value);
+      break;
     case PROP_POST_MESSAGES:
       self->post_messages = g_value_get_boolean (value);
       break;
@@ -427,6 +461,9 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_MAX_DISTANCE:
       g_value_set_float (value, self->max_distance);
+      break;
+    case PROP_MIN_MATCH_SCORE:
+      g_value_set_float (value, self->min_match_score);
       break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
@@ -540,6 +577,12 @@ gst_cbir_search_start (GstBaseTransform * trans)
     g_clear_pointer (&self->gallery, cbir_gallery_free);
     return FALSE;
   }
+  /* the gallery's own nearest-neighbour distances, for the match score
+   * (after the model check: a wrong gallery fails at once) */
+  self->scorer = cbir_match_scorer_new (self->gallery, self->cur_metric, 0,
+      &err);
+  if (self->scorer == NULL)
+    goto scorer_failed;
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
@@ -602,6 +645,15 @@ diffusion_failed:
     g_clear_pointer (&self->gallery, cbir_gallery_free);
     return FALSE;
   }
+scorer_failed:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot score matches in gallery \"%s\": %s", path, err->message),
+        ("%s", err->message));
+    g_clear_pointer (&self->searcher, cbir_searcher_free);
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
 qe_failed:
   {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
@@ -619,6 +671,7 @@ gst_cbir_search_stop (GstBaseTransform * trans)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
 
+  g_clear_pointer (&self->scorer, cbir_match_scorer_free);
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
   GST_OBJECT_LOCK (self);
@@ -639,10 +692,22 @@ array_append (GValue * array, GType type)
       gst_value_array_get_size (array) - 1);
 }
 
+/* One query's answer. */
+typedef struct
+{
+  guint n;                      /* hits kept (within max-distance) */
+  gint32 label;                 /* the vote, -1 = no match */
+  gfloat confidence;            /* its share, 0 when no match */
+  gfloat match_score;           /* how like the gallery, 0..1 */
+  gboolean match;
+} Answer;
+
 static GstStructure *
 make_result_structure (GstCbirSearch * self, GstBuffer * buf,
-    const CbirHit * hits, guint n, gint32 label, gfloat confidence)
+    const CbirHit * hits, const Answer * a)
 {
+  guint n = a->n;
+  gint32 label = a->label;
   GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
   GstClockTime ts = GST_BUFFER_PTS (buf);
   GValue ids = G_VALUE_INIT, labels = G_VALUE_INIT, dists = G_VALUE_INIT;
@@ -673,8 +738,9 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
       "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buf),
       "frame", G_TYPE_UINT64, frame,
       "label", G_TYPE_INT, label,
-      "confidence", G_TYPE_DOUBLE, (gdouble) confidence,
-      "match", G_TYPE_BOOLEAN, n > 0,
+      "confidence", G_TYPE_DOUBLE, (gdouble) a->confidence,
+      "match-score", G_TYPE_DOUBLE, (gdouble) a->match_score,
+      "match", G_TYPE_BOOLEAN, a->match,
       "metric", G_TYPE_STRING, cbir_metric_to_string (self->cur_metric),
       "rerank", G_TYPE_STRING, rerank_nick (self->cur_rerank), NULL);
   gst_structure_take_value (s, "ids", &ids);
@@ -693,11 +759,12 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   return s;
 }
 
-/* Searches one embedding: hits into self->hits, returns how many are kept
- * (within max-distance) and the vote. */
-static guint
+/* Searches one embedding: hits into self->hits, the answer into a: how
+ * many hits are kept (within max-distance), the vote and the match
+ * decision. */
+static void
 search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
-    gfloat max_distance, gint32 * label, gfloat * confidence)
+    gfloat max_distance, gfloat min_match_score, Answer * a)
 {
   guint n, i, j;
 
@@ -719,12 +786,15 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     if (self->hits[i].distance <= max_distance)
       self->hits[j++] = self->hits[i];
   n = j;
-  cbir_vote (self->hits, n, label, confidence);
-  if (n == 0) {
-    *label = -1;
-    *confidence = 0.0f;
+  a->n = n;
+  a->match_score = cbir_match_scorer_score (self->scorer,
+      cbir_searcher_nearest_distance (self->searcher, emb->vector));
+  a->match = n > 0 && a->match_score >= min_match_score;
+  cbir_vote (self->hits, n, &a->label, &a->confidence);
+  if (!a->match) {
+    a->label = -1;
+    a->confidence = 0.0f;
   }
-  return n;
 }
 
 /* Asks upstream which model encodes the frames (cbirencode answers
@@ -811,11 +881,12 @@ wrong_dim:
 
 static void
 get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
-    gboolean * post)
+    gfloat * min_match_score, gboolean * post)
 {
   GST_OBJECT_LOCK (self);
   *k = self->k;
   *max_distance = self->max_distance;
+  *min_match_score = self->min_match_score;
   *post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 
@@ -831,10 +902,10 @@ get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
 static GstFlowReturn
 search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
 {
-  guint k, n, i;
-  gfloat max_distance, confidence;
+  guint k, i;
+  gfloat max_distance, min_match_score;
   gboolean post;
-  gint32 label;
+  Answer a;
   GList *messages = NULL, *l;
 
   for (i = 0; i < regions->len; i++)
@@ -842,7 +913,7 @@ search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
       g_ptr_array_free (regions, TRUE);
       return GST_FLOW_ERROR;
     }
-  get_settings (self, &k, &max_distance, &post);
+  get_settings (self, &k, &max_distance, &min_match_score, &post);
 
   for (i = 0; i < regions->len; i++) {
     const GstCbirEmbeddingMeta *emb = g_ptr_array_index (regions, i);
@@ -850,8 +921,8 @@ search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
         gst_buffer_get_video_region_of_interest_meta_id (buf, emb->region_id);
     GstStructure *s;
 
-    n = search_one (self, emb, k, max_distance, &label, &confidence);
-    s = make_result_structure (self, buf, self->hits, n, label, confidence);
+    search_one (self, emb, k, max_distance, min_match_score, &a);
+    s = make_result_structure (self, buf, self->hits, &a);
     gst_structure_set (s, "region-id", G_TYPE_INT, emb->region_id, NULL);
     if (roi) {
       /* the ROI's param: a copy without the box (videoscale moves the box,
@@ -869,7 +940,8 @@ search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
     }
     gst_structure_set (s, "n-regions", G_TYPE_UINT, regions->len, NULL);
     GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " region %d: label %d "
-        "(%.3f), %u hits", self->frame, emb->region_id, label, confidence, n);
+        "(%.3f, match score %.3f), %u hits", self->frame, emb->region_id,
+        a.label, a.confidence, a.match_score, a.n);
     if (post)
       messages = g_list_prepend (messages, s);
     else
@@ -893,10 +965,11 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
   GstCbirEmbeddingMeta *emb;
   GstStructure *s;
-  guint k, n;
-  gfloat max_distance, confidence;
+  GstCbirResultMeta *rm;
+  guint k;
+  gfloat max_distance, min_match_score;
   gboolean post;
-  gint32 label;
+  Answer a;
   GPtrArray *regions = NULL;
   gpointer state = NULL;
   GstMeta *meta;
@@ -939,18 +1012,21 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   if (!check_embedding (self, emb))
     return GST_FLOW_ERROR;
 
-  get_settings (self, &k, &max_distance, &post);
-  n = search_one (self, emb, k, max_distance, &label, &confidence);
+  get_settings (self, &k, &max_distance, &min_match_score, &post);
+  search_one (self, emb, k, max_distance, min_match_score, &a);
 
   G_STATIC_ASSERT (sizeof (CbirHit) == sizeof (GstCbirHit));
-  gst_buffer_add_cbir_result_meta (buf, (const GstCbirHit *) self->hits, n,
-      label, confidence, cbir_metric_to_string (self->cur_metric));
-  s = make_result_structure (self, buf, self->hits, n, label, confidence);
+  rm = gst_buffer_add_cbir_result_meta (buf, (const GstCbirHit *) self->hits,
+      a.n, a.label, a.confidence, cbir_metric_to_string (self->cur_metric));
+  if (rm)
+    rm->match_score = a.match_score;
+  s = make_result_structure (self, buf, self->hits, &a);
   gst_buffer_add_cbir_result_structure (buf, s);
   self->frame++;
 
-  GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": label %d (%.3f), "
-      "%u hits", self->frame - 1, label, confidence, n);
+  GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": label %d (%.3f, "
+      "match score %.3f), %u hits", self->frame - 1, a.label, a.confidence,
+      a.match_score, a.n);
   if (post)
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_element (GST_OBJECT (self), s));

@@ -1791,6 +1791,16 @@ clear_bad_queries (const CbirSearcher *s, const float *queries, guint nq,
   }
 }
 
+float
+cbir_searcher_nearest_distance (CbirSearcher *s, const float *query)
+{
+  g_return_val_if_fail (s != NULL && query != NULL, INFINITY);
+  CbirHit hit;
+  if (!query_ok (s, query) || search_plain (s, query, 1, &hit) == 0)
+    return INFINITY;
+  return hit.distance;
+}
+
 guint
 cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
     CbirHit *hits)

@@ -53,7 +53,7 @@ static gchar *opt_model, *opt_gallery, *opt_out_dir, *opt_plugin_path;
 static gchar *opt_preprocess;
 static gchar *opt_regions;
 static gint opt_k = 5;
-static gdouble opt_max_distance = -1;
+static gdouble opt_max_distance = -1, opt_min_match_score = -1;
 static gboolean opt_quiet, opt_verbose;
 static gchar **opt_files;
 
@@ -72,6 +72,9 @@ static GOptionEntry entries[] = {
       "K"},
   {"max-distance", 0, 0, G_OPTION_ARG_DOUBLE, &opt_max_distance,
       "Hits farther than this are dropped (cbirsearch max-distance)", "D"},
+  {"min-match-score", 0, 0, G_OPTION_ARG_DOUBLE, &opt_min_match_score,
+      "Below this match score a digit is \"no match\" (cbirsearch "
+      "min-match-score; 0 = off; default: the element's)", "S"},
   {"out-dir", 'o', 0, G_OPTION_ARG_FILENAME, &opt_out_dir,
       "Write the sidecars here (default: next to each file)", "DIR"},
   {"plugin-path", 0, 0, G_OPTION_ARG_FILENAME, &opt_plugin_path,
@@ -180,6 +183,8 @@ json_region (GString * s, const GstVideoRegionOfInterestMeta * roi,
     const GstStructure * r, gint * label, gdouble * confidence,
     const gchar ** name)
 {
+  gdouble score;
+
   *label = -1;
   *confidence = 0;
   *name = NULL;
@@ -202,6 +207,10 @@ json_region (GString * s, const GstVideoRegionOfInterestMeta * roi,
   json_array (s, r ? gst_structure_get_value (r, "distances") : NULL);
   g_string_append_printf (s, ",\"label\":%d,\"confidence\":", *label);
   json_number (s, *confidence);
+  if (r && gst_structure_get_double (r, "match-score", &score)) {
+    g_string_append (s, ",\"match_score\":");
+    json_number (s, score);
+  }
   if (*name) {
     g_string_append (s, ",\"label_name\":");
     json_string (s, *name);
@@ -520,6 +529,9 @@ build_pipeline (Job * job)
       "post-messages", FALSE, NULL);
   if (opt_max_distance >= 0)
     g_object_set (search, "max-distance", (gfloat) opt_max_distance, NULL);
+  if (opt_min_match_score >= 0)
+    g_object_set (search, "min-match-score", (gfloat) opt_min_match_score,
+        NULL);
   g_object_set (sink, "sync", FALSE, NULL);
 
   gst_bin_add_many (GST_BIN (job->pipeline), dec, job->convert, caps, enc,
@@ -842,6 +854,10 @@ main (int argc, char **argv)
   }
   if (!opt_files || !opt_files[0]) {
     g_printerr ("cbir-tag: no video file given (see --help)\n");
+    return 2;
+  }
+  if (opt_min_match_score > 1) {
+    g_printerr ("cbir-tag: --min-match-score must be in 0..1\n");
     return 2;
   }
   if (opt_k < 1 || opt_k > 1000) {

@@ -58,6 +58,11 @@ CbirSearcher *cbir_searcher_new_full (const CbirGallery *g,
     CbirMetric metric, guint shortlist, guint n_threads, GError **error);
 guint cbir_searcher_get_threads (const CbirSearcher *s);
 
+/* The distance of the query's plain nearest gallery item (no re-ranking:
+ * what the match score of openset.h takes), +inf for a query holding NaN
+ * or an infinite value, or an empty gallery. */
+float cbir_searcher_nearest_distance (CbirSearcher *s, const float *query);
+
 /* Hamming searcher only: one query already packed (code_bytes bytes). */
 guint cbir_searcher_search_codes (CbirSearcher *s, const guint8 *code,
     guint k, CbirHit *hits);

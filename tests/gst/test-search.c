@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "cbir-gst-test.h"
 #include <cbir/noise.h>
+#include <cbir/openset.h>
 
 static gchar *dir;
 
@@ -29,11 +30,32 @@ field (const GstStructure * s, const gchar * name)
   return v;
 }
 
+/* What cbirsearch with default properties answers for one code, from the
+ * engine: the hits' vote, the match score (the plain nearest distance
+ * against the gallery's own nearest-other distances) and the decision at
+ * the default min-match-score (no match: label -1, confidence 0). */
+static void
+engine_answer (CbirSearcher * searcher, const CbirMatchScorer * scorer,
+    const gfloat * code, const CbirHit * hits, guint n, gint32 * label,
+    gfloat * conf, gfloat * score, gboolean * match)
+{
+  *score = cbir_match_scorer_score (scorer,
+      cbir_searcher_nearest_distance (searcher, code));
+  *match = n > 0 && *score >= CBIR_MATCH_SCORE_DEFAULT_MIN;
+  cbir_vote (hits, n, label, conf);
+  if (!*match) {
+    *label = -1;
+    *conf = 0;
+  }
+}
+
 /* the fields of a result structure against the engine's hits */
 static void
 check_result_structure (const GstStructure * s, const CbirHit * hits,
-    guint n, gint32 label, gfloat conf)
+    guint n, gint32 label, gfloat conf, gfloat score, gboolean want_match)
 {
+  gdouble sc;
+
   const GValue *ids = field (s, "ids"), *labels = field (s, "labels"),
       *dists = field (s, "distances");
   gint l;
@@ -58,7 +80,10 @@ check_result_structure (const GstStructure * s, const CbirHit * hits,
   fail_unless (gst_structure_get_boolean (s, "match", &match));
   fail_unless_equals_int (l, label);
   fail_unless_equals_float ((gfloat) c, conf);
-  fail_unless_equals_int (match, n > 0);
+  fail_unless (gst_structure_get_double (s, "match-score", &sc));
+  fail_unless (sc >= 0 && sc <= 1, "match-score %g", sc);
+  fail_unless_equals_float ((gfloat) sc, score);
+  fail_unless_equals_int (match, want_match);
 }
 
 /* The pipeline's results for noisy fixture frames are the engine's:
@@ -104,7 +129,9 @@ check_pipeline_equals_engine_full (const gchar * preset,
   CbirGallery *g = cbir_gallery_open (gallery_path, NULL);
   GError *err = NULL;
   CbirSearcher *searcher = cbir_searcher_new (g, metric, shortlist, &err);
+  CbirMatchScorer *scorer = cbir_match_scorer_new (g, metric, 0, NULL);
 
+  fail_unless (scorer != NULL);
   if (graph)
     fail_unless (cbir_searcher_set_diffusion (searcher,
             cbir_gallery_get_graph (g), NULL, NULL));
@@ -132,7 +159,8 @@ check_pipeline_equals_engine_full (const gchar * preset,
     guint8 img[784];
     guint64 frame, src_index;
     gint32 label;
-    gfloat conf;
+    gfloat conf, score;
+    gboolean match;
     guint n;
 
     memcpy (img, ds->images + i * 784, 784);
@@ -142,18 +170,20 @@ check_pipeline_equals_engine_full (const gchar * preset,
     fail_unless (cbir_model_encode_u8 (m, img, 1, code, NULL));
     n = cbir_searcher_search (searcher, code, k, hits);
     fail_unless_equals_int (n, k);
-    cbir_vote (hits, n, &label, &conf);
+    engine_answer (searcher, scorer, code, hits, n, &label, &conf, &score,
+        &match);
     fail_unless (gst_structure_get_uint64 (s, "frame", &frame));
     fail_unless_equals_uint64 (frame, i);
     fail_unless (gst_structure_get_uint64 (s, "source-index", &src_index));
     fail_unless_equals_uint64 (src_index, i);
-    check_result_structure (s, hits, n, label, conf);
+    check_result_structure (s, hits, n, label, conf, score, match);
   }
   g_list_free_full (results, (GDestroyNotify) gst_message_unref);
   g_free (desc);
   g_free (hits);
   g_free (code);
   cbir_dataset_free (ds);
+  cbir_match_scorer_free (scorer);
   cbir_searcher_free (searcher);
   cbir_gallery_free (g);
   cbir_model_free (m);
@@ -326,8 +356,10 @@ GST_START_TEST (test_metas_and_message)
 
   cs = gst_buffer_get_cbir_result_structure (out);
   fail_unless (cs != NULL);
+  /* the image itself is in the gallery: the best match score */
+  fail_unless_equals_float (rm->match_score, 1.0f);
   check_result_structure (cs, (const CbirHit *) rm->hits, rm->n_hits,
-      rm->label, rm->confidence);
+      rm->label, rm->confidence, rm->match_score, TRUE);
 
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
   fail_unless (msg != NULL);
@@ -377,9 +409,10 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
   GstHarness *h = gst_harness_new_parse (desc);
   CbirModel *m = cbir_model_load (model_path, NULL);
   CbirGallery *g = cbir_gallery_open (gallery_path, NULL);
-  CbirSearcher *searcher = cbir_searcher_new (g,
-      cbir_model_get_code_type (m) == CBIR_CODE_BITS ? CBIR_METRIC_HAMMING :
-      CBIR_METRIC_L2, 0, NULL);
+  CbirMetric metric = cbir_model_get_code_type (m) == CBIR_CODE_BITS ?
+      CBIR_METRIC_HAMMING : CBIR_METRIC_L2;
+  CbirSearcher *searcher = cbir_searcher_new (g, metric, 0, NULL);
+  CbirMatchScorer *scorer = cbir_match_scorer_new (g, metric, 0, NULL);
   CbirDataset *ds = load_fixture ();
   GstBus *bus = gst_bus_new ();
   gchar *caps = gray8_caps (RW, RH);
@@ -408,14 +441,16 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
     const GstStructure *ms;
     guint nh = cbir_searcher_search (searcher, codes + j * dim, 4, hits);
     gint32 label;
-    gfloat conf;
+    gfloat conf, score;
+    gboolean match;
     gint rid;
     guint x, y, w, hh, nr;
     guint64 frame;
 
-    cbir_vote (hits, nh, &label, &conf);
+    engine_answer (searcher, scorer, codes + j * dim, hits, nh, &label,
+        &conf, &score, &match);
     fail_unless (ps != NULL, "region %u: no cbir-result param", j);
-    check_result_structure (ps, hits, nh, label, conf);
+    check_result_structure (ps, hits, nh, label, conf, score, match);
     fail_unless (gst_structure_get_int (ps, "region-id", &rid));
     fail_unless_equals_int (rid, rois[j]->id);
     fail_unless (!gst_structure_has_field (ps, "x"));
@@ -424,7 +459,7 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
     msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
     fail_unless (msg != NULL, "no message for region %u", j);
     ms = gst_message_get_structure (msg);
-    check_result_structure (ms, hits, nh, label, conf);
+    check_result_structure (ms, hits, nh, label, conf, score, match);
     fail_unless (gst_structure_get_int (ms, "region-id", &rid));
     fail_unless_equals_int (rid, rois[j]->id);
     fail_unless (gst_structure_get (ms, "x", G_TYPE_UINT, &x, "y",
@@ -454,6 +489,7 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
   gst_object_unref (bus);
   gst_harness_teardown (h);
   cbir_dataset_free (ds);
+  cbir_match_scorer_free (scorer);
   cbir_searcher_free (searcher);
   cbir_gallery_free (g);
   cbir_model_free (m);
@@ -513,6 +549,77 @@ GST_START_TEST (test_max_distance_and_no_messages)
 
   gst_element_set_bus (h->element, NULL);
   gst_object_unref (bus);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+/* The open-set decision: below min-match-score the answer is "no match"
+ * (label -1, confidence 0, match FALSE) while the hits are still given;
+ * at the score itself it matches; the property changes while playing. */
+GST_START_TEST (test_min_match_score)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_path, 32, "g.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+      "name=s gallery=%s k=3", model_path, gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstElement *search = gst_harness_find_element (h, "cbirsearch");
+  CbirDataset *ds = load_fixture ();
+  gchar *caps = gray8_caps (28, 28);
+  gfloat min_score, s0 = -1;
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+  gboolean match;
+  guint i;
+
+  g_object_get (search, "min-match-score", &min_score, NULL);
+  fail_unless_equals_float (min_score, CBIR_MATCH_SCORE_DEFAULT_MIN);
+  gst_harness_set_src_caps_str (h, caps);
+  /* an image not in the gallery with a score strictly inside (0, 1) */
+  for (i = 40; i < 64 && !(s0 > 0.02f && s0 < 0.98f); i++) {
+    g_object_set (search, "min-match-score", 0.0f, NULL);
+    out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
+            28, 28, i));
+    rm = gst_buffer_get_cbir_result_meta (out);
+    fail_unless (rm != NULL && rm->n_hits == 3 && rm->label >= 0);
+    s0 = rm->match_score;
+    gst_buffer_unref (out);
+  }
+  fail_unless (s0 > 0.02f && s0 < 0.98f, "no image scores inside (0, 1)");
+  i--;
+
+  /* just above its score: no match, the hits kept */
+  g_object_set (search, "min-match-score", s0 + 0.01f, NULL);
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
+          28, 28, i));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless_equals_float (rm->match_score, s0);
+  fail_unless_equals_int (rm->n_hits, 3);
+  fail_unless_equals_int (rm->label, -1);
+  fail_unless_equals_float (rm->confidence, 0.0f);
+  fail_unless (gst_structure_get_boolean (gst_buffer_get_cbir_result_structure
+          (out), "match", &match));
+  fail_unless (!match);
+  gst_buffer_unref (out);
+
+  /* at its score: a match */
+  g_object_set (search, "min-match-score", s0, NULL);
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
+          28, 28, i));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm->label >= 0 && rm->confidence > 0);
+  fail_unless (gst_structure_get_boolean (gst_buffer_get_cbir_result_structure
+          (out), "match", &match));
+  fail_unless (match);
+  gst_buffer_unref (out);
+
+  gst_object_unref (search);
   gst_harness_teardown (h);
   cbir_dataset_free (ds);
   g_free (caps);
@@ -589,8 +696,10 @@ GST_START_TEST (test_non_finite_code_matches_nothing)
   fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
   cbir_gallery_builder_free (b);
 
-  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s",
-      broken, gallery_path);
+  /* (min-match-score=0: the blank frame's finite code is far from the
+   * gallery, and this test is about searching it at all) */
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s "
+      "min-match-score=0", broken, gallery_path);
   h = gst_harness_new_parse (desc);
   gst_element_set_bus (h->element, bus);
   gst_harness_set_src_caps_str (h, caps);
@@ -905,6 +1014,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_metas_and_message);
   tcase_add_test (tc, test_regions_equal_engine);
   tcase_add_test (tc, test_max_distance_and_no_messages);
+  tcase_add_test (tc, test_min_match_score);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);

@@ -137,6 +137,10 @@ typedef struct {
  * @label: the voted label, -1 for "no match"
  * @confidence: the winner's share of the vote, in [0, 1]
  * @metric: the metric name ("l2", "cosine", "hamming"; interned)
+ * @match_score: how like the gallery the query is, in [0, 1]: the share
+ *   of gallery items whose own nearest other item is at least as far as
+ *   the query's nearest item (see cbirsearch's "match-score"); below the
+ *   element's min-match-score the result is "no match" (label -1)
  */
 typedef struct {
   GstMeta meta;
@@ -145,6 +149,7 @@ typedef struct {
   gint32 label;
   gfloat confidence;
   const gchar *metric;
+  gfloat match_score;
 } GstCbirResultMeta;
 
 static inline GstMeta *

@@ -1,0 +1,56 @@
+/* Open-set matching: is a query like the gallery at all?
+ *
+ * A k-NN vote always names a label, even for a frame that holds no digit.
+ * The match score says how close the query is to the gallery, measured
+ * with the gallery's own spread as the yardstick. For every gallery item
+ * i, d1(i) is the distance to its nearest other item (leave-one-out, with
+ * the searcher's metric); a query q with nearest-item distance d(q) scores
+ *
+ *   score(q) = #{ i : d1(i) >= d(q) } / N
+ *
+ * 1: nearer to the gallery than any item is to its own nearest neighbour;
+ * 0.5: as near as the median item; 0: farther than every item is from its
+ * nearest neighbour. For a query drawn like the gallery items the score
+ * is (nearly) uniform on [0, 1] (a conformal p-value), so a threshold t
+ * rejects about a share t of such queries: the threshold states its own
+ * false-rejection rate on in-distribution data. Queries that differ from
+ * the gallery (camera frames of digits) score lower than that, and
+ * non-digits lower still; how much lower is measured, not assumed (see the
+ * README's open-set figures).
+ *
+ * No GStreamer here; cbirsearch uses it for its "match-score". */
+#pragma once
+
+#include <cbir/common.h>
+#include <cbir/gallery.h>
+#include <cbir/search.h>
+
+G_BEGIN_DECLS
+
+/* The default threshold of cbirsearch (min-match-score). */
+#define CBIR_MATCH_SCORE_DEFAULT_MIN 0.01f
+
+typedef struct _CbirMatchScorer CbirMatchScorer;
+
+/* The reference distances of gallery g under metric (l2 or cosine over
+ * its float features, hamming over its packed codes): every item's
+ * distance to its nearest other item, computed here (the batched exact
+ * search, n_threads, 0 = default; about as costly as searching the whole
+ * gallery with itself once). FALSE (NULL) with an error for a gallery of
+ * fewer than two items or without the features/codes the metric needs.
+ * Immutable afterwards: any number of threads may score with it. */
+CbirMatchScorer *cbir_match_scorer_new (const CbirGallery *g,
+    CbirMetric metric, guint n_threads, GError **error);
+void cbir_match_scorer_free (CbirMatchScorer *m);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirMatchScorer, cbir_match_scorer_free)
+
+/* The score in [0, 1] of a query whose nearest gallery item is at
+ * `nearest_distance` (0 for NaN or +inf: no match). */
+float cbir_match_scorer_score (const CbirMatchScorer *m,
+    float nearest_distance);
+
+/* The reference: n_items sorted distances (ascending). */
+const float *cbir_match_scorer_get_reference (const CbirMatchScorer *m,
+    guint *n_items);
+
+G_END_DECLS

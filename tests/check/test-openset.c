@@ -1,0 +1,167 @@
+/* The match score (openset.h): the reference is every gallery item's
+ * distance to its nearest other item, and a query's score is the share of
+ * items at least that far from their own nearest neighbour. Checked on a
+ * gallery whose distances are known by hand, for l2, cosine and Hamming,
+ * and against a brute-force reference on random codes. */
+#include <cbir/openset.h>
+#include <cbir/search.h>
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1-D points 0, 1, 3, 6, 10 (a second dimension stays 0): squared l2
+ * nearest-other distances 1, 1, 4, 9, 16 */
+static CbirGallery *
+line_gallery (void)
+{
+  static const float xs[] = { 0, 1, 3, 6, 10 };
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+
+  for (guint i = 0; i < G_N_ELEMENTS (xs); i++) {
+    float v[2] = { xs[i], 0 };
+    ck_assert (cbir_gallery_builder_add (b, v, (gint32) i, NULL, NULL));
+  }
+  return cbir_gallery_builder_build (b);
+}
+
+START_TEST (test_score_by_hand)
+{
+  g_autoptr (CbirGallery) g = line_gallery ();
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirMatchScorer) m = cbir_match_scorer_new (g, CBIR_METRIC_L2,
+      1, &err);
+  guint n;
+  const float *ref;
+
+  ck_assert_msg (m != NULL, "%s", err ? err->message : "");
+  ref = cbir_match_scorer_get_reference (m, &n);
+  ck_assert_uint_eq (n, 5);
+  ck_assert_float_eq (ref[0], 1);
+  ck_assert_float_eq (ref[1], 1);
+  ck_assert_float_eq (ref[2], 4);
+  ck_assert_float_eq (ref[3], 9);
+  ck_assert_float_eq (ref[4], 16);
+  /* the share of items at least as far from their nearest neighbour */
+  ck_assert_float_eq (cbir_match_scorer_score (m, 0), 1);
+  ck_assert_float_eq (cbir_match_scorer_score (m, 1), 1);
+  ck_assert_float_eq_tol (cbir_match_scorer_score (m, 2), 0.6f, 1e-6);
+  ck_assert_float_eq_tol (cbir_match_scorer_score (m, 9), 0.4f, 1e-6);
+  ck_assert_float_eq_tol (cbir_match_scorer_score (m, 16), 0.2f, 1e-6);
+  ck_assert_float_eq (cbir_match_scorer_score (m, 16.5f), 0);
+  ck_assert_float_eq (cbir_match_scorer_score (m, INFINITY), 0);
+  ck_assert_float_eq (cbir_match_scorer_score (m, NAN), 0);
+
+  /* the query side: the plain nearest distance, whatever re-ranks */
+  g_autoptr (CbirSearcher) s = cbir_searcher_new (g, CBIR_METRIC_L2, 0,
+      NULL);
+  float q[2] = { 4.5f, 0 }, bad[2] = { NAN, 0 };
+  ck_assert_float_eq_tol (cbir_searcher_nearest_distance (s, q), 2.25f,
+      1e-5);
+  ck_assert (cbir_searcher_set_query_expansion (s, 3, 0, NULL));
+  ck_assert_float_eq_tol (cbir_searcher_nearest_distance (s, q), 2.25f,
+      1e-5);
+  ck_assert (isinf (cbir_searcher_nearest_distance (s, bad)));
+}
+END_TEST
+
+START_TEST (test_score_refused)
+{
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+  float v[2] = { 1, 2 };
+  g_autoptr (GError) err = NULL;
+
+  cbir_gallery_builder_add (b, v, 0, NULL, NULL);
+  g_autoptr (CbirGallery) one = cbir_gallery_builder_build (b);
+  ck_assert_ptr_null (cbir_match_scorer_new (one, CBIR_METRIC_L2, 1, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR,
+          CBIR_ERROR_INVALID_ARGUMENT));
+  ck_assert (strstr (err->message, "at least 2 items") != NULL);
+}
+END_TEST
+
+static int
+cmp_float (const void *a, const void *b)
+{
+  float x = *(const float *) a, y = *(const float *) b;
+  return (x > y) - (x < y);
+}
+
+/* random codes: the reference equals a brute-force nearest-other search
+ * for every metric (Hamming over the packed codes, ties included) */
+START_TEST (test_score_matches_brute_force)
+{
+  const guint n = 257, dim = 24;
+  GRand *r = g_rand_new_with_seed (11);
+  g_autofree float *feat = g_new (float, n * dim);
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, dim, FALSE);
+
+  for (guint i = 0; i < n * dim; i++)
+    feat[i] = (float) g_rand_double_range (r, -1, 1);
+  /* a duplicate pair: its nearest-other distance is 0 */
+  memcpy (feat + 5 * dim, feat + 9 * dim, sizeof (float) * dim);
+  g_rand_free (r);
+  for (guint i = 0; i < n; i++)
+    cbir_gallery_builder_add (b, feat + (gsize) i * dim, 0, NULL, NULL);
+  g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+
+  for (CbirMetric metric = CBIR_METRIC_L2; metric <= CBIR_METRIC_HAMMING;
+      metric++) {
+    g_autoptr (CbirMatchScorer) m = cbir_match_scorer_new (g, metric, 2,
+        NULL);
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, metric, 0, NULL);
+    g_autofree float *want = g_new (float, n);
+    g_autofree float *d = g_new (float, n);
+    const float *ref;
+    guint nr;
+
+    ck_assert (m != NULL && s != NULL);
+    for (guint i = 0; i < n; i++) {
+      cbir_searcher_distances (s, feat + (gsize) i * dim, d);
+      want[i] = INFINITY;
+      for (guint j = 0; j < n; j++)
+        if (j != i)
+          want[i] = MIN (want[i], d[j]);
+    }
+    ref = cbir_match_scorer_get_reference (m, &nr);
+    ck_assert_uint_eq (nr, n);
+    for (guint i = 1; i < n; i++)
+      ck_assert (ref[i - 1] <= ref[i]);
+    /* the same multiset: sorted, value by value */
+    qsort (want, n, sizeof (float), cmp_float);
+    for (guint i = 0; i < n; i++)
+      ck_assert_msg (fabsf (ref[i] - want[i]) <= 1e-4f * MAX (1.f, want[i]),
+          "%s: item %u: %g, brute force %g", cbir_metric_to_string (metric),
+          i, ref[i], want[i]);
+    ck_assert_float_eq_tol (ref[0], 0, 1e-4);     /* the duplicates */
+  }
+}
+END_TEST
+
+static Suite *
+openset_suite (void)
+{
+  Suite *s = suite_create ("openset");
+  TCase *tc = tcase_create ("core");
+
+  tcase_add_test (tc, test_score_by_hand);
+  tcase_add_test (tc, test_score_refused);
+  tcase_add_test (tc, test_score_matches_brute_force);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (openset_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_NORMAL);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? 1 : 0;
+}
