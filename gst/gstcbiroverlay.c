@@ -56,6 +56,7 @@
 #include <cairo.h>
 #include <cbir/gallery.h>
 #include <cbir/preprocess.h>
+#include <cbir/search.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_cbir_overlay_debug);
 #define GST_CAT_DEFAULT gst_cbir_overlay_debug
@@ -531,6 +532,10 @@ label_text (const CbirGallery * g, gint label, const gchar * given,
     name = cbir_gallery_get_label_name (g, label);
   if (name)
     g_strlcpy (out, name, size);
+  else if (label == CBIR_LABEL_NOT_A_MATCH)
+    g_strlcpy (out, "not", size);       /* a gallery example of a non-match */
+  else if (label == CBIR_LABEL_UNLABELLED)
+    g_strlcpy (out, "?", size);
   else
     g_snprintf (out, size, "%d", label);
 }

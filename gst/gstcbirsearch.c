@@ -79,7 +79,11 @@
  * uniform on 0..1, so #GstCbirSearch:min-match-score = t rejects a share
  * t of such queries: below it the result is "no match" (label -1,
  * confidence 0, match FALSE; the hits are still given). 0 turns the
- * decision off (the score is still reported).
+ * decision off (the score is still reported). A gallery may also hold
+ * examples of what is not a match (letters and shapes in a digit gallery:
+ * cbirindex label=-2); a query whose vote they win is no match too, which
+ * rejects look-alikes the distance alone cannot (see the README's open-set
+ * figures).
  *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
@@ -789,8 +793,10 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   a->n = n;
   a->match_score = cbir_match_scorer_score (self->scorer,
       cbir_searcher_nearest_distance (self->searcher, emb->vector));
-  a->match = n > 0 && a->match_score >= min_match_score;
   cbir_vote (self->hits, n, &a->label, &a->confidence);
+  /* the gallery's examples of non-matches won: no match either */
+  a->match = n > 0 && a->match_score >= min_match_score &&
+      a->label != CBIR_LABEL_NOT_A_MATCH;
   if (!a->match) {
     a->label = -1;
     a->confidence = 0.0f;

@@ -44,6 +44,13 @@ guint cbir_searcher_search (CbirSearcher *s, const float *query, guint k,
 void cbir_searcher_search_batch (CbirSearcher *s, const float *queries,
     guint nq, guint k, CbirHit *hits, guint *n_hits);
 
+/* Gallery labels with a meaning of their own: -1 an unlabelled item;
+ * CBIR_LABEL_NOT_A_MATCH an example of what is not a match (a letter or a
+ * shape in a digit gallery): a query whose vote it wins is no match
+ * (cbirsearch answers label -1). */
+#define CBIR_LABEL_UNLABELLED (-1)
+#define CBIR_LABEL_NOT_A_MATCH (-2)
+
 /* Distance-weighted k-NN vote: weight 1/(eps + d). confidence = winner's
  * weight share, in [0, 1]. With n == 0: label -1, confidence 0. */
 void cbir_vote (const CbirHit *hits, guint n, gint32 *label,

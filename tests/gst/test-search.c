@@ -630,6 +630,65 @@ GST_START_TEST (test_min_match_score)
 
 GST_END_TEST;
 
+/* Gallery items labelled CBIR_LABEL_NOT_A_MATCH are examples of what is
+ * not a match: a query whose vote they win is no match (label -1), its
+ * hits still given with their label. */
+GST_START_TEST (test_not_a_match_examples)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirDataset *ds = load_fixture ();
+  guint dim, i;
+  gfloat *codes = engine_encode_all (m, ds, &dim);
+  gchar *gallery_path = g_build_filename (dir, "neg.safetensors", NULL);
+  CbirGalleryBuilder *b = cbir_gallery_builder_new (cbir_model_get_fingerprint
+      (m), CBIR_CODE_FLOAT, dim, FALSE);
+  gchar *desc, *caps = gray8_caps (28, 28);
+  GstHarness *h;
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+
+  /* items 0..31 digits, 32..63 examples of non-matches */
+  for (i = 0; i < 64; i++)
+    fail_unless (cbir_gallery_builder_add (b, codes + (gsize) i * dim,
+            i < 32 ? ds->labels[i] : CBIR_LABEL_NOT_A_MATCH, NULL, NULL));
+  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
+  cbir_gallery_builder_free (b);
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s k=1",
+      model_path, gallery_path);
+  h = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (h, caps);
+
+  /* image 40 is itself a non-match example: no match */
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 40 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL);
+  fail_unless_equals_int (rm->n_hits, 1);
+  fail_unless_equals_int (rm->hits[0].index, 40);
+  fail_unless_equals_int (rm->hits[0].label, CBIR_LABEL_NOT_A_MATCH);
+  fail_unless_equals_int (rm->label, -1);
+  fail_unless_equals_float (rm->confidence, 0.0f);
+  gst_buffer_unref (out);
+  /* image 7, a digit item: its label */
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
+          28, 28, 1));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless_equals_int (rm->label, ds->labels[7]);
+  gst_buffer_unref (out);
+
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  cbir_model_free (m);
+  g_free (codes);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_no_embedding_warns_once)
 {
   gchar *model_path = make_model (dir, "binary-xor");
@@ -1015,6 +1074,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_regions_equal_engine);
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_min_match_score);
+  tcase_add_test (tc, test_not_a_match_examples);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);
