@@ -11,7 +11,10 @@ PACKAGES=(
   # engine
   libglib2.0-dev libjson-glib-dev zlib1g-dev
   libopenblas-dev libopenblas0-pthread   # cblas_sgemm (never the reference libblas)
-  libcairo2-dev                          # PNG output
+  libcairo2-dev                          # PNG output; cbir-glyphs (with fontconfig)
+  # fonts cbir-glyphs renders (pipelines/camera-gallery.sh, open-set.sh)
+  fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf
+  fonts-urw-base35
   liborc-0.4-dev liborc-0.4-dev-bin      # ORC kernels (orcc)
   # tests
   check

@@ -1,0 +1,58 @@
+#!/bin/sh
+# The camera gallery: what a camera pointed at paper may show, as
+#   cbiridxsrc ! cbirencode ! cbirindex [append=true] [label=-2]
+# in three steps into one file:
+#   1. the handwritten digits (MNIST gallery split, labels 0-9),
+#   2. printed digits rendered by cbir-glyphs in the "gallery fonts" below
+#      (labels 0-9; other fonts are kept for pipelines/open-set.sh to test),
+#   3. examples of what is not a digit, label -2 (cbirsearch answers "no
+#      match" when they win the vote): the 52 letters in the gallery fonts
+#      and cbir-glyphs' shapes (bars, blobs, grids, scribbles, noise).
+# The model stays the unsupervised one; only the gallery knows labels.
+# usage: pipelines/camera-gallery.sh MODEL OUT
+# Env: LETTERS (the characters shown as non-digits, all 52 letters),
+#   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
+#   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of
+#   scripts/setup.sh (fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf,
+#   fonts-urw-base35).
+set -eu
+. "$(dirname "$0")/common.sh"
+if [ $# -lt 2 ]; then
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
+fi
+MODEL=$1
+OUT=$2
+GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
+GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
+# tuned on: indexed here; open-set.sh reports on the other fonts
+GALLERY_FONTS="DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,FreeMono,Nimbus Sans Narrow,URW Bookman,C059"
+mkdir -p "$(dirname "$OUT")"
+TMP=$(mktemp -d)
+# built beside OUT and renamed at the end: a failed step leaves no file
+PART=$(dirname "$OUT")/.$(basename "$OUT").part-$$
+trap 'rm -rf "$TMP" "$PART"' EXIT
+
+"$GLYPHS" --fonts "$GALLERY_FONTS" --variants "${VARIANTS:-20}" --seed 7 \
+  --out "$TMP/digits" > /dev/null
+"$GLYPHS" --chars "${LETTERS:-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz}" \
+  --fonts "$GALLERY_FONTS" --variants "${LETTER_VARIANTS:-3}" --seed 15 \
+  --out "$TMP/letters" > /dev/null
+"$GLYPHS" --chars "" --shapes "${SHAPES:-100}" --seed 16 \
+  --out "$TMP/shapes" > /dev/null
+
+$GST_LAUNCH -q cbiridxsrc images="$DATA/mnist/gallery-images.idx3-ubyte" \
+  labels="$DATA/mnist/gallery-labels.idx1-ubyte" ! \
+  cbirencode model="$MODEL" ! cbirindex location="$PART" \
+  thumbnails=true
+$GST_LAUNCH -q cbiridxsrc images="$TMP/digits-images.idx3-ubyte" \
+  labels="$TMP/digits-labels.idx1-ubyte" ! cbirencode model="$MODEL" ! \
+  cbirindex location="$PART" append=true thumbnails=true
+for set in letters shapes; do
+  # no labels file: every item gets the element's label, -2
+  $GST_LAUNCH -q cbiridxsrc images="$TMP/$set-images.idx3-ubyte" ! \
+    cbirencode model="$MODEL" ! \
+    cbirindex location="$PART" append=true thumbnails=true \
+    label=-2
+done
+mv "$PART" "$OUT"
+echo "camera gallery written: $OUT"
