@@ -504,6 +504,7 @@ gst_cbir_search_start (GstBaseTransform * trans)
   guint shortlist, qe;
   GstCbirRerank rerank;
   const CbirGraph *graph;
+  gint64 t0;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
@@ -583,17 +584,20 @@ gst_cbir_search_start (GstBaseTransform * trans)
   }
   /* the gallery's own nearest-neighbour distances, for the match score
    * (after the model check: a wrong gallery fails at once) */
+  t0 = g_get_monotonic_time ();
   self->scorer = cbir_match_scorer_new (self->gallery, self->cur_metric, 0,
       &err);
   if (self->scorer == NULL)
     goto scorer_failed;
+  t0 = g_get_monotonic_time () - t0;
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
       "shortlist %u, re-ranking %s (query expansion %u), gallery dba %u, "
-      "graph k %u", path, cbir_gallery_size (self->gallery), self->query_dim,
+      "graph k %u; match-score reference in %.3f s", path,
+      cbir_gallery_size (self->gallery), self->query_dim,
       cbir_metric_to_string (self->cur_metric), shortlist,
-      rerank_nick (rerank), qe, self->cur_dba, self->cur_graph_k);
+      rerank_nick (rerank), qe, self->cur_dba, self->cur_graph_k, t0 / 1e6);
   return TRUE;
 
   /* ERRORS */
