@@ -37,8 +37,8 @@ grep '^Got message .*cbir-result' "$out" | sed 's/^Got message #[0-9]* from elem
          match($0, / label=\(int\)-?[0-9]+/); l = substr($0, RSTART + 12, RLENGTH - 12);
          match($0, /source-label=\(int\)-?[0-9]+/); s = substr($0, RSTART + 18, RLENGTH - 18);
          match($0, /confidence=\(double\)[0-9.e+-]+/); c = substr($0, RSTART + 19, RLENGTH - 19) + 0;
-         if (l == s) { ok++; cr += c } else { cw += c } }
-       END { if (n) printf "frames: %d, voted label = true label: %d (%.1f%%); mean confidence %.2f when right, %.2f when wrong\n",
-                           n, ok, 100 * ok / n, (ok ? cr / ok : 0), (n > ok ? cw / (n - ok) : 0);
+         if (l == s) { ok++; cr += c } else if (l == -1) { nm++ } else { bad++; cw += c } }
+       END { if (n) printf "frames: %d, voted label = true label: %d (%.1f%%), no match: %d (%.1f%%), wrong: %d; mean confidence %.2f when right, %.2f when wrong\n",
+                           n, ok, 100 * ok / n, nm, 100 * nm / n, bad, (ok ? cr / ok : 0), (bad ? cw / bad : 0);
              else { print "no results" } }'
 exit $rc
