@@ -775,6 +775,7 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     gfloat max_distance, gfloat min_match_score, Answer * a)
 {
   guint n, i, j;
+  gfloat nearest;
 
   if (cbir_first_non_finite (emb->vector, emb->dim) != emb->dim) {
     /* the searcher matches such a code to nothing; counted, told once */
@@ -789,14 +790,20 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
               self->frame));
   }
   n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
+  /* the plain nearest distance for the match score: the first hit is the
+   * plain nearest item without re-ranking and after diffusion (which keeps
+   * the plain first hit first); query expansion searches another vector */
+  if (n > 0 && self->cur_rerank != GST_CBIR_RERANK_QUERY_EXPANSION)
+    nearest = self->hits[0].distance;
+  else
+    nearest = cbir_searcher_nearest_distance (self->searcher, emb->vector);
   /* hits in rank order; after re-ranking not always by distance */
   for (i = 0, j = 0; i < n; i++)
     if (self->hits[i].distance <= max_distance)
       self->hits[j++] = self->hits[i];
   n = j;
   a->n = n;
-  a->match_score = cbir_match_scorer_score (self->scorer,
-      cbir_searcher_nearest_distance (self->searcher, emb->vector));
+  a->match_score = cbir_match_scorer_score (self->scorer, nearest);
   cbir_vote (self->hits, n, &a->label, &a->confidence);
   /* the gallery's examples of non-matches won: no match either */
   a->match = n > 0 && a->match_score >= min_match_score &&
