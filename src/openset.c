@@ -51,10 +51,9 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
   const char *path = cbir_gallery_get_path (g);
 
   if (n < 2) {
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
-        "%s: a match score needs a gallery of at least 2 items, not %u",
-        path, n);
-    return NULL;
+    /* no item has a neighbour: no yardstick (every finite query scores
+     * 1), so a gallery being enrolled from nothing still answers */
+    return g_new0 (CbirMatchScorer, 1);
   }
   g_autofree float *ref = g_new (float, n);
   if (metric == CBIR_METRIC_HAMMING) {
@@ -103,8 +102,10 @@ float
 cbir_match_scorer_score (const CbirMatchScorer *m, float nearest_distance)
 {
   g_return_val_if_fail (m != NULL, 0.f);
-  if (isnan (nearest_distance))
+  if (isnan (nearest_distance) || isinf (nearest_distance))
     return 0.f;
+  if (m->n == 0)
+    return 1.f;
   /* the first reference distance >= d: everything from there counts */
   guint lo = 0, hi = m->n;
   while (lo < hi) {

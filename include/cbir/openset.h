@@ -36,8 +36,10 @@ typedef struct _CbirMatchScorer CbirMatchScorer;
  * its float features, hamming over its packed codes): every item's
  * distance to its nearest other item, computed here (the batched exact
  * search, n_threads, 0 = default; about as costly as searching the whole
- * gallery with itself once). FALSE (NULL) with an error for a gallery of
- * fewer than two items or without the features/codes the metric needs.
+ * gallery with itself once: 0.05 s for 9,003 items, 1.4 s for 60,000 of
+ * 32 floats on 2 cores). A gallery of fewer than two items has no
+ * yardstick: every finite query then scores 1. NULL with an error for a
+ * gallery without the features/codes the metric needs.
  * Immutable afterwards: any number of threads may score with it. */
 CbirMatchScorer *cbir_match_scorer_new (const CbirGallery *g,
     CbirMetric metric, guint n_threads, GError **error);
@@ -45,7 +47,7 @@ void cbir_match_scorer_free (CbirMatchScorer *m);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirMatchScorer, cbir_match_scorer_free)
 
 /* The score in [0, 1] of a query whose nearest gallery item is at
- * `nearest_distance` (0 for NaN or +inf: no match). */
+ * `nearest_distance` (0 for NaN or infinity: no match). */
 float cbir_match_scorer_score (const CbirMatchScorer *m,
     float nearest_distance);
 

@@ -75,10 +75,24 @@ START_TEST (test_score_refused)
 
   cbir_gallery_builder_add (b, v, 0, NULL, NULL);
   g_autoptr (CbirGallery) one = cbir_gallery_builder_build (b);
-  ck_assert_ptr_null (cbir_match_scorer_new (one, CBIR_METRIC_L2, 1, &err));
-  ck_assert (g_error_matches (err, CBIR_ERROR,
-          CBIR_ERROR_INVALID_ARGUMENT));
-  ck_assert (strstr (err->message, "at least 2 items") != NULL);
+  /* one item: no yardstick, every finite query scores 1 */
+  g_autoptr (CbirMatchScorer) m1 = cbir_match_scorer_new (one,
+      CBIR_METRIC_L2, 1, &err);
+  ck_assert (m1 != NULL);
+  ck_assert_float_eq (cbir_match_scorer_score (m1, 1e30f), 1);
+  ck_assert_float_eq (cbir_match_scorer_score (m1, INFINITY), 0);
+  /* Hamming on a gallery without packed codes: refused, named */
+  g_autoptr (CbirGalleryBuilder) fb = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+  cbir_gallery_builder_set_store (fb, TRUE, FALSE);
+  cbir_gallery_builder_add (fb, v, 0, NULL, NULL);
+  v[0] = 3;
+  cbir_gallery_builder_add (fb, v, 1, NULL, NULL);
+  g_autoptr (CbirGallery) nocodes = cbir_gallery_builder_build (fb);
+  ck_assert_ptr_null (cbir_match_scorer_new (nocodes, CBIR_METRIC_HAMMING,
+          1, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED));
+  ck_assert (strstr (err->message, "no packed codes") != NULL);
 }
 END_TEST
 

@@ -630,6 +630,39 @@ GST_START_TEST (test_min_match_score)
 
 GST_END_TEST;
 
+/* A gallery of one item (enrolment from nothing) has no yardstick for the
+ * match score: it still starts and answers, every query scoring 1. */
+GST_START_TEST (test_one_item_gallery)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery_path = make_gallery (dir, model_path, 1, "one.safetensors");
+  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+      "gallery=%s k=3", model_path, gallery_path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  CbirDataset *ds = load_fixture ();
+  gchar *caps = gray8_caps (28, 28);
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+
+  gst_harness_set_src_caps_str (h, caps);
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 9 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL);
+  fail_unless_equals_int (rm->n_hits, 1);
+  fail_unless_equals_float (rm->match_score, 1.0f);
+  fail_unless_equals_int (rm->label, ds->labels[0]);
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
 /* Gallery items labelled CBIR_LABEL_NOT_A_MATCH are examples of what is
  * not a match: a query whose vote they win is no match (label -1), its
  * hits still given with their label. */
@@ -1075,6 +1108,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_min_match_score);
   tcase_add_test (tc, test_not_a_match_examples);
+  tcase_add_test (tc, test_one_item_gallery);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);
