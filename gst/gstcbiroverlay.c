@@ -16,7 +16,9 @@
  *   message: "ids", "labels", "distances", "label", "confidence", optional
  *   "label-name") gets its box drawn on the picture, its label next to it,
  *   and one row in the panel (ROIs of type "digit" without a result are
- *   drawn as boxes with "no match");
+ *   drawn as boxes with "no match"; a result that is no match shows its
+ *   match score under it, and hits of the gallery's examples of
+ *   non-matches, label -2, are labelled "not");
  * - otherwise the whole frame's GstCbirResultMeta; a frame without one is
  *   shown as "no digit", or "not searched" when it carries cbirencode's
  *   embedding (no cbirsearch upstream); digit regions of a frame on which
@@ -454,6 +456,7 @@ typedef struct
   gfloat distances[MAX_HITS];
   gint label;
   gdouble confidence;
+  gdouble match_score;          /* cbirsearch's, -1 when not given */
   gchar label_name[64];
   gboolean has_query;
   guint8 query[28 * 28];
@@ -499,6 +502,8 @@ row_from_structure (Row * row, const GstStructure * s)
     row->label = -1;
   if (!gst_structure_get_double (s, "confidence", &row->confidence))
     row->confidence = 0;
+  if (!gst_structure_get_double (s, "match-score", &row->match_score))
+    row->match_score = -1;
   if (name)
     g_strlcpy (row->label_name, name, sizeof (row->label_name));
 }
@@ -517,6 +522,7 @@ row_from_meta (Row * row, const GstCbirResultMeta * m)
   row->n_hits = n;
   row->label = m->label;
   row->confidence = m->confidence;
+  row->match_score = m->match_score;
 }
 
 /* label text of a row or hit: the gallery's name when it has one */
@@ -803,6 +809,13 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
           "no digit", label_w);
     } else if (row->label < 0) {
       text_at (cr, x, y + c * 0.55, c * 0.28, TRUE, "no match", label_w);
+      /* why: how like the gallery it was (below min-match-score, or the
+       * gallery's examples of non-matches won the vote) */
+      if (row->match_score >= 0) {
+        cairo_set_source_rgb (cr, 0.85, 0.85, 0.85);
+        g_snprintf (buf, sizeof (buf), "score %.2f", row->match_score);
+        text_at (cr, x, y + c + text_h, text_h * 0.9, FALSE, buf, label_w);
+      }
     } else {
       label_text (g, row->label, row->label_name, lab, sizeof (lab));
       text_at (cr, x, y + c * 0.8, c * 0.85, TRUE, lab, label_w);
