@@ -10,7 +10,9 @@
 #      and cbir-glyphs' shapes (bars, blobs, grids, scribbles, noise).
 # The model stays the unsupervised one; only the gallery knows labels.
 # usage: pipelines/camera-gallery.sh MODEL OUT
-# Env: LETTERS (the characters shown as non-digits, all 52 letters),
+# Env: RENDER (clean: the images as they are; camera: each shown once to
+#   cbir-simcam and indexed as the camera path normalises it, 3.5 more
+#   minutes), LETTERS (the characters shown as non-digits, all 52 letters),
 #   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
 #   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of
 #   scripts/setup.sh (fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf,
@@ -24,6 +26,7 @@ MODEL=$1
 OUT=$2
 GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
+SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 # tuned on: indexed here; open-set.sh reports on the other fonts
 GALLERY_FONTS="DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,FreeMono,Nimbus Sans Narrow,URW Bookman,C059"
 mkdir -p "$(dirname "$OUT")"
@@ -39,14 +42,29 @@ trap 'rm -rf "$TMP" "$PART"' EXIT
   --out "$TMP/letters" > /dev/null
 "$GLYPHS" --chars "" --shapes "${SHAPES:-100}" --seed 16 \
   --out "$TMP/shapes" > /dev/null
+cp "$DATA/mnist/gallery-images.idx3-ubyte" "$TMP/mnist-images.idx3-ubyte"
+cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 
-$GST_LAUNCH -q cbiridxsrc images="$DATA/mnist/gallery-images.idx3-ubyte" \
-  labels="$DATA/mnist/gallery-labels.idx1-ubyte" ! \
-  cbirencode model="$MODEL" ! cbirindex location="$PART" \
-  thumbnails=true
-$GST_LAUNCH -q cbiridxsrc images="$TMP/digits-images.idx3-ubyte" \
-  labels="$TMP/digits-labels.idx1-ubyte" ! cbirencode model="$MODEL" ! \
-  cbirindex location="$PART" append=true thumbnails=true
+# RENDER=camera: each image shown once to the simulated camera and indexed
+# as the camera path normalises it (cbir-simcam --format idx)
+if [ "${RENDER:-clean}" = camera ]; then
+  for set in mnist digits letters shapes; do
+    n=$(( $(wc -c < "$TMP/$set-labels.idx1-ubyte") - 8 ))
+    "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
+      --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
+      --seed 102 --format idx --out-dir "$TMP/cam-$set" > /dev/null
+    mv "$TMP/cam-$set/digits-images.idx3-ubyte" "$TMP/$set-images.idx3-ubyte"
+    mv "$TMP/cam-$set/digits-labels.idx1-ubyte" "$TMP/$set-labels.idx1-ubyte"
+  done
+elif [ "${RENDER:-clean}" != clean ]; then
+  echo "RENDER must be clean or camera, not '$RENDER'" >&2; exit 2
+fi
+
+for set in mnist digits; do
+  $GST_LAUNCH -q cbiridxsrc images="$TMP/$set-images.idx3-ubyte" \
+    labels="$TMP/$set-labels.idx1-ubyte" ! cbirencode model="$MODEL" ! \
+    cbirindex location="$PART" append=true thumbnails=true
+done
 for set in letters shapes; do
   # no labels file: every item gets the element's label, -2
   $GST_LAUNCH -q cbiridxsrc images="$TMP/$set-images.idx3-ubyte" ! \

@@ -70,7 +70,9 @@ static GOptionEntry entries[] = {
   {"blank-every", 0, 0, G_OPTION_ARG_INT, &opt_blank_every,
       "Every N-th frame shows only paper (0: never)", "N"},
   {"format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
-      "png (frame-00000.png ...) or gray8 (one raw file frames.gray) (png)",
+      "png (frame-00000.png ...), gray8 (one raw file frames.gray) or idx "
+      "(each shown digit as the camera path normalises it: "
+      "digits-images.idx3-ubyte + digits-labels.idx1-ubyte) (png)",
       "FMT"},
   {NULL}
 };
@@ -125,6 +127,46 @@ write_png (const char *path, const guint8 * gray, guint w, guint h,
 }
 #endif
 
+/* --format idx: each shown digit of a frame as cbirencode preprocess=mnist
+ * regions=digits normalises it (the found region overlapping its true box
+ * most), appended to crops with its label; returns how many shown digits
+ * were not found. */
+static guint
+crop_digits (const guint8 * frame, guint w, guint h,
+    const CbirSimcamTruth * t, GByteArray * crops, GByteArray * labels)
+{
+  g_autoptr (CbirInkMap) map = cbir_ink_map_new (frame, w, h, w);
+  CbirRect found[CBIR_SIMCAM_MAX_DIGITS * 2];
+  guint n = map ? cbir_ink_map_find_digits (map, found, G_N_ELEMENTS (found))
+      : 0, missed = 0;
+
+  for (guint d = 0; d < t->n_digits; d++) {
+    const CbirRect *b = &t->digits[d].box;
+    guint64 best = 0;
+    gint bi = -1;
+    guint8 img[28 * 28];
+
+    for (guint j = 0; j < n; j++) {
+      guint x0 = MAX (b->x, found[j].x), y0 = MAX (b->y, found[j].y);
+      guint x1 = MIN (b->x + b->width, found[j].x + found[j].width);
+      guint y1 = MIN (b->y + b->height, found[j].y + found[j].height);
+      guint64 a = x1 > x0 && y1 > y0 ? (guint64) (x1 - x0) * (y1 - y0) : 0;
+      if (a > best) {
+        best = a;
+        bi = (gint) j;
+      }
+    }
+    if (bi < 0 || !cbir_ink_map_normalise (map, &found[bi], img, NULL)) {
+      missed++;
+      continue;
+    }
+    guint8 label = (guint8) CLAMP (t->digits[d].label, 0, 255);
+    g_byte_array_append (crops, img, sizeof (img));
+    g_byte_array_append (labels, &label, 1);
+  }
+  return missed;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -140,7 +182,9 @@ main (int argc, char **argv)
   g_autofree char *raw_tmp = NULL;
   FILE *raw = NULL;
   CbirSimcamParams p;
-  gboolean png = TRUE;
+  gboolean png = TRUE, idx = FALSE;
+  GByteArray *crops = NULL, *crop_labels = NULL;
+  guint missed = 0;
   gint i;
 
   g_option_context_add_main_entries (ctx, entries, NULL);
@@ -172,10 +216,15 @@ main (int argc, char **argv)
             d[i].v);
   }
   if (opt_format && strcmp (opt_format, "png") != 0) {
-    if (strcmp (opt_format, "gray8") != 0)
-      return fail ("--format must be png or gray8, not '%s'", opt_format);
+    if (strcmp (opt_format, "idx") == 0)
+      idx = TRUE;
+    else if (strcmp (opt_format, "gray8") != 0)
+      return fail ("--format must be png, gray8 or idx, not '%s'",
+          opt_format);
     png = FALSE;
   }
+  if (idx && !opt_labels)
+    return fail ("--format idx needs --labels (the crops' labels)");
 #ifndef HAVE_CAIRO
   if (png)
     return fail ("built without cairo: PNG output unavailable "
@@ -230,7 +279,10 @@ main (int argc, char **argv)
         g_strerror (errno));
 
   frame = g_malloc ((gsize) p.width * p.height);
-  if (!png) {
+  if (idx) {
+    crops = g_byte_array_new ();
+    crop_labels = g_byte_array_new ();
+  } else if (!png) {
     raw_path = g_build_filename (opt_out_dir, "frames.gray", NULL);
     raw_tmp = g_strdup_printf ("%s.tmp-%d", raw_path, (int) getpid ());
     raw = fopen (raw_tmp, "wb");
@@ -246,7 +298,10 @@ main (int argc, char **argv)
     line = cbir_simcam_truth_to_json (&t);
     g_string_append (truth, line);
     g_string_append_c (truth, '\n');
-    if (png) {
+    if (idx) {
+      missed += crop_digits (frame, p.width, p.height, &t, crops,
+          crop_labels);
+    } else if (png) {
 #ifdef HAVE_CAIRO
       g_autofree char *name = g_strdup_printf ("frame-%05d.png", i);
       g_autofree char *path = g_build_filename (opt_out_dir, name, NULL);
@@ -268,11 +323,29 @@ main (int argc, char **argv)
       return fail ("%s: cannot write: %s", raw_path, g_strerror (e));
     }
   }
+  if (idx) {
+    g_autofree char *ip = g_build_filename (opt_out_dir,
+        "digits-images.idx3-ubyte", NULL);
+    g_autofree char *lp = g_build_filename (opt_out_dir,
+        "digits-labels.idx1-ubyte", NULL);
+    guint32 n = crop_labels->len, dims[3] = { n, 28, 28 };
+
+    if (!cbir_idx_write_u8 (ip, 3, dims, crops->data, &err) ||
+        !cbir_idx_write_u8 (lp, 1, dims, crop_labels->data, &err))
+      return fail ("%s", err->message);
+    printf ("cbir-simcam: %u digits of %d frames %ux%u as the camera path "
+        "normalises them in %s (%u shown digits not found)\n", n,
+        opt_frames, p.width, p.height, ip, missed);
+    g_byte_array_unref (crops);
+    g_byte_array_unref (crop_labels);
+  }
   truth_path = g_build_filename (opt_out_dir, "truth.jsonl", NULL);
   if (!g_file_set_contents (truth_path, truth->str, truth->len, &err))
     return fail ("%s", err->message);
 
-  if (png)
+  if (idx)
+    ;
+  else if (png)
     printf ("cbir-simcam: %d frames %ux%u in %s/frame-NNNNN.png, truth in "
         "%s\n", opt_frames, p.width, p.height, opt_out_dir, truth_path);
   else

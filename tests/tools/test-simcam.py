@@ -102,6 +102,32 @@ with tmpdir() as d:
         check(all(fr[i].std() > 1 for i in range(4)),
               'a flat GRAY8 frame (no paper texture, noise or digit)')
 
+    # ---- idx: each shown digit as the camera path normalises it, with its
+    #      label (two digits a frame, a blank frame: 3 x 2 crops)
+    e = os.path.join(d, 'e')
+    run_ok('cbir-simcam', ['-i', FIX_IMAGES, '-l', FIX_LABELS, '-o', e,
+                           '-n', 4, '-f', 'idx', '--digits', 2,
+                           '--sequential', '--blank-every', 4] + SMALL)
+    check(listing(e) == {'digits-images.idx3-ubyte',
+                         'digits-labels.idx1-ubyte', 'truth.jsonl'},
+          'idx run wrote %s' % sorted(listing(e)))
+    with open(os.path.join(e, 'digits-labels.idx1-ubyte'), 'rb') as f:
+        raw = f.read()
+    truth = read_truth(os.path.join(e, 'truth.jsonl'), 4)
+    want = [l for t in truth for l in t.get('labels', [])]
+    check(raw[:4] == b'\x00\x00\x08\x01' and list(raw[8:]) == want,
+          'idx labels %r, the shown digits are %r' % (list(raw[8:]), want))
+    with open(os.path.join(e, 'digits-images.idx3-ubyte'), 'rb') as f:
+        img = f.read()
+    check(len(img) == 16 + 28 * 28 * len(want) and
+          all(max(img[16 + k * 784:16 + (k + 1) * 784]) > 128
+              for k in range(len(want))),
+          'idx images: %d bytes for %d digits, or one without ink' %
+          (len(img), len(want)))
+    expect_error('cbir-simcam', ['-i', FIX_IMAGES, '-o',
+                                 os.path.join(d, 'e2'), '-f', 'idx'], d,
+                 ['--labels'], 'idx without labels')
+
     # ---- seeds
     c1, c2, c3 = (os.path.join(d, x) for x in ('c1', 'c2', 'c3'))
     for dirname, seed in ((c1, 5), (c2, 5), (c3, 6)):
