@@ -512,28 +512,62 @@ GST_START_TEST (test_regions_equal_engine)
 
 GST_END_TEST;
 
+/* cbirencode (an untrained keras-dae) ! cbirsearch (search_props) on a
+ * gallery of the first n fixture digits, fed 28x28 fixture frames */
+typedef struct
+{
+  gchar *model_path, *gallery_path;
+  GstHarness *h;
+  CbirDataset *ds;
+} Rig;
+
+static void
+rig_init (Rig * r, guint n, const gchar * search_props)
+{
+  gchar *desc, *caps = gray8_caps (28, 28);
+
+  r->model_path = make_model (dir, "keras-dae");
+  r->gallery_path = make_gallery (dir, r->model_path, n, "g.safetensors");
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s %s",
+      r->model_path, r->gallery_path, search_props);
+  r->h = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (r->h, caps);
+  r->ds = load_fixture ();
+  g_free (desc);
+  g_free (caps);
+}
+
+/* pushes fixture image i, returns the output buffer */
+static GstBuffer *
+rig_push (Rig * r, guint i)
+{
+  return gst_harness_push_and_pull (r->h, gray8_buffer (r->ds->images +
+          (gsize) i * 784, 28, 28, i));
+}
+
+static void
+rig_clear (Rig * r)
+{
+  gst_harness_teardown (r->h);
+  cbir_dataset_free (r->ds);
+  g_free (r->gallery_path);
+  g_free (r->model_path);
+}
+
 GST_START_TEST (test_max_distance_and_no_messages)
 {
-  gchar *model_path = make_model (dir, "keras-dae");
-  gchar *gallery_path = make_gallery (dir, model_path, 32, "g.safetensors");
-  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
-      "gallery=%s max-distance=0 post-messages=false", model_path,
-      gallery_path);
-  GstHarness *h = gst_harness_new_parse (desc);
-  CbirDataset *ds = load_fixture ();
+  Rig r;
   GstBus *bus = gst_bus_new ();
-  gchar *caps = gray8_caps (28, 28);
   GstBuffer *out;
   GstCbirResultMeta *rm;
   const GstStructure *cs;
   gboolean match = TRUE;
   gint label = 0;
 
-  gst_element_set_bus (h->element, bus);
-  gst_harness_set_src_caps_str (h, caps);
+  rig_init (&r, 32, "max-distance=0 post-messages=false");
+  gst_element_set_bus (r.h->element, bus);
   /* image 40 is not in the gallery: nothing within distance 0 */
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 40 * 784,
-          28, 28, 0));
+  out = rig_push (&r, 40);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL);
   fail_unless_equals_int (rm->n_hits, 0);
@@ -547,14 +581,9 @@ GST_START_TEST (test_max_distance_and_no_messages)
   gst_buffer_unref (out);
   fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT) == NULL);
 
-  gst_element_set_bus (h->element, NULL);
+  gst_element_set_bus (r.h->element, NULL);
   gst_object_unref (bus);
-  gst_harness_teardown (h);
-  cbir_dataset_free (ds);
-  g_free (caps);
-  g_free (desc);
-  g_free (gallery_path);
-  g_free (model_path);
+  rig_clear (&r);
 }
 
 GST_END_TEST;
@@ -564,28 +593,22 @@ GST_END_TEST;
  * at the score itself it matches; the property changes while playing. */
 GST_START_TEST (test_min_match_score)
 {
-  gchar *model_path = make_model (dir, "keras-dae");
-  gchar *gallery_path = make_gallery (dir, model_path, 32, "g.safetensors");
-  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
-      "name=s gallery=%s k=3", model_path, gallery_path);
-  GstHarness *h = gst_harness_new_parse (desc);
-  GstElement *search = gst_harness_find_element (h, "cbirsearch");
-  CbirDataset *ds = load_fixture ();
-  gchar *caps = gray8_caps (28, 28);
+  Rig r;
+  GstElement *search;
   gfloat min_score, s0 = -1;
   GstBuffer *out;
   GstCbirResultMeta *rm;
   gboolean match;
   guint i;
 
+  rig_init (&r, 32, "k=3");
+  search = gst_harness_find_element (r.h, "cbirsearch");
   g_object_get (search, "min-match-score", &min_score, NULL);
   fail_unless_equals_float (min_score, CBIR_MATCH_SCORE_DEFAULT_MIN);
-  gst_harness_set_src_caps_str (h, caps);
   /* an image not in the gallery with a score strictly inside (0, 1) */
   for (i = 40; i < 64 && !(s0 > 0.02f && s0 < 0.98f); i++) {
     g_object_set (search, "min-match-score", 0.0f, NULL);
-    out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
-            28, 28, i));
+    out = rig_push (&r, i);
     rm = gst_buffer_get_cbir_result_meta (out);
     fail_unless (rm != NULL && rm->n_hits == 3 && rm->label >= 0);
     s0 = rm->match_score;
@@ -596,8 +619,7 @@ GST_START_TEST (test_min_match_score)
 
   /* just above its score: no match, the hits kept */
   g_object_set (search, "min-match-score", s0 + 0.01f, NULL);
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
-          28, 28, i));
+  out = rig_push (&r, i);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_float (rm->match_score, s0);
   fail_unless_equals_int (rm->n_hits, 3);
@@ -610,8 +632,7 @@ GST_START_TEST (test_min_match_score)
 
   /* at its score: a match */
   g_object_set (search, "min-match-score", s0, NULL);
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + i * 784,
-          28, 28, i));
+  out = rig_push (&r, i);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm->label >= 0 && rm->confidence > 0);
   fail_unless (gst_structure_get_boolean (gst_buffer_get_cbir_result_structure
@@ -620,12 +641,7 @@ GST_START_TEST (test_min_match_score)
   gst_buffer_unref (out);
 
   gst_object_unref (search);
-  gst_harness_teardown (h);
-  cbir_dataset_free (ds);
-  g_free (caps);
-  g_free (desc);
-  g_free (gallery_path);
-  g_free (model_path);
+  rig_clear (&r);
 }
 
 GST_END_TEST;
@@ -634,31 +650,19 @@ GST_END_TEST;
  * match score: it still starts and answers, every query scoring 1. */
 GST_START_TEST (test_one_item_gallery)
 {
-  gchar *model_path = make_model (dir, "keras-dae");
-  gchar *gallery_path = make_gallery (dir, model_path, 1, "one.safetensors");
-  gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
-      "gallery=%s k=3", model_path, gallery_path);
-  GstHarness *h = gst_harness_new_parse (desc);
-  CbirDataset *ds = load_fixture ();
-  gchar *caps = gray8_caps (28, 28);
+  Rig r;
   GstBuffer *out;
   GstCbirResultMeta *rm;
 
-  gst_harness_set_src_caps_str (h, caps);
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 9 * 784,
-          28, 28, 0));
+  rig_init (&r, 1, "k=3");
+  out = rig_push (&r, 9);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL);
   fail_unless_equals_int (rm->n_hits, 1);
   fail_unless_equals_float (rm->match_score, 1.0f);
-  fail_unless_equals_int (rm->label, ds->labels[0]);
+  fail_unless_equals_int (rm->label, r.ds->labels[0]);
   gst_buffer_unref (out);
-  gst_harness_teardown (h);
-  cbir_dataset_free (ds);
-  g_free (caps);
-  g_free (desc);
-  g_free (gallery_path);
-  g_free (model_path);
+  rig_clear (&r);
 }
 
 GST_END_TEST;
