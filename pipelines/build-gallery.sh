@@ -10,14 +10,11 @@
 # GST_PLUGIN_PATH (default: build/gst of this checkout; see common.sh).
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 OUT=$2
 IMAGES=${3:-$DATA/mnist/gallery-images.idx3-ubyte}
 LABELS=${4:-$DATA/mnist/gallery-labels.idx1-ubyte}
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 
 $GST_LAUNCH -q \
   cbiridxsrc images="$IMAGES" labels="$LABELS" ! \

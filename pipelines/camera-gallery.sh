@@ -19,14 +19,9 @@
 #   fonts-urw-base35).
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 OUT=$2
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
-GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
-SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 # tuned on: indexed here; open-set.sh reports on the other fonts
 GALLERY_FONTS="DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,FreeMono,Nimbus Sans Narrow,URW Bookman,C059"
 mkdir -p "$(dirname "$OUT")"

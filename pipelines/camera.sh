@@ -14,13 +14,10 @@
 # No camera? pipelines/simcam.sh runs the same pipeline on a simulated one.
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 GALLERY=$2
 DEVICE=${3:-/dev/video0}
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 PREPROCESS=${PREPROCESS:-mnist}
 REGIONS=${REGIONS:-digits}
 

@@ -11,3 +11,17 @@ if [ -z "${GST_PLUGIN_PATH:-}${GST_PLUGIN_PATH_1_0:-}" ] && [ -d "$BUILD/gst" ];
   GST_PLUGIN_PATH=$BUILD/gst
   export GST_PLUGIN_PATH
 fi
+
+# The tools the scripts run, each overridable from the environment.
+GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
+SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
+GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
+TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
+
+# need_args MIN COUNT: with fewer than MIN arguments the script prints its
+# header comment (its usage) and exits 2.
+need_args () {
+  if [ "$2" -lt "$1" ]; then
+    awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
+  fi
+}

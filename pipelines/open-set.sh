@@ -18,16 +18,10 @@
 #   TAG_ARGS (more cbir-tag options, e.g. "--min-match-score 0").
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 GALLERY=$2
 OUT=${3:-out/open-set}
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
-SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
-GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
-TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
 SEED=${SEED:-31}
 # the fonts camera-gallery.sh does not index
 HELD_OUT_FONTS="FreeSans,FreeSerif,Nimbus Roman,Nimbus Sans,Liberation Mono,DejaVu Sans Mono,P052,URW Gothic,Nimbus Mono PS,DejaVu Sans Condensed"

@@ -11,15 +11,12 @@
 #   1: in pixels), SEED (1), K (5), GST_LAUNCH.
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 GALLERY=$2
 IMAGES=${3:-$DATA/mnist/query-images.idx3-ubyte}
 LABELS=${4:-$DATA/mnist/query-labels.idx1-ubyte}
 COUNT=${5:-20}
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 
 out=$(mktemp); trap 'rm -f "$out"' EXIT
 rc=0

@@ -9,13 +9,10 @@
 # Env: K (5), GST_LAUNCH.
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 3 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 3 $#
 MODEL=$1
 GALLERY=$2
 VIDEO=$3
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
 
 if [ ! -e "$VIDEO" ]; then
   $GST_LAUNCH -q \

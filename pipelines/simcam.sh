@@ -20,15 +20,10 @@
 # Needs the cbir plugin on GST_PLUGIN_PATH (default: build/gst of this checkout).
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 2 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 2 $#
 MODEL=$1
 GALLERY=$2
 OUT=${3:-out/simcam}
-GST_LAUNCH=${GST_LAUNCH:-gst-launch-1.0}
-SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
-TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
 IMAGES=${IMAGES:-$DATA/mnist/query-images.idx3-ubyte}
 LABELS=${LABELS:-$DATA/mnist/query-labels.idx1-ubyte}
 PREPROCESS=${PREPROCESS:-mnist}

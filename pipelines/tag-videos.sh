@@ -10,9 +10,7 @@
 # status 1 at the end); Ctrl-C leaves no half-written sidecar.
 set -eu
 . "$(dirname "$0")/common.sh"
-if [ $# -lt 3 ]; then
-  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
-fi
+need_args 3 $#
 MODEL=$1
 GALLERY=$2
 shift 2

@@ -29,8 +29,6 @@ GALLERY=${2:-$ROOT/out/gallery-mnist.safetensors}
 FRAMES=${FRAMES:-200}
 REPS=${REPS:-3}
 OUT=${OUT:-$ROOT/out/bench-camera}
-SIMCAM=$BUILD/src/tools/cbir-simcam
-TAG=$BUILD/gst/cbir-tag
 for f in "$MODEL" "$GALLERY"; do
   [ -f "$f" ] || { echo "bench-camera: $f not found (bash scripts/main.sh makes it)" >&2; exit 1; }
 done
