@@ -13,6 +13,7 @@
 #include "gstcbirencode.h"
 #include "gstcbirsearch.h"
 #include "gstcbirindex.h"
+#include "gstcbirpublish.h"
 #ifdef HAVE_CAIRO
 #include "gstcbiroverlay.h"
 #endif
@@ -29,6 +30,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (cbirencode, plugin);
   ret |= GST_ELEMENT_REGISTER (cbirsearch, plugin);
   ret |= GST_ELEMENT_REGISTER (cbirindex, plugin);
+  ret |= GST_ELEMENT_REGISTER (cbirpublish, plugin);
 #ifdef HAVE_CAIRO
   ret |= GST_ELEMENT_REGISTER (cbiroverlay, plugin);
 #endif

@@ -110,6 +110,7 @@
 #include "gstcbirsearch.h"
 #include "gstcbirutils.h"
 #include "gstcbirmeta.h"
+#include "gstcbirresult.h"
 
 #include <gst/video/video.h>
 #include <cbir/openset.h>
@@ -244,6 +245,14 @@ struct _GstCbirSearch
   guint64 frame;
   CbirHit *hits;
   guint hits_len;
+  /* for the result's frame fields (streaming thread) */
+  gchar *stream_id;             /* STREAM_START's */
+  gchar *source;                /* upstream's URI */
+  gboolean source_queried;
+  gint fps_n, fps_d;
+  guint width, height;
+  gchar *element_name;          /* at start */
+  gchar *gallery_name;          /* the gallery file's base name */
 };
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
@@ -266,6 +275,10 @@ static void gst_cbir_search_finalize (GObject * object);
 static gboolean gst_cbir_search_start (GstBaseTransform * trans);
 static gboolean check_upstream_model (GstCbirSearch * self);
 static gboolean gst_cbir_search_stop (GstBaseTransform * trans);
+static gboolean gst_cbir_search_sink_event (GstBaseTransform * trans,
+    GstEvent * event);
+static gboolean gst_cbir_search_set_caps (GstBaseTransform * trans,
+    GstCaps * incaps, GstCaps * outcaps);
 static GstFlowReturn gst_cbir_search_transform_ip (GstBaseTransform * trans,
     GstBuffer * buf);
 
@@ -361,6 +374,8 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
   trans_class->start = GST_DEBUG_FUNCPTR (gst_cbir_search_start);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_search_stop);
   trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_cbir_search_transform_ip);
+  trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_cbir_search_sink_event);
+  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_cbir_search_set_caps);
   trans_class->passthrough_on_same_caps = FALSE;
 
   gst_type_mark_as_plugin_api (GST_TYPE_CBIR_SEARCH_METRIC, 0);
@@ -379,6 +394,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->rerank = DEFAULT_RERANK;
+  self->fps_d = 1;
 
   /* attaching metas needs a writable buffer: never passthrough */
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
@@ -394,6 +410,10 @@ gst_cbir_search_finalize (GObject * object)
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
   g_free (self->hits);
+  g_free (self->stream_id);
+  g_free (self->source);
+  g_free (self->element_name);
+  g_free (self->gallery_name);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -592,6 +612,10 @@ gst_cbir_search_start (GstBaseTransform * trans)
   t0 = g_get_monotonic_time () - t0;
   self->warned_no_embedding = FALSE;
   self->frame = 0;
+  g_free (self->element_name);
+  self->element_name = gst_object_get_name (GST_OBJECT (self));
+  g_free (self->gallery_name);
+  self->gallery_name = g_path_get_basename (path);
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
       "shortlist %u, re-ranking %s (query expansion %u), gallery dba %u, "
       "graph k %u; match-score reference in %.3f s", path,
@@ -682,6 +706,12 @@ gst_cbir_search_stop (GstBaseTransform * trans)
   g_clear_pointer (&self->scorer, cbir_match_scorer_free);
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
+  g_clear_pointer (&self->stream_id, g_free);
+  g_clear_pointer (&self->source, g_free);
+  self->source_queried = FALSE;
+  self->fps_n = 0;
+  self->fps_d = 1;
+  self->width = self->height = 0;
   GST_OBJECT_LOCK (self);
   self->cur_dba = 0;
   self->cur_graph_k = 0;
@@ -717,54 +747,123 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   guint n = a->n;
   gint32 label = a->label;
   GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
-  GstClockTime ts = GST_BUFFER_PTS (buf);
-  GValue ids = G_VALUE_INIT, labels = G_VALUE_INIT, dists = G_VALUE_INIT;
+  GValue ids = G_VALUE_INIT, labels = G_VALUE_INIT, dists = G_VALUE_INIT,
+      names = G_VALUE_INIT;
+  GstCbirFrameInfo fi = { 0, };
   GstCbirSourceMeta *src;
   GstStructure *s;
   const gchar *name;
-  guint64 frame;
+  gboolean named = cbir_gallery_get_n_label_names (self->gallery) > 0;
   guint i;
-
-  frame = GST_BUFFER_OFFSET_IS_VALID (buf) ? GST_BUFFER_OFFSET (buf) :
-      self->frame;
 
   g_value_init (&ids, GST_TYPE_ARRAY);
   g_value_init (&labels, GST_TYPE_ARRAY);
   g_value_init (&dists, GST_TYPE_ARRAY);
+  g_value_init (&names, GST_TYPE_ARRAY);
   for (i = 0; i < n; i++) {
     g_value_set_uint (array_append (&ids, G_TYPE_UINT), hits[i].index);
     g_value_set_int (array_append (&labels, G_TYPE_INT), hits[i].label);
     g_value_set_float (array_append (&dists, G_TYPE_FLOAT), hits[i].distance);
+    if (named)
+      g_value_set_string (array_append (&names, G_TYPE_STRING),
+          cbir_gallery_get_label_name (self->gallery, hits[i].label));
   }
 
-  s = gst_structure_new (GST_CBIR_RESULT_STRUCTURE_NAME,
-      "timestamp", G_TYPE_UINT64, ts,
-      "stream-time", G_TYPE_UINT64,
-      gst_segment_to_stream_time (&trans->segment, GST_FORMAT_TIME, ts),
-      "running-time", G_TYPE_UINT64,
-      gst_segment_to_running_time (&trans->segment, GST_FORMAT_TIME, ts),
-      "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buf),
-      "frame", G_TYPE_UINT64, frame,
+  s = gst_structure_new_empty (GST_CBIR_RESULT_STRUCTURE_NAME);
+  fi.segment = &trans->segment;
+  fi.fps_n = self->fps_n;
+  fi.fps_d = self->fps_d;
+  fi.frame_width = self->width;
+  fi.frame_height = self->height;
+  fi.counted = self->frame;
+  fi.stream_id = self->stream_id;
+  fi.source = self->source;
+  gst_cbir_result_set_frame_fields (s, buf, &fi);
+  gst_structure_set (s,
+      "element", G_TYPE_STRING, self->element_name,
+      "model", G_TYPE_STRING, cbir_gallery_get_model_fingerprint
+      (self->gallery),
+      "gallery", G_TYPE_STRING, self->gallery_name,
+      "gallery-size", G_TYPE_UINT, cbir_gallery_size (self->gallery),
+      "metric", G_TYPE_STRING, cbir_metric_to_string (self->cur_metric),
+      "rerank", G_TYPE_STRING, rerank_nick (self->cur_rerank),
       "label", G_TYPE_INT, label,
       "confidence", G_TYPE_DOUBLE, (gdouble) a->confidence,
       "match-score", G_TYPE_DOUBLE, (gdouble) a->match_score,
-      "match", G_TYPE_BOOLEAN, a->match,
-      "metric", G_TYPE_STRING, cbir_metric_to_string (self->cur_metric),
-      "rerank", G_TYPE_STRING, rerank_nick (self->cur_rerank), NULL);
-  gst_structure_take_value (s, "ids", &ids);
-  gst_structure_take_value (s, "labels", &labels);
-  gst_structure_take_value (s, "distances", &dists);
+      "match", G_TYPE_BOOLEAN, a->match, NULL);
 
   name = label >= 0 ? cbir_gallery_get_label_name (self->gallery, label) :
       NULL;
   if (name)
     gst_structure_set (s, "label-name", G_TYPE_STRING, name, NULL);
+  gst_structure_take_value (s, "ids", &ids);
+  gst_structure_take_value (s, "labels", &labels);
+  if (named)
+    gst_structure_take_value (s, "label-names", &names);
+  else
+    g_value_unset (&names);
+  gst_structure_take_value (s, "distances", &dists);
   src = (GstCbirSourceMeta *) gst_buffer_get_meta (buf,
       gst_cbir_source_meta_api_get_type ());
   if (src)
     gst_structure_set (s, "source-index", G_TYPE_UINT64, src->index,
         "source-label", G_TYPE_INT, src->label, NULL);
   return s;
+}
+
+/* The stream's id and frame rate for the result's frame fields. */
+static gboolean
+gst_cbir_search_sink_event (GstBaseTransform * trans, GstEvent * event)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START) {
+    const gchar *id = NULL;
+
+    gst_event_parse_stream_start (event, &id);
+    g_free (self->stream_id);
+    self->stream_id = g_strdup (id);
+    self->source_queried = FALSE;
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
+}
+
+static gboolean
+gst_cbir_search_set_caps (GstBaseTransform * trans, GstCaps * incaps,
+    GstCaps * outcaps)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+  const GstStructure *st = gst_caps_get_structure (incaps, 0);
+  gint w = 0, h = 0;
+
+  if (!gst_structure_get_fraction (st, "framerate", &self->fps_n,
+          &self->fps_d)) {
+    self->fps_n = 0;
+    self->fps_d = 1;
+  }
+  gst_structure_get_int (st, "width", &w);
+  gst_structure_get_int (st, "height", &h);
+  self->width = (guint) MAX (w, 0);
+  self->height = (guint) MAX (h, 0);
+  return TRUE;
+}
+
+/* Upstream's URI (a file or camera source answers), once per stream. */
+static void
+query_source (GstCbirSearch * self)
+{
+  GstQuery *q;
+  gchar *uri = NULL;
+
+  if (self->source_queried)
+    return;
+  self->source_queried = TRUE;
+  q = gst_query_new_uri ();
+  if (gst_pad_peer_query (GST_BASE_TRANSFORM_SINK_PAD (self), q))
+    gst_query_parse_uri (q, &uri);
+  gst_query_unref (q);
+  g_free (self->source);
+  self->source = uri;
 }
 
 /* Searches one embedding: hits into self->hits, the answer into a: how
@@ -991,6 +1090,7 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   gpointer state = NULL;
   GstMeta *meta;
 
+  query_source (self);
   /* the whole frame's embedding, or those of its regions */
   emb = NULL;
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,

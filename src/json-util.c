@@ -28,6 +28,26 @@ cbir_json_append_double (GString *s, double v)
 }
 
 void
+cbir_json_append_float (GString *s, float v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (!isfinite (v)) {
+    g_string_append (s, "null");
+    return;
+  }
+  /* most floats need 6 to 9 digits: start at 6 */
+  for (int prec = 6; prec <= 9; prec++) {
+    char fmt[8];
+    g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
+    g_ascii_formatd (buf, sizeof buf, fmt, v);
+    if ((float) g_ascii_strtod (buf, NULL) == v)
+      break;
+  }
+  g_string_append (s, buf);
+}
+
+void
 cbir_json_append_string (GString *s, const char *str)
 {
   g_string_append_c (s, '"');

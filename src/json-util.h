@@ -11,6 +11,10 @@ G_BEGIN_DECLS
  * and infinities (which JSON cannot hold). */
 void cbir_json_append_double (GString *s, double v);
 
+/* The same for a float: the shortest decimal (6 to 9 digits) that reads
+ * back as the same float. */
+void cbir_json_append_float (GString *s, float v);
+
 /* A JSON string: '"' and '\\' escaped, other control characters as \u00XX. */
 void cbir_json_append_string (GString *s, const char *str);
 

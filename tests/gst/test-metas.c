@@ -152,8 +152,18 @@ check_regions_survive (const gchar * model_path, const gchar * gallery_path,
     fail_unless (pa != NULL && pb != NULL, "%s: region %u lost its result "
         "(%p %p, %u %u params)", chain, j, pa, pb, g_list_length (a[j]->params),
         g_list_length (b[j]->params));
-    fail_unless (gst_structure_is_equal (pa, pb), "%s: region %u result "
-        "changed", chain, j);
+    {
+      /* (the two harnesses differ in when, by which element and in which
+       * stream they searched) */
+      GstStructure *ca = gst_structure_copy (pa), *cb = gst_structure_copy (pb);
+
+      gst_structure_remove_fields (ca, "utc", "element", "stream-id", NULL);
+      gst_structure_remove_fields (cb, "utc", "element", "stream-id", NULL);
+      fail_unless (gst_structure_is_equal (ca, cb), "%s: region %u result "
+          "changed", chain, j);
+      gst_structure_free (ca);
+      gst_structure_free (cb);
+    }
     ea = gst_buffer_get_cbir_embedding_meta_for_region (ref, a[j]->id);
     eb = gst_buffer_get_cbir_embedding_meta_for_region (out, b[j]->id);
     fail_unless (ea != NULL && eb != NULL, "%s: region %u lost its "

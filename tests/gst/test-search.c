@@ -374,7 +374,8 @@ GST_START_TEST (test_metas_and_message)
   fail_unless_equals_uint64 (st, 11 * GST_SECOND);
   fail_unless_equals_uint64 (rt, GST_SECOND);
   fail_unless_equals_uint64 (dur, GST_SECOND / 30);
-  fail_unless_equals_uint64 (frame, 0); /* no offset: a counter */
+  /* no offset: the stream time (11 s) at the caps' 30 frames/s */
+  fail_unless_equals_uint64 (frame, 330);
   fail_unless (GST_MESSAGE_SRC (msg) == GST_OBJECT (gst_harness_find_element
           (h, "cbirsearch")));
   gst_object_unref (GST_MESSAGE_SRC (msg));
