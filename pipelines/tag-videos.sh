@@ -1,7 +1,8 @@
 #!/bin/sh
 # Video batch tagging: for each video file (anything GStreamer decodes)
-# writes FILE.cbir.jsonl (one line a frame: pts, frame number, per-region
-# top-k ids, labels, distances, voted label, confidence) and
+# writes FILE.cbir.jsonl (one line a frame in the result schema 1 of
+# schema/cbir-result-1.schema.json: times, frame number, per-region box,
+# top-k ids, labels, distances, voted label, confidence, match score) and
 # FILE.cbir-summary.json (label histogram, frames with no match, frames/s).
 # usage: pipelines/tag-videos.sh MODEL GALLERY FILE...
 # Env: K (5), PREPROCESS (mnist or scale), OUT_DIR (default: next to each

@@ -7,25 +7,28 @@
  * For each file (anything uridecodebin decodes) runs
  *   uridecodebin ! videoconvert ! GRAY8 ! cbirencode ! cbirsearch ! fakesink
  * as fast as it decodes, and writes next to it (or into DIR):
- *   FILE.cbir.jsonl          one line a decoded frame:
- *     {"frame":0,"pts":0,"time":0.0,"regions":[{"box":null,"ids":[..],
- *      "labels":[..],"distances":[..],"label":7,"confidence":0.92}],
- *      "label":7,"confidence":0.92}
- *     regions: one per GstVideoRegionOfInterestMeta with a "cbir-result"
- *     param (box [x,y,w,h]), else one for the whole frame (box null) when
- *     the frame has a result, else none (no digit). The frame's label and
- *     confidence are those of its most confident region (-1 and 0 when
- *     none matched). "time" is the stream time in seconds (the position a
- *     player shows: 0 at the file's first frame even when its timestamps
- *     start later, as in an MP4 with an edit list), "frame" the frame
- *     number that time gives at the stream's frame rate (a frame the
- *     decoder dropped leaves a gap, later ones keep their numbers; the
- *     count of decoded frames when the rate is unknown), "pts" the raw
- *     buffer timestamp in nanoseconds.
+ *   FILE.cbir.jsonl          one line a decoded frame, written by the
+ *     plugin's cbirpublish (empty-frames=true, atomic=true): the result
+ *     schema 1 (schema/cbir-result-1.schema.json; the README's "Result
+ *     fields"), e.g.
+ *     {"schema_version":1,"utc":"...","timestamp":0,"stream_time":0,
+ *      ...,"frame":0,...,"regions":[{"x":10,"y":20,"width":40,
+ *      "height":60,"label":7,"confidence":0.92,"match_score":0.41,
+ *      "match":true,"ids":[..],"labels":[..],"distances":[..]}],
+ *      "label":7,"confidence":0.92,"match":true,"match_score":0.41}
+ *     regions: one per digit found (cbirencode regions=digits), or one for
+ *     the whole frame (box null) with --regions none; none when no digit
+ *     was found. "stream_time" is the stream time in ns (0 at the file's
+ *     first frame even when its timestamps start later, as in an MP4 with
+ *     an edit list), "frame" the frame number that time gives at the
+ *     stream's frame rate (a frame the decoder dropped leaves a gap, later
+ *     ones keep their numbers), "timestamp" the raw buffer timestamp.
  *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
  *     time and frames/s (also printed).
  * Both are written to a temporary file and renamed at the end: a file that
  * fails, or a run interrupted (SIGINT/SIGTERM), leaves no sidecar behind.
+ * The summary is written with json-glib; the frames' JSON only by
+ * cbirpublish (one writer of the result schema).
  * A file that cannot be decoded is reported and the others still run; the
  * exit status is 1 when any failed (130 when interrupted).
  *
@@ -40,6 +43,7 @@
 #include <gst/video/video.h>
 #include <gst/cbir/cbirmeta.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <glib-unix.h>
 
 #include <errno.h>
@@ -96,10 +100,6 @@ typedef struct
 {
   const gchar *path;
   gchar *sidecar, *summary;
-  gchar *tmp_path;
-  FILE *out;
-  gboolean write_failed;
-  int write_errno;
 
   GMainLoop *loop;
   GstElement *pipeline, *convert;
@@ -121,70 +121,11 @@ typedef struct
 static volatile gboolean interrupted;
 static Job *current_job;
 
-/* ---- JSON helpers ---- */
-
+/* a region's (or the whole frame's) result: its label and confidence */
 static void
-json_string (GString * s, const gchar * str)
-{
-  const gchar *p;
-
-  g_string_append_c (s, '"');
-  for (p = str; *p; p++) {
-    guchar c = (guchar) * p;
-    if (c == '"' || c == '\\')
-      g_string_append_printf (s, "\\%c", c);
-    else if (c < 0x20)
-      g_string_append_printf (s, "\\u%04x", c);
-    else
-      g_string_append_c (s, c);
-  }
-  g_string_append_c (s, '"');
-}
-
-static void
-json_number (GString * s, gdouble v)
-{
-  if (isfinite (v))
-    g_string_append_printf (s, "%.6g", v);
-  else
-    g_string_append (s, "null");
-}
-
-/* appends "[...]" of a GstValueArray of numbers */
-static void
-json_array (GString * s, const GValue * arr)
-{
-  guint i, n = arr && GST_VALUE_HOLDS_ARRAY (arr) ?
-      gst_value_array_get_size (arr) : 0;
-
-  g_string_append_c (s, '[');
-  for (i = 0; i < n; i++) {
-    const GValue *v = gst_value_array_get_value (arr, i);
-    if (i)
-      g_string_append_c (s, ',');
-    if (G_VALUE_HOLDS_UINT (v))
-      g_string_append_printf (s, "%u", g_value_get_uint (v));
-    else if (G_VALUE_HOLDS_INT (v))
-      g_string_append_printf (s, "%d", g_value_get_int (v));
-    else if (G_VALUE_HOLDS_FLOAT (v))
-      json_number (s, g_value_get_float (v));
-    else if (G_VALUE_HOLDS_DOUBLE (v))
-      json_number (s, g_value_get_double (v));
-    else
-      g_string_append (s, "null");
-  }
-  g_string_append_c (s, ']');
-}
-
-/* one region: box (or null) + the result structure's fields; returns its
- * label and confidence */
-static void
-json_region (GString * s, const GstVideoRegionOfInterestMeta * roi,
-    const GstStructure * r, gint * label, gdouble * confidence,
+region_result (const GstStructure * r, gint * label, gdouble * confidence,
     const gchar ** name)
 {
-  gdouble score;
-
   *label = -1;
   *confidence = 0;
   *name = NULL;
@@ -193,29 +134,6 @@ json_region (GString * s, const GstVideoRegionOfInterestMeta * roi,
     gst_structure_get_double (r, "confidence", confidence);
     *name = gst_structure_get_string (r, "label-name");
   }
-  g_string_append (s, "{\"box\":");
-  if (roi)
-    g_string_append_printf (s, "[%u,%u,%u,%u]", roi->x, roi->y, roi->w,
-        roi->h);
-  else
-    g_string_append (s, "null");
-  g_string_append (s, ",\"ids\":");
-  json_array (s, r ? gst_structure_get_value (r, "ids") : NULL);
-  g_string_append (s, ",\"labels\":");
-  json_array (s, r ? gst_structure_get_value (r, "labels") : NULL);
-  g_string_append (s, ",\"distances\":");
-  json_array (s, r ? gst_structure_get_value (r, "distances") : NULL);
-  g_string_append_printf (s, ",\"label\":%d,\"confidence\":", *label);
-  json_number (s, *confidence);
-  if (r && gst_structure_get_double (r, "match-score", &score)) {
-    g_string_append (s, ",\"match_score\":");
-    json_number (s, score);
-  }
-  if (*name) {
-    g_string_append (s, ",\"label_name\":");
-    json_string (s, *name);
-  }
-  g_string_append_c (s, '}');
 }
 
 static void
@@ -267,13 +185,13 @@ frame_position (GstPad * pad, GstClockTime pts, guint64 decoded,
   gst_clear_caps (&caps);
 }
 
+/* Counts each frame for the summary (cbirpublish writes its line). */
 static GstPadProbeReturn
 frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   Job *job = user_data;
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
-  GString *s = g_string_sized_new (256);
-  GstClockTime pts = GST_BUFFER_PTS (buf), stream_time;
+  GstClockTime stream_time;
   gpointer state = NULL;
   GstMeta *meta;
   guint64 frame;
@@ -281,21 +199,8 @@ frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   gint best_label = -1;
   gdouble best_conf = -1;
 
-  frame_position (pad, pts, (guint) g_atomic_int_get (&job->frames),
-      &stream_time, &frame);
-  g_string_append_printf (s, "{\"frame\":%" G_GUINT64_FORMAT ",\"pts\":",
-      frame);
-  if (GST_CLOCK_TIME_IS_VALID (pts))
-    g_string_append_printf (s, "%" G_GUINT64_FORMAT, pts);
-  else
-    g_string_append (s, "null");
-  if (GST_CLOCK_TIME_IS_VALID (stream_time))
-    g_string_append_printf (s, ",\"time\":%.3f",
-        stream_time / (gdouble) GST_SECOND);
-  else
-    g_string_append (s, ",\"time\":null");
-  g_string_append (s, ",\"regions\":[");
-
+  frame_position (pad, GST_BUFFER_PTS (buf),
+      (guint) g_atomic_int_get (&job->frames), &stream_time, &frame);
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
               GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
     GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
@@ -305,11 +210,10 @@ frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
     gdouble conf;
     const gchar *name;
 
-    if (!r && roi->roi_type != g_quark_from_static_string ("digit"))
+    if (!r)
       continue;
-    if (n_regions++)
-      g_string_append_c (s, ',');
-    json_region (s, roi, r, &label, &conf, &name);
+    n_regions++;
+    region_result (r, &label, &conf, &name);
     count_label (job, label, name);
     if (label >= 0 && conf > best_conf) {
       best_conf = conf;
@@ -324,18 +228,11 @@ frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
       const gchar *name;
 
       n_regions = 1;
-      json_region (s, NULL, r, &label, &conf, &name);
+      region_result (r, &label, &conf, &name);
       count_label (job, label, name);
-      if (label >= 0) {
-        best_conf = conf;
-        best_label = label;
-      }
+      best_label = label;
     }
   }
-  g_string_append_printf (s, "],\"label\":%d,\"confidence\":", best_label);
-  json_number (s, best_label >= 0 ? best_conf : 0);
-  g_string_append (s, "}\n");
-
   job->regions += n_regions;
   if (best_label >= 0) {
     job->frames_matched++;
@@ -344,11 +241,6 @@ frame_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
     if (job->no_match_frames->len < MAX_LISTED_NO_MATCH)
       g_array_append_val (job->no_match_frames, frame);
   }
-  if (!job->write_failed && fwrite (s->str, 1, s->len, job->out) != s->len) {
-    job->write_failed = TRUE;
-    job->write_errno = errno;
-  }
-  g_string_free (s, TRUE);
   g_atomic_int_inc (&job->frames);
   return GST_PAD_PROBE_OK;
 }
@@ -506,7 +398,7 @@ build_pipeline (Job * job)
   caps = make ("capsfilter", job);
   enc = make ("cbirencode", job);
   search = make ("cbirsearch", job);
-  sink = make ("fakesink", job);
+  sink = make ("cbirpublish", job);
   if (!dec || !job->convert || !caps || !enc || !search || !sink) {
     GstElement *all[] = { dec, job->convert, caps, enc, search, sink };
     for (guint i = 0; i < G_N_ELEMENTS (all); i++)
@@ -532,13 +424,16 @@ build_pipeline (Job * job)
   if (opt_min_match_score >= 0)
     g_object_set (search, "min-match-score", (gfloat) opt_min_match_score,
         NULL);
-  g_object_set (sink, "sync", FALSE, NULL);
+  /* the sidecar: every frame, renamed into place at the end of the
+   * stream only (a failed or interrupted file leaves none) */
+  g_object_set (sink, "location", job->sidecar, "atomic", TRUE,
+      "empty-frames", TRUE, NULL);
 
   gst_bin_add_many (GST_BIN (job->pipeline), dec, job->convert, caps, enc,
       search, sink, NULL);
   if (!gst_element_link_many (job->convert, caps, enc, search, sink, NULL)) {
     set_error (job, "cannot link videoconvert ! GRAY8 ! cbirencode ! "
-        "cbirsearch ! fakesink");
+        "cbirsearch ! cbirpublish");
     return FALSE;
   }
   g_signal_connect (dec, "pad-added", G_CALLBACK (pad_added), job);
@@ -566,126 +461,91 @@ out_path (const gchar * file, const gchar * suffix)
   }
 }
 
-static gboolean
-open_tmp (Job * job)
-{
-  g_autofree gchar *dir = g_path_get_dirname (job->sidecar);
-  g_autofree gchar *base = g_path_get_basename (job->sidecar);
-  int fd;
-
-  job->tmp_path = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
-  fd = g_mkstemp (job->tmp_path);
-  if (fd < 0) {
-    g_autofree gchar *m = g_strdup_printf ("cannot create %s: %s",
-        job->tmp_path, g_strerror (errno));
-    set_error (job, m);
-    g_clear_pointer (&job->tmp_path, g_free);
-    return FALSE;
-  }
-  fchmod (fd, 0644);
-  job->out = fdopen (fd, "w");
-  return job->out != NULL;
-}
-
-static void
-discard_tmp (Job * job)
-{
-  if (job->out) {
-    fclose (job->out);
-    job->out = NULL;
-  }
-  if (job->tmp_path) {
-    g_unlink (job->tmp_path);
-    g_clear_pointer (&job->tmp_path, g_free);
-  }
-}
-
-static gboolean
-commit_sidecar (Job * job)
-{
-  int e = 0;
-
-  if (job->write_failed)
-    e = job->write_errno;
-  else if (fflush (job->out) != 0 || fsync (fileno (job->out)) != 0)
-    e = errno;
-  if (fclose (job->out) != 0 && !e)
-    e = errno;
-  job->out = NULL;
-  if (!e && g_rename (job->tmp_path, job->sidecar) != 0)
-    e = errno;
-  if (e) {
-    g_autofree gchar *m = g_strdup_printf ("cannot write %s: %s",
-        job->sidecar, g_strerror (e));
-    set_error (job, m);
-    g_unlink (job->tmp_path);
-    g_clear_pointer (&job->tmp_path, g_free);
-    return FALSE;
-  }
-  g_clear_pointer (&job->tmp_path, g_free);
-  return TRUE;
-}
-
 static gchar *
 summary_json (Job * job, gdouble secs)
 {
-  GString *s = g_string_new ("{\"file\":");
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
   guint i, best = 0, best_n = 0;
-  gboolean first = TRUE;
   gint frames = g_atomic_int_get (&job->frames);
+  gchar key[16];
 
-  json_string (s, job->path);
-  g_string_append (s, ",\"sidecar\":");
-  json_string (s, job->sidecar);
-  g_string_append (s, ",\"model\":");
-  json_string (s, opt_model);
-  g_string_append (s, ",\"gallery\":");
-  json_string (s, opt_gallery);
-  g_string_append_printf (s, ",\"preprocess\":\"%s\",\"k\":%d,"
-      "\"frames\":%d,\"frames_matched\":%u,\"frames_no_match\":%u,"
-      "\"regions\":%u,\"label_histogram\":{", opt_preprocess ?
-      opt_preprocess : "mnist", opt_k, frames, job->frames_matched,
-      job->frames_no_match, job->regions);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "file");
+  json_builder_add_string_value (b, job->path);
+  json_builder_set_member_name (b, "sidecar");
+  json_builder_add_string_value (b, job->sidecar);
+  json_builder_set_member_name (b, "model");
+  json_builder_add_string_value (b, opt_model);
+  json_builder_set_member_name (b, "gallery");
+  json_builder_add_string_value (b, opt_gallery);
+  json_builder_set_member_name (b, "preprocess");
+  json_builder_add_string_value (b, opt_preprocess ? opt_preprocess :
+      "mnist");
+  json_builder_set_member_name (b, "k");
+  json_builder_add_int_value (b, opt_k);
+  json_builder_set_member_name (b, "frames");
+  json_builder_add_int_value (b, frames);
+  json_builder_set_member_name (b, "frames_matched");
+  json_builder_add_int_value (b, job->frames_matched);
+  json_builder_set_member_name (b, "frames_no_match");
+  json_builder_add_int_value (b, job->frames_no_match);
+  json_builder_set_member_name (b, "regions");
+  json_builder_add_int_value (b, job->regions);
+  json_builder_set_member_name (b, "label_histogram");
+  json_builder_begin_object (b);
   for (i = 0; i < MAX_LABELS; i++) {
     if (!job->histogram[i])
       continue;
-    g_string_append_printf (s, "%s\"%u\":%u", first ? "" : ",", i,
-        job->histogram[i]);
-    first = FALSE;
+    g_snprintf (key, sizeof key, "%u", i);
+    json_builder_set_member_name (b, key);
+    json_builder_add_int_value (b, job->histogram[i]);
     if (job->histogram[i] > best_n) {
       best_n = job->histogram[i];
       best = i;
     }
   }
-  g_string_append (s, "}");
+  json_builder_end_object (b);
   if (g_hash_table_size (job->label_names) > 0) {
     GHashTableIter it;
     gpointer k, v;
-    first = TRUE;
-    g_string_append (s, ",\"label_names\":{");
+
+    json_builder_set_member_name (b, "label_names");
+    json_builder_begin_object (b);
     g_hash_table_iter_init (&it, job->label_names);
     while (g_hash_table_iter_next (&it, &k, &v)) {
-      g_string_append_printf (s, "%s\"%d\":", first ? "" : ",",
-          GPOINTER_TO_INT (k));
-      json_string (s, v);
-      first = FALSE;
+      g_snprintf (key, sizeof key, "%d", GPOINTER_TO_INT (k));
+      json_builder_set_member_name (b, key);
+      json_builder_add_string_value (b, v);
     }
-    g_string_append (s, "}");
+    json_builder_end_object (b);
   }
-  g_string_append_printf (s, ",\"most_frequent_label\":%d",
-      best_n ? (gint) best : -1);
-  g_string_append (s, ",\"no_match_frames\":[");
+  json_builder_set_member_name (b, "most_frequent_label");
+  json_builder_add_int_value (b, best_n ? (gint) best : -1);
+  json_builder_set_member_name (b, "no_match_frames");
+  json_builder_begin_array (b);
   for (i = 0; i < job->no_match_frames->len; i++)
-    g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, i ? "," : "",
-        g_array_index (job->no_match_frames, guint64, i));
-  g_string_append_printf (s, "],\"no_match_frames_truncated\":%s",
-      job->frames_no_match > job->no_match_frames->len ? "true" : "false");
-  g_string_append (s, ",\"seconds\":");
-  json_number (s, secs);
-  g_string_append (s, ",\"frames_per_second\":");
-  json_number (s, secs > 0 ? frames / secs : 0);
-  g_string_append (s, "}\n");
-  return g_string_free (s, FALSE);
+    json_builder_add_int_value (b, (gint64) g_array_index
+        (job->no_match_frames, guint64, i));
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "no_match_frames_truncated");
+  json_builder_add_boolean_value (b,
+      job->frames_no_match > job->no_match_frames->len);
+  json_builder_set_member_name (b, "seconds");
+  json_builder_add_double_value (b, secs);
+  json_builder_set_member_name (b, "frames_per_second");
+  json_builder_add_double_value (b, secs > 0 ? frames / secs : 0);
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  {
+    gchar *text = json_generator_to_data (gen, NULL);
+    gchar *line = g_strconcat (text, "\n", NULL);
+    g_free (text);
+    return line;
+  }
 }
 
 static void
@@ -735,7 +595,7 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
         "not a regular file" : "no such file");
     goto done;
   }
-  if (!build_pipeline (&job) || !open_tmp (&job))
+  if (!build_pipeline (&job))
     goto done;
 
   bus = gst_element_get_bus (job.pipeline);
@@ -783,8 +643,6 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
     set_error (&job, "no video stream");
     goto done;
   }
-  if (!commit_sidecar (&job))
-    goto done;
   {
     g_autofree gchar *js = summary_json (&job, secs);
     g_autoptr (GError) err = NULL;
@@ -801,7 +659,6 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
 
 done:
   if (!ok) {
-    discard_tmp (&job);
     g_printerr ("%s: FAILED: %s\n", path, job.error ? job.error : "?");
   }
   if (bus_watch)
