@@ -87,6 +87,7 @@ enum
   PROP_GRAPH,
   PROP_GRAPH_K,
   PROP_GRAPH_RANK,
+  PROP_LABEL_NAMES,
 };
 
 struct _GstCbirIndex
@@ -103,6 +104,7 @@ struct _GstCbirIndex
   gboolean graph;
   guint graph_k;
   guint graph_rank;
+  gchar *label_names;
 
   /* streaming state */
   gchar *cur_location;
@@ -112,6 +114,7 @@ struct _GstCbirIndex
   gboolean cur_graph;
   guint cur_graph_k;
   guint cur_graph_rank;
+  gchar *cur_label_names;
   CbirGalleryBuilder *builder;
   const gchar *fingerprint;     /* interned */
   guint dim;
@@ -176,6 +179,13 @@ gst_cbir_index_class_init (GstCbirIndexClass * klass)
           CBIR_LABEL_NOT_A_MATCH, G_MAXINT, DEFAULT_LABEL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_LABEL_NAMES,
+      g_param_spec_string ("label-names", "Label names",
+          "Names of the labels 0, 1, ..., comma-separated (e.g. the "
+          "Fashion-MNIST classes): cbirsearch reports each hit's and the "
+          "vote's name; with append, replaces the gallery's names", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_THUMBNAILS,
       g_param_spec_boolean ("thumbnails", "Thumbnails",
           "Store a 28x28 thumbnail of every frame in the gallery",
@@ -251,6 +261,8 @@ gst_cbir_index_finalize (GObject * object)
 
   g_free (self->location);
   g_free (self->cur_location);
+  g_free (self->label_names);
+  g_free (self->cur_label_names);
   g_clear_pointer (&self->builder, cbir_gallery_builder_free);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
@@ -275,6 +287,10 @@ gst_cbir_index_set_property (GObject * object, guint prop_id,
       break;
     case PROP_LABEL:
       self->label = g_value_get_int (value);
+      break;
+    case PROP_LABEL_NAMES:
+      g_free (self->label_names);
+      self->label_names = g_value_dup_string (value);
       break;
     case PROP_THUMBNAILS:
       self->thumbnails = g_value_get_boolean (value);
@@ -318,6 +334,9 @@ gst_cbir_index_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_LABEL:
       g_value_set_int (value, self->label);
       break;
+    case PROP_LABEL_NAMES:
+      g_value_set_string (value, self->label_names);
+      break;
     case PROP_THUMBNAILS:
       g_value_set_boolean (value, self->thumbnails);
       break;
@@ -354,6 +373,8 @@ gst_cbir_index_start (GstBaseSink * sink)
   self->cur_location = g_strdup (self->location);
   self->cur_append = self->append;
   self->cur_thumbnails = self->thumbnails;
+  g_free (self->cur_label_names);
+  self->cur_label_names = g_strdup (self->label_names);
   self->cur_dba = self->dba;
   self->cur_graph = self->graph;
   self->cur_graph_k = self->graph_k;
@@ -531,6 +552,12 @@ make_builder (GstCbirIndex * self, GstCbirEmbeddingMeta * emb)
         ("Cannot append to gallery \"%s\": %s", self->cur_location,
             err->message), ("%s", err->message));
     return FALSE;
+  }
+  if (self->cur_label_names && *self->cur_label_names) {
+    g_auto (GStrv) names = g_strsplit (self->cur_label_names, ",", -1);
+
+    cbir_gallery_builder_set_label_names (b, (const gchar * const *) names,
+        g_strv_length (names));
   }
   self->builder = g_steal_pointer (&b);
   self->fingerprint = emb->model_fingerprint;
