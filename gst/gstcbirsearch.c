@@ -14,10 +14,18 @@
  * can read. With #GstCbirSearch:post-messages (default) the same structure
  * is posted on the bus as an element message:
  *
+ * - "schema-version" (gint, 1), "utc" (string: the frame's wall-clock time,
+ *   ISO 8601 UTC, from a GstReferenceTimestampMeta when upstream set one,
+ *   else the system clock)
  * - "timestamp", "stream-time", "running-time", "duration" (guint64, ns)
- * - "frame" (guint64): the buffer offset, or a frame counter when unset
+ * - "frame" (guint64): stream time x caps frame rate; without a rate the
+ *   buffer offset, else a frame counter
+ * - "frame-width", "frame-height" (guint); "stream-id" and "source"
+ *   (upstream's URI) when known; "element" (this element's name),
+ *   "model" (fingerprint), "gallery" (file base name), "gallery-size"
  * - "ids" (GstValueArray of guint): gallery indices, nearest first
- * - "labels" (GstValueArray of gint): their labels
+ * - "labels" (GstValueArray of gint): their labels; "label-names"
+ *   (GstValueArray of strings) when the gallery names its labels
  * - "distances" (GstValueArray of gfloat): their distances
  * - "label" (gint): the distance-weighted vote, -1 = no match
  * - "confidence" (gdouble): the winner's share of the vote, 0..1 (0 when
@@ -29,6 +37,9 @@
  * - "metric" (string); "rerank" (string): "none", "query-expansion" or
  *   "diffusion", the re-ranking that ordered the hits; and when known "label-name" (string),
  *   "source-index" (guint64) and "source-label" (gint) from cbiridxsrc
+ *
+ * These are the result schema's fields (version 1): cbirpublish writes
+ * them as JSON with '-' written '_' (schema/cbir-result-1.schema.json).
  *
  * Several digits in a frame (cbirencode regions=digits): the buffer then
  * carries one embedding per GstVideoRegionOfInterestMeta of type "digit".

@@ -35,20 +35,7 @@ done
 ninja -C "$BUILD" >/dev/null
 mkdir -p "$OUT"
 
-# runs one command; prints "wall cpu" (seconds, cpu = user + system)
-time_once () {
-  local t
-  t=$( { TIMEFORMAT='%R %U %S'; time "$@" >/dev/null 2>"$OUT/last.err"; } 2>&1 ) \
-    || { echo "bench-camera: failed: $*" >&2; cat "$OUT/last.err" >&2; exit 1; }
-  echo "$t" | awk '{ print $1, $2 + $3 }'
-}
-# lines of "wall cpu" in; their medians out
-medians () {
-  local lines
-  lines=$(cat)
-  median () { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-  echo "$(echo "$lines" | cut -d' ' -f1 | median) $(echo "$lines" | cut -d' ' -f2 | median)"
-}
+. "$CBIR_ROOT/tests/bench/bench-common.sh"
 
 printf '%-9s %-6s %-8s %9s %13s %10s\n' size digits overlay frames/s "CPU ms/frame" "overlay +%"
 for size in 640x480 1280x720; do

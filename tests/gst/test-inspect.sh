@@ -5,7 +5,7 @@ set -eu
 inspect="${GST_TOOLS_DIR:-/usr/bin}/gst-inspect-1.0"
 out=$("$inspect" "$CBIR_GST_PLUGIN")
 # (--exists alone compares with the GStreamer version; our plugin is 0.x)
-for e in cbiridxsrc cbirnoise cbirencode cbirsearch cbirindex; do
+for e in cbiridxsrc cbirnoise cbirencode cbirsearch cbirindex cbirpublish; do
   echo "$out" | grep -q "^  $e: " || { echo "FAIL: $e not listed"; echo "$out"; exit 1; }
   "$inspect" --exists --atleast-version=0.1.0 "$e" || { echo "FAIL: --exists $e"; exit 1; }
   "$inspect" "$e" > /dev/null || { echo "FAIL: inspect $e"; exit 1; }

@@ -48,6 +48,24 @@ n=$(grep -c '^cbir-result' "$T/video.txt")
   cbirnoise level=0.2 ! cbirencode model="$T/model.safetensors" ! \
   cbirsearch gallery="$T/gallery.safetensors" ! fakesink || fail "videotestsrc pipeline"
 
+# 4b. the README's cbirpublish pipelines: a JSON Lines file (one valid line
+#     a frame, schema 1) and Kafka through librdkafka's in-process mock
+#     cluster (no broker needed; every frame acknowledged)
+SRC="cbiridxsrc images=$IMG count=10 ! cbirencode model=$T/model.safetensors ! cbirsearch gallery=$T/gallery.safetensors"
+# shellcheck disable=SC2086
+"$GST_LAUNCH" -q $SRC ! cbirpublish location="$T/results.jsonl" || fail "cbirpublish file"
+/usr/bin/python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 10 and all(o["schema_version"] == 1 for o in lines), lines
+assert [o["frame"] for o in lines] == list(range(10))
+' "$T/results.jsonl" || fail "cbirpublish file: not 10 schema-1 lines"
+# shellcheck disable=SC2086
+"$GST_LAUNCH" -m $SRC ! cbirpublish method=kafka topic=cbir-results \
+  kafka-config=test.mock.num.brokers=1 > "$T/kafka.txt" 2>&1 || fail "cbirpublish kafka: $(cat "$T/kafka.txt")"
+grep -q 'cbir-publish, method=(string)kafka, published=(guint64)10, dropped=(guint64)0' \
+  "$T/kafka.txt" || fail "cbirpublish kafka: not 10 published: $(grep cbir-publish "$T/kafka.txt")"
+
 # 5. bad input: clear error naming the file, non-zero exit, no gallery
 expect_error () {  # expect_error WHAT MUST_MENTION cmd...
   what=$1; mention=$2; shift 2
