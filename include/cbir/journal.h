@@ -1,0 +1,65 @@
+/* A gallery's enrolment journal: what was enrolled, removed or relabelled
+ * while it was in use, kept durably beside the gallery file
+ * (GALLERY.journal) and replayed when the gallery is opened.
+ *
+ * File: a header (magic "CBIRJNL1", version 1, the code dimension, the
+ * model fingerprint, CRC-32 of those) and records, each
+ *   u32 payload length, u32 CRC-32 of the payload, payload:
+ *   u8 op (1 enrol, 2 remove, 3 relabel), 3 zero bytes, i32 label,
+ *   u32 id length, the id (UTF-8, 1..1024 bytes, no NUL), and for an
+ *   enrolment its code: dim little-endian floats (finite).
+ * All integers little-endian. An append writes one record with one write
+ * and fdatasync()s it before it returns TRUE: an acknowledged record
+ * survives a crash or a power cut. A record cut short at the end of the
+ * file (a crash during the write) is not acknowledged: opening drops it
+ * (truncating the file when it may write). Anything else wrong (a bad
+ * header, a record whose CRC fails with more data after it, a bad op) is
+ * an error naming the file and the byte offset: a journal is never
+ * silently half-read. Appends from several processes are serialised with
+ * flock (). */
+#pragma once
+
+#include <cbir/common.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  CBIR_JOURNAL_ENROL = 1,       /* a new item: id, label, code */
+  CBIR_JOURNAL_REMOVE = 2,      /* the item id is gone */
+  CBIR_JOURNAL_RELABEL = 3,     /* the item id has a new label */
+} CbirJournalOp;
+
+#define CBIR_JOURNAL_MAX_ID 1024
+
+typedef struct {
+  CbirJournalOp op;
+  gint32 label;                 /* enrol, relabel */
+  char *id;
+  float *code;                  /* enrol: dim floats, else NULL */
+} CbirJournalRecord;
+
+typedef struct _CbirJournal CbirJournal;
+
+/* Opens path (creating it with its header when missing and `create`),
+ * checks it belongs to a gallery of this model and code dimension, and
+ * reads every record. NULL with an error naming the file otherwise (and
+ * when missing without `create`: CBIR_ERROR_IO, ENOENT). */
+CbirJournal *cbir_journal_open (const char *path, const char *fingerprint,
+    guint dim, gboolean create, GError **error);
+void cbir_journal_free (CbirJournal *j);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirJournal, cbir_journal_free)
+
+const char *cbir_journal_get_path (const CbirJournal *j);
+guint cbir_journal_get_dim (const CbirJournal *j);
+/* Records read at open and appended since, in order. */
+guint cbir_journal_n_records (const CbirJournal *j);
+const CbirJournalRecord *cbir_journal_get (const CbirJournal *j, guint i);
+/* Bytes of a torn record dropped at open (0 normally). */
+guint64 cbir_journal_dropped_bytes (const CbirJournal *j);
+
+/* Appends one record durably (copied; id and code checked); TRUE once it
+ * is on disk. On failure the file is left as it was. */
+gboolean cbir_journal_append (CbirJournal *j, const CbirJournalRecord *r,
+    GError **error);
+
+G_END_DECLS

@@ -1,0 +1,371 @@
+/* A gallery's enrolment journal (see include/cbir/journal.h). */
+#include "config.h"
+
+#include "cbir/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "CBIRJNL1"
+#define JOURNAL_VERSION 1
+#define FP_LEN 64
+/* magic, version, dim, fingerprint, crc */
+#define HEADER_LEN (8 + 4 + 4 + FP_LEN + 4)
+#define RECORD_HEAD 8
+#define PAYLOAD_FIXED 12        /* op, 3 zero bytes, label, id length */
+
+struct _CbirJournal
+{
+  char *path;
+  char fingerprint[FP_LEN + 1];
+  guint dim;
+  int fd;                       /* open for appending, -1 when read-only */
+  GPtrArray *records;           /* of CbirJournalRecord* */
+  guint64 dropped;
+};
+
+static void
+record_free (CbirJournalRecord *r)
+{
+  g_free (r->id);
+  g_free (r->code);
+  g_free (r);
+}
+
+static void
+put_u32 (guint8 *p, guint32 v)
+{
+  v = GUINT32_TO_LE (v);
+  memcpy (p, &v, 4);
+}
+
+static guint32
+get_u32 (const guint8 *p)
+{
+  guint32 v;
+  memcpy (&v, p, 4);
+  return GUINT32_FROM_LE (v);
+}
+
+static void
+make_header (guint8 *h, const char *fingerprint, guint dim)
+{
+  memset (h, 0, HEADER_LEN);
+  memcpy (h, MAGIC, 8);
+  put_u32 (h + 8, JOURNAL_VERSION);
+  put_u32 (h + 12, dim);
+  memcpy (h + 16, fingerprint, MIN (strlen (fingerprint), FP_LEN));
+  put_u32 (h + 16 + FP_LEN, cbir_crc32 (0, h, 16 + FP_LEN));
+}
+
+/* The payload of r (without the record head). */
+static guint8 *
+encode (const CbirJournalRecord *r, guint dim, gsize *len)
+{
+  gsize id_len = strlen (r->id);
+  gsize n = PAYLOAD_FIXED + id_len + (r->op == CBIR_JOURNAL_ENROL ?
+      (gsize) dim * 4 : 0);
+  guint8 *p = g_malloc0 (RECORD_HEAD + n);
+  guint8 *q = p + RECORD_HEAD;
+
+  q[0] = (guint8) r->op;
+  put_u32 (q + 4, (guint32) r->label);
+  put_u32 (q + 8, (guint32) id_len);
+  memcpy (q + PAYLOAD_FIXED, r->id, id_len);
+  if (r->op == CBIR_JOURNAL_ENROL)
+    for (guint i = 0; i < dim; i++) {
+      guint32 bits;
+      memcpy (&bits, &r->code[i], 4);
+      put_u32 (q + PAYLOAD_FIXED + id_len + 4 * i, bits);
+    }
+  put_u32 (p, (guint32) n);
+  put_u32 (p + 4, cbir_crc32 (0, q, n));
+  *len = RECORD_HEAD + n;
+  return p;
+}
+
+/* Checks a record's fields; the message says what is wrong, or NULL. */
+static const char *
+check_record (const CbirJournalRecord *r, guint dim)
+{
+  gsize id_len;
+
+  if (r->op != CBIR_JOURNAL_ENROL && r->op != CBIR_JOURNAL_REMOVE &&
+      r->op != CBIR_JOURNAL_RELABEL)
+    return "unknown operation";
+  if (r->id == NULL || (id_len = strlen (r->id)) == 0 ||
+      id_len > CBIR_JOURNAL_MAX_ID)
+    return "an id must have 1 to 1024 bytes";
+  if (!g_utf8_validate (r->id, (gssize) id_len, NULL))
+    return "the id is not UTF-8";
+  if (r->op == CBIR_JOURNAL_ENROL) {
+    if (r->code == NULL)
+      return "an enrolment needs a code";
+    for (guint i = 0; i < dim; i++)
+      if (!isfinite (r->code[i]))
+        return "the code holds NaN or infinity";
+  }
+  return NULL;
+}
+
+/* Decodes one payload; NULL when it is not a valid record. */
+static CbirJournalRecord *
+decode (const guint8 *q, gsize n, guint dim)
+{
+  CbirJournalRecord *r;
+  guint32 id_len;
+
+  if (n < PAYLOAD_FIXED || q[1] || q[2] || q[3])
+    return NULL;
+  id_len = get_u32 (q + 8);
+  if (id_len == 0 || id_len > CBIR_JOURNAL_MAX_ID)
+    return NULL;
+  r = g_new0 (CbirJournalRecord, 1);
+  r->op = (CbirJournalOp) q[0];
+  r->label = (gint32) get_u32 (q + 4);
+  if (n != PAYLOAD_FIXED + id_len + (r->op == CBIR_JOURNAL_ENROL ?
+          (gsize) dim * 4 : 0) || memchr (q + PAYLOAD_FIXED, 0, id_len)) {
+    record_free (r);
+    return NULL;
+  }
+  r->id = g_strndup ((const char *) q + PAYLOAD_FIXED, id_len);
+  if (r->op == CBIR_JOURNAL_ENROL) {
+    r->code = g_new (float, dim);
+    for (guint i = 0; i < dim; i++) {
+      guint32 bits = get_u32 (q + PAYLOAD_FIXED + id_len + 4 * i);
+      memcpy (&r->code[i], &bits, 4);
+    }
+  }
+  if (check_record (r, dim)) {
+    record_free (r);
+    return NULL;
+  }
+  return r;
+}
+
+/* Reads the records of data[HEADER_LEN..len]; the offset where a torn
+ * tail starts goes to *end (len when none). FALSE on corruption. */
+static gboolean
+replay (CbirJournal *j, const guint8 *data, gsize len, gsize *end,
+    GError **error)
+{
+  gsize off = HEADER_LEN;
+
+  while (off < len) {
+    guint32 n, crc;
+    CbirJournalRecord *r;
+
+    if (len - off < RECORD_HEAD)
+      break;                    /* torn: the head itself */
+    n = get_u32 (data + off);
+    crc = get_u32 (data + off + 4);
+    if (n > len - off - RECORD_HEAD)
+      break;                    /* torn: the payload */
+    if (cbir_crc32 (0, data + off + RECORD_HEAD, n) != crc) {
+      if (off + RECORD_HEAD + n == len)
+        break;                  /* torn: the last record half-written */
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: the record at byte %" G_GSIZE_FORMAT " is corrupt (CRC "
+          "mismatch) and others follow it", j->path, off);
+      return FALSE;
+    }
+    r = decode (data + off + RECORD_HEAD, n, j->dim);
+    if (r == NULL) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+          "%s: the record at byte %" G_GSIZE_FORMAT " is not a valid "
+          "enrolment, removal or relabelling", j->path, off);
+      return FALSE;
+    }
+    g_ptr_array_add (j->records, r);
+    off += RECORD_HEAD + n;
+  }
+  *end = off < len ? off : len;
+  return TRUE;
+}
+
+CbirJournal *
+cbir_journal_open (const char *path, const char *fingerprint, guint dim,
+    gboolean create, GError **error)
+{
+  g_autoptr (CbirJournal) j = g_new0 (CbirJournal, 1);
+  g_autofree guint8 *data = NULL;
+  guint8 want[HEADER_LEN];
+  gsize len = 0, end;
+  GError *err = NULL;
+
+  j->path = g_strdup (path);
+  j->fd = -1;
+  j->dim = dim;
+  j->records = g_ptr_array_new_with_free_func ((GDestroyNotify) record_free);
+  if (fingerprint == NULL || strlen (fingerprint) != FP_LEN || dim == 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: a journal needs a 64-digit model fingerprint and a dimension",
+        path);
+    return NULL;
+  }
+  memcpy (j->fingerprint, fingerprint, FP_LEN + 1);
+  make_header (want, fingerprint, dim);
+
+  j->fd = open (path, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0),
+      0666);
+  if (j->fd < 0 && (errno == EACCES || errno == EROFS))
+    j->fd = -2;                 /* read-only: replay only */
+  if (j->fd == -1) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: %s", path,
+        g_strerror (errno));
+    return NULL;
+  }
+  if (j->fd >= 0 && flock (j->fd, LOCK_EX) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot lock: %s",
+        path, g_strerror (errno));
+    return NULL;
+  }
+  if (!g_file_get_contents (path, (gchar **) & data, &len, &err)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s", err->message);
+    g_error_free (err);
+    goto unlock_fail;
+  }
+  if (len == 0 && j->fd >= 0) {
+    /* new: the header, durably */
+    if (write (j->fd, want, HEADER_LEN) != HEADER_LEN || fdatasync (j->fd)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot write: %s",
+          path, g_strerror (errno));
+      goto unlock_fail;
+    }
+  } else if (len < HEADER_LEN || memcmp (data, MAGIC, 8) != 0 ||
+      get_u32 (data + 16 + FP_LEN) != cbir_crc32 (0, data, 16 + FP_LEN)) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "%s: not a gst-cbir journal (bad or truncated header)", path);
+    goto unlock_fail;
+  } else if (get_u32 (data + 8) != JOURNAL_VERSION) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
+        "%s: journal version %u (this build reads %u)", path,
+        get_u32 (data + 8), JOURNAL_VERSION);
+    goto unlock_fail;
+  } else if (memcmp (data + 16, want + 16, FP_LEN) != 0 ||
+      get_u32 (data + 12) != dim) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: journal of another model or dimension (fingerprint %.64s, "
+        "dim %u; the gallery's: %s, %u)", path, (const char *) data + 16,
+        get_u32 (data + 12), fingerprint, dim);
+    goto unlock_fail;
+  } else {
+    if (!replay (j, data, len, &end, error))
+      goto unlock_fail;
+    if (end < len) {
+      j->dropped = len - end;
+      if (j->fd >= 0 && ftruncate (j->fd, (off_t) end) != 0) {
+        g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO,
+            "%s: cannot drop a torn record: %s", path, g_strerror (errno));
+        goto unlock_fail;
+      }
+    }
+  }
+  if (j->fd >= 0)
+    flock (j->fd, LOCK_UN);
+  return g_steal_pointer (&j);
+
+unlock_fail:
+  if (j->fd >= 0)
+    flock (j->fd, LOCK_UN);
+  return NULL;
+}
+
+void
+cbir_journal_free (CbirJournal *j)
+{
+  if (!j)
+    return;
+  if (j->fd >= 0)
+    close (j->fd);
+  g_ptr_array_unref (j->records);
+  g_free (j->path);
+  g_free (j);
+}
+
+const char *
+cbir_journal_get_path (const CbirJournal *j)
+{
+  return j->path;
+}
+
+guint
+cbir_journal_get_dim (const CbirJournal *j)
+{
+  return j->dim;
+}
+
+guint
+cbir_journal_n_records (const CbirJournal *j)
+{
+  return j->records->len;
+}
+
+const CbirJournalRecord *
+cbir_journal_get (const CbirJournal *j, guint i)
+{
+  g_return_val_if_fail (i < j->records->len, NULL);
+  return g_ptr_array_index (j->records, i);
+}
+
+guint64
+cbir_journal_dropped_bytes (const CbirJournal *j)
+{
+  return j->dropped;
+}
+
+gboolean
+cbir_journal_append (CbirJournal *j, const CbirJournalRecord *r,
+    GError **error)
+{
+  const char *bad = check_record (r, j->dim);
+  g_autofree guint8 *rec = NULL;
+  CbirJournalRecord *copy;
+  struct stat st;
+  gsize len;
+  gssize w;
+
+  if (bad) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT, "%s: %s",
+        j->path, bad);
+    return FALSE;
+  }
+  if (j->fd < 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: read-only",
+        j->path);
+    return FALSE;
+  }
+  rec = encode (r, j->dim, &len);
+  if (flock (j->fd, LOCK_EX) != 0 || fstat (j->fd, &st) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: %s", j->path,
+        g_strerror (errno));
+    return FALSE;
+  }
+  do
+    w = write (j->fd, rec, len);
+  while (w < 0 && errno == EINTR);
+  if (w != (gssize) len || fdatasync (j->fd) != 0) {
+    int e = w < 0 ? errno : (w != (gssize) len ? ENOSPC : errno);
+    /* nothing half-written stays */
+    if (ftruncate (j->fd, st.st_size) != 0)
+      (void) 0;
+    flock (j->fd, LOCK_UN);
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_IO, "%s: cannot write: %s",
+        j->path, g_strerror (e));
+    return FALSE;
+  }
+  flock (j->fd, LOCK_UN);
+  copy = g_new0 (CbirJournalRecord, 1);
+  copy->op = r->op;
+  copy->label = r->label;
+  copy->id = g_strdup (r->id);
+  if (r->op == CBIR_JOURNAL_ENROL)
+    copy->code = g_memdup2 (r->code, (gsize) j->dim * sizeof (float));
+  g_ptr_array_add (j->records, copy);
+  return TRUE;
+}
