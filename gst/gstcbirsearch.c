@@ -25,7 +25,9 @@
  *   "model" (fingerprint), "gallery" (file base name), "gallery-size"
  * - "ids" (GstValueArray of guint): gallery indices, nearest first
  * - "labels" (GstValueArray of gint): their labels; "label-names"
- *   (GstValueArray of strings) when the gallery names its labels
+ *   (GstValueArray of strings) when the gallery names its labels; and
+ *   "item-ids" (GstValueArray of strings: an enrolled item's id, else the
+ *   item's source id or "#INDEX") once items were enrolled
  * - "distances" (GstValueArray of gfloat): their distances
  * - "label" (gint): the distance-weighted vote, -1 = no match
  * - "confidence" (gdouble): the winner's share of the vote, 0..1 (0 when
@@ -96,6 +98,24 @@
  * rejects look-alikes the distance alone cannot (see the README's open-set
  * figures).
  *
+ * Enrolment: the gallery grows while the pipeline runs. The action signal
+ * "enrol" (id, label, region id) adds the last searched frame's code (or
+ * one of its regions') with a label; "remove" (id) and "relabel" (id,
+ * label) change any item (an enrolled id, "#INDEX" or a gallery item's
+ * source id). The same from a custom event "cbir-enrol" (fields "op":
+ * enrol, remove or relabel; "id", "label", "region-id"), downstream from
+ * upstream (applied to the frame before it) or upstream from the
+ * application (gst_element_send_event on the pipeline). Each is written
+ * durably to the gallery's journal (#GstCbirSearch:journal, default
+ * GALLERY.journal) before it is acknowledged, is visible to the next
+ * frame, and is replayed whenever the gallery is opened again; an element
+ * message "cbir-enrolment" (op, id, label, ok, enrolled, error) reports
+ * it. Enrolled items are searched exactly beside the gallery's structures
+ * (its k-NN graph is left as built): one nearer than the gallery's
+ * nearest item comes first (see include/cbir/enrolment.h); the hit
+ * indices of enrolled items start at the gallery's size. Float galleries
+ * only.
+ *
  * Hits farther than #GstCbirSearch:max-distance are dropped; when none is
  * left the result is "no match" (label -1). A buffer without an embedding
  * (no cbirencode upstream, or a camera frame in which cbirencode
@@ -124,6 +144,7 @@
 #include "gstcbirresult.h"
 
 #include <gst/video/video.h>
+#include <cbir/enrolment.h>
 #include <cbir/openset.h>
 #include <cbir/search.h>
 
@@ -224,7 +245,27 @@ enum
   PROP_GRAPH_K,
   PROP_INVALID_CODES,
   PROP_MIN_MATCH_SCORE,
+  PROP_JOURNAL,
+  PROP_ENROLLED,
 };
+
+enum
+{
+  SIGNAL_ENROL,
+  SIGNAL_REMOVE,
+  SIGNAL_RELABEL,
+  LAST_SIGNAL
+};
+static guint signals[LAST_SIGNAL];
+
+/* The codes of the last frame searched, for enrolment: one per region
+ * (region_id -1: the whole frame). */
+typedef struct
+{
+  gint region_id;
+  guint dim;
+  gfloat *code;
+} LastCode;
 
 struct _GstCbirSearch
 {
@@ -244,11 +285,17 @@ struct _GstCbirSearch
   guint cur_graph_k;            /* the open gallery's graph k (read-only) */
   GstCbirRerank cur_rerank;     /* the re-ranking in use */
   guint64 invalid_codes;        /* queries with NaN or infinity (read-only) */
+  gchar *journal_path;          /* NULL: GALLERY.journal */
 
   /* streaming state */
   CbirGallery *gallery;
   CbirSearcher *searcher;
   CbirMatchScorer *scorer;
+  CbirEnrolments *enrolments;   /* float galleries; NULL otherwise */
+  GMutex last_lock;             /* last_codes, last_frame */
+  GArray *last_codes;           /* of LastCode */
+  guint64 last_frame;
+  CbirHit *merged;              /* merge output, hits_len long */
   CbirMetric cur_metric;
   guint query_dim;
   const gchar *checked_fingerprint;     /* interned, once checked */
@@ -265,6 +312,16 @@ struct _GstCbirSearch
   gchar *element_name;          /* at start */
   gchar *gallery_name;          /* the gallery file's base name */
 };
+
+static void
+clear_last_codes (GstCbirSearch * self)
+{
+  guint i;
+
+  for (i = 0; i < self->last_codes->len; i++)
+    g_free (g_array_index (self->last_codes, LastCode, i).code);
+  g_array_set_size (self->last_codes, 0);
+}
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
@@ -288,6 +345,14 @@ static gboolean check_upstream_model (GstCbirSearch * self);
 static gboolean gst_cbir_search_stop (GstBaseTransform * trans);
 static gboolean gst_cbir_search_sink_event (GstBaseTransform * trans,
     GstEvent * event);
+static gboolean gst_cbir_search_src_event (GstBaseTransform * trans,
+    GstEvent * event);
+static gboolean gst_cbir_search_enrol (GstCbirSearch * self, const gchar * id,
+    gint label, gint region_id);
+static gboolean gst_cbir_search_remove (GstCbirSearch * self,
+    const gchar * id);
+static gboolean gst_cbir_search_relabel (GstCbirSearch * self,
+    const gchar * id, gint label);
 static gboolean gst_cbir_search_set_caps (GstBaseTransform * trans,
     GstCaps * incaps, GstCaps * outcaps);
 static GstFlowReturn gst_cbir_search_transform_ip (GstBaseTransform * trans,
@@ -375,6 +440,59 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           1.0f, DEFAULT_MIN_MATCH_SCORE, G_PARAM_READWRITE |
           G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
 
+  g_object_class_install_property (gobject_class, PROP_JOURNAL,
+      g_param_spec_string ("journal", "Journal",
+          "The gallery's enrolment journal (enrolments, removals and "
+          "relabellings since it was built; replayed at start, written "
+          "durably by the enrol, remove and relabel signals and "
+          "\"cbir-enrol\" events); NULL: GALLERY.journal beside the gallery",
+          NULL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_ENROLLED,
+      g_param_spec_uint ("enrolled", "Enrolled", "Items enrolled in the "
+          "gallery since it was built (from its journal; 0 before start)",
+          0, G_MAXUINT, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  /**
+   * GstCbirSearch::enrol:
+   * @search: the element
+   * @id: the new item's id (NULL or "": STREAM-ID/frame-N/region-R)
+   * @label: its label
+   * @region_id: which code of the last frame searched: -1 the whole
+   *   frame's (or its only region's), else a region id
+   *
+   * Adds the last searched frame's code to the gallery, durably (its
+   * journal), visible to the next frame. An id already enrolled is left as
+   * it is. Returns: TRUE when enrolled (FALSE: see the warning posted).
+   */
+  signals[SIGNAL_ENROL] = g_signal_new_class_handler ("enrol",
+      G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+      G_CALLBACK (gst_cbir_search_enrol), NULL, NULL, NULL, G_TYPE_BOOLEAN,
+      3, G_TYPE_STRING, G_TYPE_INT, G_TYPE_INT);
+  /**
+   * GstCbirSearch::remove:
+   * @search: the element
+   * @id: an enrolled id, "#INDEX" or a gallery item's source id
+   *
+   * Removes an item from the gallery, durably. Returns: TRUE when removed.
+   */
+  signals[SIGNAL_REMOVE] = g_signal_new_class_handler ("remove",
+      G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+      G_CALLBACK (gst_cbir_search_remove), NULL, NULL, NULL, G_TYPE_BOOLEAN,
+      1, G_TYPE_STRING);
+  /**
+   * GstCbirSearch::relabel:
+   * @search: the element
+   * @id: an enrolled id, "#INDEX" or a gallery item's source id
+   * @label: the new label
+   *
+   * Gives an item another label, durably. Returns: TRUE when done.
+   */
+  signals[SIGNAL_RELABEL] = g_signal_new_class_handler ("relabel",
+      G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION,
+      G_CALLBACK (gst_cbir_search_relabel), NULL, NULL, NULL, G_TYPE_BOOLEAN,
+      2, G_TYPE_STRING, G_TYPE_INT);
+
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
   gst_element_class_set_static_metadata (element_class, "CBIR search",
@@ -386,6 +504,7 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_cbir_search_stop);
   trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_cbir_search_transform_ip);
   trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_cbir_search_sink_event);
+  trans_class->src_event = GST_DEBUG_FUNCPTR (gst_cbir_search_src_event);
   trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_cbir_search_set_caps);
   trans_class->passthrough_on_same_caps = FALSE;
 
@@ -406,6 +525,8 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->rerank = DEFAULT_RERANK;
   self->fps_d = 1;
+  g_mutex_init (&self->last_lock);
+  self->last_codes = g_array_new (FALSE, FALSE, sizeof (LastCode));
 
   /* attaching metas needs a writable buffer: never passthrough */
   gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
@@ -421,6 +542,12 @@ gst_cbir_search_finalize (GObject * object)
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
   g_free (self->hits);
+  g_free (self->merged);
+  g_clear_pointer (&self->enrolments, cbir_enrolments_free);
+  clear_last_codes (self);
+  g_array_unref (self->last_codes);
+  g_mutex_clear (&self->last_lock);
+  g_free (self->journal_path);
   g_free (self->stream_id);
   g_free (self->source);
   g_free (self->element_name);
@@ -466,6 +593,10 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
       break;
     case PROP_RERANK:
       self->rerank = g_value_get_enum (value);
+      break;
+    case PROP_JOURNAL:
+      g_free (self->journal_path);
+      self->journal_path = g_value_dup_string (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -518,6 +649,13 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_INVALID_CODES:
       g_value_set_uint64 (value, self->invalid_codes);
       break;
+    case PROP_JOURNAL:
+      g_value_set_string (value, self->journal_path);
+      break;
+    case PROP_ENROLLED:
+      g_value_set_uint (value, self->enrolments ?
+          cbir_enrolments_n_enrolled (self->enrolments) : 0);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -529,7 +667,7 @@ static gboolean
 gst_cbir_search_start (GstBaseTransform * trans)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
-  g_autofree gchar *path = NULL;
+  g_autofree gchar *path = NULL, *journal = NULL;
   g_autoptr (GError) err = NULL;
   gint metric;
   guint shortlist, qe;
@@ -543,6 +681,7 @@ gst_cbir_search_start (GstBaseTransform * trans)
   shortlist = self->shortlist;
   qe = self->query_expansion;
   rerank = self->rerank;
+  journal = g_strdup (self->journal_path);
   GST_OBJECT_UNLOCK (self);
 
   if (path == NULL || *path == '\0')
@@ -621,6 +760,14 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (self->scorer == NULL)
     goto scorer_failed;
   t0 = g_get_monotonic_time () - t0;
+  /* what was enrolled since the gallery was built (float galleries) */
+  if (self->cur_metric != CBIR_METRIC_HAMMING &&
+      cbir_gallery_get_features (self->gallery)) {
+    self->enrolments = cbir_enrolments_new (self->gallery, self->cur_metric,
+        journal && *journal ? journal : NULL, &err);
+    if (self->enrolments == NULL)
+      goto journal_failed;
+  }
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   g_free (self->element_name);
@@ -688,6 +835,16 @@ diffusion_failed:
     g_clear_pointer (&self->gallery, cbir_gallery_free);
     return FALSE;
   }
+journal_failed:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+        ("Cannot read the enrolment journal of gallery \"%s\": %s", path,
+            err->message), ("%s", err->message));
+    g_clear_pointer (&self->scorer, cbir_match_scorer_free);
+    g_clear_pointer (&self->searcher, cbir_searcher_free);
+    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    return FALSE;
+  }
 scorer_failed:
   {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
@@ -714,9 +871,13 @@ gst_cbir_search_stop (GstBaseTransform * trans)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
 
+  g_clear_pointer (&self->enrolments, cbir_enrolments_free);
   g_clear_pointer (&self->scorer, cbir_match_scorer_free);
   g_clear_pointer (&self->searcher, cbir_searcher_free);
   g_clear_pointer (&self->gallery, cbir_gallery_free);
+  g_mutex_lock (&self->last_lock);
+  clear_last_codes (self);
+  g_mutex_unlock (&self->last_lock);
   g_clear_pointer (&self->stream_id, g_free);
   g_clear_pointer (&self->source, g_free);
   self->source_queried = FALSE;
@@ -814,6 +975,16 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   else
     g_value_unset (&names);
   gst_structure_take_value (s, "distances", &dists);
+  if (self->enrolments && cbir_enrolments_n_enrolled (self->enrolments) > 0) {
+    /* which items: enrolled ones by the id they were enrolled with */
+    GValue item_ids = G_VALUE_INIT;
+
+    g_value_init (&item_ids, GST_TYPE_ARRAY);
+    for (i = 0; i < n; i++)
+      g_value_take_string (array_append (&item_ids, G_TYPE_STRING),
+          cbir_enrolments_get_id (self->enrolments, hits[i].index));
+    gst_structure_take_value (s, "item-ids", &item_ids);
+  }
   src = (GstCbirSourceMeta *) gst_buffer_get_meta (buf,
       gst_cbir_source_meta_api_get_type ());
   if (src)
@@ -822,12 +993,162 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   return s;
 }
 
+/* ---- enrolment ---- */
+
+/* Posts what an enrolment, removal or relabelling did: an element message
+ * "cbir-enrolment" (op, id, label, ok, enrolled, and error when it
+ * failed), and a warning when it failed. */
+static void
+post_enrolment (GstCbirSearch * self, const gchar * op, const gchar * id,
+    gint label, const GError * err)
+{
+  GstStructure *s = gst_structure_new ("cbir-enrolment",
+      "op", G_TYPE_STRING, op, "id", G_TYPE_STRING, id,
+      "label", G_TYPE_INT, label, "ok", G_TYPE_BOOLEAN, err == NULL,
+      "enrolled", G_TYPE_UINT, self->enrolments ?
+      cbir_enrolments_n_enrolled (self->enrolments) : 0, NULL);
+
+  if (err) {
+    gst_structure_set (s, "error", G_TYPE_STRING, err->message, NULL);
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+        ("Could not %s \"%s\": %s", op, id ? id : "", err->message), (NULL));
+  }
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+}
+
+/* The enrolments, or NULL with err set (not started, bit codes). */
+static CbirEnrolments *
+enrolments_or_error (GstCbirSearch * self, GError ** err)
+{
+  if (self->enrolments)
+    return self->enrolments;
+  g_set_error (err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "%s", self->gallery ? "enrolment needs a gallery of float codes" :
+      "the element has not started (no gallery open)");
+  return NULL;
+}
+
+static gboolean
+gst_cbir_search_enrol (GstCbirSearch * self, const gchar * id, gint label,
+    gint region_id)
+{
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *auto_id = NULL;
+  g_autofree gfloat *code = NULL;
+  CbirEnrolments *e = enrolments_or_error (self, &err);
+  guint i;
+
+  if (e) {
+    g_mutex_lock (&self->last_lock);
+    for (i = 0; i < self->last_codes->len; i++) {
+      LastCode *c = &g_array_index (self->last_codes, LastCode, i);
+
+      if (c->region_id == region_id || (region_id < 0 &&
+              self->last_codes->len == 1)) {
+        code = g_memdup2 (c->code, c->dim * sizeof (gfloat));
+        if (id == NULL || *id == '\0')
+          id = auto_id = g_strdup_printf ("%s/frame-%" G_GUINT64_FORMAT
+              "/region-%d", self->stream_id ? self->stream_id : "stream",
+              self->last_frame, c->region_id);
+        break;
+      }
+    }
+    g_mutex_unlock (&self->last_lock);
+    if (code == NULL)
+      g_set_error (&err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+          "no code to enrol: %s", region_id < 0 ? "no frame searched yet, "
+          "or the last one had several regions (give a region id)" :
+          "the last frame searched has no such region");
+    else
+      cbir_enrolments_enrol (e, id, label, code, &err);
+  }
+  post_enrolment (self, "enrol", id, label, err);
+  return err == NULL;
+}
+
+static gboolean
+gst_cbir_search_remove (GstCbirSearch * self, const gchar * id)
+{
+  g_autoptr (GError) err = NULL;
+  CbirEnrolments *e = enrolments_or_error (self, &err);
+
+  if (e)
+    cbir_enrolments_remove (e, id, &err);
+  post_enrolment (self, "remove", id, 0, err);
+  return err == NULL;
+}
+
+static gboolean
+gst_cbir_search_relabel (GstCbirSearch * self, const gchar * id, gint label)
+{
+  g_autoptr (GError) err = NULL;
+  CbirEnrolments *e = enrolments_or_error (self, &err);
+
+  if (e)
+    cbir_enrolments_relabel (e, id, label, &err);
+  post_enrolment (self, "relabel", id, label, err);
+  return err == NULL;
+}
+
+/* A custom event "cbir-enrol" (op "enrol", "remove" or "relabel"; id;
+ * label; region-id), from upstream (in order with the frames: enrols the
+ * frame before it) or from the application downstream of the element
+ * (gst_element_send_event on the pipeline). TRUE when it was one. */
+static gboolean
+handle_enrol_event (GstCbirSearch * self, GstEvent * event)
+{
+  const GstStructure *s = gst_event_get_structure (event);
+  const gchar *op, *id;
+  gint label = 0, region_id = -1;
+
+  if (!s || !gst_structure_has_name (s, "cbir-enrol"))
+    return FALSE;
+  op = gst_structure_get_string (s, "op");
+  id = gst_structure_get_string (s, "id");
+  gst_structure_get_int (s, "label", &label);
+  gst_structure_get_int (s, "region-id", &region_id);
+  if (g_strcmp0 (op, "remove") == 0)
+    gst_cbir_search_remove (self, id);
+  else if (g_strcmp0 (op, "relabel") == 0)
+    gst_cbir_search_relabel (self, id, label);
+  else if (op == NULL || g_strcmp0 (op, "enrol") == 0)
+    gst_cbir_search_enrol (self, id, label, region_id);
+  else {
+    GError *err = g_error_new (GST_RESOURCE_ERROR,
+        GST_RESOURCE_ERROR_SETTINGS, "unknown op \"%s\" (enrol, remove or "
+        "relabel)", op);
+    post_enrolment (self, op, id, label, err);
+    g_error_free (err);
+  }
+  return TRUE;
+}
+
+static gboolean
+gst_cbir_search_src_event (GstBaseTransform * trans, GstEvent * event)
+{
+  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_UPSTREAM &&
+      handle_enrol_event (self, event)) {
+    gst_event_unref (event);
+    return TRUE;
+  }
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->src_event (trans, event);
+}
+
 /* The stream's id and frame rate for the result's frame fields. */
 static gboolean
 gst_cbir_search_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
 
+  if ((GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM ||
+          GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM_OOB) &&
+      handle_enrol_event (self, event)) {
+    gst_event_unref (event);
+    return TRUE;
+  }
   if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START) {
     const gchar *id = NULL;
 
@@ -884,7 +1205,7 @@ static void
 search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     gfloat max_distance, gfloat min_match_score, Answer * a)
 {
-  guint n, i, j;
+  guint n, i, j, k_base;
   gfloat nearest;
 
   if (cbir_first_non_finite (emb->vector, emb->dim) != emb->dim) {
@@ -899,7 +1220,14 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
               "\"invalid-codes\"."), ("frame %" G_GUINT64_FORMAT,
               self->frame));
   }
-  n = cbir_searcher_search (self->searcher, emb->vector, k, self->hits);
+  /* removed gallery items: as many more hits asked of the gallery */
+  k_base = k + (self->enrolments ?
+      cbir_enrolments_n_removed (self->enrolments) : 0);
+  if (self->hits_len < k_base) {
+    self->hits = g_renew (CbirHit, self->hits, k_base);
+    self->hits_len = k_base;
+  }
+  n = cbir_searcher_search (self->searcher, emb->vector, k_base, self->hits);
   /* the plain nearest distance for the match score: the first hit is the
    * plain nearest item without re-ranking and after diffusion (which keeps
    * the plain first hit first); query expansion searches another vector */
@@ -907,6 +1235,20 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     nearest = self->hits[0].distance;
   else
     nearest = cbir_searcher_nearest_distance (self->searcher, emb->vector);
+  if (self->enrolments) {
+    /* enrolled items beside the gallery's (the first hit stays the
+     * nearest); removed and relabelled items applied */
+    CbirHit *tmp;
+
+    self->merged = g_renew (CbirHit, self->merged, self->hits_len);
+    n = cbir_enrolments_merge (self->enrolments, emb->vector, self->hits, n,
+        k, self->merged);
+    tmp = self->hits;
+    self->hits = self->merged;
+    self->merged = tmp;
+    if (n > 0 && self->cur_rerank != GST_CBIR_RERANK_QUERY_EXPANSION)
+      nearest = self->hits[0].distance;
+  }
   /* hits in rank order; after re-ranking not always by distance */
   for (i = 0, j = 0; i < n; i++)
     if (self->hits[i].distance <= max_distance)
@@ -1023,6 +1365,24 @@ get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
   }
 }
 
+/* Keeps a copy of the codes of the frame just searched, for enrol. */
+static void
+remember_codes (GstCbirSearch * self, GstCbirEmbeddingMeta ** embs, guint n)
+{
+  guint i;
+
+  g_mutex_lock (&self->last_lock);
+  clear_last_codes (self);
+  for (i = 0; i < n; i++) {
+    LastCode c = { embs[i]->region_id, embs[i]->dim,
+      g_memdup2 (embs[i]->vector, embs[i]->dim * sizeof (gfloat))
+    };
+    g_array_append_val (self->last_codes, c);
+  }
+  self->last_frame = self->frame;
+  g_mutex_unlock (&self->last_lock);
+}
+
 /* Frames with regions: each region's embedding is searched, its result
  * added to its ROI as the param "cbir-result" and posted (with the region's
  * id and box). Takes regions. */
@@ -1041,6 +1401,9 @@ search_regions (GstCbirSearch * self, GstBuffer * buf, GPtrArray * regions)
       return GST_FLOW_ERROR;
     }
   get_settings (self, &k, &max_distance, &min_match_score, &post);
+  if (self->enrolments)
+    remember_codes (self, (GstCbirEmbeddingMeta **) regions->pdata,
+        regions->len);
 
   for (i = 0; i < regions->len; i++) {
     const GstCbirEmbeddingMeta *emb = g_ptr_array_index (regions, i);
@@ -1141,6 +1504,8 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     return GST_FLOW_ERROR;
 
   get_settings (self, &k, &max_distance, &min_match_score, &post);
+  if (self->enrolments)
+    remember_codes (self, &emb, 1);
   search_one (self, emb, k, max_distance, min_match_score, &a);
 
   G_STATIC_ASSERT (sizeof (CbirHit) == sizeof (GstCbirHit));

@@ -1094,6 +1094,203 @@ GST_START_TEST (test_gallery_errors)
 
 GST_END_TEST;
 
+/* the first hit of image i and the result structure's first item id */
+static guint
+first_hit (Rig * r, guint i, gint * label, gchar ** item_id)
+{
+  GstBuffer *out = rig_push (r, i);
+  GstCbirResultMeta *rm = gst_buffer_get_cbir_result_meta (out);
+  const GstStructure *cs = gst_buffer_get_cbir_result_structure (out);
+  const GValue *ids = gst_structure_get_value (cs, "item-ids");
+  guint idx;
+
+  fail_unless (rm != NULL && rm->n_hits > 0);
+  idx = rm->hits[0].index;
+  *label = rm->label;
+  if (item_id)
+    *item_id = ids ? g_value_dup_string (gst_value_array_get_value (ids, 0))
+        : NULL;
+  gst_buffer_unref (out);
+  return idx;
+}
+
+static gboolean
+enrolment_ok (GstBus * bus, const gchar * op)
+{
+  GstMessage *m;
+  gboolean ok = FALSE;
+
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT))) {
+    const GstStructure *s = gst_message_get_structure (m);
+    if (gst_structure_has_name (s, "cbir-enrolment")) {
+      fail_unless_equals_string (gst_structure_get_string (s, "op"), op);
+      gst_structure_get_boolean (s, "ok", &ok);
+      gst_message_unref (m);
+      return ok;
+    }
+    gst_message_unref (m);
+  }
+  fail ("no cbir-enrolment message for %s", op);
+  return FALSE;
+}
+
+/* Enrolment: the last frame's code joins the gallery with a label, the
+ * next frame finds it first (its id in "item-ids"); relabel and remove
+ * change it; a gallery item is removed by "#INDEX"; it all comes back from
+ * the journal when the element starts again; the custom event does the
+ * same downstream and upstream; what cannot be done says why. */
+GST_START_TEST (test_enrolment)
+{
+  Rig r;
+  GstElement *search;
+  GstBus *bus = gst_bus_new ();
+  gchar *journal, *item = NULL;
+  gboolean ok = FALSE;
+  gint label;
+  guint enrolled = 0;
+
+  rig_init (&r, 32, "k=3");
+  search = gst_harness_find_element (r.h, "cbirsearch");
+  gst_element_set_bus (search, bus);
+  journal = g_strconcat (r.gallery_path, ".journal", NULL);
+  /* image 40 is not in the gallery of the first 32 */
+  fail_unless (first_hit (&r, 40, &label, NULL) < 32);
+  g_signal_emit_by_name (search, "enrol", "forty", 77, -1, &ok);
+  fail_unless (ok);
+  fail_unless (enrolment_ok (bus, "enrol"));
+  fail_unless (g_file_test (journal, G_FILE_TEST_EXISTS));
+  fail_unless_equals_int (first_hit (&r, 40, &label, &item), 32);
+  fail_unless_equals_int (label, 77);
+  fail_unless_equals_string (item, "forty");
+  g_free (item);
+  g_signal_emit_by_name (search, "relabel", "forty", 78, &ok);
+  fail_unless (ok && enrolment_ok (bus, "relabel"));
+  fail_unless_equals_int (first_hit (&r, 40, &label, NULL), 32);
+  fail_unless_equals_int (label, 78);
+  /* a gallery item: itself first, then gone */
+  fail_unless_equals_int (first_hit (&r, 5, &label, NULL), 5);
+  g_signal_emit_by_name (search, "remove", "#5", &ok);
+  fail_unless (ok && enrolment_ok (bus, "remove"));
+  fail_unless (first_hit (&r, 5, &label, NULL) != 5);
+  /* no such region, no such item: FALSE, and the message says so */
+  g_signal_emit_by_name (search, "enrol", "x", 1, 7, &ok);
+  fail_unless (!ok && !enrolment_ok (bus, "enrol"));
+  g_signal_emit_by_name (search, "remove", "nobody", &ok);
+  fail_unless (!ok && !enrolment_ok (bus, "remove"));
+  gst_element_set_bus (search, NULL);
+  gst_object_unref (search);
+  gst_harness_teardown (r.h);
+
+  /* started again: replayed from the journal */
+  {
+    gchar *desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+        "gallery=%s k=3", r.model_path, r.gallery_path);
+    gchar *caps = gray8_caps (28, 28);
+
+    r.h = gst_harness_new_parse (desc);
+    gst_harness_set_src_caps_str (r.h, caps);
+    g_free (desc);
+    g_free (caps);
+  }
+  search = gst_harness_find_element (r.h, "cbirsearch");
+  gst_element_set_bus (search, bus);
+  g_object_get (search, "enrolled", &enrolled, NULL);
+  fail_unless_equals_int (enrolled, 1);
+  fail_unless_equals_int (first_hit (&r, 40, &label, NULL), 32);
+  fail_unless_equals_int (label, 78);
+  fail_unless (first_hit (&r, 5, &label, NULL) != 5);
+  /* the custom event, downstream (in order with the frames) */
+  fail_unless (gst_harness_push_event (r.h, gst_event_new_custom
+          (GST_EVENT_CUSTOM_DOWNSTREAM, gst_structure_new ("cbir-enrol",
+                  "op", G_TYPE_STRING, "remove", "id", G_TYPE_STRING,
+                  "forty", NULL))));
+  fail_unless (enrolment_ok (bus, "remove"));
+  fail_unless (first_hit (&r, 40, &label, NULL) < 32);
+  /* and upstream, as an application sends it: enrols the frame before */
+  fail_unless (gst_harness_push_upstream_event (r.h, gst_event_new_custom
+          (GST_EVENT_CUSTOM_UPSTREAM, gst_structure_new ("cbir-enrol",
+                  "op", G_TYPE_STRING, "enrol", "id", G_TYPE_STRING,
+                  "again", "label", G_TYPE_INT, 5, NULL))));
+  fail_unless (enrolment_ok (bus, "enrol"));
+  fail_unless_equals_int (first_hit (&r, 40, &label, NULL), 33);
+  fail_unless_equals_int (label, 5);
+
+  gst_element_set_bus (search, NULL);
+  gst_object_unref (search);
+  gst_object_unref (bus);
+  rig_clear (&r);
+  g_remove (journal);
+  g_free (journal);
+}
+
+GST_END_TEST;
+
+/* A corrupt journal is an error naming it when the element starts; a
+ * gallery of bit codes cannot enrol, and says so. */
+GST_START_TEST (test_enrolment_errors)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  gchar *gallery = make_gallery (dir, model_path, 8, "e.safetensors");
+  gchar *journal = g_strconcat (gallery, ".journal", NULL);
+  gchar *desc;
+  GstMessage *msg;
+
+  write_file (journal, "not a journal, and long enough to have a header of "
+      "eighty-four bytes, which it does not", -1);
+  desc = g_strdup_printf ("cbiridxsrc images=%s count=2 ! cbirencode "
+      "model=%s ! cbirsearch gallery=%s ! fakesink", FIX_IMAGES, model_path,
+      gallery);
+  msg = run_pipeline (desc, NULL, NULL);
+  assert_error_mentions (msg, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_OPEN_READ, journal, "not a gst-cbir journal");
+  gst_message_unref (msg);
+  g_remove (journal);
+  g_free (desc);
+  g_free (journal);
+  g_free (gallery);
+  g_free (model_path);
+
+  {
+    gchar *bits_model = make_model (dir, "binary-xor");
+    gchar *bits = make_gallery (dir, bits_model, 8, "b.safetensors");
+    gchar *d = g_strdup_printf ("cbirencode model=%s ! cbirsearch "
+        "gallery=%s", bits_model, bits);
+    GstHarness *h = gst_harness_new_parse (d);
+    GstElement *search = gst_harness_find_element (h, "cbirsearch");
+    GstBus *bus = gst_bus_new ();
+    CbirDataset *ds = load_fixture ();
+    gchar *caps = gray8_caps (28, 28);
+    gboolean ok = TRUE;
+
+    gst_element_set_bus (search, bus);
+    gst_harness_set_src_caps_str (h, caps);
+    gst_buffer_unref (gst_harness_push_and_pull (h, gray8_buffer (ds->images,
+                28, 28, 0)));
+    g_signal_emit_by_name (search, "enrol", "x", 1, -1, &ok);
+    fail_unless (!ok);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+    fail_unless (msg != NULL);
+    {
+      GError *err = NULL;
+      gst_message_parse_warning (msg, &err, NULL);
+      fail_unless (strstr (err->message, "float codes"), "%s", err->message);
+      g_error_free (err);
+    }
+    gst_message_unref (msg);
+    gst_element_set_bus (search, NULL);
+    gst_object_unref (bus);
+    gst_object_unref (search);
+    gst_harness_teardown (h);
+    cbir_dataset_free (ds);
+    g_free (caps);
+    g_free (d);
+    g_free (bits);
+    g_free (bits_model);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 cbirsearch_suite (void)
 {
@@ -1114,6 +1311,8 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_min_match_score);
   tcase_add_test (tc, test_not_a_match_examples);
   tcase_add_test (tc, test_one_item_gallery);
+  tcase_add_test (tc, test_enrolment);
+  tcase_add_test (tc, test_enrolment_errors);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);
