@@ -142,6 +142,7 @@
 #include "gstcbirutils.h"
 #include "gstcbirmeta.h"
 #include "gstcbirresult.h"
+#include "gstcbirshared.h"
 
 #include <gst/video/video.h>
 #include <cbir/enrolment.h>
@@ -247,6 +248,7 @@ enum
   PROP_MIN_MATCH_SCORE,
   PROP_JOURNAL,
   PROP_ENROLLED,
+  PROP_SHARED_BY,
 };
 
 enum
@@ -288,7 +290,8 @@ struct _GstCbirSearch
   gchar *journal_path;          /* NULL: GALLERY.journal */
 
   /* streaming state */
-  CbirGallery *gallery;
+  GstCbirSharedGallery *shared; /* the process's copy of the gallery */
+  CbirGallery *gallery;         /* the shared one's, like scorer, enrolments */
   CbirSearcher *searcher;
   CbirMatchScorer *scorer;
   CbirEnrolments *enrolments;   /* float galleries; NULL otherwise */
@@ -321,6 +324,25 @@ clear_last_codes (GstCbirSearch * self)
   for (i = 0; i < self->last_codes->len; i++)
     g_free (g_array_index (self->last_codes, LastCode, i).code);
   g_array_set_size (self->last_codes, 0);
+}
+
+/* Frees the searcher and lets go of the shared gallery (with its scorer
+ * and enrolments). */
+static void
+release_gallery (GstCbirSearch * self)
+{
+  GstCbirSharedGallery *shared;
+
+  g_clear_pointer (&self->searcher, cbir_searcher_free);
+  /* (the read-only properties read these with the object lock) */
+  GST_OBJECT_LOCK (self);
+  shared = self->shared;
+  self->shared = NULL;
+  self->scorer = NULL;
+  self->enrolments = NULL;
+  self->gallery = NULL;
+  GST_OBJECT_UNLOCK (self);
+  gst_cbir_shared_gallery_unref (shared);
 }
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
@@ -452,6 +474,12 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
       g_param_spec_uint ("enrolled", "Enrolled", "Items enrolled in the "
           "gallery since it was built (from its journal; 0 before start)",
           0, G_MAXUINT, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_SHARED_BY,
+      g_param_spec_uint ("shared-by", "Shared by", "How many cbirsearch "
+          "elements of this process share this element's copy of the "
+          "gallery (same file, same journal: one copy in memory, one "
+          "match-score reference, enrolments seen by all); 0 before start",
+          0, G_MAXUINT, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   /**
    * GstCbirSearch::enrol:
@@ -539,11 +567,9 @@ gst_cbir_search_finalize (GObject * object)
   GstCbirSearch *self = GST_CBIR_SEARCH (object);
 
   g_free (self->gallery_path);
-  g_clear_pointer (&self->searcher, cbir_searcher_free);
-  g_clear_pointer (&self->gallery, cbir_gallery_free);
+  release_gallery (self);
   g_free (self->hits);
   g_free (self->merged);
-  g_clear_pointer (&self->enrolments, cbir_enrolments_free);
   clear_last_codes (self);
   g_array_unref (self->last_codes);
   g_mutex_clear (&self->last_lock);
@@ -656,6 +682,10 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_uint (value, self->enrolments ?
           cbir_enrolments_n_enrolled (self->enrolments) : 0);
       break;
+    case PROP_SHARED_BY:
+      g_value_set_uint (value, self->shared ?
+          gst_cbir_shared_gallery_users (self->shared) : 0);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -687,9 +717,17 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (path == NULL || *path == '\0')
     goto no_gallery;
 
-  self->gallery = cbir_gallery_open (path, &err);
-  if (self->gallery == NULL)
-    goto open_failed;
+  {
+    GstCbirSharedGallery *shared = gst_cbir_shared_gallery_get (path,
+        journal, &err);
+
+    if (shared == NULL)
+      goto open_failed;
+    GST_OBJECT_LOCK (self);
+    self->shared = shared;
+    GST_OBJECT_UNLOCK (self);
+  }
+  self->gallery = gst_cbir_shared_gallery_gallery (self->shared);
 
   if (metric == GST_CBIR_METRIC_AUTO) {
     CbirMetric m = CBIR_METRIC_L2;
@@ -748,26 +786,22 @@ gst_cbir_search_start (GstBaseTransform * trans)
     self->query_dim = cbir_gallery_get_code_bits (self->gallery);
   self->checked_fingerprint = NULL;
   if (!check_upstream_model (self)) {
-    g_clear_pointer (&self->searcher, cbir_searcher_free);
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
   /* the gallery's own nearest-neighbour distances, for the match score
    * (after the model check: a wrong gallery fails at once) */
   t0 = g_get_monotonic_time ();
-  self->scorer = cbir_match_scorer_new (self->gallery, self->cur_metric, 0,
-      &err);
+  self->scorer = gst_cbir_shared_gallery_scorer (self->shared,
+      self->cur_metric, &err);
   if (self->scorer == NULL)
     goto scorer_failed;
   t0 = g_get_monotonic_time () - t0;
-  /* what was enrolled since the gallery was built (float galleries) */
-  if (self->cur_metric != CBIR_METRIC_HAMMING &&
-      cbir_gallery_get_features (self->gallery)) {
-    self->enrolments = cbir_enrolments_new (self->gallery, self->cur_metric,
-        journal && *journal ? journal : NULL, &err);
-    if (self->enrolments == NULL)
-      goto journal_failed;
-  }
+  /* what was enrolled since the gallery was built (float galleries; read
+   * with the gallery) */
+  GST_OBJECT_LOCK (self);
+  self->enrolments = gst_cbir_shared_gallery_enrolments (self->shared);
+  GST_OBJECT_UNLOCK (self);
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   g_free (self->element_name);
@@ -806,7 +840,7 @@ searcher_failed:
         ("Cannot search gallery \"%s\" with metric %s: %s", path,
             cbir_metric_to_string (self->cur_metric), err->message),
         ("%s", err->message));
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 qe_conflict:
@@ -814,7 +848,7 @@ qe_conflict:
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("query-expansion=%u is a re-ranking: it cannot go with rerank=%s",
             qe, rerank_nick (rerank)), (NULL));
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 no_graph:
@@ -822,7 +856,7 @@ no_graph:
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("rerank=diffusion needs a gallery with a k-NN graph; \"%s\" has "
             "none (build it with cbirindex graph=true)", path), (NULL));
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 diffusion_failed:
@@ -831,18 +865,7 @@ diffusion_failed:
         ("Cannot diffuse over gallery \"%s\" with metric %s: %s", path,
             cbir_metric_to_string (self->cur_metric), err->message),
         ("%s", err->message));
-    g_clear_pointer (&self->searcher, cbir_searcher_free);
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
-    return FALSE;
-  }
-journal_failed:
-  {
-    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-        ("Cannot read the enrolment journal of gallery \"%s\": %s", path,
-            err->message), ("%s", err->message));
-    g_clear_pointer (&self->scorer, cbir_match_scorer_free);
-    g_clear_pointer (&self->searcher, cbir_searcher_free);
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 scorer_failed:
@@ -850,8 +873,7 @@ scorer_failed:
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("Cannot score matches in gallery \"%s\": %s", path, err->message),
         ("%s", err->message));
-    g_clear_pointer (&self->searcher, cbir_searcher_free);
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 qe_failed:
@@ -860,8 +882,7 @@ qe_failed:
         ("Cannot use query-expansion=%u with metric %s on gallery \"%s\": "
             "%s", qe, cbir_metric_to_string (self->cur_metric), path,
             err->message), ("%s", err->message));
-    g_clear_pointer (&self->searcher, cbir_searcher_free);
-    g_clear_pointer (&self->gallery, cbir_gallery_free);
+    release_gallery (self);
     return FALSE;
   }
 }
@@ -871,10 +892,7 @@ gst_cbir_search_stop (GstBaseTransform * trans)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
 
-  g_clear_pointer (&self->enrolments, cbir_enrolments_free);
-  g_clear_pointer (&self->scorer, cbir_match_scorer_free);
-  g_clear_pointer (&self->searcher, cbir_searcher_free);
-  g_clear_pointer (&self->gallery, cbir_gallery_free);
+  release_gallery (self);
   g_mutex_lock (&self->last_lock);
   clear_last_codes (self);
   g_mutex_unlock (&self->last_lock);
@@ -1241,7 +1259,8 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     CbirHit *tmp;
 
     self->merged = g_renew (CbirHit, self->merged, self->hits_len);
-    n = cbir_enrolments_merge (self->enrolments, emb->vector, self->hits, n,
+    n = cbir_enrolments_merge (self->enrolments, self->cur_metric,
+        emb->vector, self->hits, n,
         k, self->merged);
     tmp = self->hits;
     self->hits = self->merged;

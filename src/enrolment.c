@@ -19,7 +19,6 @@ typedef struct
 struct _CbirEnrolments
 {
   const CbirGallery *g;
-  CbirMetric metric;
   guint n_base;
   guint dim;
   char *journal_path;
@@ -116,21 +115,20 @@ item_clear (Item *it)
 }
 
 CbirEnrolments *
-cbir_enrolments_new (const CbirGallery *g, CbirMetric metric,
-    const char *journal_path, GError **error)
+cbir_enrolments_new (const CbirGallery *g, const char *journal_path,
+    GError **error)
 {
   g_autoptr (CbirEnrolments) e = NULL;
   GError *err = NULL;
 
-  if (metric == CBIR_METRIC_HAMMING || cbir_gallery_get_features (g) == NULL) {
+  if (cbir_gallery_get_features (g) == NULL) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
-        "%s: enrolment needs float codes and the l2 or cosine metric",
+        "%s: enrolment needs a gallery of float codes",
         cbir_gallery_get_path (g));
     return NULL;
   }
   e = g_new0 (CbirEnrolments, 1);
   e->g = g;
-  e->metric = metric;
   e->n_base = cbir_gallery_size (g);
   e->dim = cbir_gallery_get_dim (g);
   e->journal_path = journal_path ? g_strdup (journal_path) :
@@ -278,11 +276,12 @@ cbir_enrolments_relabel (CbirEnrolments *e, const char *id, gint32 label,
 }
 
 static float
-distance (const CbirEnrolments *e, const float *q, const float *c)
+distance (const CbirEnrolments *e, CbirMetric metric, const float *q,
+    const float *c)
 {
   double s = 0, qq = 0, cc = 0;
 
-  if (e->metric == CBIR_METRIC_L2) {
+  if (metric == CBIR_METRIC_L2) {
     for (guint i = 0; i < e->dim; i++) {
       double d = (double) q[i] - c[i];
       s += d * d;
@@ -310,8 +309,8 @@ by_distance (const void *a, const void *b)
 }
 
 guint
-cbir_enrolments_merge (CbirEnrolments *e, const float *query,
-    const CbirHit *base, guint n, guint k, CbirHit *out)
+cbir_enrolments_merge (CbirEnrolments *e, CbirMetric metric,
+    const float *query, const CbirHit *base, guint n, guint k, CbirHit *out)
 {
   g_autofree CbirHit *enr = NULL;
   guint n_enr = 0, i, o = 0, next = 0;
@@ -320,7 +319,7 @@ cbir_enrolments_merge (CbirEnrolments *e, const float *query,
 
   g_rw_lock_reader_lock (&e->lock);
   /* the enrolled items, nearest first */
-  if (g_hash_table_size (e->enrolled) > 0) {
+  if (g_hash_table_size (e->enrolled) > 0 && metric != CBIR_METRIC_HAMMING) {
     enr = g_new (CbirHit, e->items->len);
     for (i = 0; i < e->items->len; i++) {
       const Item *it = &g_array_index (e->items, Item, i);
@@ -328,7 +327,7 @@ cbir_enrolments_merge (CbirEnrolments *e, const float *query,
 
       if (it->removed)
         continue;
-      d = distance (e, query, &g_array_index (e->codes, float,
+      d = distance (e, metric, query, &g_array_index (e->codes, float,
               (gsize) i * e->dim));
       if (!isfinite (d))
         continue;

@@ -21,8 +21,10 @@
  * distance. An enrolled item's hit index is the gallery's size plus its
  * slot (0, 1, ... in enrolment order; a removed one keeps its slot).
  * Enrolled items join the graph only when the gallery is rebuilt (cbirindex
- * append). Float galleries (l2, cosine) only. Thread-safe: enrolments may
- * come from any thread while another searches. */
+ * append). Galleries of float codes only; enrolled items are matched with
+ * the l2 or cosine metric (a Hamming search gets none of them).
+ * Thread-safe: enrolments may come from any thread while others search,
+ * with any metric. */
 #pragma once
 
 #include <cbir/gallery.h>
@@ -33,10 +35,10 @@ G_BEGIN_DECLS
 
 typedef struct _CbirEnrolments CbirEnrolments;
 
-/* The enrolments of g searched with metric, from journal_path (NULL:
- * GALLERY.journal beside the gallery file), replayed when it exists; the
- * journal is created at the first enrolment. */
-CbirEnrolments *cbir_enrolments_new (const CbirGallery *g, CbirMetric metric,
+/* The enrolments of g, from journal_path (NULL: GALLERY.journal beside the
+ * gallery file), replayed when it exists; the journal is created at the
+ * first enrolment. */
+CbirEnrolments *cbir_enrolments_new (const CbirGallery *g,
     const char *journal_path, GError **error);
 void cbir_enrolments_free (CbirEnrolments *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirEnrolments, cbir_enrolments_free)
@@ -58,8 +60,8 @@ gboolean cbir_enrolments_relabel (CbirEnrolments *e, const char *id,
 /* One query: the gallery's hits base[0..n-1] (rank order) merged with the
  * enrolled items (see above); at most k into out (which may not be base).
  * Returns the number written. */
-guint cbir_enrolments_merge (CbirEnrolments *e, const float *query,
-    const CbirHit *base, guint n, guint k, CbirHit *out);
+guint cbir_enrolments_merge (CbirEnrolments *e, CbirMetric metric,
+    const float *query, const CbirHit *base, guint n, guint k, CbirHit *out);
 
 /* The id of hit index i (gallery item or enrolled), newly allocated, or
  * NULL when i is out of range. */

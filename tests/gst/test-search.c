@@ -1291,6 +1291,75 @@ GST_START_TEST (test_enrolment_errors)
 
 GST_END_TEST;
 
+/* Two cbirsearch of one process on one gallery share one copy: an item
+ * enrolled through one is found by the other's next frame; another
+ * journal is another copy. */
+GST_START_TEST (test_shared_gallery)
+{
+  Rig r;
+  GstHarness *h2, *h3;
+  GstElement *s1, *s2, *s3;
+  gchar *desc, *caps = gray8_caps (28, 28), *other;
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+  gboolean ok = FALSE;
+  guint users = 0;
+  gint label;
+
+  rig_init (&r, 32, "k=3");
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s k=3",
+      r.model_path, r.gallery_path);
+  h2 = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (h2, caps);
+  other = g_build_filename (dir, "other.journal", NULL);
+  g_free (desc);
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s k=3 "
+      "journal=%s", r.model_path, r.gallery_path, other);
+  h3 = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (h3, caps);
+  s1 = gst_harness_find_element (r.h, "cbirsearch");
+  s2 = gst_harness_find_element (h2, "cbirsearch");
+  s3 = gst_harness_find_element (h3, "cbirsearch");
+  g_object_get (s1, "shared-by", &users, NULL);
+  fail_unless_equals_int (users, 2);
+  g_object_get (s3, "shared-by", &users, NULL);
+  fail_unless_equals_int (users, 1);
+
+  /* enrolled through the first, found by the second */
+  first_hit (&r, 40, &label, NULL);
+  g_signal_emit_by_name (s1, "enrol", "forty", 66, -1, &ok);
+  fail_unless (ok);
+  out = gst_harness_push_and_pull (h2, gray8_buffer (r.ds->images + 40 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless_equals_int (rm->hits[0].index, 32);
+  fail_unless_equals_int (rm->label, 66);
+  gst_buffer_unref (out);
+  /* not by the one with its own journal */
+  out = gst_harness_push_and_pull (h3, gray8_buffer (r.ds->images + 40 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm->hits[0].index < 32);
+  gst_buffer_unref (out);
+
+  gst_object_unref (s1);
+  gst_harness_teardown (r.h);
+  r.h = NULL;
+  g_object_get (s2, "shared-by", &users, NULL);
+  fail_unless_equals_int (users, 1);
+  gst_object_unref (s2);
+  gst_object_unref (s3);
+  gst_harness_teardown (h2);
+  gst_harness_teardown (h3);
+  r.h = gst_harness_new_parse ("identity");     /* for rig_clear */
+  rig_clear (&r);
+  g_free (desc);
+  g_free (caps);
+  g_free (other);
+}
+
+GST_END_TEST;
+
 static Suite *
 cbirsearch_suite (void)
 {
@@ -1313,6 +1382,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_one_item_gallery);
   tcase_add_test (tc, test_enrolment);
   tcase_add_test (tc, test_enrolment_errors);
+  tcase_add_test (tc, test_shared_gallery);
   tcase_add_test (tc, test_no_embedding_warns_once);
   tcase_add_test (tc, test_no_digit_warning_names_the_cause);
   tcase_add_test (tc, test_two_searches_last_wins);
