@@ -31,6 +31,7 @@ struct _CbirEnrolments
   GHashTable *removed;          /* gallery index + 1 -> 1 */
   GHashTable *relabelled;       /* gallery index + 1 -> label */
   GHashTable *source_ids;       /* source id -> gallery index + 1 (lazy) */
+  GHashTable *ops;              /* operation ids applied (owned) */
 };
 
 typedef enum { NONE, BASE, ENROLLED } Kind;
@@ -77,6 +78,8 @@ apply (CbirEnrolments *e, const CbirJournalRecord *r)
   guint where;
   Kind k = resolve (e, r->id, &where);
 
+  if (r->op_id)
+    g_hash_table_add (e->ops, g_strdup (r->op_id));
   switch (r->op) {
     case CBIR_JOURNAL_ENROL:{
       Item it = { g_strdup (r->id), r->label, FALSE };
@@ -140,6 +143,7 @@ cbir_enrolments_new (const CbirGallery *g, const char *journal_path,
   e->enrolled = g_hash_table_new (g_str_hash, g_str_equal);
   e->removed = g_hash_table_new (NULL, NULL);
   e->relabelled = g_hash_table_new (NULL, NULL);
+  e->ops = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
   e->journal = cbir_journal_open (e->journal_path,
       cbir_gallery_get_model_fingerprint (g), e->dim, FALSE, &err);
@@ -166,6 +170,7 @@ cbir_enrolments_free (CbirEnrolments *e)
   g_hash_table_unref (e->enrolled);
   g_hash_table_unref (e->removed);
   g_hash_table_unref (e->relabelled);
+  g_hash_table_unref (e->ops);
   if (e->source_ids)
     g_hash_table_unref (e->source_ids);
   g_array_unref (e->items);
@@ -259,6 +264,37 @@ change (CbirEnrolments *e, CbirJournalOp op, const char *id, gint32 label,
     ok = record (e, &r, error);
   }
   g_rw_lock_writer_unlock (&e->lock);
+  return ok;
+}
+
+gboolean
+cbir_enrolments_apply (CbirEnrolments *e, const CbirJournalRecord *r,
+    gboolean *applied, GError **error)
+{
+  gboolean ok = TRUE, done = FALSE;
+  guint where;
+  Kind k;
+
+  g_rw_lock_writer_lock (&e->lock);
+  if (r->op_id && g_hash_table_contains (e->ops, r->op_id))
+    goto out;                   /* seen: a duplicate delivery */
+  k = r->id ? resolve (e, r->id, &where) : NONE;
+  if (r->op == CBIR_JOURNAL_ENROL) {
+    if (k == ENROLLED)
+      goto out;                 /* the id is there already */
+  } else if (k == NONE || (k == BASE && g_hash_table_contains (e->removed,
+              GUINT_TO_POINTER (where + 1)))) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: no item \"%s\" (an enrolled id, #INDEX or a source id)",
+        cbir_gallery_get_path (e->g), r->id ? r->id : "(null)");
+    ok = FALSE;
+    goto out;
+  }
+  ok = done = record (e, r, error);
+out:
+  g_rw_lock_writer_unlock (&e->lock);
+  if (applied)
+    *applied = done;
   return ok;
 }
 

@@ -17,7 +17,8 @@
 /* magic, version, dim, fingerprint, crc */
 #define HEADER_LEN (8 + 4 + 4 + FP_LEN + 4)
 #define RECORD_HEAD 8
-#define PAYLOAD_FIXED 12        /* op, 3 zero bytes, label, id length */
+#define PAYLOAD_FIXED 12        /* op, op id length, 2 zero bytes, label,
+                                 * id length */
 
 struct _CbirJournal
 {
@@ -33,6 +34,7 @@ static void
 record_free (CbirJournalRecord *r)
 {
   g_free (r->id);
+  g_free (r->op_id);
   g_free (r->code);
   g_free (r);
 }
@@ -68,20 +70,24 @@ static guint8 *
 encode (const CbirJournalRecord *r, guint dim, gsize *len)
 {
   gsize id_len = strlen (r->id);
-  gsize n = PAYLOAD_FIXED + id_len + (r->op == CBIR_JOURNAL_ENROL ?
+  gsize op_len = r->op_id ? strlen (r->op_id) : 0;
+  gsize n = PAYLOAD_FIXED + id_len + op_len + (r->op == CBIR_JOURNAL_ENROL ?
       (gsize) dim * 4 : 0);
   guint8 *p = g_malloc0 (RECORD_HEAD + n);
   guint8 *q = p + RECORD_HEAD;
 
   q[0] = (guint8) r->op;
+  q[1] = (guint8) op_len;
   put_u32 (q + 4, (guint32) r->label);
   put_u32 (q + 8, (guint32) id_len);
   memcpy (q + PAYLOAD_FIXED, r->id, id_len);
+  if (op_len)
+    memcpy (q + PAYLOAD_FIXED + id_len, r->op_id, op_len);
   if (r->op == CBIR_JOURNAL_ENROL)
     for (guint i = 0; i < dim; i++) {
       guint32 bits;
       memcpy (&bits, &r->code[i], 4);
-      put_u32 (q + PAYLOAD_FIXED + id_len + 4 * i, bits);
+      put_u32 (q + PAYLOAD_FIXED + id_len + op_len + 4 * i, bits);
     }
   put_u32 (p, (guint32) n);
   put_u32 (p + 4, cbir_crc32 (0, q, n));
@@ -103,6 +109,9 @@ check_record (const CbirJournalRecord *r, guint dim)
     return "an id must have 1 to 1024 bytes";
   if (!g_utf8_validate (r->id, (gssize) id_len, NULL))
     return "the id is not UTF-8";
+  if (r->op_id && (strlen (r->op_id) == 0 || strlen (r->op_id) >
+          CBIR_JOURNAL_MAX_OP_ID || !g_utf8_validate (r->op_id, -1, NULL)))
+    return "an operation id must be UTF-8 of 1 to 255 bytes";
   if (r->op == CBIR_JOURNAL_ENROL) {
     if (r->code == NULL)
       return "an enrolment needs a code";
@@ -118,26 +127,30 @@ static CbirJournalRecord *
 decode (const guint8 *q, gsize n, guint dim)
 {
   CbirJournalRecord *r;
-  guint32 id_len;
+  guint32 id_len, op_len;
 
-  if (n < PAYLOAD_FIXED || q[1] || q[2] || q[3])
+  if (n < PAYLOAD_FIXED || q[2] || q[3])
     return NULL;
+  op_len = q[1];
   id_len = get_u32 (q + 8);
   if (id_len == 0 || id_len > CBIR_JOURNAL_MAX_ID)
     return NULL;
   r = g_new0 (CbirJournalRecord, 1);
   r->op = (CbirJournalOp) q[0];
   r->label = (gint32) get_u32 (q + 4);
-  if (n != PAYLOAD_FIXED + id_len + (r->op == CBIR_JOURNAL_ENROL ?
-          (gsize) dim * 4 : 0) || memchr (q + PAYLOAD_FIXED, 0, id_len)) {
+  if (n != PAYLOAD_FIXED + id_len + op_len + (r->op == CBIR_JOURNAL_ENROL ?
+          (gsize) dim * 4 : 0) || memchr (q + PAYLOAD_FIXED, 0,
+          id_len + op_len)) {
     record_free (r);
     return NULL;
   }
   r->id = g_strndup ((const char *) q + PAYLOAD_FIXED, id_len);
+  if (op_len)
+    r->op_id = g_strndup ((const char *) q + PAYLOAD_FIXED + id_len, op_len);
   if (r->op == CBIR_JOURNAL_ENROL) {
     r->code = g_new (float, dim);
     for (guint i = 0; i < dim; i++) {
-      guint32 bits = get_u32 (q + PAYLOAD_FIXED + id_len + 4 * i);
+      guint32 bits = get_u32 (q + PAYLOAD_FIXED + id_len + op_len + 4 * i);
       memcpy (&r->code[i], &bits, 4);
     }
   }
@@ -364,6 +377,7 @@ cbir_journal_append (CbirJournal *j, const CbirJournalRecord *r,
   copy->op = r->op;
   copy->label = r->label;
   copy->id = g_strdup (r->id);
+  copy->op_id = g_strdup (r->op_id);
   if (r->op == CBIR_JOURNAL_ENROL)
     copy->code = g_memdup2 (r->code, (gsize) j->dim * sizeof (float));
   g_ptr_array_add (j->records, copy);

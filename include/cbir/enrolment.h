@@ -54,6 +54,12 @@ gboolean cbir_enrolments_enrol (CbirEnrolments *e, const char *id,
     gint32 label, const float *code, GError **error);
 gboolean cbir_enrolments_remove (CbirEnrolments *e, const char *id,
     GError **error);
+/* Any record (e.g. received from another machine): written to the journal
+ * and applied, unless its operation id was applied before (a duplicate
+ * delivery) or it enrols an id already enrolled: then TRUE with *applied
+ * FALSE. Removing or relabelling an unknown id is an error. */
+gboolean cbir_enrolments_apply (CbirEnrolments *e,
+    const CbirJournalRecord *r, gboolean *applied, GError **error);
 gboolean cbir_enrolments_relabel (CbirEnrolments *e, const char *id,
     gint32 label, GError **error);
 

@@ -5,8 +5,9 @@
  * File: a header (magic "CBIRJNL1", version 1, the code dimension, the
  * model fingerprint, CRC-32 of those) and records, each
  *   u32 payload length, u32 CRC-32 of the payload, payload:
- *   u8 op (1 enrol, 2 remove, 3 relabel), 3 zero bytes, i32 label,
- *   u32 id length, the id (UTF-8, 1..1024 bytes, no NUL), and for an
+ *   u8 op (1 enrol, 2 remove, 3 relabel), u8 operation id length (0:
+ *   none), 2 zero bytes, i32 label, u32 id length, the id (UTF-8,
+ *   1..1024 bytes, no NUL), the operation id (UTF-8, no NUL), and for an
  *   enrolment its code: dim little-endian floats (finite).
  * All integers little-endian. An append writes one record with one write
  * and fdatasync()s it before it returns TRUE: an acknowledged record
@@ -30,12 +31,16 @@ typedef enum {
 } CbirJournalOp;
 
 #define CBIR_JOURNAL_MAX_ID 1024
+#define CBIR_JOURNAL_MAX_OP_ID 255
 
 typedef struct {
   CbirJournalOp op;
   gint32 label;                 /* enrol, relabel */
-  char *id;
+  char *id;                     /* the item */
   float *code;                  /* enrol: dim floats, else NULL */
+  char *op_id;                  /* this operation's own id (e.g. a UUID,
+                                 * when it travels between machines), or
+                                 * NULL */
 } CbirJournalRecord;
 
 typedef struct _CbirJournal CbirJournal;

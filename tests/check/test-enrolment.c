@@ -74,12 +74,20 @@ START_TEST (test_journal_roundtrip)
   append (j, CBIR_JOURNAL_ENROL, "alice", 7, 1.5f);
   append (j, CBIR_JOURNAL_RELABEL, "#3", 2, 0);
   append (j, CBIR_JOURNAL_REMOVE, "alice", 0, 0);
-  ck_assert_uint_eq (cbir_journal_n_records (j), 3);
+  {
+    CbirJournalRecord r = { CBIR_JOURNAL_REMOVE, 0, (char *) "#1", NULL,
+      (char *) "8c4e-op"
+    };
+    ck_assert (cbir_journal_append (j, &r, &err));
+  }
+  ck_assert_uint_eq (cbir_journal_n_records (j), 4);
   cbir_journal_free (j);
 
   j = reopen (&err);
   ck_assert_msg (j != NULL, "%s", err ? err->message : "");
-  ck_assert_uint_eq (cbir_journal_n_records (j), 3);
+  ck_assert_uint_eq (cbir_journal_n_records (j), 4);
+  ck_assert_str_eq (cbir_journal_get (j, 3)->op_id, "8c4e-op");
+  ck_assert_ptr_null (cbir_journal_get (j, 0)->op_id);
   ck_assert_int_eq (cbir_journal_get (j, 0)->op, CBIR_JOURNAL_ENROL);
   ck_assert_str_eq (cbir_journal_get (j, 0)->id, "alice");
   ck_assert_int_eq (cbir_journal_get (j, 0)->label, 7);
@@ -377,6 +385,48 @@ START_TEST (test_merge_equals_brute_force)
 }
 END_TEST
 
+
+/* Operations from other machines carry an id: one delivered twice is
+ * applied once, also after a removal of the same item and after a
+ * restart (the journal keeps the operation ids). */
+START_TEST (test_apply_deduplicates_operations)
+{
+  float feat[N * DIM];
+  g_autoptr (CbirGallery) g = random_gallery (feat);
+  g_autoptr (GError) err = NULL;
+  float code[DIM] = { 1, 2, 3, 4 };
+  CbirJournalRecord enrol = { CBIR_JOURNAL_ENROL, 5, (char *) "bob", code,
+    (char *) "op-1"
+  };
+  CbirJournalRecord rm = { CBIR_JOURNAL_REMOVE, 0, (char *) "bob", NULL,
+    (char *) "op-2"
+  };
+  CbirJournalRecord rm_unknown = { CBIR_JOURNAL_REMOVE, 0, (char *) "nobody",
+    NULL, (char *) "op-3"
+  };
+  gboolean applied = FALSE;
+  CbirEnrolments *e = cbir_enrolments_new (g, path, &err);
+
+  ck_assert (cbir_enrolments_apply (e, &enrol, &applied, &err) && applied);
+  ck_assert (cbir_enrolments_apply (e, &enrol, &applied, &err) && !applied);
+  ck_assert_uint_eq (cbir_enrolments_n_enrolled (e), 1);
+  ck_assert (cbir_enrolments_apply (e, &rm, &applied, &err) && applied);
+  /* the enrolment again (a late duplicate): still removed */
+  ck_assert (cbir_enrolments_apply (e, &enrol, &applied, &err) && !applied);
+  ck_assert_uint_eq (cbir_enrolments_n_enrolled (e), 0);
+  ck_assert (!cbir_enrolments_apply (e, &rm_unknown, &applied, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
+  g_clear_error (&err);
+  cbir_enrolments_free (e);
+
+  e = cbir_enrolments_new (g, path, &err);
+  ck_assert_msg (e != NULL, "%s", err ? err->message : "");
+  ck_assert (cbir_enrolments_apply (e, &enrol, &applied, &err) && !applied);
+  ck_assert_uint_eq (cbir_enrolments_n_enrolled (e), 0);
+  cbir_enrolments_free (e);
+}
+END_TEST
+
 static Suite *
 enrolment_suite (void)
 {
@@ -390,6 +440,7 @@ enrolment_suite (void)
   tcase_add_test (tc, test_journal_refused);
   tcase_add_test (tc, test_enrol_remove_relabel_replay);
   tcase_add_test (tc, test_merge_equals_brute_force);
+  tcase_add_test (tc, test_apply_deduplicates_operations);
   suite_add_tcase (s, tc);
   return s;
 }
