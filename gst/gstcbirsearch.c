@@ -143,6 +143,7 @@
 #include "gstcbirmeta.h"
 #include "gstcbirresult.h"
 #include "gstcbirshared.h"
+#include "gstcbirsync.h"
 
 #include <gst/video/video.h>
 #include <cbir/enrolment.h>
@@ -249,6 +250,9 @@ enum
   PROP_JOURNAL,
   PROP_ENROLLED,
   PROP_SHARED_BY,
+  PROP_SYNC_ADDRESS,
+  PROP_SYNC_TOPIC,
+  PROP_SYNC_CLIENT_ID,
 };
 
 enum
@@ -288,6 +292,7 @@ struct _GstCbirSearch
   GstCbirRerank cur_rerank;     /* the re-ranking in use */
   guint64 invalid_codes;        /* queries with NaN or infinity (read-only) */
   gchar *journal_path;          /* NULL: GALLERY.journal */
+  gchar *sync_address, *sync_topic, *sync_client_id;
 
   /* streaming state */
   GstCbirSharedGallery *shared; /* the process's copy of the gallery */
@@ -295,6 +300,8 @@ struct _GstCbirSearch
   CbirSearcher *searcher;
   CbirMatchScorer *scorer;
   CbirEnrolments *enrolments;   /* float galleries; NULL otherwise */
+  GstCbirSync *sync;            /* enrolments shared over MQTT, or NULL */
+  gchar *origin;                /* sync: this element's client id */
   GMutex last_lock;             /* last_codes, last_frame */
   GArray *last_codes;           /* of LastCode */
   guint64 last_frame;
@@ -371,6 +378,8 @@ static gboolean gst_cbir_search_src_event (GstBaseTransform * trans,
     GstEvent * event);
 static gboolean gst_cbir_search_enrol (GstCbirSearch * self, const gchar * id,
     gint label, gint region_id);
+static gboolean start_sync (GstCbirSearch * self, const gchar * path);
+static void stop_sync (GstCbirSync * sync);
 static gboolean gst_cbir_search_remove (GstCbirSearch * self,
     const gchar * id);
 static gboolean gst_cbir_search_relabel (GstCbirSearch * self,
@@ -474,6 +483,26 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
       g_param_spec_uint ("enrolled", "Enrolled", "Items enrolled in the "
           "gallery since it was built (from its journal; 0 before start)",
           0, G_MAXUINT, 0, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  g_object_class_install_property (gobject_class, PROP_SYNC_ADDRESS,
+      g_param_spec_string ("sync-address", "Sync address",
+          "MQTT broker (host[:port]) through which this gallery's "
+          "enrolments, removals and relabellings are shared with other "
+          "pipelines (every operation made here is published, every one "
+          "published there applied here, once); NULL: not shared", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_SYNC_TOPIC,
+      g_param_spec_string ("sync-topic", "Sync topic",
+          "The topic of the shared enrolments (NULL: "
+          "cbir/enrolments/GALLERY-FILE-NAME)", NULL, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_SYNC_CLIENT_ID,
+      g_param_spec_string ("sync-client-id", "Sync client id",
+          "This pipeline's MQTT client id, which must stay the same across "
+          "restarts and differ between pipelines: the broker keeps what it "
+          "missed under it (NULL: gst-cbir-HOST-ELEMENT-NAME)", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_SHARED_BY,
       g_param_spec_uint ("shared-by", "Shared by", "How many cbirsearch "
           "elements of this process share this element's copy of the "
@@ -574,6 +603,10 @@ gst_cbir_search_finalize (GObject * object)
   g_array_unref (self->last_codes);
   g_mutex_clear (&self->last_lock);
   g_free (self->journal_path);
+  g_free (self->sync_address);
+  g_free (self->sync_topic);
+  g_free (self->sync_client_id);
+  g_free (self->origin);
   g_free (self->stream_id);
   g_free (self->source);
   g_free (self->element_name);
@@ -623,6 +656,18 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
     case PROP_JOURNAL:
       g_free (self->journal_path);
       self->journal_path = g_value_dup_string (value);
+      break;
+    case PROP_SYNC_ADDRESS:
+      g_free (self->sync_address);
+      self->sync_address = g_value_dup_string (value);
+      break;
+    case PROP_SYNC_TOPIC:
+      g_free (self->sync_topic);
+      self->sync_topic = g_value_dup_string (value);
+      break;
+    case PROP_SYNC_CLIENT_ID:
+      g_free (self->sync_client_id);
+      self->sync_client_id = g_value_dup_string (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -677,6 +722,15 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_JOURNAL:
       g_value_set_string (value, self->journal_path);
+      break;
+    case PROP_SYNC_ADDRESS:
+      g_value_set_string (value, self->sync_address);
+      break;
+    case PROP_SYNC_TOPIC:
+      g_value_set_string (value, self->sync_topic);
+      break;
+    case PROP_SYNC_CLIENT_ID:
+      g_value_set_string (value, self->sync_client_id);
       break;
     case PROP_ENROLLED:
       g_value_set_uint (value, self->enrolments ?
@@ -802,6 +856,8 @@ gst_cbir_search_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   self->enrolments = gst_cbir_shared_gallery_enrolments (self->shared);
   GST_OBJECT_UNLOCK (self);
+  if (!start_sync (self, path))
+    goto sync_failed;
   self->warned_no_embedding = FALSE;
   self->frame = 0;
   g_free (self->element_name);
@@ -868,6 +924,11 @@ diffusion_failed:
     release_gallery (self);
     return FALSE;
   }
+sync_failed:
+  {
+    release_gallery (self);
+    return FALSE;
+  }
 scorer_failed:
   {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
@@ -892,6 +953,7 @@ gst_cbir_search_stop (GstBaseTransform * trans)
 {
   GstCbirSearch *self = GST_CBIR_SEARCH (trans);
 
+  g_clear_pointer (&self->sync, stop_sync);
   release_gallery (self);
   g_mutex_lock (&self->last_lock);
   clear_last_codes (self);
@@ -1047,66 +1109,165 @@ enrolments_or_error (GstCbirSearch * self, GError ** err)
   return NULL;
 }
 
+static const gchar *const op_nicks[] = { NULL, "enrol", "remove",
+  "relabel"
+};
+
+/* One operation made here: written to the journal and applied (with an
+ * operation id), published to the other pipelines when they share it, and
+ * reported. Takes nothing; FALSE when it failed (the message says why). */
+static gboolean
+do_op (GstCbirSearch * self, CbirJournalOp op, const gchar * id, gint label,
+    gfloat * code, GError * err)
+{
+  CbirEnrolments *e = err ? NULL : enrolments_or_error (self, &err);
+  gboolean applied = FALSE;
+
+  if (e) {
+    g_autofree gchar *op_id = g_uuid_string_random ();
+    CbirJournalRecord r = { op, label, (gchar *) id, code, op_id };
+
+    if (cbir_enrolments_apply (e, &r, &applied, &err) && applied &&
+        self->sync)
+      gst_cbir_sync_publish (self->sync, cbir_journal_record_to_json (&r,
+              cbir_gallery_get_dim (self->gallery),
+              cbir_gallery_get_model_fingerprint (self->gallery),
+              self->origin));
+  }
+  post_enrolment (self, op_nicks[op], id, label, err);
+  if (err) {
+    g_error_free (err);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 gst_cbir_search_enrol (GstCbirSearch * self, const gchar * id, gint label,
     gint region_id)
 {
-  g_autoptr (GError) err = NULL;
   g_autofree gchar *auto_id = NULL;
   g_autofree gfloat *code = NULL;
-  CbirEnrolments *e = enrolments_or_error (self, &err);
+  GError *err = NULL;
   guint i;
 
-  if (e) {
-    g_mutex_lock (&self->last_lock);
-    for (i = 0; i < self->last_codes->len; i++) {
-      LastCode *c = &g_array_index (self->last_codes, LastCode, i);
+  g_mutex_lock (&self->last_lock);
+  for (i = 0; i < self->last_codes->len; i++) {
+    LastCode *c = &g_array_index (self->last_codes, LastCode, i);
 
-      if (c->region_id == region_id || (region_id < 0 &&
-              self->last_codes->len == 1)) {
-        code = g_memdup2 (c->code, c->dim * sizeof (gfloat));
-        if (id == NULL || *id == '\0')
-          id = auto_id = g_strdup_printf ("%s/frame-%" G_GUINT64_FORMAT
-              "/region-%d", self->stream_id ? self->stream_id : "stream",
-              self->last_frame, c->region_id);
-        break;
-      }
+    if (c->region_id == region_id || (region_id < 0 &&
+            self->last_codes->len == 1)) {
+      code = g_memdup2 (c->code, c->dim * sizeof (gfloat));
+      if (id == NULL || *id == '\0')
+        id = auto_id = g_strdup_printf ("%s/frame-%" G_GUINT64_FORMAT
+            "/region-%d", self->stream_id ? self->stream_id : "stream",
+            self->last_frame, c->region_id);
+      break;
     }
-    g_mutex_unlock (&self->last_lock);
-    if (code == NULL)
-      g_set_error (&err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-          "no code to enrol: %s", region_id < 0 ? "no frame searched yet, "
-          "or the last one had several regions (give a region id)" :
-          "the last frame searched has no such region");
-    else
-      cbir_enrolments_enrol (e, id, label, code, &err);
   }
-  post_enrolment (self, "enrol", id, label, err);
-  return err == NULL;
+  g_mutex_unlock (&self->last_lock);
+  if (code == NULL && enrolments_or_error (self, &err))
+    g_set_error (&err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+        "no code to enrol: %s", region_id < 0 ? "no frame searched yet, "
+        "or the last one had several regions (give a region id)" :
+        "the last frame searched has no such region");
+  return do_op (self, CBIR_JOURNAL_ENROL, id, label, code, err);
 }
 
 static gboolean
 gst_cbir_search_remove (GstCbirSearch * self, const gchar * id)
 {
-  g_autoptr (GError) err = NULL;
-  CbirEnrolments *e = enrolments_or_error (self, &err);
-
-  if (e)
-    cbir_enrolments_remove (e, id, &err);
-  post_enrolment (self, "remove", id, 0, err);
-  return err == NULL;
+  return do_op (self, CBIR_JOURNAL_REMOVE, id, 0, NULL, NULL);
 }
 
 static gboolean
 gst_cbir_search_relabel (GstCbirSearch * self, const gchar * id, gint label)
 {
-  g_autoptr (GError) err = NULL;
-  CbirEnrolments *e = enrolments_or_error (self, &err);
+  return do_op (self, CBIR_JOURNAL_RELABEL, id, label, NULL, NULL);
+}
 
-  if (e)
-    cbir_enrolments_relabel (e, id, label, &err);
-  post_enrolment (self, "relabel", id, label, err);
-  return err == NULL;
+/* An operation from another pipeline (the sync's network thread): applied
+ * once; reported when it changed something. */
+static void
+on_remote_op (const gchar * payload, gsize len, gpointer user_data)
+{
+  GstCbirSearch *self = user_data;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirJournalRecord) r = cbir_journal_record_from_json (payload,
+      len, cbir_gallery_get_dim (self->gallery),
+      cbir_gallery_get_model_fingerprint (self->gallery), &err);
+  gboolean applied = FALSE;
+  GstStructure *s;
+
+  if (r == NULL) {
+    GST_WARNING_OBJECT (self, "ignored an enrolment operation: %s",
+        err->message);
+    return;
+  }
+  if (!cbir_enrolments_apply (self->enrolments, r, &applied, &err)) {
+    /* e.g. removing what was removed here already */
+    GST_INFO_OBJECT (self, "remote %s of \"%s\" not applied: %s",
+        op_nicks[r->op], r->id, err->message);
+    return;
+  }
+  if (!applied)
+    return;                     /* ours, or a duplicate */
+  s = gst_structure_new ("cbir-enrolment", "op", G_TYPE_STRING,
+      op_nicks[r->op], "id", G_TYPE_STRING, r->id, "label", G_TYPE_INT,
+      r->label, "ok", G_TYPE_BOOLEAN, TRUE, "remote", G_TYPE_BOOLEAN, TRUE,
+      "enrolled", G_TYPE_UINT, cbir_enrolments_n_enrolled (self->enrolments),
+      NULL);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+}
+
+static gboolean
+start_sync (GstCbirSearch * self, const gchar * path)
+{
+  g_autofree gchar *address = NULL, *topic = NULL, *client_id = NULL;
+  g_autoptr (GError) err = NULL;
+
+  GST_OBJECT_LOCK (self);
+  address = g_strdup (self->sync_address);
+  topic = g_strdup (self->sync_topic);
+  client_id = g_strdup (self->sync_client_id);
+  if (client_id == NULL || *client_id == '\0') {
+    g_free (client_id);
+    client_id = g_strdup_printf ("gst-cbir-%s-%s", g_get_host_name (),
+        GST_OBJECT_NAME (self));
+  }
+  GST_OBJECT_UNLOCK (self);
+  if (address == NULL || *address == '\0')
+    return TRUE;
+  if (self->enrolments == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("sync-address: gallery \"%s\" cannot enrol (it has no float "
+            "codes).", path), (NULL));
+    return FALSE;
+  }
+  if (topic == NULL || *topic == '\0') {
+    g_autofree gchar *base = g_path_get_basename (path);
+    topic = g_strconcat ("cbir/enrolments/", base, NULL);
+  }
+  g_free (self->origin);
+  self->origin = g_strdup (client_id);
+  self->sync = gst_cbir_sync_new (GST_ELEMENT (self), address, topic,
+      self->origin, on_remote_op, self, &err);
+  if (self->sync == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot share enrolments through %s: %s", address, err->message),
+        (NULL));
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "enrolments shared on %s, topic %s, as %s", address,
+      topic, self->origin);
+  return TRUE;
+}
+
+static void
+stop_sync (GstCbirSync * sync)
+{
+  gst_cbir_sync_free (sync, 2000);
 }
 
 /* A custom event "cbir-enrol" (op "enrol", "remove" or "relabel"; id;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "cbir/journal.h"
+#include "json-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -382,4 +383,113 @@ cbir_journal_append (CbirJournal *j, const CbirJournalRecord *r,
     copy->code = g_memdup2 (r->code, (gsize) j->dim * sizeof (float));
   g_ptr_array_add (j->records, copy);
   return TRUE;
+}
+
+/* ---- JSON (records between machines) ---- */
+
+static const char *const op_names[] = { NULL, "enrol", "remove", "relabel" };
+
+char *
+cbir_journal_record_to_json (const CbirJournalRecord *r, guint dim,
+    const char *fingerprint, const char *origin)
+{
+  GString *s = g_string_sized_new (256 + dim * 12);
+
+  g_string_append_printf (s, "{\"schema_version\":1,\"op\":\"%s\",\"id\":",
+      op_names[r->op]);
+  cbir_json_append_string (s, r->id);
+  g_string_append_printf (s, ",\"label\":%d", r->label);
+  if (r->op_id) {
+    g_string_append (s, ",\"op_id\":");
+    cbir_json_append_string (s, r->op_id);
+  }
+  g_string_append (s, ",\"model\":");
+  cbir_json_append_string (s, fingerprint);
+  if (origin) {
+    g_string_append (s, ",\"origin\":");
+    cbir_json_append_string (s, origin);
+  }
+  if (r->op == CBIR_JOURNAL_ENROL) {
+    g_string_append (s, ",\"code\":[");
+    for (guint i = 0; i < dim; i++) {
+      if (i)
+        g_string_append_c (s, ',');
+      cbir_json_append_float (s, r->code[i]);
+    }
+    g_string_append_c (s, ']');
+  }
+  g_string_append_c (s, '}');
+  return g_string_free (s, FALSE);
+}
+
+CbirJournalRecord *
+cbir_journal_record_from_json (const char *text, gsize len, guint dim,
+    const char *fingerprint, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (CbirJournalRecord) r = g_new0 (CbirJournalRecord, 1);
+  JsonObject *o;
+  JsonNode *root;
+  const char *op, *model, *bad;
+
+  if (!cbir_json_parse_strict (parser, text, (gssize) len, error))
+    return NULL;
+  root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+    goto invalid;
+  o = json_node_get_object (root);
+  if (json_object_get_int_member_with_default (o, "schema_version", 0) != 1)
+    goto invalid;
+  op = json_object_get_string_member_with_default (o, "op", "");
+  for (guint i = 1; i < G_N_ELEMENTS (op_names); i++)
+    if (g_strcmp0 (op, op_names[i]) == 0)
+      r->op = (CbirJournalOp) i;
+  model = json_object_get_string_member_with_default (o, "model", "");
+  if (g_strcmp0 (model, fingerprint) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "an operation for a gallery of model %.64s (this one: %s)", model,
+        fingerprint);
+    return NULL;
+  }
+  r->id = g_strdup (json_object_get_string_member_with_default (o, "id",
+          NULL));
+  r->op_id = g_strdup (json_object_get_string_member_with_default (o,
+          "op_id", NULL));
+  r->label = (gint32) json_object_get_int_member_with_default (o, "label", 0);
+  if (r->op == CBIR_JOURNAL_ENROL) {
+    JsonArray *a = json_object_has_member (o, "code") &&
+        JSON_NODE_HOLDS_ARRAY (json_object_get_member (o, "code")) ?
+        json_object_get_array_member (o, "code") : NULL;
+
+    if (!a || json_array_get_length (a) != dim)
+      goto invalid;
+    r->code = g_new (float, dim);
+    for (guint i = 0; i < dim; i++) {
+      JsonNode *n = json_array_get_element (a, i);
+      if (!JSON_NODE_HOLDS_VALUE (n) ||
+          (json_node_get_value_type (n) != G_TYPE_DOUBLE &&
+              json_node_get_value_type (n) != G_TYPE_INT64))
+        goto invalid;
+      r->code[i] = (float) json_node_get_double (n);
+    }
+  }
+  if ((bad = check_record (r, dim))) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+        "not a valid enrolment operation: %s", bad);
+    return NULL;
+  }
+  return g_steal_pointer (&r);
+
+invalid:
+  g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
+      "not an enrolment operation of schema version 1 (op enrol, remove or "
+      "relabel; id; label; model; code of %u floats for enrol)", dim);
+  return NULL;
+}
+
+void
+cbir_journal_record_free (CbirJournalRecord *r)
+{
+  if (r)
+    record_free (r);
 }

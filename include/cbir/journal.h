@@ -67,4 +67,18 @@ guint64 cbir_journal_dropped_bytes (const CbirJournal *j);
 gboolean cbir_journal_append (CbirJournal *j, const CbirJournalRecord *r,
     GError **error);
 
+/* A record as JSON, one line, for other machines:
+ *   {"schema_version":1,"op":"enrol"|"remove"|"relabel","id":..,
+ *    "label":..,"op_id":..,"model":FINGERPRINT,"origin":..,"code":[..]}
+ * (op_id and origin when set; code for an enrolment, each float written
+ * so that it reads back the same). */
+char *cbir_journal_record_to_json (const CbirJournalRecord *r, guint dim,
+    const char *fingerprint, const char *origin);
+/* Parses it; NULL with an error when it is not one, is for another model
+ * (CBIR_ERROR_MISMATCH) or would not pass cbir_journal_append's checks. */
+CbirJournalRecord *cbir_journal_record_from_json (const char *text,
+    gsize len, guint dim, const char *fingerprint, GError **error);
+void cbir_journal_record_free (CbirJournalRecord *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirJournalRecord, cbir_journal_record_free)
+
 G_END_DECLS

@@ -427,6 +427,44 @@ START_TEST (test_apply_deduplicates_operations)
 }
 END_TEST
 
+
+/* An operation as JSON reads back exactly (the code's floats bit for bit);
+ * another model's, or anything else, is refused. */
+START_TEST (test_record_json)
+{
+  float code[DIM] = { 0.1f, -3.0e-7f, 12345.678f, 1.0f / 3.0f };
+  CbirJournalRecord r = { CBIR_JOURNAL_ENROL, -2, (char *) "caf\xc3\xa9 \"q\"",
+    code, (char *) "op-9"
+  };
+  g_autoptr (GError) err = NULL;
+  g_autofree char *js = cbir_journal_record_to_json (&r, DIM, FP, "machine-a");
+  g_autoptr (CbirJournalRecord) back = cbir_journal_record_from_json (js,
+      strlen (js), DIM, FP, &err);
+  const char *bad[] = { "", "[]", "{\"schema_version\":2}",
+    "{\"schema_version\":1,\"op\":\"enrol\",\"id\":\"x\",\"model\":\"" FP
+        "\",\"code\":[1,2]}",
+    "{\"schema_version\":1,\"op\":\"drop\",\"id\":\"x\",\"model\":\"" FP "\"}",
+  };
+
+  ck_assert_msg (back != NULL, "%s: %s", js, err ? err->message : "");
+  ck_assert_int_eq (back->op, CBIR_JOURNAL_ENROL);
+  ck_assert_int_eq (back->label, -2);
+  ck_assert_str_eq (back->id, r.id);
+  ck_assert_str_eq (back->op_id, "op-9");
+  ck_assert_int_eq (memcmp (back->code, code, sizeof code), 0);
+
+  ck_assert_ptr_null (cbir_journal_record_from_json (js, strlen (js), DIM,
+          FP2, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_MISMATCH));
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_clear_error (&err);
+    ck_assert_msg (cbir_journal_record_from_json (bad[i], strlen (bad[i]),
+            DIM, FP, &err) == NULL, "accepted %s", bad[i]);
+    ck_assert (err != NULL);
+  }
+}
+END_TEST
+
 static Suite *
 enrolment_suite (void)
 {
@@ -441,6 +479,7 @@ enrolment_suite (void)
   tcase_add_test (tc, test_enrol_remove_relabel_replay);
   tcase_add_test (tc, test_merge_equals_brute_force);
   tcase_add_test (tc, test_apply_deduplicates_operations);
+  tcase_add_test (tc, test_record_json);
   suite_add_tcase (s, tc);
   return s;
 }
