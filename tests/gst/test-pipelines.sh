@@ -60,6 +60,15 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 assert len(lines) == 10 and all(o["schema_version"] == 1 for o in lines), lines
 assert [o["frame"] for o in lines] == list(range(10))
 ' "$T/results.jsonl" || fail "cbirpublish file: not 10 schema-1 lines"
+# the source's URI (a file source answers the URI query through the decoder)
+"$GST_LAUNCH" -q videotestsrc num-buffers=3 ! video/x-raw,format=GRAY8,width=28,height=28 ! \
+  pngenc ! multifilesink location="$T/frame-%d.png" || fail "png frame"
+"$GST_LAUNCH" -q filesrc location="$T/frame-0.png" ! pngdec ! videoconvert ! \
+  video/x-raw,format=GRAY8 ! cbirencode model="$T/model.safetensors" ! \
+  cbirsearch gallery="$T/gallery.safetensors" ! cbirpublish location="$T/src.jsonl" \
+  || fail "cbirpublish from a file"
+grep -q "\"source\":\"file://$T/frame-0.png\"" "$T/src.jsonl" \
+  || fail "no source URI: $(cat "$T/src.jsonl")"
 # shellcheck disable=SC2086
 "$GST_LAUNCH" -m $SRC ! cbirpublish method=kafka topic=cbir-results \
   kafka-config=test.mock.num.brokers=1 > "$T/kafka.txt" 2>&1 || fail "cbirpublish kafka: $(cat "$T/kafka.txt")"

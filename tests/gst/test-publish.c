@@ -455,6 +455,56 @@ GST_START_TEST (test_empty_frames_and_embedding)
 
 GST_END_TEST;
 
+
+/* utc is the reference timestamp's when upstream set one (an RTP/NTP
+ * sender's wall clock: x-unix, or x-ntp counted from 1900), else now. */
+GST_START_TEST (test_utc_from_reference_timestamp)
+{
+  gchar *path = g_build_filename (dir, "u.jsonl", NULL);
+  gchar *desc = g_strdup_printf ("cbirpublish location=%s empty-frames=true",
+      path);
+  GstHarness *h = gst_harness_new_parse (desc);
+  GstCaps *unix_caps = gst_caps_new_empty_simple ("timestamp/x-unix");
+  GstCaps *ntp_caps = gst_caps_new_empty_simple ("timestamp/x-ntp");
+  const guint64 t = G_GUINT64_CONSTANT (1700000000123456789);
+  GPtrArray *lines;
+  GstBuffer *b;
+  gint i;
+
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=GRAY8,width=4,"
+      "height=4,framerate=10/1");
+  for (i = 0; i < 3; i++) {
+    b = gst_buffer_new_allocate (NULL, 16, NULL);
+    GST_BUFFER_PTS (b) = i * GST_SECOND / 10;
+    if (i == 0)
+      gst_buffer_add_reference_timestamp_meta (b, unix_caps, t,
+          GST_CLOCK_TIME_NONE);
+    else if (i == 1)
+      gst_buffer_add_reference_timestamp_meta (b, ntp_caps,
+          t + G_GUINT64_CONSTANT (2208988800) * GST_SECOND,
+          GST_CLOCK_TIME_NONE);
+    fail_unless_equals_int (gst_harness_push (h, b), GST_FLOW_OK);
+  }
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  gst_harness_teardown (h);
+  lines = read_json_lines (path);
+  fail_unless_equals_int (lines->len, 3);
+  for (i = 0; i < 2; i++)
+    fail_unless_equals_string (json_object_get_string_member
+        (json_node_get_object (g_ptr_array_index (lines, i)), "utc"),
+        "2023-11-14T22:13:20.123456Z");
+  /* the third: the system clock, this year or later */
+  fail_unless (strcmp (json_object_get_string_member (json_node_get_object
+              (g_ptr_array_index (lines, 2)), "utc"), "2026") > 0);
+  g_ptr_array_unref (lines);
+  gst_caps_unref (unix_caps);
+  gst_caps_unref (ntp_caps);
+  g_free (desc);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 #ifndef CBIR_NO_MQTT
 /* ---- a real mosquitto broker ---- */
 
@@ -878,6 +928,7 @@ cbirpublish_suite (void)
   tcase_add_test (tc, test_file_json_array_atomic);
   tcase_add_test (tc, test_errors_name_the_problem);
   tcase_add_test (tc, test_empty_frames_and_embedding);
+  tcase_add_test (tc, test_utc_from_reference_timestamp);
 #ifndef CBIR_NO_MQTT
   tcase_add_test (tc, test_mqtt_broker_restart);
   tcase_add_test (tc, test_mqtt_no_broker);
