@@ -681,26 +681,6 @@ file_close (GstCbirPublish * self)
 
 /* ---- element ---- */
 
-/* host[:port] for MQTT */
-static gboolean
-parse_host_port (const gchar * address, gchar ** host, guint * port)
-{
-  const gchar *colon = strrchr (address, ':');
-  guint64 p;
-
-  if (colon == NULL) {
-    *host = g_strdup (address);
-    *port = MQTT_DEFAULT_PORT;
-    return *address != '\0';
-  }
-  if (colon == address || !g_ascii_string_to_unsigned (colon + 1, 10, 1,
-          65535, &p, NULL))
-    return FALSE;
-  *host = g_strndup (address, colon - address);
-  *port = (guint) p;
-  return TRUE;
-}
-
 static void
 config_clear (GstCbirPublishConfig * c)
 {
@@ -752,7 +732,8 @@ broker_open (GstCbirPublish * self)
   c.reconnect_delay_max = self->reconnect_delay_max;
   GST_OBJECT_UNLOCK (self);
 
-  if (!kafka && !parse_host_port (c.address, &c.host, &c.port)) {
+  if (!kafka && !gst_cbir_parse_host_port (c.address, MQTT_DEFAULT_PORT,
+          &c.host, &c.port)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("Bad MQTT broker address \"%s\" (expected host or host:port).",
             c.address), (NULL));

@@ -5,6 +5,7 @@
 #endif
 
 #include "gstcbirsync.h"
+#include "gstcbirutils.h"
 
 #include <errno.h>
 #include <string.h>
@@ -153,33 +154,25 @@ gst_cbir_sync_new (GstElement * element, const gchar * address,
 {
   static gsize lib_init = 0;
   GstCbirSync *s;
-  const gchar *colon = strrchr (address, ':');
   g_autofree gchar *host = NULL;
-  guint64 port = 1883;
+  guint port = 1883;
   gint rc;
 
   if (g_once_init_enter (&lib_init)) {
     mosquitto_lib_init ();
     g_once_init_leave (&lib_init, 1);
   }
-  if (colon && !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &port,
-          NULL)) {
+  if (!gst_cbir_parse_host_port (address, 1883, &host, &port) ||
+      topic == NULL || *topic == '\0' || strpbrk (topic, "+#") != NULL) {
     g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-        "bad broker address \"%s\" (expected host or host:port)", address);
-    return NULL;
-  }
-  host = colon ? g_strndup (address, colon - address) : g_strdup (address);
-  if (*host == '\0' || topic == NULL || *topic == '\0' ||
-      strpbrk (topic, "+#") != NULL) {
-    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-        "bad broker address \"%s\" or topic \"%s\" (no wildcards)",
-        address, topic ? topic : "");
+        "bad broker address \"%s\" (host or host:port) or topic \"%s\" "
+        "(no wildcards)", address, topic ? topic : "");
     return NULL;
   }
   s = g_new0 (GstCbirSync, 1);
   s->element = element;
   s->topic = g_strdup (topic);
-  s->where = g_strdup_printf ("%s:%u", host, (guint) port);
+  s->where = g_strdup_printf ("%s:%u", host, port);
   s->cb = cb;
   s->user_data = user_data;
   g_mutex_init (&s->lock);

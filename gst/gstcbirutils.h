@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gst/gst.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -22,6 +23,28 @@ gst_cbir_refuse_if_running_unlocked (GstElement * element, GParamSpec * pspec)
   GST_ELEMENT_WARNING (element, CORE, STATE_CHANGE,
       ("Property \"%s\" can only be changed in the NULL or READY state.",
           pspec->name), (NULL));
+  return TRUE;
+}
+
+/* "host" or "host:port" (a broker's address): TRUE with *host (to free)
+ * and *port (default_port when none is given). */
+static inline gboolean
+gst_cbir_parse_host_port (const gchar * address, guint default_port,
+    gchar ** host, guint * port)
+{
+  const gchar *colon = strrchr (address, ':');
+  guint64 p;
+
+  if (colon == NULL) {
+    *host = g_strdup (address);
+    *port = default_port;
+    return *address != '\0';
+  }
+  if (colon == address || !g_ascii_string_to_unsigned (colon + 1, 10, 1,
+          65535, &p, NULL))
+    return FALSE;
+  *host = g_strndup (address, colon - address);
+  *port = (guint) p;
   return TRUE;
 }
 
