@@ -280,7 +280,7 @@ mqtt_close (gpointer backend)
     m->closing = TRUE;
     g_mutex_unlock (&m->lock);
     mosquitto_disconnect (m->mosq);
-    mosquitto_loop_stop (m->mosq, true);
+    mosquitto_loop_stop (m->mosq, false);
     mosquitto_destroy (m->mosq);
   }
   lost = m->pending.length + m->in_flight;

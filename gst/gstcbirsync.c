@@ -235,7 +235,7 @@ gst_cbir_sync_free (GstCbirSync * s, guint timeout_ms)
   g_mutex_unlock (&s->lock);
   if (s->mosq) {
     mosquitto_disconnect (s->mosq);
-    mosquitto_loop_stop (s->mosq, true);
+    mosquitto_loop_stop (s->mosq, false);
     mosquitto_destroy (s->mosq);
   }
   g_queue_clear_full (&s->waiting, g_free);

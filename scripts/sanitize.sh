@@ -19,7 +19,7 @@ bash scripts/setup.sh
 
 # the element tests (GstCheck programs; the script and Python tests would
 # put sh and python under the tools, not our code)
-GST_C_TESTS=(gst-idxsrc gst-noise gst-encode gst-search gst-index gst-metas
+GST_C_TESTS=(gst-idxsrc gst-noise gst-encode gst-search gst-index gst-metas gst-publish
              gst-stress gst-overlay)
 
 run_tsan () {

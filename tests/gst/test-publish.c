@@ -639,8 +639,16 @@ sub_start (Sub * s, guint port, const gchar * topic)
   fail_unless_equals_int (mosquitto_connect (s->mosq, "127.0.0.1", port, 10),
       MOSQ_ERR_SUCCESS);
   fail_unless_equals_int (mosquitto_loop_start (s->mosq), MOSQ_ERR_SUCCESS);
-  for (i = 0; i < 200 && g_atomic_int_get (&s->connects) == 0; i++)
+  for (i = 0; i < 200; i++) {
+    gint connects;
+
+    g_mutex_lock (&s->lock);
+    connects = s->connects;
+    g_mutex_unlock (&s->lock);
+    if (connects)
+      break;
     g_usleep (25000);
+  }
   g_usleep (200000);            /* the SUBSCRIBE on its way */
 }
 
@@ -687,7 +695,7 @@ static void
 sub_stop (Sub * s)
 {
   mosquitto_disconnect (s->mosq);
-  mosquitto_loop_stop (s->mosq, true);
+  mosquitto_loop_stop (s->mosq, false);
   mosquitto_destroy (s->mosq);
   g_ptr_array_unref (s->payloads);
   g_free (s->topic);
@@ -820,7 +828,7 @@ GST_START_TEST (test_mqtt_no_broker)
 GST_END_TEST;
 #endif
 
-#ifndef CBIR_NO_KAFKA
+#if !defined (CBIR_NO_KAFKA) && !defined (__SANITIZE_THREAD__)
 /* ---- Kafka: librdkafka's mock cluster ---- */
 
 static guint
@@ -933,7 +941,10 @@ cbirpublish_suite (void)
   tcase_add_test (tc, test_mqtt_broker_restart);
   tcase_add_test (tc, test_mqtt_no_broker);
 #endif
-#ifndef CBIR_NO_KAFKA
+#if !defined (CBIR_NO_KAFKA) && !defined (__SANITIZE_THREAD__)
+  /* (not under ThreadSanitizer: librdkafka starts its threads with C11
+   * thrd_create, which GCC 12's TSan does not intercept; they crash in its
+   * allocator) */
   tcase_add_test (tc, test_kafka_mock_cluster);
 #endif
   return s;
