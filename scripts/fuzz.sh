@@ -2,7 +2,7 @@
 # Fuzzes the engine's file readers (tests/fuzz) with libFuzzer for as long
 # as asked:
 #   bash scripts/fuzz.sh [--minimise] [--merge-seeds] NAME|all SECONDS
-# NAME: idx, safetensors, model, gallery, arch (all: each in turn, SECONDS
+# NAME: idx, safetensors, model, gallery, arch, journal (all: each in turn, SECONDS
 # each; never two fuzzers at once).
 #
 # Configures build-fuzz/ (clang, -Dfuzzing=true, ASan + UBSan) when it is
@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_names=(idx safetensors model gallery arch)
+all_names=(idx safetensors model gallery arch journal)
 minimise=0
 merge_seeds=0
 while [ $# -gt 0 ]; do

@@ -24,7 +24,7 @@ trap 'rm -rf "$tmp"' EXIT
 export CBIR_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 rm -rf "$out"
-mkdir -p "$out"/{idx,safetensors,model,gallery,arch}
+mkdir -p "$out"/{idx,safetensors,model,gallery,arch,journal}
 
 # MNIST subsets of the 64-image fixture (raw IDX)
 python3 - "$data" "$tmp" <<'PY'
@@ -92,5 +92,36 @@ gallery tiny small dba-cosine --dba 3 --metric cosine --no-graph
 gallery tiny small float-bits --code bits
 gallery bits small bits
 cp "$out/gallery/dba-cosine.safetensors" "$out/safetensors/gallery-dba.safetensors"
+
+# enrolment journals (include/cbir/journal.h) and operations as JSON:
+# written here from the format, no tool makes them by hand
+python3 - "$out/journal" <<'PY'
+import struct, sys, zlib
+out = sys.argv[1]
+fp = b'0123456789abcdef' * 4
+def header(dim):
+    h = b'CBIRJNL1' + struct.pack('<II', 1, dim) + fp
+    return h + struct.pack('<I', zlib.crc32(h))
+def rec(op, ident, label=0, code=None, opid=b''):
+    p = struct.pack('<BBxxiI', op, len(opid), label, len(ident)) + ident + opid
+    if code is not None:
+        p += b''.join(struct.pack('<f', x) for x in code)
+    return struct.pack('<II', len(p), zlib.crc32(p)) + p
+j = header(4)
+open(out + '/empty.journal', 'wb').write(j)
+j += (rec(1, b'alice', 7, [0.5, 1, 1.5, 2]) + rec(3, b'#2', 4) + rec(2, b's1')
+      + rec(1, b'bob', 2, [1, 0, 0, 1], b'op-1') + rec(2, b'alice', 0, None, b'op-2'))
+open(out + '/ops.journal', 'wb').write(j)
+open(out + '/torn.journal', 'wb').write(j + rec(1, b'carol', 1, [0, 0, 0, 0])[:-5])
+open(out + '/dim8.journal', 'wb').write(
+    header(8) + rec(1, b'x', 1, [float(i) for i in range(8)]) + rec(3, b'x', 9))
+m = fp.decode()
+open(out + '/op.json', 'w').write(
+    '{"schema_version":1,"op":"enrol","id":"alice","label":7,"op_id":"8f1e",'
+    '"model":"%s","origin":"a","code":[0.1,-2,3.5,1e-7]}' % m)
+open(out + '/remove.json', 'w').write(
+    '{"schema_version":1,"op":"remove","id":"s3","label":0,"op_id":"9a",'
+    '"model":"%s"}' % m)
+PY
 
 du -ab "$out" | sort -k2
