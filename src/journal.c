@@ -422,6 +422,30 @@ cbir_journal_record_to_json (const CbirJournalRecord *r, guint dim,
   return g_string_free (s, FALSE);
 }
 
+/* A member's string or integer; NULL / FALSE when it is missing or of
+ * another type (json-glib's getters are critical on a wrong type). */
+static const char *
+member_string (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  return n && JSON_NODE_HOLDS_VALUE (n) &&
+      json_node_get_value_type (n) == G_TYPE_STRING ?
+      json_node_get_string (n) : NULL;
+}
+
+static gboolean
+member_int (JsonObject *o, const char *name, gint64 *v)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (!n || !JSON_NODE_HOLDS_VALUE (n) ||
+      json_node_get_value_type (n) != G_TYPE_INT64)
+    return FALSE;
+  *v = json_node_get_int (n);
+  return TRUE;
+}
+
 CbirJournalRecord *
 cbir_journal_record_from_json (const char *text, gsize len, guint dim,
     const char *fingerprint, GError **error)
@@ -431,6 +455,7 @@ cbir_journal_record_from_json (const char *text, gsize len, guint dim,
   JsonObject *o;
   JsonNode *root;
   const char *op, *model, *bad;
+  gint64 version = 0, label = 0;
 
   if (!cbir_json_parse_strict (parser, text, (gssize) len, error))
     return NULL;
@@ -438,24 +463,27 @@ cbir_journal_record_from_json (const char *text, gsize len, guint dim,
   if (!root || !JSON_NODE_HOLDS_OBJECT (root))
     goto invalid;
   o = json_node_get_object (root);
-  if (json_object_get_int_member_with_default (o, "schema_version", 0) != 1)
+  if (!member_int (o, "schema_version", &version) || version != 1)
     goto invalid;
-  op = json_object_get_string_member_with_default (o, "op", "");
+  op = member_string (o, "op");
   for (guint i = 1; i < G_N_ELEMENTS (op_names); i++)
     if (g_strcmp0 (op, op_names[i]) == 0)
       r->op = (CbirJournalOp) i;
-  model = json_object_get_string_member_with_default (o, "model", "");
+  model = member_string (o, "model");
+  if (model == NULL)
+    goto invalid;
   if (g_strcmp0 (model, fingerprint) != 0) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
         "an operation for a gallery of model %.64s (this one: %s)", model,
         fingerprint);
     return NULL;
   }
-  r->id = g_strdup (json_object_get_string_member_with_default (o, "id",
-          NULL));
-  r->op_id = g_strdup (json_object_get_string_member_with_default (o,
-          "op_id", NULL));
-  r->label = (gint32) json_object_get_int_member_with_default (o, "label", 0);
+  r->id = g_strdup (member_string (o, "id"));
+  r->op_id = g_strdup (member_string (o, "op_id"));
+  if (json_object_has_member (o, "label") && (!member_int (o, "label",
+              &label) || label < G_MININT32 || label > G_MAXINT32))
+    goto invalid;
+  r->label = (gint32) label;
   if (r->op == CBIR_JOURNAL_ENROL) {
     JsonArray *a = json_object_has_member (o, "code") &&
         JSON_NODE_HOLDS_ARRAY (json_object_get_member (o, "code")) ?

@@ -444,7 +444,20 @@ START_TEST (test_record_json)
     "{\"schema_version\":1,\"op\":\"enrol\",\"id\":\"x\",\"model\":\"" FP
         "\",\"code\":[1,2]}",
     "{\"schema_version\":1,\"op\":\"drop\",\"id\":\"x\",\"model\":\"" FP "\"}",
+    /* members of the wrong type (json-glib's getters were critical on
+     * them: found by fuzz-journal) */
+    "{\"schema_version\":1,\"op\":\"remove\",\"id\":\"x\",\"label\":[1],"
+        "\"model\":\"" FP "\"}",
+    "{\"schema_version\":\"1\",\"op\":\"remove\",\"id\":\"x\"}",
+    "{\"schema_version\":1,\"op\":{},\"id\":\"x\",\"model\":\"" FP "\"}",
+    "{\"schema_version\":1,\"op\":\"remove\",\"id\":7,\"model\":\"" FP "\"}",
+    "{\"schema_version\":1,\"op\":\"remove\",\"id\":\"x\",\"model\":null}",
+    "{\"schema_version\":1,\"op\":\"remove\",\"id\":\"x\",\"label\":1e99,"
+        "\"model\":\"" FP "\"}",
   };
+
+  /* a critical from a getter is a failure here */
+  g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
 
   ck_assert_msg (back != NULL, "%s: %s", js, err ? err->message : "");
   ck_assert_int_eq (back->op, CBIR_JOURNAL_ENROL);
