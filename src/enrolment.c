@@ -22,6 +22,7 @@ struct _CbirEnrolments
   guint n_base;
   guint dim;
   char *journal_path;
+  CbirJournalGallery owner;     /* the gallery, as its journal names it */
   CbirJournal *journal;         /* NULL until there is one */
 
   GRWLock lock;                 /* everything below */
@@ -145,8 +146,8 @@ cbir_enrolments_new (const CbirGallery *g, const char *journal_path,
   e->relabelled = g_hash_table_new (NULL, NULL);
   e->ops = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
-  e->journal = cbir_journal_open (e->journal_path,
-      cbir_gallery_get_model_fingerprint (g), e->dim, FALSE, &err);
+  cbir_journal_gallery_init (&e->owner, g);
+  e->journal = cbir_journal_open (e->journal_path, &e->owner, FALSE, &err);
   if (e->journal == NULL) {
     if (!g_error_matches (err, CBIR_ERROR, CBIR_ERROR_IO) ||
         g_file_test (e->journal_path, G_FILE_TEST_EXISTS)) {
@@ -216,8 +217,7 @@ static gboolean
 record (CbirEnrolments *e, const CbirJournalRecord *r, GError **error)
 {
   if (e->journal == NULL) {
-    e->journal = cbir_journal_open (e->journal_path,
-        cbir_gallery_get_model_fingerprint (e->g), e->dim, TRUE, error);
+    e->journal = cbir_journal_open (e->journal_path, &e->owner, TRUE, error);
     if (e->journal == NULL)
       return FALSE;
   }

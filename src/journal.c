@@ -15,8 +15,10 @@
 #define MAGIC "CBIRJNL1"
 #define JOURNAL_VERSION 1
 #define FP_LEN 64
-/* magic, version, dim, fingerprint, crc */
-#define HEADER_LEN (8 + 4 + 4 + FP_LEN + 4)
+/* magic, version, dim, fingerprint, gallery items, gallery crc, crc */
+#define GALLERY_AT (16 + FP_LEN)
+#define HEADER_CRC_AT (GALLERY_AT + 8)
+#define HEADER_LEN (HEADER_CRC_AT + 4)
 #define RECORD_HEAD 8
 #define PAYLOAD_FIXED 12        /* op, op id length, 2 zero bytes, label,
                                  * id length */
@@ -24,7 +26,6 @@
 struct _CbirJournal
 {
   char *path;
-  char fingerprint[FP_LEN + 1];
   guint dim;
   int fd;                       /* open for appending, -1 when read-only */
   GPtrArray *records;           /* of CbirJournalRecord* */
@@ -56,14 +57,32 @@ get_u32 (const guint8 *p)
 }
 
 static void
-make_header (guint8 *h, const char *fingerprint, guint dim)
+make_header (guint8 *h, const CbirJournalGallery *o)
 {
   memset (h, 0, HEADER_LEN);
   memcpy (h, MAGIC, 8);
   put_u32 (h + 8, JOURNAL_VERSION);
-  put_u32 (h + 12, dim);
-  memcpy (h + 16, fingerprint, MIN (strlen (fingerprint), FP_LEN));
-  put_u32 (h + 16 + FP_LEN, cbir_crc32 (0, h, 16 + FP_LEN));
+  put_u32 (h + 12, o->dim);
+  memcpy (h + 16, o->fingerprint, MIN (strlen (o->fingerprint), FP_LEN));
+  put_u32 (h + GALLERY_AT, o->items);
+  put_u32 (h + GALLERY_AT + 4, o->crc);
+  put_u32 (h + HEADER_CRC_AT, cbir_crc32 (0, h, HEADER_CRC_AT));
+}
+
+void
+cbir_journal_gallery_init (CbirJournalGallery *o, const CbirGallery *g)
+{
+  const float *f = cbir_gallery_get_features (g);
+  guint n = cbir_gallery_size (g);
+  guint32 crc;
+
+  o->fingerprint = cbir_gallery_get_model_fingerprint (g);
+  o->dim = cbir_gallery_get_dim (g);
+  o->items = n;
+  crc = cbir_crc32 (0, cbir_gallery_get_labels (g), (gsize) n * 4);
+  if (f)
+    crc = cbir_crc32 (crc, f, (gsize) n * o->dim * sizeof (float));
+  o->crc = crc;
 }
 
 /* The payload of r (without the record head). */
@@ -203,9 +222,11 @@ replay (CbirJournal *j, const guint8 *data, gsize len, gsize *end,
 }
 
 CbirJournal *
-cbir_journal_open (const char *path, const char *fingerprint, guint dim,
+cbir_journal_open (const char *path, const CbirJournalGallery *owner,
     gboolean create, GError **error)
 {
+  const char *fingerprint = owner->fingerprint;
+  guint dim = owner->dim;
   g_autoptr (CbirJournal) j = g_new0 (CbirJournal, 1);
   g_autofree guint8 *data = NULL;
   guint8 want[HEADER_LEN];
@@ -222,8 +243,7 @@ cbir_journal_open (const char *path, const char *fingerprint, guint dim,
         path);
     return NULL;
   }
-  memcpy (j->fingerprint, fingerprint, FP_LEN + 1);
-  make_header (want, fingerprint, dim);
+  make_header (want, owner);
 
   j->fd = open (path, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0),
       0666);
@@ -252,7 +272,7 @@ cbir_journal_open (const char *path, const char *fingerprint, guint dim,
       goto unlock_fail;
     }
   } else if (len < HEADER_LEN || memcmp (data, MAGIC, 8) != 0 ||
-      get_u32 (data + 16 + FP_LEN) != cbir_crc32 (0, data, 16 + FP_LEN)) {
+      get_u32 (data + HEADER_CRC_AT) != cbir_crc32 (0, data, HEADER_CRC_AT)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
         "%s: not a gst-cbir journal (bad or truncated header)", path);
     goto unlock_fail;
@@ -267,6 +287,14 @@ cbir_journal_open (const char *path, const char *fingerprint, guint dim,
         "%s: journal of another model or dimension (fingerprint %.64s, "
         "dim %u; the gallery's: %s, %u)", path, (const char *) data + 16,
         get_u32 (data + 12), fingerprint, dim);
+    goto unlock_fail;
+  } else if (memcmp (data + GALLERY_AT, want + GALLERY_AT, 8) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: journal of another gallery (%u items, content CRC %08x; this "
+        "one: %u items, %08x): was the gallery rebuilt? Its enrolments "
+        "would name other items: move the journal away", path,
+        get_u32 (data + GALLERY_AT), get_u32 (data + GALLERY_AT + 4),
+        owner->items, owner->crc);
     goto unlock_fail;
   } else {
     if (!replay (j, data, len, &end, error))

@@ -20,8 +20,8 @@
  * first, by distance; the other enrolled hits follow the gallery's, by
  * distance. An enrolled item's hit index is the gallery's size plus its
  * slot (0, 1, ... in enrolment order; a removed one keeps its slot).
- * Enrolled items join the graph only when the gallery is rebuilt (cbirindex
- * append). Galleries of float codes only; enrolled items are matched with
+ * Enrolled items join the graph only when the gallery is rebuilt from
+ * their sources (nothing folds a journal into its gallery yet). Galleries of float codes only; enrolled items are matched with
  * the l2 or cosine metric (a Hamming search gets none of them).
  * Thread-safe: enrolments may come from any thread while others search,
  * with any metric. */

@@ -3,7 +3,8 @@
  * (GALLERY.journal) and replayed when the gallery is opened.
  *
  * File: a header (magic "CBIRJNL1", version 1, the code dimension, the
- * model fingerprint, CRC-32 of those) and records, each
+ * model fingerprint, the gallery's item count and the CRC-32 of its labels
+ * and codes, CRC-32 of those) and records, each
  *   u32 payload length, u32 CRC-32 of the payload, payload:
  *   u8 op (1 enrol, 2 remove, 3 relabel), u8 operation id length (0:
  *   none), 2 zero bytes, i32 label, u32 id length, the id (UTF-8,
@@ -16,11 +17,13 @@
  * (truncating the file when it may write). Anything else wrong (a bad
  * header, a record whose CRC fails with more data after it, a bad op) is
  * an error naming the file and the byte offset: a journal is never
- * silently half-read. Appends from several processes are serialised with
- * flock (). */
+ * silently half-read. A journal belongs to one gallery: opened with
+ * another (one rebuilt since, where "#INDEX" would name other items) it is
+ * refused. Appends from several processes are serialised with flock (). */
 #pragma once
 
 #include <cbir/common.h>
+#include <cbir/gallery.h>
 
 G_BEGIN_DECLS
 
@@ -45,12 +48,24 @@ typedef struct {
 
 typedef struct _CbirJournal CbirJournal;
 
-/* Opens path (creating it with its header when missing and `create`),
- * checks it belongs to a gallery of this model and code dimension, and
+/* The gallery a journal belongs to. */
+typedef struct {
+  const char *fingerprint;      /* its model's (64 hex digits) */
+  guint dim;                    /* floats a code */
+  guint32 items;                /* its items */
+  guint32 crc;                  /* CRC-32 of its labels and codes */
+} CbirJournalGallery;
+
+/* What identifies g (float codes: dim > 0). */
+void cbir_journal_gallery_init (CbirJournalGallery *owner,
+    const CbirGallery *g);
+
+/* Opens path (creating it with its header when missing and `create`; an
+ * empty file gets its header too), checks it belongs to `owner`, and
  * reads every record. NULL with an error naming the file otherwise (and
  * when missing without `create`: CBIR_ERROR_IO, ENOENT). */
-CbirJournal *cbir_journal_open (const char *path, const char *fingerprint,
-    guint dim, gboolean create, GError **error);
+CbirJournal *cbir_journal_open (const char *path,
+    const CbirJournalGallery *owner, gboolean create, GError **error);
 void cbir_journal_free (CbirJournal *j);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CbirJournal, cbir_journal_free)
 

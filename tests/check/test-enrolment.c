@@ -19,6 +19,11 @@
 #define FP2 "f123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DIM 4
 
+static const CbirJournalGallery OWNER = { FP, DIM, 40, 0x12345678 };
+static const CbirJournalGallery OWNER_FP2 = { FP2, DIM, 40, 0x12345678 };
+static const CbirJournalGallery OWNER_DIM = { FP, DIM + 1, 40, 0x12345678 };
+static const CbirJournalGallery OWNER_REBUILT = { FP, DIM, 41, 0x9abcdef0 };
+
 static char *dir, *path;
 
 static void
@@ -62,13 +67,13 @@ append (CbirJournal *j, CbirJournalOp op, const char *id, gint32 label,
 static CbirJournal *
 reopen (GError **err)
 {
-  return cbir_journal_open (path, FP, DIM, FALSE, err);
+  return cbir_journal_open (path, &OWNER, FALSE, err);
 }
 
 START_TEST (test_journal_roundtrip)
 {
   g_autoptr (GError) err = NULL;
-  CbirJournal *j = cbir_journal_open (path, FP, DIM, TRUE, &err);
+  CbirJournal *j = cbir_journal_open (path, &OWNER, TRUE, &err);
 
   ck_assert_msg (j != NULL, "%s", err ? err->message : "");
   append (j, CBIR_JOURNAL_ENROL, "alice", 7, 1.5f);
@@ -107,7 +112,7 @@ END_TEST
 START_TEST (test_journal_torn_tail)
 {
   g_autoptr (GError) err = NULL;
-  CbirJournal *j = cbir_journal_open (path, FP, DIM, TRUE, &err);
+  CbirJournal *j = cbir_journal_open (path, &OWNER, TRUE, &err);
   gsize two, three;
 
   append (j, CBIR_JOURNAL_ENROL, "a", 1, 0);
@@ -144,7 +149,7 @@ END_TEST
 START_TEST (test_journal_corrupt_middle)
 {
   g_autoptr (GError) err = NULL;
-  CbirJournal *j = cbir_journal_open (path, FP, DIM, TRUE, &err);
+  CbirJournal *j = cbir_journal_open (path, &OWNER, TRUE, &err);
   g_autofree char *data = NULL, *at = NULL;
   gsize len, one;
 
@@ -170,7 +175,7 @@ END_TEST
 START_TEST (test_journal_refused)
 {
   g_autoptr (GError) err = NULL;
-  CbirJournal *j = cbir_journal_open (path, FP, DIM, TRUE, &err);
+  CbirJournal *j = cbir_journal_open (path, &OWNER, TRUE, &err);
   float nan_code[DIM] = { 0, NAN, 0, 0 }, ok_code[DIM] = { 0 };
   char long_id[CBIR_JOURNAL_MAX_ID + 2];
   CbirJournalRecord bad[] = {
@@ -196,15 +201,21 @@ START_TEST (test_journal_refused)
 
   /* another model, another dimension, not a journal */
   g_clear_error (&err);
-  ck_assert_ptr_null (cbir_journal_open (path, FP2, DIM, FALSE, &err));
+  ck_assert_ptr_null (cbir_journal_open (path, &OWNER_FP2, FALSE, &err));
   ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_MISMATCH));
   g_clear_error (&err);
-  ck_assert_ptr_null (cbir_journal_open (path, FP, DIM + 1, FALSE, &err));
+  ck_assert_ptr_null (cbir_journal_open (path, &OWNER_DIM, FALSE, &err));
   ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_MISMATCH));
+  /* another gallery of the same model: one rebuilt since */
+  g_clear_error (&err);
+  ck_assert_ptr_null (cbir_journal_open (path, &OWNER_REBUILT, FALSE, &err));
+  ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_MISMATCH));
+  ck_assert_msg (strstr (err->message, "another gallery") != NULL, "%s",
+      err->message);
   ck_assert (g_file_set_contents (path, "not a journal at all, no, not one "
           "bit of it, really not, nothing like one here", -1, NULL));
   g_clear_error (&err);
-  ck_assert_ptr_null (cbir_journal_open (path, FP, DIM, FALSE, &err));
+  ck_assert_ptr_null (cbir_journal_open (path, &OWNER, FALSE, &err));
   ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_FORMAT));
   ck_assert_msg (strstr (err->message, path) != NULL, "%s", err->message);
 }

@@ -2,12 +2,12 @@
  * operations that travel between machines as JSON
  * (cbir_journal_record_from_json).
  *
- * A journal is opened with the model fingerprint and code dimension its
- * own header names (so that mutations reach the records rather than stop
- * at "another model"); one that opens is replayed into the enrolments of a
- * small in-memory gallery of that model (dimension 1 to 64), which is then
- * searched, and one more record is appended and the file opened again (it
- * must read back with one record more). An input starting with '{' is
+ * A journal is opened as belonging to the gallery its own header names
+ * (so that mutations reach the records rather than stop at "another
+ * gallery"); one that opens gets one more record appended and is opened
+ * again (it must read back with one record more); then its header is made
+ * that of a small in-memory gallery of that model (dimension 1 to 64), and
+ * it is replayed into that gallery's enrolments, which are searched. An input starting with '{' is
  * also parsed as a JSON operation for a 4-float gallery, and one that
  * parses is applied to such a gallery's enrolments.
  * SPDX-License-Identifier: LGPL-2.1-or-later */
@@ -17,12 +17,22 @@
 #include <cbir/journal.h>
 #include <cbir/search.h>
 
-#define HEADER_LEN 84
+#define HEADER_LEN 92
+#define GALLERY_AT 80
 #define MAX_DIM 64
 #define N_ITEMS 6
 
 static const char json_fp[] =
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+static void
+put_le32 (guint8 *p, guint32 v)
+{
+  p[0] = (guint8) v;
+  p[1] = (guint8) (v >> 8);
+  p[2] = (guint8) (v >> 16);
+  p[3] = (guint8) (v >> 24);
+}
 
 static guint32
 le32 (const uint8_t *p)
@@ -109,6 +119,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   GError *err = NULL;
   const char *path;
   CbirJournal *j;
+  CbirJournalGallery owner;
   char fp[65];
   guint dim, n;
 
@@ -125,7 +136,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   fp[64] = '\0';
   if (dim == 0 || dim > MAX_DIM || strlen (fp) != 64)
     return 0;
-  j = cbir_journal_open (path, fp, dim, FALSE, &err);
+  owner.fingerprint = fp;
+  owner.dim = dim;
+  owner.items = le32 (data + GALLERY_AT);
+  owner.crc = le32 (data + GALLERY_AT + 4);
+  j = cbir_journal_open (path, &owner, FALSE, &err);
   if (j == NULL) {
     fuzz_drop_error (&err);
     return 0;
@@ -146,7 +161,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (cbir_journal_append (j, &add, &err)) {
       CbirJournal *again;
       cbir_journal_free (j);
-      again = cbir_journal_open (path, fp, dim, FALSE, &err);
+      again = cbir_journal_open (path, &owner, FALSE, &err);
       g_assert (again != NULL);
       g_assert (cbir_journal_n_records (again) == n + 1);
       j = again;
@@ -156,10 +171,28 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   }
   cbir_journal_free (j);
 
-  /* the records replayed into a gallery's enrolments, then searched */
+  /* the records replayed into a gallery's enrolments, then searched: the
+   * header made that gallery's (its identity, the header's CRC) */
   {
     g_autoptr (CbirGallery) g = small_gallery (fp, dim);
-    CbirEnrolments *e = cbir_enrolments_new (g, path, &err);
+    CbirJournalGallery o;
+    CbirEnrolments *e;
+    guint8 h[8 + 4];
+
+    cbir_journal_gallery_init (&o, g);
+    put_le32 (h, o.items);
+    put_le32 (h + 4, o.crc);
+    if (pwrite (fuzz_slots[0].fd, h, 8, GALLERY_AT) != 8)
+      fuzz_die ("pwrite");
+    {
+      guint8 head[GALLERY_AT + 8];
+      if (pread (fuzz_slots[0].fd, head, sizeof head, 0) != sizeof head)
+        fuzz_die ("pread");
+      put_le32 (h + 8, cbir_crc32 (0, head, sizeof head));
+      if (pwrite (fuzz_slots[0].fd, h + 8, 4, GALLERY_AT + 8) != 4)
+        fuzz_die ("pwrite");
+    }
+    e = cbir_enrolments_new (g, path, &err);
 
     g_assert (e != NULL);
     search_all (e, g, dim);

@@ -99,8 +99,9 @@ python3 - "$out/journal" <<'PY'
 import struct, sys, zlib
 out = sys.argv[1]
 fp = b'0123456789abcdef' * 4
-def header(dim):
-    h = b'CBIRJNL1' + struct.pack('<II', 1, dim) + fp
+def header(dim, items=6, gallery_crc=0):
+    h = b'CBIRJNL1' + struct.pack('<II', 1, dim) + fp \
+        + struct.pack('<II', items, gallery_crc)
     return h + struct.pack('<I', zlib.crc32(h))
 def rec(op, ident, label=0, code=None, opid=b''):
     p = struct.pack('<BBxxiI', op, len(opid), label, len(ident)) + ident + opid
