@@ -83,10 +83,11 @@ apply (CbirEnrolments *e, const CbirJournalRecord *r)
     g_hash_table_add (e->ops, g_strdup (r->op_id));
   switch (r->op) {
     case CBIR_JOURNAL_ENROL:{
-      Item it = { g_strdup (r->id), r->label, FALSE };
+      Item it = { NULL, r->label, FALSE };
 
       if (k == ENROLLED)
         return TRUE;            /* replayed: already there */
+      it.id = g_strdup (r->id);
       g_array_append_val (e->items, it);
       g_array_append_vals (e->codes, r->code, e->dim);
       g_hash_table_insert (e->enrolled, it.id,
