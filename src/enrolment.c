@@ -229,46 +229,6 @@ record (CbirEnrolments *e, const CbirJournalRecord *r, GError **error)
 }
 
 gboolean
-cbir_enrolments_enrol (CbirEnrolments *e, const char *id, gint32 label,
-    const float *code, GError **error)
-{
-  CbirJournalRecord r = { CBIR_JOURNAL_ENROL, label, (char *) id,
-    (float *) code
-  };
-  gboolean ok = TRUE;
-  guint where;
-
-  g_rw_lock_writer_lock (&e->lock);
-  if (id == NULL || resolve (e, id, &where) != ENROLLED)
-    ok = record (e, &r, error);
-  g_rw_lock_writer_unlock (&e->lock);
-  return ok;
-}
-
-static gboolean
-change (CbirEnrolments *e, CbirJournalOp op, const char *id, gint32 label,
-    GError **error)
-{
-  CbirJournalRecord r = { op, label, (char *) id, NULL };
-  gboolean ok;
-  guint where;
-
-  g_rw_lock_writer_lock (&e->lock);
-  if (id == NULL || resolve (e, id, &where) == NONE ||
-      (resolve (e, id, &where) == BASE && g_hash_table_contains (e->removed,
-              GUINT_TO_POINTER (where + 1)))) {
-    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
-        "%s: no item \"%s\" (an enrolled id, #INDEX or a source id)",
-        cbir_gallery_get_path (e->g), id ? id : "(null)");
-    ok = FALSE;
-  } else {
-    ok = record (e, &r, error);
-  }
-  g_rw_lock_writer_unlock (&e->lock);
-  return ok;
-}
-
-gboolean
 cbir_enrolments_apply (CbirEnrolments *e, const CbirJournalRecord *r,
     gboolean *applied, GError **error)
 {
@@ -299,17 +259,34 @@ out:
   return ok;
 }
 
+/* The operations made here: records without an operation id. */
+static gboolean
+apply_here (CbirEnrolments *e, CbirJournalOp op, const char *id,
+    gint32 label, const float *code, GError **error)
+{
+  CbirJournalRecord r = { op, label, (char *) id, (float *) code, NULL };
+
+  return cbir_enrolments_apply (e, &r, NULL, error);
+}
+
+gboolean
+cbir_enrolments_enrol (CbirEnrolments *e, const char *id, gint32 label,
+    const float *code, GError **error)
+{
+  return apply_here (e, CBIR_JOURNAL_ENROL, id, label, code, error);
+}
+
 gboolean
 cbir_enrolments_remove (CbirEnrolments *e, const char *id, GError **error)
 {
-  return change (e, CBIR_JOURNAL_REMOVE, id, 0, error);
+  return apply_here (e, CBIR_JOURNAL_REMOVE, id, 0, NULL, error);
 }
 
 gboolean
 cbir_enrolments_relabel (CbirEnrolments *e, const char *id, gint32 label,
     GError **error)
 {
-  return change (e, CBIR_JOURNAL_RELABEL, id, label, error);
+  return apply_here (e, CBIR_JOURNAL_RELABEL, id, label, NULL, error);
 }
 
 static float
