@@ -203,11 +203,7 @@ struct _GstCbirPublish
   gpointer backend_state;
   guint cur_flush_timeout;
   guint64 frames;
-  gchar *stream_id;
-  gchar *source;
-  gboolean source_queried;
-  gint fps_n, fps_d;
-  guint width, height;
+  GstCbirStreamInfo stream;     /* for the frame fields */
 };
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
@@ -360,7 +356,7 @@ gst_cbir_publish_init (GstCbirPublish * self)
   self->reconnect_delay_max = DEFAULT_RECONNECT_DELAY_MAX;
   self->flush_timeout = DEFAULT_FLUSH_TIMEOUT;
   self->fd = -1;
-  self->fps_d = 1;
+  gst_cbir_stream_info_init (&self->stream);
   /* results are written as they come, not at the clock's pace */
   gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
 }
@@ -379,8 +375,7 @@ gst_cbir_publish_finalize (GObject * object)
   g_free (self->tls_key_file);
   g_free (self->kafka_config);
   g_free (self->cur_location);
-  g_free (self->stream_id);
-  g_free (self->source);
+  gst_cbir_stream_info_clear (&self->stream);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
@@ -786,10 +781,7 @@ gst_cbir_publish_start (GstBaseSink * sink)
   GST_OBJECT_UNLOCK (self);
   self->broker_lost = 0;
   self->frames = 0;
-  self->fps_n = 0;
-  self->fps_d = 1;
-  self->width = self->height = 0;
-  self->source_queried = FALSE;
+  gst_cbir_stream_info_clear (&self->stream);
 
   if (self->cur_method == METHOD_FILE) {
     if (append && (self->cur_format == FORMAT_JSON || self->atomic)) {
@@ -833,27 +825,14 @@ gst_cbir_publish_stop (GstBaseSink * sink)
     self->backend->close (self->backend_state);
     self->backend_state = NULL;
   }
-  g_clear_pointer (&self->stream_id, g_free);
-  g_clear_pointer (&self->source, g_free);
+  gst_cbir_stream_info_clear (&self->stream);
   return TRUE;
 }
 
 static gboolean
 gst_cbir_publish_set_caps (GstBaseSink * sink, GstCaps * caps)
 {
-  GstCbirPublish *self = GST_CBIR_PUBLISH (sink);
-  const GstStructure *st = gst_caps_get_structure (caps, 0);
-  gint w = 0, h = 0;
-
-  if (!gst_structure_get_fraction (st, "framerate", &self->fps_n,
-          &self->fps_d)) {
-    self->fps_n = 0;
-    self->fps_d = 1;
-  }
-  gst_structure_get_int (st, "width", &w);
-  gst_structure_get_int (st, "height", &h);
-  self->width = (guint) MAX (w, 0);
-  self->height = (guint) MAX (h, 0);
+  gst_cbir_stream_info_set_caps (&GST_CBIR_PUBLISH (sink)->stream, caps);
   return TRUE;
 }
 
@@ -863,30 +842,18 @@ gst_cbir_publish_event (GstBaseSink * sink, GstEvent * event)
   GstCbirPublish *self = GST_CBIR_PUBLISH (sink);
   guint held = 0;
 
-  switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_STREAM_START:{
-      const gchar *id = NULL;
-
-      gst_event_parse_stream_start (event, &id);
-      g_free (self->stream_id);
-      self->stream_id = g_strdup (id);
-      self->source_queried = FALSE;
-      break;
-    }
-    case GST_EVENT_EOS:
-      if (self->cur_method == METHOD_FILE) {
-        if (!file_finish (self)) {
-          gst_event_unref (event);
-          return FALSE;
-        }
-      } else if (self->backend_state) {
-        held = self->backend->flush (self->backend_state,
-            self->cur_flush_timeout);
+  gst_cbir_stream_info_event (&self->stream, event);
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS) {
+    if (self->cur_method == METHOD_FILE) {
+      if (!file_finish (self)) {
+        gst_event_unref (event);
+        return FALSE;
       }
-      post_stats (self, held);
-      break;
-    default:
-      break;
+    } else if (self->backend_state) {
+      held = self->backend->flush (self->backend_state,
+          self->cur_flush_timeout);
+    }
+    post_stats (self, held);
   }
   return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
 }
@@ -896,26 +863,10 @@ static GstStructure *
 frame_structure (GstCbirPublish * self, GstBuffer * buf)
 {
   GstStructure *s = gst_structure_new_empty (GST_CBIR_RESULT_STRUCTURE_NAME);
-  GstCbirFrameInfo fi = { 0, };
 
-  if (!self->source_queried) {
-    GstQuery *q = gst_query_new_uri ();
-
-    self->source_queried = TRUE;
-    g_clear_pointer (&self->source, g_free);
-    if (gst_pad_peer_query (GST_BASE_SINK_PAD (self), q))
-      gst_query_parse_uri (q, &self->source);
-    gst_query_unref (q);
-  }
-  fi.segment = &GST_BASE_SINK (self)->segment;
-  fi.fps_n = self->fps_n;
-  fi.fps_d = self->fps_d;
-  fi.frame_width = self->width;
-  fi.frame_height = self->height;
-  fi.counted = self->frames;
-  fi.stream_id = self->stream_id;
-  fi.source = self->source;
-  gst_cbir_result_set_frame_fields (s, buf, &fi);
+  gst_cbir_stream_info_query_source (&self->stream, GST_BASE_SINK_PAD (self));
+  gst_cbir_result_set_frame_fields (s, buf, &GST_BASE_SINK (self)->segment,
+      self->frames, &self->stream);
   return s;
 }
 

@@ -68,26 +68,85 @@ format_utc (gchar * out, gsize len, gint64 us)
 }
 
 void
+gst_cbir_stream_info_init (GstCbirStreamInfo * si)
+{
+  memset (si, 0, sizeof *si);
+  si->fps_d = 1;
+}
+
+void
+gst_cbir_stream_info_clear (GstCbirStreamInfo * si)
+{
+  g_free (si->stream_id);
+  g_free (si->source);
+  gst_cbir_stream_info_init (si);
+}
+
+void
+gst_cbir_stream_info_set_caps (GstCbirStreamInfo * si, const GstCaps * caps)
+{
+  const GstStructure *st = gst_caps_get_structure (caps, 0);
+  gint w = 0, h = 0;
+
+  if (!gst_structure_get_fraction (st, "framerate", &si->fps_n, &si->fps_d)) {
+    si->fps_n = 0;
+    si->fps_d = 1;
+  }
+  gst_structure_get_int (st, "width", &w);
+  gst_structure_get_int (st, "height", &h);
+  si->frame_width = (guint) MAX (w, 0);
+  si->frame_height = (guint) MAX (h, 0);
+}
+
+void
+gst_cbir_stream_info_event (GstCbirStreamInfo * si, const GstEvent * event)
+{
+  const gchar *id = NULL;
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_STREAM_START)
+    return;
+  gst_event_parse_stream_start ((GstEvent *) event, &id);
+  g_free (si->stream_id);
+  si->stream_id = g_strdup (id);
+  si->source_queried = FALSE;
+}
+
+void
+gst_cbir_stream_info_query_source (GstCbirStreamInfo * si, GstPad * sinkpad)
+{
+  GstQuery *q;
+
+  if (si->source_queried)
+    return;
+  si->source_queried = TRUE;
+  g_clear_pointer (&si->source, g_free);
+  q = gst_query_new_uri ();
+  if (gst_pad_peer_query (sinkpad, q))
+    gst_query_parse_uri (q, &si->source);
+  gst_query_unref (q);
+}
+
+void
 gst_cbir_result_set_frame_fields (GstStructure * s, GstBuffer * buf,
-    const GstCbirFrameInfo * fi)
+    const GstSegment * segment, guint64 counted, const GstCbirStreamInfo * si)
 {
   GstClockTime ts = GST_BUFFER_PTS (buf), st = GST_CLOCK_TIME_NONE,
       rt = GST_CLOCK_TIME_NONE;
   guint64 frame;
   gchar utc[40];
 
-  if (fi->segment && fi->segment->format == GST_FORMAT_TIME &&
+  if (segment && segment->format == GST_FORMAT_TIME &&
       GST_CLOCK_TIME_IS_VALID (ts)) {
-    st = gst_segment_to_stream_time (fi->segment, GST_FORMAT_TIME, ts);
-    rt = gst_segment_to_running_time (fi->segment, GST_FORMAT_TIME, ts);
+    st = gst_segment_to_stream_time (segment, GST_FORMAT_TIME, ts);
+    rt = gst_segment_to_running_time (segment, GST_FORMAT_TIME, ts);
   }
-  if (GST_CLOCK_TIME_IS_VALID (st) && fi->fps_n > 0 && fi->fps_d > 0)
-    frame = gst_util_uint64_scale_round (st, fi->fps_n,
-        (guint64) fi->fps_d * GST_SECOND);
+  if (GST_CLOCK_TIME_IS_VALID (st) && si->fps_n > 0 && si->fps_d > 0)
+    frame = gst_util_uint64_scale_round (st, si->fps_n,
+        (guint64) si->fps_d * GST_SECOND);
   else if (GST_BUFFER_OFFSET_IS_VALID (buf))
     frame = GST_BUFFER_OFFSET (buf);
   else
-    frame = fi->counted;
+    frame = counted;
   format_utc (utc, sizeof utc, frame_utc_us (buf));
 
   gst_structure_set (s,
@@ -98,12 +157,12 @@ gst_cbir_result_set_frame_fields (GstStructure * s, GstBuffer * buf,
       "running-time", G_TYPE_UINT64, rt,
       "duration", G_TYPE_UINT64, GST_BUFFER_DURATION (buf),
       "frame", G_TYPE_UINT64, frame,
-      "frame-width", G_TYPE_UINT, fi->frame_width,
-      "frame-height", G_TYPE_UINT, fi->frame_height, NULL);
-  if (fi->stream_id)
-    gst_structure_set (s, "stream-id", G_TYPE_STRING, fi->stream_id, NULL);
-  if (fi->source)
-    gst_structure_set (s, "source", G_TYPE_STRING, fi->source, NULL);
+      "frame-width", G_TYPE_UINT, si->frame_width,
+      "frame-height", G_TYPE_UINT, si->frame_height, NULL);
+  if (si->stream_id)
+    gst_structure_set (s, "stream-id", G_TYPE_STRING, si->stream_id, NULL);
+  if (si->source)
+    gst_structure_set (s, "source", G_TYPE_STRING, si->source, NULL);
 }
 
 /* ---- JSON ---- */

@@ -15,26 +15,41 @@ G_BEGIN_DECLS
 
 #define GST_CBIR_RESULT_SCHEMA_VERSION 1
 
-/* What a frame's fields are computed from. */
+/* What an element knows of its stream for the frame fields: kept from its
+ * sink pad's caps and STREAM_START event, and upstream's URI (asked once
+ * per stream). */
 typedef struct
 {
-  const GstSegment *segment;    /* the pad's segment (TIME) or NULL */
   gint fps_n, fps_d;            /* caps frame rate, 0/1 when unknown */
   guint frame_width, frame_height;      /* caps size, 0 when unknown */
-  guint64 counted;              /* frames seen before this one */
-  const gchar *stream_id;       /* the STREAM_START event's, or NULL */
-  const gchar *source;          /* upstream's URI, or NULL */
-} GstCbirFrameInfo;
+  gchar *stream_id;             /* the STREAM_START event's, or NULL */
+  gchar *source;                /* upstream's URI, or NULL */
+  gboolean source_queried;
+} GstCbirStreamInfo;
+
+void gst_cbir_stream_info_init (GstCbirStreamInfo * si);
+/* Frees what it holds and starts again (the element stops). */
+void gst_cbir_stream_info_clear (GstCbirStreamInfo * si);
+void gst_cbir_stream_info_set_caps (GstCbirStreamInfo * si,
+    const GstCaps * caps);
+/* Takes the stream id of a STREAM_START (other events: nothing). */
+void gst_cbir_stream_info_event (GstCbirStreamInfo * si,
+    const GstEvent * event);
+/* Asks upstream of sinkpad for its URI, once per stream. */
+void gst_cbir_stream_info_query_source (GstCbirStreamInfo * si,
+    GstPad * sinkpad);
 
 /* Sets the frame fields of s: "schema-version", "utc" (ISO 8601 UTC, from
  * a GstReferenceTimestampMeta "timestamp/x-unix" or "timestamp/x-ntp" when
  * upstream set one, else the system clock now), "timestamp",
  * "stream-time", "running-time", "duration" (guint64 ns, G_MAXUINT64 =
- * unknown), "frame" (stream time x frame rate; else the buffer offset;
- * else the count), "frame-width", "frame-height", and "stream-id" and
- * "source" when known. */
+ * unknown; from `segment`, TIME, or NULL), "frame" (stream time x frame
+ * rate; else the buffer offset; else `counted`, the frames seen before
+ * this one), "frame-width", "frame-height", and "stream-id" and "source"
+ * when known. */
 void gst_cbir_result_set_frame_fields (GstStructure * s, GstBuffer * buf,
-    const GstCbirFrameInfo * fi);
+    const GstSegment * segment, guint64 counted,
+    const GstCbirStreamInfo * si);
 
 /* TRUE when buf carries a result (whole frame or a region's). */
 gboolean gst_cbir_buffer_has_result (GstBuffer * buf);

@@ -313,12 +313,7 @@ struct _GstCbirSearch
   guint64 frame;
   CbirHit *hits;
   guint hits_len;
-  /* for the result's frame fields (streaming thread) */
-  gchar *stream_id;             /* STREAM_START's */
-  gchar *source;                /* upstream's URI */
-  gboolean source_queried;
-  gint fps_n, fps_d;
-  guint width, height;
+  GstCbirStreamInfo stream;     /* for the frame fields (streaming) */
   gchar *element_name;          /* at start */
   gchar *gallery_name;          /* the gallery file's base name */
 };
@@ -581,7 +576,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->rerank = DEFAULT_RERANK;
-  self->fps_d = 1;
+  gst_cbir_stream_info_init (&self->stream);
   g_mutex_init (&self->last_lock);
   self->last_codes = g_array_new (FALSE, FALSE, sizeof (LastCode));
 
@@ -607,8 +602,7 @@ gst_cbir_search_finalize (GObject * object)
   g_free (self->sync_topic);
   g_free (self->sync_client_id);
   g_free (self->origin);
-  g_free (self->stream_id);
-  g_free (self->source);
+  gst_cbir_stream_info_clear (&self->stream);
   g_free (self->element_name);
   g_free (self->gallery_name);
 
@@ -958,12 +952,7 @@ gst_cbir_search_stop (GstBaseTransform * trans)
   g_mutex_lock (&self->last_lock);
   clear_last_codes (self);
   g_mutex_unlock (&self->last_lock);
-  g_clear_pointer (&self->stream_id, g_free);
-  g_clear_pointer (&self->source, g_free);
-  self->source_queried = FALSE;
-  self->fps_n = 0;
-  self->fps_d = 1;
-  self->width = self->height = 0;
+  gst_cbir_stream_info_clear (&self->stream);
   GST_OBJECT_LOCK (self);
   self->cur_dba = 0;
   self->cur_graph_k = 0;
@@ -1001,7 +990,6 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
   GValue ids = G_VALUE_INIT, labels = G_VALUE_INIT, dists = G_VALUE_INIT,
       names = G_VALUE_INIT;
-  GstCbirFrameInfo fi = { 0, };
   GstCbirSourceMeta *src;
   GstStructure *s;
   const gchar *name;
@@ -1022,15 +1010,8 @@ make_result_structure (GstCbirSearch * self, GstBuffer * buf,
   }
 
   s = gst_structure_new_empty (GST_CBIR_RESULT_STRUCTURE_NAME);
-  fi.segment = &trans->segment;
-  fi.fps_n = self->fps_n;
-  fi.fps_d = self->fps_d;
-  fi.frame_width = self->width;
-  fi.frame_height = self->height;
-  fi.counted = self->frame;
-  fi.stream_id = self->stream_id;
-  fi.source = self->source;
-  gst_cbir_result_set_frame_fields (s, buf, &fi);
+  gst_cbir_result_set_frame_fields (s, buf, &trans->segment, self->frame,
+      &self->stream);
   gst_structure_set (s,
       "element", G_TYPE_STRING, self->element_name,
       "model", G_TYPE_STRING, cbir_gallery_get_model_fingerprint
@@ -1160,7 +1141,8 @@ gst_cbir_search_enrol (GstCbirSearch * self, const gchar * id, gint label,
       code = g_memdup2 (c->code, c->dim * sizeof (gfloat));
       if (id == NULL || *id == '\0')
         id = auto_id = g_strdup_printf ("%s/frame-%" G_GUINT64_FORMAT
-            "/region-%d", self->stream_id ? self->stream_id : "stream",
+            "/region-%d", self->stream.stream_id ? self->stream.stream_id :
+              "stream",
             self->last_frame, c->region_id);
       break;
     }
@@ -1328,14 +1310,7 @@ gst_cbir_search_sink_event (GstBaseTransform * trans, GstEvent * event)
     gst_event_unref (event);
     return TRUE;
   }
-  if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START) {
-    const gchar *id = NULL;
-
-    gst_event_parse_stream_start (event, &id);
-    g_free (self->stream_id);
-    self->stream_id = g_strdup (id);
-    self->source_queried = FALSE;
-  }
+  gst_cbir_stream_info_event (&self->stream, event);
   return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
 
@@ -1343,38 +1318,8 @@ static gboolean
 gst_cbir_search_set_caps (GstBaseTransform * trans, GstCaps * incaps,
     GstCaps * outcaps)
 {
-  GstCbirSearch *self = GST_CBIR_SEARCH (trans);
-  const GstStructure *st = gst_caps_get_structure (incaps, 0);
-  gint w = 0, h = 0;
-
-  if (!gst_structure_get_fraction (st, "framerate", &self->fps_n,
-          &self->fps_d)) {
-    self->fps_n = 0;
-    self->fps_d = 1;
-  }
-  gst_structure_get_int (st, "width", &w);
-  gst_structure_get_int (st, "height", &h);
-  self->width = (guint) MAX (w, 0);
-  self->height = (guint) MAX (h, 0);
+  gst_cbir_stream_info_set_caps (&GST_CBIR_SEARCH (trans)->stream, incaps);
   return TRUE;
-}
-
-/* Upstream's URI (a file or camera source answers), once per stream. */
-static void
-query_source (GstCbirSearch * self)
-{
-  GstQuery *q;
-  gchar *uri = NULL;
-
-  if (self->source_queried)
-    return;
-  self->source_queried = TRUE;
-  q = gst_query_new_uri ();
-  if (gst_pad_peer_query (GST_BASE_TRANSFORM_SINK_PAD (self), q))
-    gst_query_parse_uri (q, &uri);
-  gst_query_unref (q);
-  g_free (self->source);
-  self->source = uri;
 }
 
 /* Searches one embedding: hits into self->hits, the answer into a: how
@@ -1644,7 +1589,8 @@ gst_cbir_search_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   gpointer state = NULL;
   GstMeta *meta;
 
-  query_source (self);
+  gst_cbir_stream_info_query_source (&self->stream,
+      GST_BASE_TRANSFORM_SINK_PAD (self));
   /* the whole frame's embedding, or those of its regions */
   emb = NULL;
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
