@@ -878,12 +878,15 @@ gst_cbir_publish_render (GstBaseSink * sink, GstBuffer * buf)
   gchar *json;
   gsize len;
 
-  self->frames++;
+  /* (frames counts those seen before this one, as cbirsearch's does) */
   if (!gst_cbir_buffer_has_result (buf)) {
-    if (!self->cur_empty_frames)
+    if (!self->cur_empty_frames) {
+      self->frames++;
       return GST_FLOW_OK;
+    }
     frame = frame_structure (self, buf);
   }
+  self->frames++;
   json = gst_cbir_frame_to_json (buf, frame, self->cur_embedding);
   if (frame)
     gst_structure_free (frame);
