@@ -200,17 +200,17 @@ append_value (GString * s, const GValue * v)
   if (t == G_TYPE_BOOLEAN) {
     g_string_append (s, g_value_get_boolean (v) ? "true" : "false");
   } else if (t == G_TYPE_INT) {
-    g_string_append_printf (s, "%d", g_value_get_int (v));
+    cbir_json_append_int (s, g_value_get_int (v));
   } else if (t == G_TYPE_UINT) {
-    g_string_append_printf (s, "%u", g_value_get_uint (v));
+    cbir_json_append_uint (s, g_value_get_uint (v));
   } else if (t == G_TYPE_INT64) {
-    g_string_append_printf (s, "%" G_GINT64_FORMAT, g_value_get_int64 (v));
+    cbir_json_append_int (s, g_value_get_int64 (v));
   } else if (t == G_TYPE_UINT64) {
     /* GST_CLOCK_TIME_NONE and other "unknown" guint64s */
     if (g_value_get_uint64 (v) == G_MAXUINT64)
       g_string_append (s, "null");
     else
-      g_string_append_printf (s, "%" G_GUINT64_FORMAT, g_value_get_uint64 (v));
+      cbir_json_append_uint (s, g_value_get_uint64 (v));
   } else if (t == G_TYPE_FLOAT) {
     cbir_json_append_float (s, g_value_get_float (v));
   } else if (t == G_TYPE_DOUBLE) {
@@ -339,10 +339,15 @@ append_region (GString * s, GstBuffer * buf, const GstStructure * r,
   gint region_id = -1;
 
   g_string_append (s, "{\"x\":");
-  if (roi)
-    g_string_append_printf (s, "%u,\"y\":%u,\"width\":%u,\"height\":%u",
-        roi->x, roi->y, roi->w, roi->h);
-  else
+  if (roi) {
+    cbir_json_append_uint (s, roi->x);
+    g_string_append (s, ",\"y\":");
+    cbir_json_append_uint (s, roi->y);
+    g_string_append (s, ",\"width\":");
+    cbir_json_append_uint (s, roi->w);
+    g_string_append (s, ",\"height\":");
+    cbir_json_append_uint (s, roi->h);
+  } else
     g_string_append (s, "null,\"y\":null,\"width\":null,\"height\":null");
   append_fields (s, r, FALSE, &first);
   if (embedding) {
@@ -414,10 +419,12 @@ gst_cbir_frame_to_json (GstBuffer * buf, const GstStructure * frame,
     g_string_append_c (s, ',');
   g_string_append (s, "\"regions\":[");
   g_string_append_len (s, regions->str, regions->len);
-  g_string_append_printf (s, "],\"label\":%d,\"confidence\":", best.label);
+  g_string_append (s, "],\"label\":");
+  cbir_json_append_int (s, best.label);
+  g_string_append (s, ",\"confidence\":");
   append_number (s, best.confidence);
-  g_string_append_printf (s, ",\"match\":%s,\"match_score\":",
-      best.match ? "true" : "false");
+  g_string_append (s, best.match ? ",\"match\":true,\"match_score\":" :
+      ",\"match\":false,\"match_score\":");
   append_number (s, best.best_score);
   g_string_append_c (s, '}');
   g_string_free (regions, TRUE);

@@ -6,6 +6,7 @@
 #include "cbir/common.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void
@@ -27,24 +28,120 @@ cbir_json_append_double (GString *s, double v)
   g_string_append (s, buf);
 }
 
+/* v's P significant digits, correctly rounded (but for a product's last
+ * bit: a string that does not read back is found by the caller), in
+ * printf's %.Pg form: fixed for exponents -4 to P - 1, else d.ddde+XX;
+ * trailing zeros dropped. a = |v| > 0, x = floor (log10 (a)). */
+static void
+format_g (char *out, double a, int negative, int x, int prec)
+{
+  char dig[12];
+  int n, i;
+  /* (ties to even, as printf) */
+  guint64 m = (guint64) llrint (a * pow (10.0, prec - 1 - x));
+
+  if (m >= (guint64) llround (pow (10.0, prec))) {
+    m = (m + 5) / 10;
+    x++;
+  }
+  /* its digits, most significant first, trailing zeros dropped */
+  for (n = prec; n > 0; n--, m /= 10)
+    dig[n - 1] = (char) ('0' + m % 10);
+  for (n = prec; n > 1 && dig[n - 1] == '0'; n--);
+  if (negative)
+    *out++ = '-';
+  if (x < -4 || x >= prec) {
+    *out++ = dig[0];
+    if (n > 1) {
+      *out++ = '.';
+      memcpy (out, dig + 1, (size_t) n - 1);
+      out += n - 1;
+    }
+    *out++ = 'e';
+    *out++ = x < 0 ? '-' : '+';
+    x = abs (x);
+    if (x >= 100)
+      *out++ = (char) ('0' + x / 100);
+    *out++ = (char) ('0' + x / 10 % 10);
+    *out++ = (char) ('0' + x % 10);
+    *out = '\0';
+    return;
+  }
+  if (x < 0) {
+    *out++ = '0';
+    *out++ = '.';
+    for (i = -1; i > x; i--)
+      *out++ = '0';
+    memcpy (out, dig, (size_t) n);
+    out += n;
+  } else {
+    for (i = 0; i <= x; i++)
+      *out++ = i < n ? dig[i] : '0';
+    if (n > x + 1) {
+      *out++ = '.';
+      memcpy (out, dig + x + 1, (size_t) (n - x - 1));
+      out += n - x - 1;
+    }
+  }
+  *out = '\0';
+}
+
 void
 cbir_json_append_float (GString *s, float v)
 {
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  char buf[32];
+  double a = fabs ((double) v);
+  int x;
 
   if (!isfinite (v)) {
     g_string_append (s, "null");
     return;
   }
-  /* most floats need 6 to 9 digits: start at 6 */
+  if (v == 0) {
+    g_string_append (s, signbit (v) ? "-0" : "0");
+    return;
+  }
+  /* without printf (which is slow in a process where libquadmath, loaded
+   * with OpenBLAS, has registered its printf extensions): most floats
+   * need 6 to 9 digits, 9 always read back */
+  x = (int) floor (log10 (a));
+  if (a < pow (10.0, x))        /* (log10's rounding) */
+    x--;
+  else if (a >= pow (10.0, x + 1))
+    x++;
   for (int prec = 6; prec <= 9; prec++) {
-    char fmt[8];
-    g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
-    g_ascii_formatd (buf, sizeof buf, fmt, v);
+    format_g (buf, a, v < 0, x, prec);
     if ((float) g_ascii_strtod (buf, NULL) == v)
       break;
   }
   g_string_append (s, buf);
+}
+
+void
+cbir_json_append_int (GString *s, gint64 v)
+{
+  char buf[24], *p = buf + sizeof buf;
+  guint64 u = v < 0 ? (guint64) 0 - (guint64) v : (guint64) v;
+
+  do {
+    *--p = (char) ('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0)
+    *--p = '-';
+  g_string_append_len (s, p, buf + sizeof buf - p);
+}
+
+void
+cbir_json_append_uint (GString *s, guint64 v)
+{
+  char buf[24], *p = buf + sizeof buf;
+
+  do {
+    *--p = (char) ('0' + v % 10);
+    v /= 10;
+  } while (v);
+  g_string_append_len (s, p, buf + sizeof buf - p);
 }
 
 void

@@ -15,6 +15,10 @@ void cbir_json_append_double (GString *s, double v);
  * back as the same float. */
 void cbir_json_append_float (GString *s, float v);
 
+/* Integers, without printf. */
+void cbir_json_append_int (GString *s, gint64 v);
+void cbir_json_append_uint (GString *s, guint64 v);
+
 /* A JSON string: '"' and '\\' escaped, other control characters as \u00XX. */
 void cbir_json_append_string (GString *s, const char *str);
 
