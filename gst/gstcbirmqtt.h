@@ -1,12 +1,14 @@
 /* gst-cbir: one MQTT client (libmosquitto) for the plugin's two users:
  * cbirpublish's MQTT backend and cbirsearch's enrolment sync (internal).
  *
- * libmosquitto's own thread does the network and reconnects (1 s,
- * doubling up to reconnect_delay_max). Messages are handed to it while
- * connected; while not, they wait (at most max_queue together with those in
- * flight, the oldest dropped beyond) and go out, in order, as soon as the
- * connection is back. Messages in flight at QoS 1 and 2 are re-sent by
- * libmosquitto after a reconnection.
+ * The client's own network thread runs libmosquitto (unthreaded: a
+ * message is written by that thread at once, not handed on to a second
+ * one) and reconnects (1 s, doubling up to reconnect_delay_max). Messages
+ * wait up to linger_ms so that those close together leave in one batch;
+ * while the broker is away they wait (at most max_queue together with
+ * those in flight, the oldest dropped beyond) and go out, in order, as soon
+ * as the connection is back. Messages in flight at QoS 1 and 2 are re-sent
+ * by libmosquitto after a reconnection; at QoS 0 they are counted dropped.
  * SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
@@ -26,6 +28,7 @@ typedef struct
   gint qos;
   const gchar *subscribe;       /* a topic to receive, or NULL */
   guint max_queue;              /* waiting + in flight */
+  guint linger_ms;              /* how long a message may wait for others */
   guint reconnect_delay_max;    /* seconds */
   const gchar *tls_ca_file, *tls_cert_file, *tls_key_file;    /* or NULL */
 } GstCbirMqttSettings;
@@ -37,8 +40,8 @@ typedef enum
   GST_CBIR_MQTT_LOST,           /* the connection went away */
 } GstCbirMqttTrouble;
 
-/* Called from libmosquitto's thread (`delivered` with the client's lock
- * held: counted before a flush can see the message gone). */
+/* Called from the client's network thread (`delivered` with the client's
+ * lock held: counted before a flush can see the message gone). */
 typedef struct
 {
   void (*delivered) (gpointer user_data);

@@ -119,6 +119,9 @@ kafka_open (GstCbirPublish * el, const GstCbirPublishConfig * cfg,
   g_snprintf (num, sizeof num, "%d", cfg->acks);
   if (!set (conf, "acks", num, error))
     goto fail;
+  g_snprintf (num, sizeof num, "%u", cfg->linger);
+  if (!set (conf, "linger.ms", num, error))
+    goto fail;
   if (cfg->tls_ca_file && (!set (conf, "security.protocol", "ssl", error) ||
           !set (conf, "ssl.ca.location", cfg->tls_ca_file, error)))
     goto fail;

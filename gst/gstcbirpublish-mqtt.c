@@ -61,7 +61,8 @@ mqtt_open (GstCbirPublish * el, const GstCbirPublishConfig * cfg,
     GError ** error)
 {
   GstCbirMqttSettings s = { cfg->host, cfg->port, cfg->client_id, FALSE,
-    cfg->topic, cfg->qos, NULL, cfg->max_queue, cfg->reconnect_delay_max,
+    cfg->topic, cfg->qos, NULL, cfg->max_queue, cfg->linger,
+    cfg->reconnect_delay_max,
     cfg->tls_ca_file, cfg->tls_cert_file, cfg->tls_key_file
   };
   Mqtt *m = g_new0 (Mqtt, 1);

@@ -37,6 +37,12 @@
  * "dropped" (so far) and "held" (still undelivered then: given up, and
  * counted as dropped, when the element stops).
  *
+ * To brokers, each result is its own message; results that come within
+ * #GstCbirPublish:linger ms (default 5, librdkafka's own default) of the
+ * first wait for each other and leave together, which costs far less CPU
+ * per result at high frame rates (MQTT: one wake of the client's network
+ * thread and one TCP segment for the lot). linger=0 sends each at once.
+ *
  * Frames without a result (cbirencode found no digit) are skipped unless
  * #GstCbirPublish:empty-frames is set. Put it after a tee to keep the video
  * going:
@@ -130,6 +136,7 @@ gst_cbir_publish_format_get_type (void)
 #define DEFAULT_ACKS -1
 #define DEFAULT_MAX_QUEUE 1000
 #define DEFAULT_FLUSH_TIMEOUT 5000
+#define DEFAULT_LINGER 5        /* ms: librdkafka's linger.ms default */
 #define DEFAULT_RECONNECT_DELAY_MAX 30
 #define MQTT_DEFAULT_PORT 1883
 #define MQTT_DEFAULT_TOPIC "cbir/results"
@@ -156,6 +163,7 @@ enum
   PROP_MAX_QUEUE,
   PROP_RECONNECT_DELAY_MAX,
   PROP_FLUSH_TIMEOUT,
+  PROP_LINGER,
   PROP_EMBEDDING,
   PROP_EMPTY_FRAMES,
   PROP_PUBLISHED,
@@ -182,6 +190,7 @@ struct _GstCbirPublish
   guint max_queue;
   guint reconnect_delay_max;
   guint flush_timeout;
+  guint linger;
   gboolean embedding;
   gboolean empty_frames;
 
@@ -310,6 +319,13 @@ gst_cbir_publish_class_init (GstCbirPublishClass * klass)
           "the stream, how long to wait for held results to be delivered, "
           "in ms", 0, G_MAXINT, DEFAULT_FLUSH_TIMEOUT, G_PARAM_READWRITE |
           G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_LINGER,
+      g_param_spec_uint ("linger", "Linger", "MQTT and Kafka: how long, in "
+          "ms, a result may wait for the next ones so that they leave "
+          "together (each is still its own message): less CPU per result "
+          "at high frame rates, at most this much later; 0: each at once "
+          "(Kafka: linger.ms)", 0, 10000, DEFAULT_LINGER, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_EMBEDDING,
       g_param_spec_boolean ("embedding", "Embedding", "Add each region's "
           "code (\"embedding\": its floats)", FALSE, G_PARAM_READWRITE |
@@ -355,6 +371,7 @@ gst_cbir_publish_init (GstCbirPublish * self)
   self->max_queue = DEFAULT_MAX_QUEUE;
   self->reconnect_delay_max = DEFAULT_RECONNECT_DELAY_MAX;
   self->flush_timeout = DEFAULT_FLUSH_TIMEOUT;
+  self->linger = DEFAULT_LINGER;
   self->fd = -1;
   gst_cbir_stream_info_init (&self->stream);
   /* results are written as they come, not at the clock's pace */
@@ -448,6 +465,9 @@ gst_cbir_publish_set_property (GObject * object, guint prop_id,
     case PROP_FLUSH_TIMEOUT:
       self->flush_timeout = g_value_get_uint (value);
       break;
+    case PROP_LINGER:
+      self->linger = g_value_get_uint (value);
+      break;
     case PROP_EMBEDDING:
       self->embedding = g_value_get_boolean (value);
       break;
@@ -501,6 +521,9 @@ gst_cbir_publish_get_property (GObject * object, guint prop_id,
       break;
     case PROP_FLUSH_TIMEOUT:
       g_value_set_uint (value, self->flush_timeout);
+      break;
+    case PROP_LINGER:
+      g_value_set_uint (value, self->linger);
       break;
     case PROP_EMBEDDING:
       g_value_set_boolean (value, self->embedding);
@@ -725,6 +748,7 @@ broker_open (GstCbirPublish * self)
   c.kafka_config = g_strdup (self->kafka_config);
   c.max_queue = self->max_queue;
   c.reconnect_delay_max = self->reconnect_delay_max;
+  c.linger = self->linger;
   GST_OBJECT_UNLOCK (self);
 
   if (!kafka && !gst_cbir_parse_host_port (c.address, MQTT_DEFAULT_PORT,

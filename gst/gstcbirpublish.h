@@ -29,6 +29,7 @@ typedef struct
   gchar *kafka_config;          /* "key=value,..." */
   guint max_queue;              /* results held while the broker is away */
   guint reconnect_delay_max;    /* seconds */
+  guint linger;                 /* ms a result may wait for others */
 } GstCbirPublishConfig;
 
 /* A broker backend. open () returns its state or NULL with an error (bad

@@ -98,8 +98,9 @@ gst_cbir_sync_new (GstElement * element, const gchar * address,
   GstCbirSync *s;
   /* a persistent session, QoS 1: the broker keeps what we miss while away;
    * operations made here wait (up to 100,000) while it is */
+  /* (enrolments go out at once: linger 0) */
   GstCbirMqttSettings set = { NULL, 0, client_id, TRUE, topic, 1, topic,
-    100000, 10, NULL, NULL, NULL
+    100000, 0, 10, NULL, NULL, NULL
   };
   GstCbirMqttCallbacks callbacks = { NULL, NULL, on_trouble, on_connected,
     on_message
