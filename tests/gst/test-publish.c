@@ -828,6 +828,123 @@ GST_START_TEST (test_mqtt_no_broker)
 }
 
 GST_END_TEST;
+
+/* runs openssl with the arguments (space-separated) in dir */
+static void
+openssl (const gchar * args)
+{
+  gchar *cmd = g_strdup_printf ("openssl %s", args), **argv = NULL;
+  gchar *err_out = NULL;
+  gint status = -1;
+  GError *err = NULL;
+
+  fail_unless (g_shell_parse_argv (cmd, NULL, &argv, NULL));
+  fail_unless (g_spawn_sync (dir, argv, NULL, G_SPAWN_SEARCH_PATH |
+          G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL, &err_out, &status,
+          &err), "openssl (bash scripts/setup.sh installs it): %s",
+      err ? err->message : "?");
+  fail_unless (g_spawn_check_wait_status (status, NULL), "%s: %s", cmd,
+      err_out);
+  g_strfreev (argv);
+  g_free (err_out);
+  g_free (cmd);
+}
+
+/* A CA (ca-NAME.pem) and, with server, a certificate for 127.0.0.1 that
+ * it signed (server.pem, server.key); EC keys, valid two days. */
+static void
+make_ca (const gchar * name, gboolean server)
+{
+  gchar *args = g_strdup_printf ("req -x509 -newkey ec -pkeyopt "
+      "ec_paramgen_curve:prime256v1 -nodes -keyout ca-%s.key -out ca-%s.pem "
+      "-days 2 -subj /CN=cbir-test-%s", name, name, name);
+
+  openssl (args);
+  g_free (args);
+  if (!server)
+    return;
+  args = g_build_filename (dir, "san.cnf", NULL);
+  write_file (args, "subjectAltName=IP:127.0.0.1\n", -1);
+  g_free (args);
+  openssl ("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "-keyout server.key -out server.csr -subj /CN=127.0.0.1");
+  args = g_strdup_printf ("x509 -req -in server.csr -CA ca-%s.pem -CAkey "
+      "ca-%s.key -CAcreateserial -out server.pem -days 2 -extfile san.cnf",
+      name, name);
+  openssl (args);
+  g_free (args);
+}
+
+/* TLS: with the broker's CA every result arrives (through a TLS listener;
+ * the test subscribes on the broker's plain one); with another CA the
+ * broker is not trusted: a warning names it, nothing is published, the
+ * stream still runs to its end. */
+GST_START_TEST (test_mqtt_tls)
+{
+  Broker b = { 0, };
+  Sub s = { 0, };
+  guint tls_port = free_port (), i;
+  gchar *text, *props, *ca;
+  GstMessage *m;
+  GError *err = NULL;
+  Rig r;
+
+  make_ca ("good", TRUE);
+  make_ca ("other", FALSE);
+  b.port = free_port ();
+  b.conf = g_build_filename (dir, "mosquitto.conf", NULL);
+  text = g_strdup_printf ("per_listener_settings false\n"
+      "allow_anonymous true\nuser %s\nlistener %u 127.0.0.1\n"
+      "listener %u 127.0.0.1\ncafile %s/ca-good.pem\n"
+      "certfile %s/server.pem\nkeyfile %s/server.key\n",
+      g_get_user_name (), b.port, tls_port, dir, dir, dir);
+  write_file (b.conf, text, -1);
+  g_free (text);
+  broker_start (&b);
+  for (i = 0; i < 200 && !port_open (tls_port); i++)
+    g_usleep (25000);
+  sub_start (&s, b.port, "cbir/tls");
+
+  ca = g_build_filename (dir, "ca-good.pem", NULL);
+  props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
+      "tls-ca-file=%s flush-timeout=10000", tls_port, ca);
+  rig_init (&r, props);
+  for (i = 0; i < 10; i++)
+    rig_push (&r, i);
+  rig_eos (&r);
+  fail_unless_equals_int (sub_wait (&s, 10), 10);
+  assert_frames (&s, 10);
+  fail_unless_equals_uint64 (rig_count (&r, "published"), 10);
+  rig_clear (&r);
+  g_free (props);
+  g_free (ca);
+
+  ca = g_build_filename (dir, "ca-other.pem", NULL);
+  props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
+      "tls-ca-file=%s flush-timeout=200", tls_port, ca);
+  rig_init (&r, props);
+  for (i = 0; i < 5; i++)
+    rig_push (&r, i);
+  rig_eos (&r);
+  m = rig_message (&r, GST_MESSAGE_WARNING, NULL);
+  fail_unless (m != NULL, "no warning about the untrusted broker");
+  gst_message_parse_warning (m, &err, NULL);
+  text = g_strdup_printf ("127.0.0.1:%u", tls_port);
+  fail_unless (strstr (err->message, text), "%s", err->message);
+  g_free (text);
+  g_error_free (err);
+  gst_message_unref (m);
+  fail_unless_equals_uint64 (rig_count (&r, "published"), 0);
+  rig_clear (&r);
+  g_free (props);
+  g_free (ca);
+
+  sub_stop (&s);
+  broker_stop (&b, SIGTERM);
+  g_free (b.conf);
+}
+
+GST_END_TEST;
 #endif
 
 #if !defined (CBIR_NO_KAFKA) && !defined (__SANITIZE_THREAD__)
@@ -942,6 +1059,7 @@ cbirpublish_suite (void)
 #ifndef CBIR_NO_MQTT
   tcase_add_test (tc, test_mqtt_broker_restart);
   tcase_add_test (tc, test_mqtt_no_broker);
+  tcase_add_test (tc, test_mqtt_tls);
 #endif
 #if !defined (CBIR_NO_KAFKA) && !defined (__SANITIZE_THREAD__)
   /* (not under ThreadSanitizer: librdkafka starts its threads with C11
