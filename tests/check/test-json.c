@@ -46,7 +46,7 @@ check_float (float v, guint * differ)
 START_TEST (test_float_edges)
 {
   const float values[] = { 1, -1, 0.5f, 0.1f, 0.8f, 1e-5f, 1e-4f, 9.9999e-5f,
-    123456, 1234567, 12345678, 123456789, 1e6f, 1e7f, 999999.5f, 0.12311351f,
+    123456, 1234567, 12345678, 123456792.f, 1e6f, 1e7f, 999999.5f, 0.12311351f,
     0.5703654f, FLT_MAX, -FLT_MAX, FLT_MIN, FLT_TRUE_MIN, 1e38f, 3.0e-45f,
     100, 1000, 0.001f, 9.5f, 99.5f, 0.25f, 65536, 16777216, 1.0e-40f
   };
