@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLICE 8                 /* rows of a slice of the solver's matrix */
 
 struct _CbirGraph
 {
@@ -27,13 +26,12 @@ struct _CbirGraph
   /* The solver's copy of the matrix: items renumbered in breadth-first
    * order of the graph (order[new] = old, rank[old] = new), so that a
    * row's neighbours sit close together in the vectors (random gathers
-   * over the whole gallery measured 2.6x slower), stored as slices of
-   * SLICE rows padded to the slice's longest row rounded up to 8 (padding:
-   * the row itself, weight 0): the inner loop has one length in a slice
-   * and gathers 8 at a time, and short rows do not pay for the longest
-   * row of the whole graph (sliced ELL). */
-  guint *slice_w;               /* n_slices */
-  gsize *slice_off;             /* n_slices: first entry of the slice */
+   * over the whole gallery measured 2.6x slower), each row padded to a
+   * multiple of 8 entries (padding: the row itself, weight 0) so that the
+   * inner loop gathers 8 at a time. (Padding each slice of 8 rows to its
+   * longest row, as before, made 1.5-1.9x the gathers: mutual k-NN rows
+   * have 1 to k entries.) */
+  gsize *row_off;               /* n + 1: first entry of each row */
   gint32 *ell_nbrs;
   float *ell_weights;
   guint *order;
@@ -51,9 +49,8 @@ struct _CbirGraph
 static inline guint
 ell_row (const CbirGraph *g, guint r, gsize *base)
 {
-  guint w = g->slice_w[r / SLICE];
-  *base = g->slice_off[r / SLICE] + (gsize) (r % SLICE) * w;
-  return w;
+  *base = g->row_off[r];
+  return (guint) (g->row_off[r + 1] - g->row_off[r]);
 }
 
 /* Breadth-first order over the components, each started from its
@@ -89,21 +86,15 @@ static void
 graph_make_ell (CbirGraph *g)
 {
   graph_make_order (g);
-  guint n_slices = (g->n + SLICE - 1) / SLICE;
-  g->slice_w = g_new (guint, MAX (n_slices, 1));
-  g->slice_off = g_new (gsize, MAX (n_slices, 1));
+  g->row_off = g_new (gsize, (gsize) g->n + 1);
   gsize total = 0;
-  for (guint sl = 0; sl < n_slices; sl++) {
-    guint w = 0;
-    for (guint r = sl * SLICE; r < MIN (g->n, (sl + 1) * SLICE); r++) {
-      guint i = g->order[r];
-      w = MAX (w, (guint) (g->offsets[i + 1] - g->offsets[i]));
-    }
-    w = (w + 7) / 8 * 8;
-    g->slice_w[sl] = w;
-    g->slice_off[sl] = total;
-    total += (gsize) w * SLICE;
+  for (guint r = 0; r < g->n; r++) {
+    guint i = g->order[r];
+    guint w = (guint) (g->offsets[i + 1] - g->offsets[i]);
+    g->row_off[r] = total;
+    total += (w + 7) / 8 * 8;
   }
+  g->row_off[g->n] = total;
   g->ell_nbrs = g_new (gint32, MAX (total, 1));
   g->ell_weights = g_new (float, MAX (total, 1));
   for (guint r = 0; r < g->n; r++) {
@@ -144,8 +135,7 @@ cbir_graph_free (CbirGraph *g)
   g_free (g->own_weights);
   g_free (g->ell_nbrs);
   g_free (g->ell_weights);
-  g_free (g->slice_w);
-  g_free (g->slice_off);
+  g_free (g->row_off);
   g_free (g->order);
   g_free (g->rank);
   g_free (g->own_eig_vecs);
@@ -208,12 +198,10 @@ cbir_graph_checksum (const CbirGraph *g)
 gsize
 cbir_graph_memory_bytes (const CbirGraph *g)
 {
-  guint n_slices = (g->n + SLICE - 1) / SLICE;
-  gsize ell = n_slices ? g->slice_off[n_slices - 1]
-      + (gsize) g->slice_w[n_slices - 1] * SLICE : 0;
+  gsize ell = g->row_off ? g->row_off[g->n] : 0;
   gsize own = g->own_offsets ? 4 * ((gsize) g->n + 1) + 8 * g->nnz : 0;
   return own + 8 * ell + 2 * 4 * (gsize) g->n
-      + n_slices * (sizeof (guint) + sizeof (gsize))
+      + sizeof (gsize) * ((gsize) g->n + 1)
       + (g->own_eig_vecs ? 4 * (gsize) g->n * g->eig_r : 0);
 }
 
@@ -454,6 +442,7 @@ cbir_diffusion_params_init (CbirDiffusionParams *p)
   p->tolerance = 1e-6f;
   p->keep_first = CBIR_DIFFUSION_DEFAULT_KEEP_FIRST;
   p->low_rank = FALSE;
+  p->warm_start = FALSE;
 }
 
 gboolean
@@ -555,7 +544,8 @@ apply_func (void)
  *   pass 1: f += a d, r -= a Ad, |r|^2;  beta = |r|^2 / |r_old|^2
  *   pass 2: Ar, d = r + beta d, Ad = Ar + beta Ad, d.Ad;  a = |r|^2 / d.Ad
  * (Ad by the recurrence, so one matrix product a step; pass 2 reads r
- * everywhere, written by pass 1, and writes only its own rows). */
+ * everywhere, written by pass 1, and writes only its own rows).
+ *   pass 3 (a warm start, once): r = y - Af, |r|^2 */
 #define SOLVE_BLOCK 2048
 
 typedef struct
@@ -581,6 +571,12 @@ solve_block (gpointer data, guint blk)
     for (guint i = i0; i < i1; i++) {
       c->f[i] += a * c->d[i];
       c->r[i] -= a * c->ad[i];
+      acc += (double) c->r[i] * c->r[i];
+    }
+  } else if (c->pass == 3) {
+    c->apply (c->g, c->alpha, c->f, c->ar, i0, i1);
+    for (guint i = i0; i < i1; i++) {
+      c->r[i] -= c->ar[i];
       acc += (double) c->r[i] * c->r[i];
     }
   } else {
@@ -634,7 +630,6 @@ cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
     scratch + 2 * (gsize) n, scratch + 3 * (gsize) n, 0.f, 0.f,
     n_blocks <= 64 ? part_stack : g_new (double, n_blocks), 0
   };
-  memset (f, 0, sizeof (float) * n);
   memset (c.r, 0, sizeof (float) * n);
   memset (c.d, 0, sizeof (float) * n);
   memset (c.ad, 0, sizeof (float) * n);
@@ -644,6 +639,15 @@ cbir_diffusion_solve_full (const CbirGraph *g, const guint *seeds,
   for (guint i = 0; i < n; i++)
     rr += (double) c.r[i] * c.r[i];
   double stop = (double) p->tolerance * p->tolerance * rr;
+  if (p->warm_start) {
+    /* the start, into the solver's numbering (ar is free), r = y - Af */
+    for (guint i = 0; i < n; i++)
+      c.ar[g->rank[i]] = f[i];
+    memcpy (f, c.ar, sizeof (float) * n);
+    rr = solve_pass (&c, 3, n_blocks, runner, runner_data);
+  } else {
+    memset (f, 0, sizeof (float) * n);
+  }
   guint it = 0;
   if (rr > 0) {
     c.beta = 0.f;               /* d = r, Ad = Ar */
