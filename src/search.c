@@ -1654,7 +1654,8 @@ diffuse_one (CbirSearcher *s, const float *query, Query *qq,
   if (s->dp.low_rank) {
     cbir_diffusion_low_rank (s->graph, d->seed_idx, d->seed_w, ms,
         s->dp.alpha, d->f);
-    return m;
+    if (!s->dp.warm_start)
+      return m;
   }
   /* a single query spreads the solver's row blocks over the pool */
   cbir_diffusion_solve_full (s->graph, d->seed_idx, d->seed_w, ms, &s->dp,

@@ -86,6 +86,8 @@ typedef struct
                                  * (at most query_k) */
   gboolean low_rank;            /* the graph's low-rank form instead of the
                                  * solver (the graph needs its spectrum) */
+  gboolean warm_start;          /* with low_rank: the solver's iterations,
+                                 * started from the low-rank form */
 } CbirDiffusionParams;
 
 /* alpha 0.99, query_k 10, 20 iterations, tolerance 1e-6. */
@@ -94,9 +96,10 @@ void cbir_diffusion_params_init (CbirDiffusionParams *p);
 gboolean cbir_diffusion_params_check (const CbirDiffusionParams *p,
     GError **error);
 
-/* Solves (I - alpha S) f = y by conjugate gradients from f = 0, y given
- * sparsely: m seeds (gallery items) with weights. f: n floats; scratch:
- * 4 n floats. Returns the steps taken. */
+/* Solves (I - alpha S) f = y by conjugate gradients from f = 0 (with
+ * p->warm_start: from what f holds), y given sparsely: m seeds (gallery
+ * items) with weights. f: n floats; scratch: 4 n floats. Returns the steps
+ * taken. */
 guint cbir_diffusion_solve (const CbirGraph *g, const guint *seeds,
     const float *seed_weights, guint m, const CbirDiffusionParams *p,
     float *f, float *scratch);

@@ -43,6 +43,7 @@ static gint opt_graph_rank = 0;
 static gdouble opt_diff_alpha = CBIR_DIFFUSION_DEFAULT_ALPHA;
 static gdouble opt_graph_power = CBIR_GRAPH_DEFAULT_POWER;
 static gboolean opt_no_graph;
+static gboolean opt_diff_warm;
 static gdouble opt_dba_alpha = CBIR_DBA_DEFAULT_ALPHA;
 static gdouble opt_qe_alpha = CBIR_QE_DEFAULT_ALPHA;
 static gboolean opt_baselines, opt_no_model_row, opt_quiet;
@@ -104,6 +105,9 @@ static GOptionEntry entries[] = {
   {"graph-rank", 0, 0, G_OPTION_ARG_INT, &opt_graph_rank,
       "Low-rank diffusion: keep the graph's R largest eigenpairs and diffuse "
       "with them instead of the solver (0 = exact, the default)", "R"},
+  {"diffusion-warm", 0, 0, G_OPTION_ARG_NONE, &opt_diff_warm,
+      "With --graph-rank: --diffusion-iterations solver steps started from "
+      "the low-rank form", NULL},
   {"diffusion-keep-first", 0, 0, G_OPTION_ARG_INT, &opt_diff_keep_first,
       "The plain search's first N hits stay first (default 1)", "N"},
   {"baselines", 'b', 0, G_OPTION_ARG_NONE, &opt_baselines,
@@ -282,6 +286,7 @@ evaluate (const char *name, const CbirGallery *g, CbirMetric metric,
   diffusion_params_from_options (&dp);
   const CbirGraph *graph = diffusion ? cbir_gallery_get_graph (g) : NULL;
   dp.low_rank = graph && cbir_graph_get_rank (graph) > 0;
+  dp.warm_start = dp.low_rank && opt_diff_warm;
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g, metric, shortlist,
       threads, error);
   if (!s || !cbir_searcher_set_query_expansion (s, qe_k,

@@ -176,6 +176,19 @@ main (int argc, char **argv)
     g_autofree char *lname = g_strdup_printf ("diffusion, low rank %d",
         opt_rank);
     measure (lname, sl, q, nq, dim);
+    /* the solver started from the low-rank form */
+    const guint warm[] = { 3, 5, 8 };
+    for (guint i = 0; i < G_N_ELEMENTS (warm); i++) {
+      p.warm_start = TRUE;
+      p.iterations = warm[i];
+      if (!cbir_searcher_set_diffusion (sl, lr, &p, &err)) {
+        fprintf (stderr, "bench-diffusion: %s\n", err->message);
+        return 1;
+      }
+      g_autofree char *wname = g_strdup_printf ("low rank %d + %u CG steps",
+          opt_rank, warm[i]);
+      measure (wname, sl, q, nq, dim);
+    }
     if (tl[1] == 1)
       break;
   }
