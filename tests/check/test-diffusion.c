@@ -233,6 +233,26 @@ START_TEST (test_solve_dense)
   ck_assert_uint_le (early, steps);
   for (guint i = 0; i < N; i++)
     ck_assert (fabs (f[i] - want[i]) <= 1e-3 * fmax);
+  /* a warm start (f holds it, gallery order): from the answer itself no
+   * step is needed; from a wrong start the answer is still reached */
+  cbir_diffusion_params_init (&p);
+  p.warm_start = TRUE;
+  p.iterations = 1000;
+  p.tolerance = 1e-4f;
+  for (guint i = 0; i < N; i++)
+    f[i] = (float) want[i];
+  ck_assert_uint_eq (cbir_diffusion_solve (g, seeds, sw, 3, &p, f, scratch),
+      0);
+  for (guint i = 0; i < N; i++)
+    ck_assert (fabs (f[i] - want[i]) <= 1e-6 * fmax);
+  p.tolerance = 0.f;
+  for (guint i = 0; i < N; i++)
+    f[i] = (float) (want[i] + 0.3 * fmax * ((gint) (i * 7 % 5) - 2));
+  ck_assert_uint_ge (cbir_diffusion_solve (g, seeds, sw, 3, &p, f, scratch),
+      1);
+  for (guint i = 0; i < N; i++)
+    ck_assert_msg (fabs (f[i] - want[i]) <= 1e-4 * fmax, "warm f[%u] %g, "
+        "want %g", i, f[i], want[i]);
 }
 END_TEST
 
