@@ -18,9 +18,7 @@ import argparse
 import importlib.util
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,20 +62,9 @@ def main():
     print("%-10s %12s %12s" % ("pipelines", "median ms", "p90 ms"))
     for n in (int(x) for x in args.n.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            port = test_sync.free_port()
-            conf = os.path.join(tmp, "mosquitto.conf")
-            with open(conf, "w") as f:
-                f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
-            broker = subprocess.Popen([mosquitto, "-c", conf],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            broker, port = test_sync.start_broker(mosquitto, tmp)
             workers = []
             try:
-                for _ in range(100):
-                    try:
-                        socket.create_connection(("127.0.0.1", port), 0.1).close()
-                        break
-                    except OSError:
-                        time.sleep(0.05)
                 for i in range(n):
                     d = os.path.join(tmp, "m%d" % i)
                     os.mkdir(d)

@@ -115,6 +115,23 @@ def free_port():
     return port
 
 
+def start_broker(mosquitto, tmp):
+    """mosquitto on 127.0.0.1 and a free port, listening: (process, port)"""
+    port = free_port()
+    conf = os.path.join(tmp, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
+    broker = subprocess.Popen([mosquitto, "-c", conf], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return broker, port
+
+
 def main():
     Gst.init(None)
     mosquitto = os.environ.get("CBIR_MOSQUITTO") or shutil.which("mosquitto") \
@@ -138,19 +155,8 @@ def main():
         assert m and m.type == Gst.MessageType.EOS, "gallery"
         shutil.copy(galleries[0], galleries[1])   # the same gallery, two machines
 
-        port = free_port()
-        conf = os.path.join(tmp, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port)
-        broker = subprocess.Popen([mosquitto, "-c", conf], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        broker, port = start_broker(mosquitto, tmp)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             a = Worker(model, galleries[0], port, "cbir-test-a")
             b = Worker(model, galleries[1], port, "cbir-test-b")
             assert a.ask("push 40")["first"] < 32       # image 40: not in the gallery
