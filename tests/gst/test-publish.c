@@ -850,8 +850,9 @@ openssl (const gchar * args)
   g_free (cmd);
 }
 
-/* A CA (ca-NAME.pem) and, with server, a certificate for 127.0.0.1 that
- * it signed (server.pem, server.key); EC keys, valid two days. */
+/* A CA (ca-NAME.pem) and, with server, certificates that it signed: one
+ * for 127.0.0.1 (server.pem, server.key) and a client's (client.pem,
+ * client.key); EC keys, valid two days. */
 static void
 make_ca (const gchar * name, gboolean server)
 {
@@ -873,21 +874,57 @@ make_ca (const gchar * name, gboolean server)
       name, name);
   openssl (args);
   g_free (args);
+  openssl ("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+      "-keyout client.key -out client.csr -subj /CN=cbir-test-client");
+  args = g_strdup_printf ("x509 -req -in client.csr -CA ca-%s.pem -CAkey "
+      "ca-%s.key -CAcreateserial -out client.pem -days 2", name, name);
+  openssl (args);
+  g_free (args);
+}
+
+/* publishes n frames with props; returns how many the broker took */
+static guint64
+publish_frames (const gchar * props, guint n, gboolean expect_warning,
+    guint port)
+{
+  GstMessage *m;
+  GError *err = NULL;
+  guint64 published;
+  gchar *where;
+  Rig r;
+  guint i;
+
+  rig_init (&r, props);
+  for (i = 0; i < n; i++)
+    rig_push (&r, i);
+  rig_eos (&r);
+  if (expect_warning) {
+    m = rig_message (&r, GST_MESSAGE_WARNING, NULL);
+    fail_unless (m != NULL, "no warning about the broker (%s)", props);
+    gst_message_parse_warning (m, &err, NULL);
+    where = g_strdup_printf ("127.0.0.1:%u", port);
+    fail_unless (strstr (err->message, where), "%s", err->message);
+    g_free (where);
+    g_error_free (err);
+    gst_message_unref (m);
+  }
+  published = rig_count (&r, "published");
+  rig_clear (&r);
+  return published;
 }
 
 /* TLS: with the broker's CA every result arrives (through a TLS listener;
  * the test subscribes on the broker's plain one); with another CA the
  * broker is not trusted: a warning names it, nothing is published, the
- * stream still runs to its end. */
+ * stream still runs to its end. A listener that requires a client
+ * certificate takes tls-cert-file and tls-key-file, and refuses a client
+ * without them. */
 GST_START_TEST (test_mqtt_tls)
 {
   Broker b = { 0, };
   Sub s = { 0, };
-  guint tls_port = free_port (), i;
-  gchar *text, *props, *ca;
-  GstMessage *m;
-  GError *err = NULL;
-  Rig r;
+  guint tls_port = free_port (), cert_port = free_port (), i;
+  gchar *text, *props;
 
   make_ca ("good", TRUE);
   make_ca ("other", FALSE);
@@ -896,48 +933,41 @@ GST_START_TEST (test_mqtt_tls)
   text = g_strdup_printf ("per_listener_settings false\n"
       "allow_anonymous true\nuser %s\nlistener %u 127.0.0.1\n"
       "listener %u 127.0.0.1\ncafile %s/ca-good.pem\n"
-      "certfile %s/server.pem\nkeyfile %s/server.key\n",
-      g_get_user_name (), b.port, tls_port, dir, dir, dir);
+      "certfile %s/server.pem\nkeyfile %s/server.key\n"
+      "listener %u 127.0.0.1\ncafile %s/ca-good.pem\n"
+      "certfile %s/server.pem\nkeyfile %s/server.key\n"
+      "require_certificate true\n", g_get_user_name (), b.port, tls_port,
+      dir, dir, dir, cert_port, dir, dir, dir);
   write_file (b.conf, text, -1);
   g_free (text);
   broker_start (&b);
-  for (i = 0; i < 200 && !port_open (tls_port); i++)
+  for (i = 0; i < 200 && !(port_open (tls_port) && port_open (cert_port));
+      i++)
     g_usleep (25000);
   sub_start (&s, b.port, "cbir/tls");
 
-  ca = g_build_filename (dir, "ca-good.pem", NULL);
   props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
-      "tls-ca-file=%s flush-timeout=10000", tls_port, ca);
-  rig_init (&r, props);
-  for (i = 0; i < 10; i++)
-    rig_push (&r, i);
-  rig_eos (&r);
+      "tls-ca-file=%s/ca-good.pem flush-timeout=10000", tls_port, dir);
+  fail_unless_equals_uint64 (publish_frames (props, 10, FALSE, tls_port), 10);
   fail_unless_equals_int (sub_wait (&s, 10), 10);
   assert_frames (&s, 10);
-  fail_unless_equals_uint64 (rig_count (&r, "published"), 10);
-  rig_clear (&r);
   g_free (props);
-  g_free (ca);
 
-  ca = g_build_filename (dir, "ca-other.pem", NULL);
   props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
-      "tls-ca-file=%s flush-timeout=200", tls_port, ca);
-  rig_init (&r, props);
-  for (i = 0; i < 5; i++)
-    rig_push (&r, i);
-  rig_eos (&r);
-  m = rig_message (&r, GST_MESSAGE_WARNING, NULL);
-  fail_unless (m != NULL, "no warning about the untrusted broker");
-  gst_message_parse_warning (m, &err, NULL);
-  text = g_strdup_printf ("127.0.0.1:%u", tls_port);
-  fail_unless (strstr (err->message, text), "%s", err->message);
-  g_free (text);
-  g_error_free (err);
-  gst_message_unref (m);
-  fail_unless_equals_uint64 (rig_count (&r, "published"), 0);
-  rig_clear (&r);
+      "tls-ca-file=%s/ca-other.pem flush-timeout=200", tls_port, dir);
+  fail_unless_equals_uint64 (publish_frames (props, 5, TRUE, tls_port), 0);
   g_free (props);
-  g_free (ca);
+
+  props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
+      "tls-ca-file=%s/ca-good.pem flush-timeout=200", cert_port, dir);
+  fail_unless_equals_uint64 (publish_frames (props, 5, TRUE, cert_port), 0);
+  g_free (props);
+  props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u topic=cbir/tls "
+      "tls-ca-file=%s/ca-good.pem tls-cert-file=%s/client.pem "
+      "tls-key-file=%s/client.key flush-timeout=10000", cert_port, dir, dir,
+      dir);
+  fail_unless_equals_uint64 (publish_frames (props, 5, FALSE, cert_port), 5);
+  g_free (props);
 
   sub_stop (&s);
   broker_stop (&b, SIGTERM);
