@@ -546,7 +546,7 @@ apply_func (void)
  * (Ad by the recurrence, so one matrix product a step; pass 2 reads r
  * everywhere, written by pass 1, and writes only its own rows).
  *   pass 3 (a warm start, once): r = y - Af, |r|^2 */
-#define SOLVE_BLOCK 2048
+#define SOLVE_BLOCK CBIR_DIFFUSION_BLOCK_ROWS
 
 typedef struct
 {

@@ -1657,10 +1657,15 @@ diffuse_one (CbirSearcher *s, const float *query, Query *qq,
     if (!s->dp.warm_start)
       return m;
   }
-  /* a single query spreads the solver's row blocks over the pool */
+  /* a single query spreads the solver's row blocks over the pool when
+   * there are at least 4 a thread: each of the 40 passes ends with the
+   * threads waiting on each other, which costs more than it saves on a
+   * few blocks (MNIST-10k, 5 blocks: 2 threads slower than 1, the whole
+   * pipeline 255 against 320 frames/s; 60,000 items, 30 blocks: faster) */
+  gboolean split = may_split && s->n_threads > 1 &&
+      cbir_graph_size (s->graph) >= 4 * CBIR_DIFFUSION_BLOCK_ROWS * s->n_threads;
   cbir_diffusion_solve_full (s->graph, d->seed_idx, d->seed_w, ms, &s->dp,
-      d->f, d->solver, may_split && s->n_threads > 1 ? diffusion_runner
-      : NULL, s->pool);
+      d->f, d->solver, split ? diffusion_runner : NULL, s->pool);
   return m;
 }
 

@@ -31,6 +31,9 @@ G_BEGIN_DECLS
 #define CBIR_DIFFUSION_DEFAULT_QUERY_K 10
 #define CBIR_DIFFUSION_DEFAULT_ITERATIONS 20
 #define CBIR_DIFFUSION_DEFAULT_KEEP_FIRST 1
+/* The solver's passes run over blocks of this many rows (the unit that a
+ * CbirTaskRunner spreads over threads). */
+#define CBIR_DIFFUSION_BLOCK_ROWS 2048
 
 typedef struct _CbirGraph CbirGraph;
 
