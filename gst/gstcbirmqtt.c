@@ -23,6 +23,8 @@ GST_DEBUG_CATEGORY_EXTERN (gst_cbir_publish_debug);
 /* how often the network thread looks at the connection when nothing
  * happens (keep-alive pings, reconnection) */
 #define TICK_MS 1000
+/* the longest wait before the broker's acknowledgements are read */
+#define READ_LINGER_MS 5
 
 typedef struct
 {
@@ -275,6 +277,7 @@ send_pending (GstCbirMqtt * c)
   c->send_at = c->pending.length > 0 ? g_get_monotonic_time () : 0;
   g_mutex_unlock (&c->lock);
 
+  GST_LOG ("sending %u results to %s", batch.length, c->where);
   corked = batch.length > 1 && sock >= 0 &&
       setsockopt (sock, IPPROTO_TCP, TCP_CORK, &on, sizeof on) == 0;
   while ((it = g_queue_pop_head (&batch))) {
@@ -399,7 +402,9 @@ network_thread (gpointer data)
     disconnects = c->disconnects;
     if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
       rc = mosquitto_loop_read (c->mosq, 1);
-      read_at = g_get_monotonic_time () + (gint64) c->linger_ms * 1000;
+      /* (at most READ_LINGER_MS: acknowledgements free room in the queue) */
+      read_at = g_get_monotonic_time () +
+          (gint64) MIN (c->linger_ms, READ_LINGER_MS) * 1000;
     }
     if (rc == MOSQ_ERR_SUCCESS && mosquitto_socket (c->mosq) >= 0 &&
         mosquitto_want_write (c->mosq))
@@ -478,6 +483,11 @@ gst_cbir_mqtt_publish (GstCbirMqtt * c, gchar * payload, gsize len)
    * rest wait with it */
   if (c->send_at == 0) {
     c->send_at = g_get_monotonic_time () + (gint64) c->linger_ms * 1000;
+    wake_locked (c);
+  } else if (c->connected && c->pending.length >= MAX (c->max_queue / 2, 1)) {
+    /* a batch of half the queue goes now, lingering or not: waiting
+     * longer would drop results */
+    c->send_at = g_get_monotonic_time ();
     wake_locked (c);
   }
   g_mutex_unlock (&c->lock);

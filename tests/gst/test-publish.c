@@ -829,6 +829,49 @@ GST_START_TEST (test_mqtt_no_broker)
 
 GST_END_TEST;
 
+/* linger: results wait for each other (none arrives while the first
+ * lingers), but never so long that the queue drops any: half the queue
+ * goes at once; the end of the stream sends the rest. */
+GST_START_TEST (test_mqtt_linger)
+{
+  Broker b = { 0, };
+  Sub s = { 0, };
+  gchar *props;
+  Rig r;
+  guint i;
+
+  broker_start (&b);
+  sub_start (&s, b.port, "cbir/linger");
+  props = g_strdup_printf ("method=mqtt address=127.0.0.1:%u "
+      "topic=cbir/linger linger=10000 max-queue=20 flush-timeout=10000",
+      b.port);
+  rig_init (&r, props);
+  for (i = 0; i < 2; i++)
+    rig_push (&r, i);
+  g_usleep (500000);
+  fail_unless_equals_int (sub_distinct (&s), 0);
+  /* 200 frames/s: the broker acknowledges each batch long before the
+   * next */
+  for (i = 2; i < 60; i++) {
+    rig_push (&r, i);
+    g_usleep (5000);
+  }
+  /* 50 of 60 leave in batches of 10 (half of max-queue) */
+  fail_unless (sub_wait (&s, 50) >= 50, "lingering results were held back");
+  rig_eos (&r);
+  fail_unless_equals_int (sub_wait (&s, 60), 60);
+  assert_frames (&s, 60);
+  fail_unless_equals_uint64 (rig_count (&r, "published"), 60);
+  fail_unless_equals_uint64 (rig_count (&r, "dropped"), 0);
+  rig_clear (&r);
+  sub_stop (&s);
+  broker_stop (&b, SIGTERM);
+  g_free (b.conf);
+  g_free (props);
+}
+
+GST_END_TEST;
+
 /* runs openssl with the arguments (space-separated) in dir */
 static void
 openssl (const gchar * args)
@@ -1090,6 +1133,7 @@ cbirpublish_suite (void)
   tcase_add_test (tc, test_mqtt_broker_restart);
   tcase_add_test (tc, test_mqtt_no_broker);
   tcase_add_test (tc, test_mqtt_tls);
+  tcase_add_test (tc, test_mqtt_linger);
 #endif
 #if !defined (CBIR_NO_KAFKA) && !defined (__SANITIZE_THREAD__)
   /* (not under ThreadSanitizer: librdkafka starts its threads with C11
