@@ -41,7 +41,9 @@
  * #GstCbirPublish:linger ms (default 5, librdkafka's own default) of the
  * first wait for each other and leave together, which costs far less CPU
  * per result at high frame rates (MQTT: one wake of the client's network
- * thread and one TCP segment for the lot). linger=0 sends each at once.
+ * thread and one TCP segment for the lot). linger=0 sends each at once;
+ * half of #GstCbirPublish:max-queue waiting goes out at once whatever the
+ * linger.
  *
  * Frames without a result (cbirencode found no digit) are skipped unless
  * #GstCbirPublish:empty-frames is set. Put it after a tee to keep the video
