@@ -366,8 +366,8 @@ network_thread (gpointer data)
       timeout = (gint) CLAMP ((retry_at - now) / 1000, 0, TICK_MS);
     else if (c->connected && c->send_at && c->in_flight < c->max_queue)
       timeout = (gint) CLAMP ((c->send_at - now + 999) / 1000, 0, TICK_MS);
-    /* the broker's acknowledgements are read at most every linger_ms too:
-     * one wake for many of them */
+    /* the broker's acknowledgements are read at most every linger_ms (up
+     * to READ_LINGER_MS): one wake for many of them */
     reading = sock >= 0 && now >= read_at;
     if (sock >= 0 && !reading)
       timeout = MIN (timeout, (gint) ((read_at - now + 999) / 1000));
