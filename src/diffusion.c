@@ -26,12 +26,13 @@ struct _CbirGraph
   /* The solver's copy of the matrix: items renumbered in breadth-first
    * order of the graph (order[new] = old, rank[old] = new), so that a
    * row's neighbours sit close together in the vectors (random gathers
-   * over the whole gallery measured 2.6x slower), each row padded to a
-   * multiple of 8 entries (padding: the row itself, weight 0) so that the
-   * inner loop gathers 8 at a time. (Padding each slice of 8 rows to its
-   * longest row, as before, made 1.5-1.9x the gathers: mutual k-NN rows
-   * have 1 to k entries.) */
-  gsize *row_off;               /* n + 1: first entry of each row */
+   * over the whole gallery measured 2.6x slower), then within windows of
+   * SIGMA rows by length, longest first; stored as slices of 8 rows, each
+   * padded to its longest row (padding: index 0, weight 0), entry t of the
+   * slice's 8 rows side by side (SELL-8-SIGMA): one gather fetches x for
+   * 8 rows at once and each SIMD lane sums one row, with no horizontal
+   * sum and no loop per row; the sort keeps the padding small. */
+  gsize *slice_off;             /* n_slices + 1: first entry of each slice */
   gint32 *ell_nbrs;
   float *ell_weights;
   guint *order;
@@ -44,13 +45,17 @@ struct _CbirGraph
   float *own_eig_vals;
 };
 
-/* Row r of the solver's matrix: its padded length; *base, where its
- * entries start in ell_nbrs / ell_weights. */
+#define SLICE 8                 /* rows of a slice of the solver's matrix */
+#define SIGMA 64                /* rows sorted by length together */
+
+/* Slice sl of the solver's matrix: its width (entries a row); *base,
+ * where its entries start in ell_nbrs / ell_weights (entry t of its row
+ * j at base + SLICE t + j). */
 static inline guint
-ell_row (const CbirGraph *g, guint r, gsize *base)
+ell_slice (const CbirGraph *g, guint sl, gsize *base)
 {
-  *base = g->row_off[r];
-  return (guint) (g->row_off[r + 1] - g->row_off[r]);
+  *base = g->slice_off[sl];
+  return (guint) ((g->slice_off[sl + 1] - g->slice_off[sl]) / SLICE);
 }
 
 /* Breadth-first order over the components, each started from its
@@ -80,37 +85,54 @@ graph_make_order (CbirGraph *g)
       }
     }
   }
+  /* within windows of SIGMA rows, longest rows first (insertion sort,
+   * stable: the breadth-first order among equals) */
+  for (guint w0 = 0; w0 < n; w0 += SIGMA) {
+    guint w1 = MIN (n, w0 + SIGMA);
+    for (guint r = w0 + 1; r < w1; r++) {
+      guint v = g->order[r], q = r;
+      gint32 dv = g->offsets[v + 1] - g->offsets[v];
+      while (q > w0 && g->offsets[g->order[q - 1] + 1]
+          - g->offsets[g->order[q - 1]] < dv) {
+        g->order[q] = g->order[q - 1];
+        q--;
+      }
+      g->order[q] = v;
+    }
+  }
+  for (guint r = 0; r < n; r++)
+    g->rank[g->order[r]] = r;
 }
 
 static void
 graph_make_ell (CbirGraph *g)
 {
   graph_make_order (g);
-  g->row_off = g_new (gsize, (gsize) g->n + 1);
+  guint n_slices = (g->n + SLICE - 1) / SLICE;
+  g->slice_off = g_new (gsize, (gsize) n_slices + 1);
   gsize total = 0;
-  for (guint r = 0; r < g->n; r++) {
-    guint i = g->order[r];
-    guint w = (guint) (g->offsets[i + 1] - g->offsets[i]);
-    g->row_off[r] = total;
-    total += (w + 7) / 8 * 8;
+  for (guint sl = 0; sl < n_slices; sl++) {
+    guint w = 0;
+    for (guint r = sl * SLICE; r < MIN (g->n, (sl + 1) * SLICE); r++) {
+      guint i = g->order[r];
+      w = MAX (w, (guint) (g->offsets[i + 1] - g->offsets[i]));
+    }
+    g->slice_off[sl] = total;
+    total += (gsize) w * SLICE;
   }
-  g->row_off[g->n] = total;
-  g->ell_nbrs = g_new (gint32, MAX (total, 1));
-  g->ell_weights = g_new (float, MAX (total, 1));
+  g->slice_off[n_slices] = total;
+  /* zeroed: the padding is index 0, weight 0 */
+  g->ell_nbrs = g_new0 (gint32, MAX (total, 1));
+  g->ell_weights = g_new0 (float, MAX (total, 1));
   for (guint r = 0; r < g->n; r++) {
     guint i = g->order[r];
     gsize base;
-    guint w = ell_row (g, r, &base);
-    gint32 *nb = g->ell_nbrs + base;
-    float *wt = g->ell_weights + base;
+    ell_slice (g, r / SLICE, &base);
+    base += r % SLICE;
     guint t = 0;
     for (gint32 e = g->offsets[i]; e < g->offsets[i + 1]; e++, t++) {
-      nb[t] = (gint32) g->rank[g->nbrs[e]];
-      wt[t] = g->weights[e];
-    }
-    for (; t < w; t++) {
-      nb[t] = (gint32) r;
-      wt[t] = 0.f;
+      g->ell_nbrs[base + (gsize) SLICE * t] = (gint32) g->rank[g->nbrs[e]];
+      g->ell_weights[base + (gsize) SLICE * t] = g->weights[e];
     }
   }
 }
@@ -135,7 +157,7 @@ cbir_graph_free (CbirGraph *g)
   g_free (g->own_weights);
   g_free (g->ell_nbrs);
   g_free (g->ell_weights);
-  g_free (g->row_off);
+  g_free (g->slice_off);
   g_free (g->order);
   g_free (g->rank);
   g_free (g->own_eig_vecs);
@@ -198,10 +220,11 @@ cbir_graph_checksum (const CbirGraph *g)
 gsize
 cbir_graph_memory_bytes (const CbirGraph *g)
 {
-  gsize ell = g->row_off ? g->row_off[g->n] : 0;
+  guint n_slices = (g->n + SLICE - 1) / SLICE;
+  gsize ell = g->slice_off ? g->slice_off[n_slices] : 0;
   gsize own = g->own_offsets ? 4 * ((gsize) g->n + 1) + 8 * g->nnz : 0;
   return own + 8 * ell + 2 * 4 * (gsize) g->n
-      + sizeof (gsize) * ((gsize) g->n + 1)
+      + sizeof (gsize) * ((gsize) n_slices + 1)
       + (g->own_eig_vecs ? 4 * (gsize) g->n * g->eig_r : 0);
 }
 
@@ -478,10 +501,11 @@ cbir_diffusion_params_check (const CbirDiffusionParams *p, GError **error)
   return TRUE;
 }
 
-/* out = (I - alpha S) x over rows [a, b). Two variants, picked at run
- * time like the search kernels (cbir_search_get_isa): AVX2 gathers (8
- * entries a step) and plain C; both sum a row's 8 lanes in the same
- * order, so they agree to the rounding of the FMA. */
+/* out = (I - alpha S) x over rows [a, b), a a multiple of SLICE. Two
+ * variants, picked at run time like the search kernels
+ * (cbir_search_get_isa): AVX2 gathers (a slice's 8 rows a step) and plain
+ * C; each row is summed in the same order in both (entry by entry), so
+ * they agree to the rounding of the FMA. */
 typedef void (*ApplyFunc) (const CbirGraph *g, float alpha,
     const float *restrict x, float *restrict out, guint a, guint b);
 
@@ -489,23 +513,27 @@ __attribute__ ((target ("avx2,fma"))) static void
 apply_a_avx2 (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  for (guint i = a; i < b; i++) {
+  const __m256 va = _mm256_set1_ps (alpha);
+  for (guint r0 = a; r0 < b; r0 += SLICE) {
     gsize base;
-    const guint W = ell_row (g, i, &base);
+    const guint W = ell_slice (g, r0 / SLICE, &base);
     const gint32 *nb = g->ell_nbrs + base;
     const float *w = g->ell_weights + base;
     __m256 acc = _mm256_setzero_ps ();
-    for (guint t = 0; t < W; t += 8) {
-      __m256i id = _mm256_loadu_si256 ((const __m256i *) (nb + t));
+    for (guint t = 0; t < W; t++) {
+      __m256i id = _mm256_loadu_si256 ((const __m256i *) (nb + SLICE * t));
       __m256 xv = _mm256_i32gather_ps (x, id, 4);
-      acc = _mm256_fmadd_ps (_mm256_loadu_ps (w + t), xv, acc);
+      acc = _mm256_fmadd_ps (_mm256_loadu_ps (w + SLICE * t), xv, acc);
     }
-    __m128 lo = _mm256_castps256_ps128 (acc);
-    __m128 hi = _mm256_extractf128_ps (acc, 1);
-    __m128 s4 = _mm_add_ps (lo, hi);
-    __m128 s2 = _mm_add_ps (s4, _mm_movehl_ps (s4, s4));
-    __m128 s1 = _mm_add_ss (s2, _mm_shuffle_ps (s2, s2, 1));
-    out[i] = x[i] - alpha * _mm_cvtss_f32 (s1);
+    if (r0 + SLICE <= b) {
+      _mm256_storeu_ps (out + r0, _mm256_fnmadd_ps (va, acc,
+              _mm256_loadu_ps (x + r0)));
+    } else {
+      float l[SLICE];
+      _mm256_storeu_ps (l, acc);
+      for (guint j = 0; r0 + j < b; j++)
+        out[r0 + j] = x[r0 + j] - alpha * l[j];
+    }
   }
 }
 
@@ -513,18 +541,17 @@ static void
 apply_a_c (const CbirGraph *g, float alpha, const float *restrict x,
     float *restrict out, guint a, guint b)
 {
-  for (guint i = a; i < b; i++) {
+  for (guint r0 = a; r0 < b; r0 += SLICE) {
     gsize base;
-    const guint W = ell_row (g, i, &base);
+    const guint W = ell_slice (g, r0 / SLICE, &base);
     const gint32 *nb = g->ell_nbrs + base;
     const float *w = g->ell_weights + base;
-    float l[8] = { 0 };
-    for (guint t = 0; t < W; t += 8)
-      for (guint j = 0; j < 8; j++)
-        l[j] += w[t + j] * x[nb[t + j]];
-    float s4[4] = { l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7] };
-    float s2[2] = { s4[0] + s4[2], s4[1] + s4[3] };
-    out[i] = x[i] - alpha * (s2[0] + s2[1]);
+    float l[SLICE] = { 0 };
+    for (guint t = 0; t < W; t++)
+      for (guint j = 0; j < SLICE; j++)
+        l[j] += w[SLICE * t + j] * x[nb[SLICE * t + j]];
+    for (guint j = 0; j < SLICE && r0 + j < b; j++)
+      out[r0 + j] = x[r0 + j] - alpha * l[j];
   }
 }
 
