@@ -1555,6 +1555,13 @@ cbir_searcher_set_diffusion (CbirSearcher *s, const CbirGraph *graph,
         "with a graph rank)");
     return FALSE;
   }
+  /* (without it the solver would start from the previous query's scores) */
+  if (params && params->warm_start && !params->low_rank) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "a warm start of diffusion starts from the low-rank form: it needs "
+        "low_rank");
+    return FALSE;
+  }
   if (cbir_graph_size (graph) != s->n) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
         "the graph has %u items, the gallery %u", cbir_graph_size (graph),

@@ -90,7 +90,8 @@ typedef struct
   gboolean low_rank;            /* the graph's low-rank form instead of the
                                  * solver (the graph needs its spectrum) */
   gboolean warm_start;          /* with low_rank: the solver's iterations,
-                                 * started from the low-rank form */
+                                 * started from the low-rank form (a
+                                 * searcher refuses it without low_rank) */
 } CbirDiffusionParams;
 
 /* alpha 0.99, query_k 10, 20 iterations, tolerance 1e-6. */

@@ -727,6 +727,20 @@ START_TEST (test_low_rank)
   ck_assert (!cbir_searcher_set_diffusion (s2, plain, &p, &err));
   ck_assert (strstr (err->message, "spectrum"));
   g_clear_error (&err);
+  /* a warm start needs the low-rank form to start from; with it, the
+   * single and batched paths agree */
+  CbirDiffusionParams pw = p;
+  pw.low_rank = FALSE;
+  pw.warm_start = TRUE;
+  ck_assert (!cbir_searcher_set_diffusion (s2, gg, &pw, &err));
+  ck_assert (strstr (err->message, "low_rank"));
+  g_clear_error (&err);
+  pw.low_rank = TRUE;
+  pw.iterations = 5;
+  g_autoptr (CbirSearcher) s3 = cbir_searcher_new_full (gal, CBIR_METRIC_L2,
+      0, 2, NULL);
+  ck_assert (cbir_searcher_set_diffusion (s3, gg, &pw, &err));
+  assert_search_paths_agree (s3, feat, 20, N);
   /* a flipped eigenvector bit: the CRC; a value outside [-1, 1] */
   float *vec = g_memdup2 (cbir_graph_get_eigenvectors (gg), 4 * N * 8);
   vec[5] = nextafterf (vec[5], 2.f);
