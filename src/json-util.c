@@ -118,21 +118,6 @@ cbir_json_append_float (GString *s, float v)
 }
 
 void
-cbir_json_append_int (GString *s, gint64 v)
-{
-  char buf[24], *p = buf + sizeof buf;
-  guint64 u = v < 0 ? (guint64) 0 - (guint64) v : (guint64) v;
-
-  do {
-    *--p = (char) ('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    *--p = '-';
-  g_string_append_len (s, p, buf + sizeof buf - p);
-}
-
-void
 cbir_json_append_uint (GString *s, guint64 v)
 {
   char buf[24], *p = buf + sizeof buf;
@@ -142,6 +127,15 @@ cbir_json_append_uint (GString *s, guint64 v)
     v /= 10;
   } while (v);
   g_string_append_len (s, p, buf + sizeof buf - p);
+}
+
+void
+cbir_json_append_int (GString *s, gint64 v)
+{
+  if (v < 0)
+    g_string_append_c (s, '-');
+  /* (the magnitude in unsigned arithmetic: G_MININT64 too) */
+  cbir_json_append_uint (s, v < 0 ? (guint64) 0 - (guint64) v : (guint64) v);
 }
 
 void
