@@ -346,6 +346,8 @@ settings_check (const CbirTrainSettings *s)
     what = "shift must be in 0.." G_STRINGIFY (CBIR_MAX_SHIFT);
   else if (!(s->rotate >= 0 && s->rotate <= 180))
     what = "rotate must be in [0, 180] degrees";
+  else if (!(s->consistency >= 0 && s->consistency <= 100))
+    what = "consistency must be in [0, 100]";
   else if (s->lr_schedule != CBIR_LR_CONSTANT
       && s->lr_schedule != CBIR_LR_COSINE)
     what = "lr_schedule must be constant or cosine";
@@ -546,6 +548,10 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
   if (t->rotate > 0) {
     g_string_append (s, ",\"rotate\":");
     cbir_json_append_double (s, t->rotate);
+  }
+  if (t->consistency > 0) {
+    g_string_append (s, ",\"consistency\":");
+    cbir_json_append_double (s, t->consistency);
   }
   g_string_append_printf (s, ",\"batch_size\":%u,\"epochs\":%u}",
       t->batch_size, t->epochs);
@@ -931,7 +937,7 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   static const char *const keys[] = { "loss", "optimizer", "lr",
     "lr_schedule", "rho",
     "momentum", "beta1", "beta2", "eps", "noise", "noise_level",
-    "shift", "rotate", "batch_size", "epochs", NULL
+    "shift", "rotate", "consistency", "batch_size", "epochs", NULL
   };
   if (!check_keys (c, o, keys, error))
     return FALSE;
@@ -976,7 +982,8 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   if (!get_int (c, o, "shift", FALSE, 0, 0, CBIR_MAX_SHIFT, &v, error))
     return FALSE;
   s->shift = (guint) v;
-  if (!get_double (c, o, "rotate", 0.0, &s->rotate, error))
+  if (!get_double (c, o, "rotate", 0.0, &s->rotate, error)
+      || !get_double (c, o, "consistency", 0.0, &s->consistency, error))
     return FALSE;
   if (s->noise == CBIR_NOISE_NONE)
     s->noise_level = 0;

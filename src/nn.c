@@ -1299,6 +1299,9 @@ typedef struct {
   CbirNet *net;
   CbirNetState *st;
   const float *dout;
+  int extra_layer;              /* backward: layer whose output gradient
+                                 * gets `extra` added, -1: none */
+  const float *extra;
 } Job;
 
 static gboolean
@@ -1515,6 +1518,19 @@ input_dy (CbirNetState *st, guint b)
   return grad_buf (st, 0, b);
 }
 
+/* Adds the gradient of a second loss on layer job->extra_layer's output
+ * (cbir_net_backward_extra) to what came back from above, for image b:
+ * called once all layers above it are done for that image. */
+static void
+add_extra_grad (CbirNet *net, CbirNetState *st, const Job *job, guint b)
+{
+  const gsize n = net->layers[job->extra_layer].out_size;
+  float *g = grad_buf (st, job->extra_layer, b);
+  const float *x = job->extra + (gsize) b * n;
+  for (gsize i = 0; i < n; i++)
+    g[i] += x[i];
+}
+
 static void
 backward_job (void *data, guint tid, guint nt)
 {
@@ -1535,6 +1551,8 @@ backward_job (void *data, guint tid, guint nt)
     /* layers l down to e+1 image by image */
     for (guint b = b0; b < b1; b++)
       for (int j = l; j > e; j--) {
+        if (j == job->extra_layer)
+          add_extra_grad (net, st, job, b);
         if (j - 2 > e && train_pool_fused (net, st, (guint) j - 2)) {
           /* pool + ReLU backward in one scatter into the conv's output
            * gradient (per-thread: the ping-pong buffer of the conv's
@@ -1557,8 +1575,12 @@ backward_job (void *data, guint tid, guint nt)
             grad_out (st, job->dout, j, b), j == 0 && st->input_grad_lazy
             ? NULL : grad_in (st, j, b), grads);
       }
-    if (e >= 0)
+    if (e >= 0) {
+      if (e == job->extra_layer)
+        for (guint b = b0; b < b1; b++)
+          add_extra_grad (net, st, job, b);
       bn_train_backward (net, st, (guint) e, tid, nt, b0, b1, job->dout);
+    }
     l = e - 1;
   }
   for (guint j = 0; j <= st->last; j++) {
@@ -1573,11 +1595,52 @@ void
 cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
     float *grads)
 {
-  Job job = { net, st, dout };
+  cbir_net_backward_extra (net, st, dout, 0, NULL, grads);
+}
+
+/* Layer l's output gradient lives in the ping-pong buffers (so `extra`
+ * can be added there): l is below the last forwarded layer and its output
+ * is stored by a training forward as it is (not a view, not a layer with
+ * a fused ReLU, not one fused into a max-pool). */
+gboolean
+cbir_net_keeps_output (const CbirNet *net, guint l, guint last)
+{
+  g_return_val_if_fail (net != NULL, FALSE);
+  if (l >= last || last >= net->n_layers || layer_is_view (&net->layers[l])
+      || net->layers[l].fuse_relu)
+    return FALSE;
+  /* a conv (fuse_relu, above) or its ReLU (a view) fused into a pool */
+  return TRUE;
+}
+
+static gboolean
+output_kept (CbirNet *net, CbirNetState *st, guint l)
+{
+  return cbir_net_keeps_output (net, l, st->last);
+}
+
+const float *
+cbir_net_state_output (CbirNetState *st, guint layer)
+{
+  g_return_val_if_fail (st != NULL && st->forwarded && st->training, NULL);
+  g_return_val_if_fail (output_kept (st->net, st, layer), NULL);
+  return st->act[layer];
+}
+
+void
+cbir_net_backward_extra (CbirNet *net, CbirNetState *st, const float *dout,
+    guint extra_layer, const float *extra, float *grads)
+{
+  Job job = { net, st, dout, -1, NULL };
   guint nt;
 
   g_return_if_fail (st->net == net);
   g_return_if_fail (st->forwarded);
+  if (extra) {
+    g_return_if_fail (st->training && output_kept (net, st, extra_layer));
+    job.extra_layer = (int) extra_layer;
+    job.extra = extra;
+  }
 
   nt = threads_for_batch (net, st->batch);
   state_ensure_scratch (st, nt);

@@ -21,6 +21,9 @@
 /* Keys the translation jitter's stream apart from the noise's. */
 #define SHIFT_KEY G_GUINT64_CONSTANT (0x7a3f19e5b2c8d461)
 #define ROTATE_KEY G_GUINT64_CONSTANT (0x3c6ef372fe94f82b)
+/* Keys the second view's corruption (consistency term) apart from the
+ * first's: its noise, shift and rotation are another draw. */
+#define VIEW2_KEY G_GUINT64_CONSTANT (0x9b05688c2b3e6c1f)
 
 struct _CbirTrainer {
   CbirModel *model;
@@ -43,6 +46,10 @@ struct _CbirTrainer {
   CbirNetState *st;
   float *grads, *s0, *s1;
   float *x, *target, *dout;
+  guint views;                  /* 2 with a consistency term, else 1 */
+  guint code_layer;
+  gsize code_size;              /* floats per code */
+  float *dcode;                 /* d(consistency term)/d(codes) */
   float lut[256];               /* pixel -> [0,1] */
   guint epoch;                  /* epochs done */
   guint64 step;                 /* optimiser steps done */
@@ -128,6 +135,50 @@ cbir_loss_eval (CbirLoss loss, gboolean from_logits, const float *y,
     }
   }
   return n ? sum / (double) n : 0.0;
+}
+
+double
+cbir_view_spread_eval (const float *z, guint n, gsize dim, float *grad,
+    float grad_scale)
+{
+  const gsize rows = (gsize) 2 * n;
+  double *mean = g_new0 (double, MAX (dim, 1));
+  for (gsize r = 0; r < rows; r++)
+    for (gsize k = 0; k < dim; k++)
+      mean[k] += z[r * dim + k];
+  for (gsize k = 0; k < dim; k++)
+    mean[k] /= (double) MAX (rows, 1);
+  double w = 0, tot = 0;
+  for (gsize r = 0; r < rows; r++)
+    for (gsize k = 0; k < dim; k++) {
+      double c = z[r * dim + k] - mean[k];
+      tot += c * c;
+    }
+  for (gsize i = 0; i < n; i++)
+    for (gsize k = 0; k < dim; k++) {
+      double d = (double) z[i * dim + k] - z[(n + i) * dim + k];
+      w += 0.5 * d * d;
+    }
+  double ratio = tot > 0 ? w / tot : 0;
+  if (grad) {
+    /* d(W/T)/dz = (dW/dz - (W/T) dT/dz) / T; dT/dz_r = 2 (z_r - mean)
+     * (the mean's own dependence sums to zero) */
+    for (gsize i = 0; i < n; i++)
+      for (gsize k = 0; k < dim; k++) {
+        const gsize a = i * dim + k, b = (n + i) * dim + k;
+        if (!(tot > 0)) {
+          grad[a] = grad[b] = 0;
+          continue;
+        }
+        double d = (double) z[a] - z[b];
+        double ga = (d - ratio * 2.0 * (z[a] - mean[k])) / tot;
+        double gb = (-d - ratio * 2.0 * (z[b] - mean[k])) / tot;
+        grad[a] = (float) (ga * grad_scale);
+        grad[b] = (float) (gb * grad_scale);
+      }
+  }
+  g_free (mean);
+  return ratio;
 }
 
 /* ---- helpers ---- */
@@ -357,6 +408,7 @@ cbir_trainer_free (CbirTrainer *t)
   g_free (t->x);
   g_free (t->target);
   g_free (t->dout);
+  g_free (t->dcode);
   if (t->train_losses)
     g_array_unref (t->train_losses);
   if (t->val_losses)
@@ -447,7 +499,8 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   {
     /* the whole training state, checked before any of it is allocated */
     guint threads = opts->threads ? opts->threads : cbir_default_threads ();
-    guint64 need = cbir_net_memory_bytes (t->net, bs, threads, TRUE);
+    guint64 need = cbir_net_memory_bytes (t->net, bs * (t->set.consistency
+            > 0 ? 2 : 1), threads, TRUE);
     guint64 have = (guint64) sysconf (_SC_PHYS_PAGES)
         * (guint64) sysconf (_SC_PAGESIZE);
     if (need > have) {
@@ -459,14 +512,31 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
       return NULL;
     }
   }
-  t->st = cbir_net_state_new (t->net, bs);
+  t->views = t->set.consistency > 0 ? 2 : 1;
+  if (t->views == 2) {
+    t->code_layer = cbir_model_get_code_layer (model);
+    if (!cbir_net_keeps_output (t->net, t->code_layer, t->last)) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+          "%s: the consistency term needs the code layer (%u, %s) to be a "
+          "layer of its own below the decoder's output, not a view, a "
+          "convolution with its ReLU, or the last layer",
+          cbir_model_get_name (model), t->code_layer,
+          cbir_layer_kind_to_string (cbir_net_layer (t->net,
+                  t->code_layer)->kind));
+      return NULL;
+    }
+    CbirShape cs = cbir_net_output_shape (t->net, t->code_layer);
+    t->code_size = (gsize) cs.c * cs.h * cs.w;
+    t->dcode = g_new (float, (gsize) 2 * bs * t->code_size);
+  }
+  t->st = cbir_net_state_new (t->net, bs * t->views);
   gsize np = cbir_net_n_params (t->net);
   t->grads = g_new0 (float, np);
   t->s0 = g_new0 (float, np);
   t->s1 = g_new0 (float, np);
-  t->x = g_new (float, bs * t->in_size);
-  t->target = g_new (float, bs * t->in_size);
-  t->dout = g_new (float, bs * t->in_size);
+  t->x = g_new (float, bs * t->views * t->in_size);
+  t->target = g_new (float, bs * t->views * t->in_size);
+  t->dout = g_new (float, bs * t->views * t->in_size);
 
   /* reference losses */
   float mu = (float) mean_pixel (t, data, t->train_idx, t->n_train);
@@ -826,19 +896,26 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
     const guint e = t->epoch;   /* 0-based */
     memcpy (t->order, t->train_idx, sizeof (guint) * t->n_train);
     shuffle (t->order, t->n_train, t->opts.seed, e);
-    double sum = 0;
+    double sum = 0, spread_sum = 0;
     pr.epoch = e + 1;
+    pr.view_spread = NAN;
     pr.val_loss = NAN;
     pr.epoch_end = FALSE;
     pr.collapsed = FALSE;
     for (guint bi = 0; bi < n_batches; bi++) {
       guint done = bi * bs;
       guint b = MIN (bs, t->n_train - done);
-      gsize nval = (gsize) b * t->in_size;
+      const guint rows = b * t->views;
+      gsize nval = (gsize) rows * t->in_size;
       prep_batch (t, t->data, t->order + done, b, t->opts.seed,
           (guint64) e * t->data->n, TRUE, t->x, t->target, NULL);
-      const float *y = cbir_net_forward (t->net, t->st, t->x, b, t->last,
+      if (t->views == 2)
+        prep_batch (t, t->data, t->order + done, b, t->opts.seed ^ VIEW2_KEY,
+            (guint64) e * t->data->n, TRUE, t->x + (gsize) b * t->in_size,
+            t->target + (gsize) b * t->in_size, NULL);
+      const float *y = cbir_net_forward (t->net, t->st, t->x, rows, t->last,
           TRUE);
+      /* the reconstruction of every view; the reported loss */
       double l = cbir_loss_eval (t->set.loss, t->fused, y, t->target, nval,
           t->dout, 1.0f / (float) nval);
       if (!isfinite (l)) {
@@ -850,7 +927,17 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
       }
       sum += l * b;
       memset (t->grads, 0, np * sizeof (float));
-      cbir_net_backward (t->net, t->st, t->dout, t->grads);
+      if (t->views == 2) {
+        const float *z = cbir_net_state_output (t->st, t->code_layer);
+        double r = cbir_view_spread_eval (z, b, t->code_size, t->dcode,
+            (float) t->set.consistency);
+        spread_sum += r * b;
+        pr.view_spread = spread_sum / (done + b);
+        cbir_net_backward_extra (t->net, t->st, t->dout, t->code_layer,
+            t->dcode, t->grads);
+      } else {
+        cbir_net_backward (t->net, t->st, t->dout, t->grads);
+      }
       optimizer_step (t);
       images_run += b;
       if (t->opts.progress) {

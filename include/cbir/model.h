@@ -146,6 +146,18 @@ typedef struct {
    * stays the clean image. JSON "rotate", [0, 180], default 0 (not written
    * to the canonical JSON then). */
   double rotate;
+  /* Appended: weight of the view-consistency term. With consistency > 0
+   * every training image is corrupted twice (two independent draws of
+   * noise, shift and rotation); both views are reconstructed, and the
+   * loss adds consistency * W / T on the codes (the output of the
+   * code layer): W = 1/2 sum over the images of |code(view 1) -
+   * code(view 2)|^2, T = the sum over all codes of the batch of |code -
+   * their mean|^2, so W / T in [0, 1] is the share of the codes' spread
+   * that lies between two views of one image (scale-free: shrinking the
+   * codes does not lower it). A training step then costs about twice as
+   * much. JSON "consistency", [0, 100], default 0 (not written to the
+   * canonical JSON then). */
+  double consistency;
 } CbirTrainSettings;
 
 /* Fills the defaults for an optimiser (lr, rho, momentum, betas, eps). */

@@ -180,6 +180,27 @@ const float *cbir_net_forward (CbirNet *net, CbirNetState *st,
 void cbir_net_backward (CbirNet *net, CbirNetState *st, const float *dout,
     float *grads);
 
+/* As cbir_net_backward (), for a loss that also depends on the output of
+ * layer `extra_layer` (below the last forwarded layer): `extra` (batch *
+ * that layer's output size floats) is d(that loss)/d(its output), added
+ * to what flows back from above (NULL: none). The layer's output must be
+ * kept by a training forward: cbir_net_state_output () returns it. */
+void cbir_net_backward_extra (CbirNet *net, CbirNetState *st,
+    const float *dout, guint extra_layer, const float *extra, float *grads);
+
+/* The output of layer `layer` in the last training forward (batch * its
+ * output size floats, owned by the state), for a loss on an inner layer
+ * such as the code; NULL (and a critical) for the last forwarded layer
+ * (use the forward's return value), a view (flatten, reshape, a fused
+ * activation) or a conv or ReLU fused into a following max-pool, whose
+ * outputs a training forward does not store. */
+const float *cbir_net_state_output (CbirNetState *st, guint layer);
+/* Whether a training forward up to layer `last` keeps layer `layer`'s
+ * output (so cbir_net_state_output () and cbir_net_backward_extra () take
+ * it). */
+gboolean cbir_net_keeps_output (const CbirNet *net, guint layer,
+    guint last);
+
 /* Gradient w.r.t. the network input after the last backward (for tests),
  * batch * input size floats. */
 const float *cbir_net_input_grad (CbirNetState *st);

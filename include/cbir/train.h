@@ -29,6 +29,11 @@ typedef struct {
   double elapsed_s;             /* since cbir_trainer_run () started */
   double eta_s;                 /* estimated seconds left in this run */
   gboolean epoch_end;           /* TRUE once per epoch, after validation */
+  double view_spread;           /* with a consistency term: mean W / T of
+                                 * this epoch so far (see
+                                 * CbirTrainSettings.consistency: the share
+                                 * of the codes' spread between two views of
+                                 * one image); NAN without one */
   gboolean collapsed;           /* at epoch end: the training loss is within
                                  * 1% of predicting all zeros (or the mean
                                  * pixel): the model learnt nothing */
@@ -116,6 +121,14 @@ gboolean cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy,
  * [1e-7, 1 - 1e-7] like Keras. */
 double cbir_loss_eval (CbirLoss loss, gboolean from_logits, const float *y,
     const float *target, gsize n, float *grad, float grad_scale);
+
+/* The consistency term's W / T (CbirTrainSettings.consistency) of 2n
+ * codes of `dim` floats: rows 0..n-1 the first views of n images, rows
+ * n..2n-1 their second views, in the same order. W = 1/2 sum_i |z_i -
+ * z_(n+i)|^2, T = sum over all 2n rows of |z - mean|^2; 0 when T is 0.
+ * When grad is non-NULL it receives d(W/T)/dz * grad_scale (2n rows). */
+double cbir_view_spread_eval (const float *codes, guint n, gsize dim,
+    float *grad, float grad_scale);
 
 /* ---- Additions (train-features helper): translation jitter. ---- */
 

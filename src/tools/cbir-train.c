@@ -28,6 +28,7 @@ static gint opt_checkpoint_every = 0, opt_limit = 0, opt_bench_batches = 20;
 static gint opt_shift = UNSET_INT;
 static gdouble opt_lr = UNSET_DOUBLE, opt_momentum = UNSET_DOUBLE;
 static gdouble opt_rotate = UNSET_DOUBLE;
+static gdouble opt_consistency = UNSET_DOUBLE;
 static gdouble opt_noise_level = UNSET_DOUBLE, opt_val_split = UNSET_DOUBLE;
 static gint64 opt_seed = G_MININT64;
 static gboolean opt_list, opt_quiet, opt_bench;
@@ -67,6 +68,11 @@ static GOptionEntry entries[] = {
   {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &opt_rotate,
       "Rotation jitter of the noisy input: random angle of up to X degrees "
       "either way (target stays upright; 0: none)", "X"},
+  {"consistency", 0, 0, G_OPTION_ARG_DOUBLE, &opt_consistency,
+      "Weight of the view-consistency term: each image is corrupted twice "
+      "and the share of the codes' spread between its two views is added "
+      "to the loss, times X (0: none; a step then costs about twice as "
+      "much)", "X"},
   {"val-split", 0, 0, G_OPTION_ARG_DOUBLE, &opt_val_split,
       "Fraction of the data held out for validation (default 0.1)", "F"},
   {"val-data", 0, 0, G_OPTION_ARG_FILENAME, &opt_val_data,
@@ -156,6 +162,11 @@ on_progress (const CbirTrainProgress *p, gpointer user_data)
   ProgressCtx *c = user_data;
   if (opt_quiet)
     return TRUE;
+  /* with a consistency term: the share of the codes' spread between two
+   * views of one image */
+  char spread[48] = "";
+  if (p->epoch_end && isfinite (p->view_spread))
+    g_snprintf (spread, sizeof spread, " views %.4f", p->view_spread);
   if (c->tty) {
     gint64 now = g_get_monotonic_time ();
     if (!p->epoch_end && now - c->last_print < 200000)
@@ -169,15 +180,15 @@ on_progress (const CbirTrainProgress *p, gpointer user_data)
       c->line_open = TRUE;
     } else {
       fprintf (stderr, "\r\033[Kepoch %u/%u  %s %.4f  val %.4f  (all zeros "
-          "%.4f)  %.0f img/s  ETA %s\n", p->epoch, p->n_epochs, c->loss_name,
-          p->loss, p->val_loss, c->zeros, p->images_per_s, eta);
+          "%.4f)%s  %.0f img/s  ETA %s\n", p->epoch, p->n_epochs, c->loss_name,
+          p->loss, p->val_loss, c->zeros, spread, p->images_per_s, eta);
       c->line_open = FALSE;
     }
     fflush (stderr);
   } else if (p->epoch_end) {
-    printf ("epoch %u/%u: %s %.6f val %.6f (all zeros %.6f) %.0f img/s "
+    printf ("epoch %u/%u: %s %.6f val %.6f (all zeros %.6f)%s %.0f img/s "
         "%.1f s\n", p->epoch, p->n_epochs, c->loss_name, p->loss, p->val_loss,
-        c->zeros, p->images_per_s, p->elapsed_s);
+        c->zeros, spread, p->images_per_s, p->elapsed_s);
     fflush (stdout);
   }
   if (p->epoch_end && p->collapsed && !c->warned_collapse) {
@@ -309,7 +320,10 @@ list_presets (void)
       continue;
     }
     const CbirTrainSettings *s = cbir_model_get_train_settings (m);
-    printf ("%-14s %u-%s code%s; %s, %s lr %g%s, noise %s %g, shift %u, rotate %g, "
+    char cons[64] = "";
+    if (s->consistency > 0)
+      g_snprintf (cons, sizeof cons, ", consistency %g", s->consistency);
+    printf ("%-14s %u-%s code%s; %s, %s lr %g%s, noise %s %g, shift %u, rotate %g%s, "
         "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
         code_normalise_note (cbir_model_get_code_normalise (m)),
@@ -317,7 +331,7 @@ list_presets (void)
         cbir_optimizer_to_string (s->optimizer), s->lr,
         s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
         cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
-        s->rotate, s->batch_size, s->epochs);
+        s->rotate, cons, s->batch_size, s->epochs);
   }
   return 0;
 }
@@ -445,7 +459,7 @@ main (int argc, char **argv)
   if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
           || opt_lr != UNSET_DOUBLE || opt_lr_schedule || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
-          || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
+          || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_consistency != UNSET_DOUBLE || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
@@ -574,6 +588,8 @@ main (int argc, char **argv)
     }
     if (opt_rotate != UNSET_DOUBLE)
       s.rotate = opt_rotate;
+    if (opt_consistency != UNSET_DOUBLE)
+      s.consistency = opt_consistency;
     if (!cbir_model_set_train_settings (model, &s, &err))
       return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);

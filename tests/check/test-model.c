@@ -1432,7 +1432,8 @@ START_TEST (test_train_shift_setting)
 }
 END_TEST
 
-/* The training block's "rotate" and "lr_schedule": parsed, range-checked,
+/* The training block's "rotate", "lr_schedule" and "consistency": parsed,
+ * range-checked,
  * in the canonical JSON only when not the default (older models keep
  * their fingerprint), in the file's metadata, back on load. */
 START_TEST (test_train_rotate_schedule_setting)
@@ -1442,9 +1443,9 @@ START_TEST (test_train_rotate_schedule_setting)
   g_autofree char *stem = g_strndup (base, strlen (base) - 1);
   g_autofree char *jn = g_strdup_printf ("%s, \"training\": {}}", stem);
   g_autofree char *j0 = g_strdup_printf ("%s, \"training\": {\"rotate\": 0, "
-      "\"lr_schedule\": \"constant\"}}", stem);
+      "\"lr_schedule\": \"constant\", \"consistency\": 0}}", stem);
   g_autofree char *jr = g_strdup_printf ("%s, \"training\": {\"rotate\": "
-      "12.5, \"lr_schedule\": \"cosine\"}}", stem);
+      "12.5, \"lr_schedule\": \"cosine\", \"consistency\": 0.25}}", stem);
   g_autoptr (CbirModel) a = cbir_model_new_from_json (jn, "a", &err);
   g_autoptr (CbirModel) b = cbir_model_new_from_json (j0, "b", &err);
   g_autoptr (CbirModel) c = cbir_model_new_from_json (jr, "c", &err);
@@ -1453,6 +1454,9 @@ START_TEST (test_train_rotate_schedule_setting)
   const CbirTrainSettings *sc = cbir_model_get_train_settings (c);
   ck_assert (sa->rotate == 0 && sa->lr_schedule == CBIR_LR_CONSTANT);
   ck_assert (sc->rotate == 12.5 && sc->lr_schedule == CBIR_LR_COSINE);
+  ck_assert (sa->consistency == 0 && sc->consistency == 0.25);
+  ck_assert (strstr (cbir_model_get_arch_json (a), "consistency") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c), "\"consistency\":0.25"));
   ck_assert_str_eq (cbir_model_get_fingerprint (a),
       cbir_model_get_fingerprint (b));
   ck_assert (strstr (cbir_model_get_arch_json (a), "rotate") == NULL);
@@ -1467,6 +1471,8 @@ START_TEST (test_train_rotate_schedule_setting)
     {"\"rotate\": \"10\"", "rotate"},
     {"\"lr_schedule\": \"step\"", "lr_schedule"},
     {"\"lr_schedule\": 1", "lr_schedule"},
+    {"\"consistency\": -0.5", "consistency"},
+    {"\"consistency\": 1000", "consistency"},
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
     g_autofree char *j = g_strdup_printf ("%s, \"training\": {%s}}", stem,

@@ -151,16 +151,30 @@ randomise_params (CbirNet *net, guint64 seed)
   }
 }
 
+/* A loss on the network's output and, optionally, on an inner layer's:
+ * sum (out * r) + sum (output of layer inner * r2). */
+typedef struct {
+  const float *r;
+  int inner;                    /* -1: none */
+  const float *r2;
+} TestLoss;
+
 static double
 loss_of (CbirNet *net, CbirNetState *st, const float *x, guint batch,
-    gboolean training, const float *r)
+    gboolean training, const TestLoss *tl)
 {
   guint last = cbir_net_n_layers (net) - 1;
   const float *y = cbir_net_forward (net, st, x, batch, last, training);
   gsize n = shape_size (cbir_net_output_shape (net, last)) * batch;
   double l = 0;
   for (gsize i = 0; i < n; i++)
-    l += (double) y[i] * r[i];
+    l += (double) y[i] * tl->r[i];
+  if (tl->inner >= 0) {
+    const float *z = cbir_net_state_output (st, (guint) tl->inner);
+    gsize nz = shape_size (cbir_net_output_shape (net, tl->inner)) * batch;
+    for (gsize i = 0; i < nz; i++)
+      l += (double) z[i] * tl->r2[i];
+  }
   return l;
 }
 
@@ -176,7 +190,7 @@ close_enough (double a, double b)
  * reported as such (returns FALSE) rather than compared. */
 static gboolean
 numeric_grad (CbirNet *net, CbirNetState *st, const float *x, guint batch,
-    gboolean training, const float *r, float *v, double *out)
+    gboolean training, const TestLoss *r, float *v, double *out)
 {
   float save = *v;
   double l0 = loss_of (net, st, x, batch, training, r);
@@ -202,15 +216,20 @@ numeric_grad (CbirNet *net, CbirNetState *st, const float *x, guint batch,
   return FALSE;
 }
 
-/* Checks d(sum(out * r))/d(params, input) against central differences. */
+/* Checks d(sum(out * r) [+ sum(output of layer inner * r2)])/d(params,
+ * input) against central differences; inner -1: the output only, else
+ * the inner term goes through cbir_net_backward_extra (). */
 static void
-gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
-    guint n, guint batch, gboolean training, guint threads, guint64 seed)
+gradcheck_inner (const char *name, CbirShape in, const CbirLayerSpec *layers,
+    guint n, guint batch, gboolean training, guint threads, guint64 seed,
+    int inner)
 {
   g_autoptr (GError) err = NULL;
   g_autoptr (CbirNet) net = cbir_net_new (in, layers, n, &err);
   g_autoptr (CbirNetState) st = NULL;
-  g_autofree float *x = NULL, *r = NULL, *grads = NULL, *dx = NULL;
+  g_autofree float *x = NULL, *r = NULL, *r2 = NULL, *grads = NULL;
+  g_autofree float *dx = NULL;
+  TestLoss tl = { NULL, inner, NULL };
   guint64 s = seed;
   gsize nin = shape_size (in) * batch, nout, np;
   float *p;
@@ -228,11 +247,22 @@ gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
     x[i] = rnd_away (&s);
   for (gsize i = 0; i < nout; i++)
     r[i] = rnd_uniform (&s, -1.0f, 1.0f);
+  tl.r = r;
+  if (inner >= 0) {
+    gsize nz = shape_size (cbir_net_output_shape (net, inner)) * batch;
+    r2 = g_new (float, nz);
+    for (gsize i = 0; i < nz; i++)
+      r2[i] = rnd_uniform (&s, -1.0f, 1.0f);
+    tl.r2 = r2;
+  }
   st = cbir_net_state_new (net, batch);
 
   grads = g_new0 (float, np);
   cbir_net_forward (net, st, x, batch, n - 1, training);
-  cbir_net_backward (net, st, r, grads);
+  if (inner >= 0)
+    cbir_net_backward_extra (net, st, r, (guint) inner, r2, grads);
+  else
+    cbir_net_backward (net, st, r, grads);
   dx = g_memdup2 (cbir_net_input_grad (st), nin * sizeof (float));
 
   for (guint ti = 0; ti < cbir_net_n_tensors (net); ti++) {
@@ -247,7 +277,7 @@ gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
     for (gsize j = 0; j < t->size; j++) {
       double num;
       checked++;
-      if (!numeric_grad (net, st, x, batch, training, r, p + t->offset + j,
+      if (!numeric_grad (net, st, x, batch, training, &tl, p + t->offset + j,
               &num)) {
         kinks++;
         continue;
@@ -260,7 +290,7 @@ gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
   for (gsize i = 0; i < nin; i++) {
     double num;
     checked++;
-    if (!numeric_grad (net, st, x, batch, training, r, x + i, &num)) {
+    if (!numeric_grad (net, st, x, batch, training, &tl, x + i, &num)) {
       kinks++;
       continue;
     }
@@ -271,6 +301,13 @@ gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
   /* non-smooth points are rare; most coordinates must be compared */
   ck_assert_msg (kinks * 50 <= checked, "%s: %u of %u points non-smooth",
       name, kinks, checked);
+}
+
+static void
+gradcheck (const char *name, CbirShape in, const CbirLayerSpec *layers,
+    guint n, guint batch, gboolean training, guint threads, guint64 seed)
+{
+  gradcheck_inner (name, in, layers, n, batch, training, threads, seed, -1);
 }
 
 /* ------------------------------------------------------------ gradients */
@@ -433,6 +470,57 @@ START_TEST (test_grad_small_nets)
   gradcheck ("fused-pool-wide", wide, fused, 3, 2, TRUE, 1, 804);
   gradcheck ("pyimagesearch", in, pis, G_N_ELEMENTS (pis), 3, TRUE, 2, 801);
   gradcheck ("binary-xor", in, xor, G_N_ELEMENTS (xor), 2, TRUE, 1, 802);
+}
+END_TEST
+
+/* A second loss on an inner layer (the code of an autoencoder, as the
+ * trainer's consistency term uses it), with BN above and below it (its
+ * gradient crosses a sync layer) and on 1 and 2 threads; the layers whose
+ * outputs a training forward does not keep are refused. */
+START_TEST (test_grad_inner_loss)
+{
+  CbirShape in = { 1, 8, 8 };
+  CbirLayerSpec ae[] = {
+    conv (3, 3, 1, TRUE), bn (1e-3f, 0.1f), simple (CBIR_LAYER_RELU),
+    simple (CBIR_LAYER_MAXPOOL2),
+    simple (CBIR_LAYER_FLATTEN), dense (5), dense (2 * 4 * 4),
+    simple (CBIR_LAYER_RELU), reshape (2, 4, 4),
+    conv (2, 3, 1, TRUE), bn (1e-3f, 0.1f), simple (CBIR_LAYER_RELU),
+    simple (CBIR_LAYER_UPSAMPLE2),
+    conv (1, 3, 1, TRUE), simple (CBIR_LAYER_SIGMOID),
+  };
+  /* the code (layer 5), the dense before a ReLU (6), a BN output (1) */
+  gradcheck_inner ("inner code", in, ae, G_N_ELEMENTS (ae), 3, TRUE, 1, 810,
+      5);
+  gradcheck_inner ("inner code 2 threads", in, ae, G_N_ELEMENTS (ae), 4,
+      TRUE, 2, 813, 5);
+  gradcheck_inner ("inner bn", in, ae, G_N_ELEMENTS (ae), 3, TRUE, 2, 812, 1);
+
+  CbirLayerSpec fused[] = {
+    conv (2, 3, 1, TRUE), simple (CBIR_LAYER_RELU),
+    simple (CBIR_LAYER_MAXPOOL2), simple (CBIR_LAYER_FLATTEN), dense (3),
+    dense (4),
+  };
+  g_autoptr (GError) err = NULL;
+  g_autoptr (CbirNet) net = cbir_net_new (in, fused, G_N_ELEMENTS (fused),
+      &err);
+  ck_assert (net != NULL);
+  randomise_params (net, 9);
+  g_autoptr (CbirNetState) st = cbir_net_state_new (net, 1);
+  float x[64] = { 0 }, dout[4] = { 1, 1, 1, 1 }, extra[256] = { 0 };
+  g_autofree float *grads = g_new0 (float, cbir_net_n_params (net));
+  cbir_net_forward (net, st, x, 1, 5, TRUE);
+  ck_assert (cbir_net_state_output (st, 4) != NULL);
+  /* conv fused with its ReLU and pool, the ReLU, the flatten, the last */
+  const guint refused[] = { 0, 1, 3, 5 };
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++) {
+    g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*output_kept*");
+    ck_assert (cbir_net_state_output (st, refused[i]) == NULL);
+    g_test_assert_expected_messages ();
+  }
+  g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*output_kept*");
+  cbir_net_backward_extra (net, st, dout, 0, extra, grads);
+  g_test_assert_expected_messages ();
 }
 END_TEST
 
@@ -1229,6 +1317,7 @@ nn_suite (void)
   tcase_add_test (tc, test_grad_pool_upsample);
   tcase_add_test (tc, test_grad_views);
   tcase_add_test (tc, test_grad_small_nets);
+  tcase_add_test (tc, test_grad_inner_loss);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("shapes");

@@ -796,6 +796,146 @@ START_TEST (test_rotate_schedule_training)
 }
 END_TEST
 
+/* The consistency term's W / T against its definition and its gradient
+ * against central differences (double sums over float codes). */
+START_TEST (test_view_spread)
+{
+  enum { N = 5, DIM = 4 };
+  float z[2 * N * DIM], g[2 * N * DIM], g0[2 * N * DIM];
+  guint64 s = 77;
+  for (guint i = 0; i < 2 * N * DIM; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    z[i] = (float) ((s >> 40) / 16777216.0 * 2.0 - 1.0);
+  }
+  /* by hand: W = 1/2 sum |a_i - b_i|^2, T = sum |z - mean|^2 */
+  double mean[DIM] = { 0 }, w = 0, tot = 0;
+  for (guint r = 0; r < 2 * N; r++)
+    for (guint k = 0; k < DIM; k++)
+      mean[k] += z[r * DIM + k] / (2.0 * N);
+  for (guint r = 0; r < 2 * N; r++)
+    for (guint k = 0; k < DIM; k++)
+      tot += (z[r * DIM + k] - mean[k]) * (z[r * DIM + k] - mean[k]);
+  for (guint i = 0; i < N; i++)
+    for (guint k = 0; k < DIM; k++) {
+      double d = z[i * DIM + k] - z[(N + i) * DIM + k];
+      w += d * d / 2;
+    }
+  double r0 = cbir_view_spread_eval (z, N, DIM, g, 3.0f);
+  ck_assert_msg (fabs (r0 - w / tot) < 1e-12, "%g vs %g", r0, w / tot);
+  ck_assert (r0 > 0 && r0 <= 1);
+  for (guint i = 0; i < 2 * N * DIM; i++) {
+    const float eps = 1e-3f, save = z[i];
+    z[i] = save + eps;
+    double lp = cbir_view_spread_eval (z, N, DIM, NULL, 0);
+    z[i] = save - eps;
+    double lm = cbir_view_spread_eval (z, N, DIM, NULL, 0);
+    z[i] = save;
+    double num = 3.0 * (lp - lm) / ((double) (save + eps) - (save - eps));
+    ck_assert_msg (fabs (g[i] - num) <= 1e-4 + 1e-3 * fabs (num),
+        "grad[%u] %g vs numeric %g", i, g[i], num);
+  }
+  /* scale-free: shrinking or moving the codes changes nothing */
+  float z2[2 * N * DIM];
+  for (guint i = 0; i < 2 * N * DIM; i++)
+    z2[i] = 0.25f * z[i] + 1.0f;
+  ck_assert (fabs (cbir_view_spread_eval (z2, N, DIM, NULL, 0) - r0) < 1e-5);
+  /* identical views: 0, and nothing to pull; all codes equal: 0, no NaN */
+  memcpy (z + N * DIM, z, N * DIM * sizeof (float));
+  ck_assert (cbir_view_spread_eval (z, N, DIM, g0, 1.0f) == 0);
+  for (guint i = 0; i < 2 * N * DIM; i++)
+    ck_assert (g0[i] == 0);
+  for (guint i = 0; i < 2 * N * DIM; i++)
+    z[i] = 0.5f;
+  ck_assert (cbir_view_spread_eval (z, N, DIM, g0, 1.0f) == 0);
+  for (guint i = 0; i < 2 * N * DIM; i++)
+    ck_assert (g0[i] == 0);
+}
+END_TEST
+
+static gboolean
+keep_view_spread (const CbirTrainProgress *p, gpointer user_data)
+{
+  if (p->epoch_end)
+    *(double *) user_data = p->view_spread;
+  return TRUE;
+}
+
+/* small_model trained 3 epochs with the consistency term of weight c;
+ * returns the last epoch's view spread (W / T). */
+static double
+consistency_run (double c, CbirModel **out)
+{
+  CbirModel *m = small_model (5, NULL, NULL);
+  CbirTrainSettings s = *cbir_model_get_train_settings (m);
+  s.consistency = c;
+  s.shift = 2;
+  s.rotate = 15;
+  GError *err = NULL;
+  ck_assert_msg (cbir_model_set_train_settings (m, &s, &err), "%s",
+      err ? err->message : "");
+  double spread = NAN;
+  CbirTrainOptions o;
+  train_options (&o, 11, 2, 0.25);
+  o.progress = keep_view_spread;
+  o.user_data = &spread;
+  g_autoptr (CbirTrainer) t = trainer_with (m, mnist, &o);
+  run (t, 3);
+  *out = m;
+  return spread;
+}
+
+/* The consistency term pulls the codes of two views of one image together
+ * (a wrong sign or a lost gradient would not), reproducibly; it is
+ * recorded in the training block; a code layer the term cannot reach is
+ * refused by name. */
+START_TEST (test_consistency_training)
+{
+  g_autoptr (CbirModel) weak = NULL, strong = NULL, strong2 = NULL;
+  double sw = consistency_run (1e-6, &weak);
+  double ss = consistency_run (5, &strong);
+  double ss2 = consistency_run (5, &strong2);
+  ck_assert_msg (isfinite (sw) && isfinite (ss), "%g %g", sw, ss);
+  ck_assert_msg (ss < 0.8 * sw, "view spread with weight 5: %g, with 1e-6: "
+      "%g", ss, sw);
+  ck_assert (ss == ss2 && params_equal (strong, strong2));
+  ck_assert (strstr (cbir_model_get_arch_json (strong),
+          "\"consistency\":5") != NULL);
+  g_autoptr (CbirModel) plain = small_model (5, NULL, NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (plain), "consistency") ==
+      NULL);
+  /* without the term the spread is not computed */
+  double none = 0;
+  CbirTrainOptions o;
+  train_options (&o, 11, 2, 0.25);
+  o.progress = keep_view_spread;
+  o.user_data = &none;
+  g_autoptr (CbirTrainer) tp = trainer_with (plain, mnist, &o);
+  run (tp, 1);
+  ck_assert (isnan (none));
+  /* the code is the fused ReLU (a view): refused */
+  g_autofree char *json = g_strdup (small_arch);
+  char *cl = strstr (json, "\"code_layer\": 5");
+  ck_assert (cl != NULL);
+  cl[strlen ("\"code_layer\": ")] = '4';
+  GError *err = NULL;
+  g_autoptr (CbirModel) v = cbir_model_new_from_json (json, "v", &err);
+  ck_assert_msg (v != NULL, "%s", err ? err->message : "");
+  CbirTrainSettings s = *cbir_model_get_train_settings (v);
+  s.consistency = 1;
+  ck_assert (cbir_model_set_train_settings (v, &s, &err));
+  train_options (&o, 11, 2, 0.25);
+  ck_assert (cbir_trainer_new (v, mnist, &o, &err) == NULL);
+  ck_assert_msg (strstr (err->message, "consistency") != NULL
+      && strstr (err->message, "code layer (4, relu)") != NULL, "%s",
+      err->message);
+  g_clear_error (&err);
+  s.consistency = 101;
+  ck_assert (!cbir_model_set_train_settings (v, &s, &err));
+  ck_assert (strstr (err->message, "consistency must be in [0, 100]"));
+  g_clear_error (&err);
+}
+END_TEST
+
 /* small_arch with one more top-level member (e.g. "\"code_normalise\":
  * \"l2\""), weights from seed. */
 static CbirModel *
@@ -900,6 +1040,8 @@ train_suite (void)
   tcase_add_test (tc, test_shift_training);
   tcase_add_test (tc, test_corrupt_rotate);
   tcase_add_test (tc, test_rotate_schedule_training);
+  tcase_add_test (tc, test_view_spread);
+  tcase_add_test (tc, test_consistency_training);
   tcase_add_test (tc, test_gamma_training);
   tcase_add_test (tc, test_centre_training);
   suite_add_tcase (s, tc);
