@@ -292,6 +292,24 @@ write_pngs (CbirTrainer *t, const char *prefix, GError **error)
       error);
 }
 
+/* The training settings in one line, as --list-presets and the training
+ * header show them: loss, optimiser, corruption, batch. */
+static char *
+settings_note (const CbirTrainSettings *s)
+{
+  GString *str = g_string_new (NULL);
+  g_string_append_printf (str, "%s, %s lr %g%s, noise %s %g, shift %u, "
+      "rotate %g", cbir_loss_to_string (s->loss),
+      cbir_optimizer_to_string (s->optimizer), s->lr,
+      s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
+      cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
+      s->rotate);
+  if (s->consistency > 0)
+    g_string_append_printf (str, ", consistency %g", s->consistency);
+  g_string_append_printf (str, ", batch %u", s->batch_size);
+  return g_string_free (str, FALSE);
+}
+
 /* How --list-presets describes a code normalisation. */
 static const char *
 code_normalise_note (CbirCodeNormalise n)
@@ -320,18 +338,12 @@ list_presets (void)
       continue;
     }
     const CbirTrainSettings *s = cbir_model_get_train_settings (m);
-    char cons[64] = "";
-    if (s->consistency > 0)
-      g_snprintf (cons, sizeof cons, ", consistency %g", s->consistency);
-    printf ("%-14s %u-%s code%s; %s, %s lr %g%s, noise %s %g, shift %u, rotate %g%s, "
-        "batch %u, %u epochs\n", *p, cbir_model_get_code_dim (m),
+    g_autofree char *how = settings_note (s);
+    printf ("%-14s %u-%s code%s; %s, %u epochs\n", *p,
+        cbir_model_get_code_dim (m),
         cbir_model_get_code_type (m) == CBIR_CODE_BITS ? "bit" : "float",
-        code_normalise_note (cbir_model_get_code_normalise (m)),
-        cbir_loss_to_string (s->loss),
-        cbir_optimizer_to_string (s->optimizer), s->lr,
-        s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
-        cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
-        s->rotate, cons, s->batch_size, s->epochs);
+        code_normalise_note (cbir_model_get_code_normalise (m)), how,
+        s->epochs);
   }
   return 0;
 }
@@ -610,16 +622,14 @@ main (int argc, char **argv)
   pc.loss_name = cbir_loss_to_string (s->loss);
   pc.zeros = cbir_trainer_get_zeros_loss (t, FALSE);
   if (!opt_quiet) {
+    g_autofree char *how = settings_note (s);
     fprintf (pc.tty ? stderr : stdout, "training %s (%u-%s code) on %u "
-        "images, validating on %u; %s, %s lr %g, noise %s %g, shift %u, "
-        "batch %u, epochs %u%s, seed %" G_GUINT64_FORMAT ", %u threads\n",
-        cbir_model_get_name (m), cbir_model_get_code_dim (m),
+        "images, validating on %u; %s, epochs %u%s, seed %" G_GUINT64_FORMAT
+        ", %u threads\n", cbir_model_get_name (m),
+        cbir_model_get_code_dim (m),
         cbir_code_type_to_string (cbir_model_get_code_type (m)),
-        cbir_trainer_get_n_train (t), cbir_trainer_get_n_val (t),
-        pc.loss_name, cbir_optimizer_to_string (s->optimizer), s->lr,
-        cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
-        s->batch_size, epochs, opt_resume ? " (resumed)" : "", o.seed,
-        threads);
+        cbir_trainer_get_n_train (t), cbir_trainer_get_n_val (t), how,
+        epochs, opt_resume ? " (resumed)" : "", o.seed, threads);
     fflush (stdout);
   }
   if (cbir_trainer_get_epoch (t) < epochs
