@@ -108,6 +108,18 @@ with tmpdir() as d:
     check(not filecmp.cmp(jit, quiet, shallow=False),
           '--rotate 15 --lr-schedule cosine: same model as without')
 
+    # ---- --consistency: two views a step, recorded, shown while training
+    cons = os.path.join(d, 'cons.safetensors')
+    out, _ = run_ok('cbir-train', COMMON + ['--preset', 'pyimagesearch',
+                                            '--epochs', 2, '--out', cons,
+                                            '--consistency', 0.5])
+    arch = json.loads(model_meta(cons).get('architecture', '{}'))
+    check(arch.get('training', {}).get('consistency') == 0.5,
+          '--consistency not in the arch: %r' % arch.get('training'))
+    check('consistency 0.5' in out and ' views 0.' in out,
+          '--consistency: not in the header or no view spread per epoch: %r'
+          % out)
+
     # ---- same seed -> identical model; another seed -> another model
     first = os.path.join(d, 'sicara.safetensors')
     again = os.path.join(d, 'again.safetensors')
@@ -167,7 +179,8 @@ with tmpdir() as d:
                                 '--out', os.path.join(d, 'x.safetensors'),
                                 '--lr', '0.5'], d, ['--resume'],
                  'resume with --lr')
-    for opt, val in (('--rotate', '10'), ('--lr-schedule', 'cosine')):
+    for opt, val in (('--rotate', '10'), ('--lr-schedule', 'cosine'),
+                     ('--consistency', '1')):
         expect_error('cbir-train', ['--data', FIX_IMAGES, '--resume', ckpt,
                                     '--out', os.path.join(d, 'x.safetensors'),
                                     opt, val], d, ['--resume'],
@@ -242,6 +255,10 @@ with tmpdir() as d:
          'negative rotation'),
         (data + ['--preset', 'sicara', '--rotate', 400], ['rotate'],
          'rotation above 180 degrees'),
+        (data + ['--preset', 'sicara', '--consistency', -1],
+         ['consistency'], 'negative consistency weight'),
+        (data + ['--preset', 'sicara', '--consistency', 101],
+         ['consistency', '100'], 'consistency weight above 100'),
         (data + ['--preset', 'sicara', '--lr-schedule', 'step'], ['step'],
          'unknown learning-rate schedule'),
         (data + ['--arch', badjson], [badjson], 'invalid arch JSON'),
