@@ -860,6 +860,21 @@ keep_view_spread (const CbirTrainProgress *p, gpointer user_data)
   return TRUE;
 }
 
+/* Trains m for `epochs` (seed 11, 2 threads, a quarter held out); returns
+ * the last epoch's view spread (NAN without a consistency term). */
+static double
+run_keeping_spread (CbirModel *m, guint epochs)
+{
+  double spread = 0;
+  CbirTrainOptions o;
+  train_options (&o, 11, 2, 0.25);
+  o.progress = keep_view_spread;
+  o.user_data = &spread;
+  g_autoptr (CbirTrainer) t = trainer_with (m, mnist, &o);
+  run (t, epochs);
+  return spread;
+}
+
 /* small_model trained 3 epochs with the consistency term of weight c;
  * returns the last epoch's view spread (W / T). */
 static double
@@ -873,15 +888,8 @@ consistency_run (double c, CbirModel **out)
   GError *err = NULL;
   ck_assert_msg (cbir_model_set_train_settings (m, &s, &err), "%s",
       err ? err->message : "");
-  double spread = NAN;
-  CbirTrainOptions o;
-  train_options (&o, 11, 2, 0.25);
-  o.progress = keep_view_spread;
-  o.user_data = &spread;
-  g_autoptr (CbirTrainer) t = trainer_with (m, mnist, &o);
-  run (t, 3);
   *out = m;
-  return spread;
+  return run_keeping_spread (m, 3);
 }
 
 /* The consistency term pulls the codes of two views of one image together
@@ -904,14 +912,7 @@ START_TEST (test_consistency_training)
   ck_assert (strstr (cbir_model_get_arch_json (plain), "consistency") ==
       NULL);
   /* without the term the spread is not computed */
-  double none = 0;
-  CbirTrainOptions o;
-  train_options (&o, 11, 2, 0.25);
-  o.progress = keep_view_spread;
-  o.user_data = &none;
-  g_autoptr (CbirTrainer) tp = trainer_with (plain, mnist, &o);
-  run (tp, 1);
-  ck_assert (isnan (none));
+  ck_assert (isnan (run_keeping_spread (plain, 1)));
   /* the code is the fused ReLU (a view): refused */
   g_autofree char *json = g_strdup (small_arch);
   char *cl = strstr (json, "\"code_layer\": 5");
@@ -923,6 +924,7 @@ START_TEST (test_consistency_training)
   CbirTrainSettings s = *cbir_model_get_train_settings (v);
   s.consistency = 1;
   ck_assert (cbir_model_set_train_settings (v, &s, &err));
+  CbirTrainOptions o;
   train_options (&o, 11, 2, 0.25);
   ck_assert (cbir_trainer_new (v, mnist, &o, &err) == NULL);
   ck_assert_msg (strstr (err->message, "consistency") != NULL
