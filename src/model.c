@@ -348,6 +348,8 @@ settings_check (const CbirTrainSettings *s)
     what = "rotate must be in [0, 180] degrees";
   else if (!(s->consistency >= 0 && s->consistency <= 100))
     what = "consistency must be in [0, 100]";
+  else if (!(s->thickness >= 0 && s->thickness <= 1))
+    what = "thickness must be in [0, 1]";
   else if (s->lr_schedule != CBIR_LR_CONSTANT
       && s->lr_schedule != CBIR_LR_COSINE)
     what = "lr_schedule must be constant or cosine";
@@ -552,6 +554,10 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
   if (t->consistency > 0) {
     g_string_append (s, ",\"consistency\":");
     cbir_json_append_double (s, t->consistency);
+  }
+  if (t->thickness > 0) {
+    g_string_append (s, ",\"thickness\":");
+    cbir_json_append_double (s, t->thickness);
   }
   g_string_append_printf (s, ",\"batch_size\":%u,\"epochs\":%u}",
       t->batch_size, t->epochs);
@@ -937,7 +943,8 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
   static const char *const keys[] = { "loss", "optimizer", "lr",
     "lr_schedule", "rho",
     "momentum", "beta1", "beta2", "eps", "noise", "noise_level",
-    "shift", "rotate", "consistency", "batch_size", "epochs", NULL
+    "shift", "rotate", "consistency", "thickness", "batch_size", "epochs",
+    NULL
   };
   if (!check_keys (c, o, keys, error))
     return FALSE;
@@ -983,7 +990,8 @@ parse_training (Ctx *c, JsonObject *root, CbirTrainSettings *s,
     return FALSE;
   s->shift = (guint) v;
   if (!get_double (c, o, "rotate", 0.0, &s->rotate, error)
-      || !get_double (c, o, "consistency", 0.0, &s->consistency, error))
+      || !get_double (c, o, "consistency", 0.0, &s->consistency, error)
+      || !get_double (c, o, "thickness", 0.0, &s->thickness, error))
     return FALSE;
   if (s->noise == CBIR_NOISE_NONE)
     s->noise_level = 0;
@@ -1267,6 +1275,10 @@ noise_json (const CbirTrainSettings *s)
   if (s->rotate > 0) {
     g_string_append (str, ",\"rotate\":");
     cbir_json_append_double (str, s->rotate);
+  }
+  if (s->thickness > 0) {
+    g_string_append (str, ",\"thickness\":");
+    cbir_json_append_double (str, s->thickness);
   }
   g_string_append_c (str, '}');
   return g_string_free (str, FALSE);

@@ -21,6 +21,7 @@
 /* Keys the translation jitter's stream apart from the noise's. */
 #define SHIFT_KEY G_GUINT64_CONSTANT (0x7a3f19e5b2c8d461)
 #define ROTATE_KEY G_GUINT64_CONSTANT (0x3c6ef372fe94f82b)
+#define THICKNESS_KEY G_GUINT64_CONSTANT (0xa54ff53a5f1d36f1)
 /* Keys the second view's corruption (consistency term) apart from the
  * first's: its noise, shift and rotation are another draw. */
 #define VIEW2_KEY G_GUINT64_CONSTANT (0x9b05688c2b3e6c1f)
@@ -221,6 +222,36 @@ append_losses (GString *s, const GArray *a)
   g_string_append_c (s, ']');
 }
 
+/* img (channels planes) moved a share |t| of the way to its 3x3 grey
+ * dilation (t > 0) or erosion (t < 0), in place; the window is clipped at
+ * the border. */
+static void
+thicken (float *img, guint channels, guint width, guint height, float t)
+{
+  if (t == 0)
+    return;
+  const gsize plane = (gsize) width * height;
+  const gboolean dilate = t > 0;
+  const float a = fabsf (t);
+  float *tmp = g_new (float, plane);
+  for (guint c = 0; c < channels; c++) {
+    float *p = img + c * plane;
+    for (guint y = 0; y < height; y++)
+      for (guint x = 0; x < width; x++) {
+        float m = p[(gsize) y * width + x];
+        for (guint yy = y ? y - 1 : 0; yy <= MIN (y + 1, height - 1); yy++)
+          for (guint xx = x ? x - 1 : 0; xx <= MIN (x + 1, width - 1); xx++) {
+            float v = p[(gsize) yy * width + xx];
+            m = dilate ? MAX (m, v) : MIN (m, v);
+          }
+        tmp[(gsize) y * width + x] = m;
+      }
+    for (gsize i = 0; i < plane; i++)
+      p[i] += a * (tmp[i] - p[i]);
+  }
+  g_free (tmp);
+}
+
 void
 cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed, guint64 stream,
     const float *clean, guint channels, guint width, guint height, float *out,
@@ -282,6 +313,13 @@ cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed, guint64 stream,
             clean + c * plane + (gsize) (y - oy) * w + (x0 - ox),
             (gsize) (x1 - x0) * sizeof (float));
   }
+  if (s->thickness > 0) {
+    guint64 st = (seed ^ THICKNESS_KEY)
+        + stream * G_GUINT64_CONSTANT (0xD1B54A32D192ED03);
+    double u = (double) (splitmix64 (&st) >> 11) * 0x1.0p-53;  /* [0, 1) */
+    thicken (out, channels, width, height,
+        (float) ((2.0 * u - 1.0) * s->thickness));
+  }
   if (s->noise != CBIR_NOISE_NONE && s->noise_level > 0)
     cbir_noise_apply_f32 (s->noise, (float) s->noise_level, seed, stream,
         out, n);
@@ -302,6 +340,7 @@ prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
   if (!shift) {
     cs.shift = 0;
     cs.rotate = 0;
+    cs.thickness = 0;
   }
   CbirShape in = cbir_net_input_shape (t->net);
   float scale, offset;

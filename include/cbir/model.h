@@ -158,6 +158,13 @@ typedef struct {
    * much. JSON "consistency", [0, 100], default 0 (not written to the
    * canonical JSON then). */
   double consistency;
+  /* Appended: stroke-thickness jitter of the noisy input: after the shift
+   * and rotation, each image moves a share t of the way to its 3x3 grey
+   * dilation (t > 0, thicker strokes) or erosion (t < 0, thinner), t
+   * uniform in [-thickness, thickness] (a stream of its own); the target
+   * stays the clean image. JSON "thickness", [0, 1], default 0 (not
+   * written to the canonical JSON then). */
+  double thickness;
 } CbirTrainSettings;
 
 /* Fills the defaults for an optimiser (lr, rho, momentum, betas, eps). */

@@ -142,7 +142,10 @@ double cbir_view_spread_eval (const float *codes, guint n, gsize dim,
  * s->rotate > 0 the image is also turned about its centre by an angle
  * uniform in [-rotate, rotate] degrees (another stream of its own; the
  * offset drawn is unchanged) before the offset, resampled bilinearly with
- * zero fill; rotate 0 keeps the exact integer shift. The trainer
+ * zero fill; rotate 0 keeps the exact integer shift. With s->thickness >
+ * 0 the moved image then goes a share t, uniform in [-thickness,
+ * thickness] (a stream of its own), of the way to its 3x3 grey dilation
+ * (t > 0) or erosion (t < 0), before the noise. The trainer
  * uses stream epoch * N + image index; validation and samples use no
  * shift. dx/dy (may be NULL) receive the offset. out must not alias
  * clean. */

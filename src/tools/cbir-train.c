@@ -29,6 +29,7 @@ static gint opt_shift = UNSET_INT;
 static gdouble opt_lr = UNSET_DOUBLE, opt_momentum = UNSET_DOUBLE;
 static gdouble opt_rotate = UNSET_DOUBLE;
 static gdouble opt_consistency = UNSET_DOUBLE;
+static gdouble opt_thickness = UNSET_DOUBLE;
 static gdouble opt_noise_level = UNSET_DOUBLE, opt_val_split = UNSET_DOUBLE;
 static gint64 opt_seed = G_MININT64;
 static gboolean opt_list, opt_quiet, opt_bench;
@@ -68,6 +69,10 @@ static GOptionEntry entries[] = {
   {"rotate", 0, 0, G_OPTION_ARG_DOUBLE, &opt_rotate,
       "Rotation jitter of the noisy input: random angle of up to X degrees "
       "either way (target stays upright; 0: none)", "X"},
+  {"thickness", 0, 0, G_OPTION_ARG_DOUBLE, &opt_thickness,
+      "Stroke-thickness jitter of the noisy input: each image moves a "
+      "random share of up to X (0..1) of the way to its 3x3 dilation "
+      "(thicker) or erosion (thinner); target unchanged; 0: none", "X"},
   {"consistency", 0, 0, G_OPTION_ARG_DOUBLE, &opt_consistency,
       "Weight of the view-consistency term: each image is corrupted twice "
       "and the share of the codes' spread between its two views is added "
@@ -304,6 +309,8 @@ settings_note (const CbirTrainSettings *s)
       s->lr_schedule == CBIR_LR_COSINE ? " (cosine)" : "",
       cbir_noise_kind_to_string (s->noise), s->noise_level, s->shift,
       s->rotate);
+  if (s->thickness > 0)
+    g_string_append_printf (str, ", thickness %g", s->thickness);
   if (s->consistency > 0)
     g_string_append_printf (str, ", consistency %g", s->consistency);
   g_string_append_printf (str, ", batch %u", s->batch_size);
@@ -471,7 +478,8 @@ main (int argc, char **argv)
   if (opt_resume && (opt_batch != UNSET_INT || opt_optimizer
           || opt_lr != UNSET_DOUBLE || opt_lr_schedule || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
-          || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_consistency != UNSET_DOUBLE || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
+          || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_consistency != UNSET_DOUBLE || opt_thickness != UNSET_DOUBLE
+          || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
@@ -602,6 +610,8 @@ main (int argc, char **argv)
       s.rotate = opt_rotate;
     if (opt_consistency != UNSET_DOUBLE)
       s.consistency = opt_consistency;
+    if (opt_thickness != UNSET_DOUBLE)
+      s.thickness = opt_thickness;
     if (!cbir_model_set_train_settings (model, &s, &err))
       return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);

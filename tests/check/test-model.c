@@ -1432,7 +1432,8 @@ START_TEST (test_train_shift_setting)
 }
 END_TEST
 
-/* The training block's "rotate", "lr_schedule" and "consistency": parsed,
+/* The training block's "rotate", "lr_schedule", "consistency" and
+ * "thickness": parsed,
  * range-checked,
  * in the canonical JSON only when not the default (older models keep
  * their fingerprint), in the file's metadata, back on load. */
@@ -1445,7 +1446,8 @@ START_TEST (test_train_rotate_schedule_setting)
   g_autofree char *j0 = g_strdup_printf ("%s, \"training\": {\"rotate\": 0, "
       "\"lr_schedule\": \"constant\", \"consistency\": 0}}", stem);
   g_autofree char *jr = g_strdup_printf ("%s, \"training\": {\"rotate\": "
-      "12.5, \"lr_schedule\": \"cosine\", \"consistency\": 0.25}}", stem);
+      "12.5, \"lr_schedule\": \"cosine\", \"consistency\": 0.25, "
+      "\"thickness\": 0.5}}", stem);
   g_autoptr (CbirModel) a = cbir_model_new_from_json (jn, "a", &err);
   g_autoptr (CbirModel) b = cbir_model_new_from_json (j0, "b", &err);
   g_autoptr (CbirModel) c = cbir_model_new_from_json (jr, "c", &err);
@@ -1455,6 +1457,9 @@ START_TEST (test_train_rotate_schedule_setting)
   ck_assert (sa->rotate == 0 && sa->lr_schedule == CBIR_LR_CONSTANT);
   ck_assert (sc->rotate == 12.5 && sc->lr_schedule == CBIR_LR_COSINE);
   ck_assert (sa->consistency == 0 && sc->consistency == 0.25);
+  ck_assert (sa->thickness == 0 && sc->thickness == 0.5);
+  ck_assert (strstr (cbir_model_get_arch_json (a), "thickness") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (c), "\"thickness\":0.5"));
   ck_assert (strstr (cbir_model_get_arch_json (a), "consistency") == NULL);
   ck_assert (strstr (cbir_model_get_arch_json (c), "\"consistency\":0.25"));
   ck_assert_str_eq (cbir_model_get_fingerprint (a),
@@ -1473,6 +1478,7 @@ START_TEST (test_train_rotate_schedule_setting)
     {"\"lr_schedule\": 1", "lr_schedule"},
     {"\"consistency\": -0.5", "consistency"},
     {"\"consistency\": 1000", "consistency"},
+    {"\"thickness\": -0.1", "thickness"}, {"\"thickness\": 1.5", "thickness"},
   };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
     g_autofree char *j = g_strdup_printf ("%s, \"training\": {%s}}", stem,

@@ -740,6 +740,59 @@ START_TEST (test_corrupt_rotate)
 }
 END_TEST
 
+/* Thickness jitter: a share t, uniform in [-thickness, thickness], of the
+ * way to the 3x3 dilation or erosion; reproducible; 0 changes nothing;
+ * validation never sees it. */
+START_TEST (test_corrupt_thickness)
+{
+  float dot[784] = { 0 }, out[784], again[784];
+  dot[14 * 28 + 14] = 1.0f;
+  dot[0] = 0.5f;                /* the window is clipped at the corner */
+  CbirTrainSettings s;
+  memset (&s, 0, sizeof s);
+  s.noise = CBIR_NOISE_NONE;
+  cbir_train_corrupt (&s, 42, 3, dot, 1, 28, 28, out, NULL, NULL);
+  ck_assert (memcmp (out, dot, sizeof out) == 0);
+  s.thickness = 0.8;
+  guint thicker = 0, thinner = 0;
+  for (guint64 stream = 0; stream < 200; stream++) {
+    cbir_train_corrupt (&s, 42, stream, dot, 1, 28, 28, out, NULL, NULL);
+    cbir_train_corrupt (&s, 42, stream, dot, 1, 28, 28, again, NULL, NULL);
+    ck_assert (memcmp (out, again, sizeof out) == 0);
+    float c = out[14 * 28 + 14], n = out[13 * 28 + 15];
+    if (n > 0) {
+      /* dilated by t = n: the dot stays, its 8 neighbours get t */
+      thicker++;
+      ck_assert (c == 1.0f && n <= 0.8f + 1e-6f);
+      for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++)
+          ck_assert (fabsf (out[(14 + dy) * 28 + 14 + dx]
+                  - (dx || dy ? n : 1.0f)) < 1e-6f);
+      ck_assert (fabsf (out[1] - 0.5f * n) < 1e-6f
+          && fabsf (out[29] - 0.5f * n) < 1e-6f && out[0] == 0.5f);
+    } else {
+      /* eroded by |t| = 1 - c: the isolated dot fades, nothing spreads */
+      thinner++;
+      ck_assert (c >= 0.2f - 1e-6f && c <= 1.0f);
+      ck_assert (fabsf (out[0] - 0.5f * c) < 1e-6f);
+    }
+  }
+  ck_assert_uint_gt (thicker, 70);
+  ck_assert_uint_gt (thinner, 70);
+  /* its own stream: the shift and the noise drawn are unchanged */
+  s.shift = 2;
+  s.noise = CBIR_NOISE_GAUSSIAN;
+  s.noise_level = 0.2;
+  CbirTrainSettings s0 = s;
+  s0.thickness = 0;
+  int dx, dy, dx0, dy0;
+  cbir_train_corrupt (&s, 9, 5, dot, 1, 28, 28, out, &dx, &dy);
+  cbir_train_corrupt (&s0, 9, 5, dot, 1, 28, 28, again, &dx0, &dy0);
+  ck_assert (dx == dx0 && dy == dy0);
+  ck_assert (memcmp (out, again, sizeof out) != 0);
+}
+END_TEST
+
 /* Training with rotation jitter or a cosine learning-rate schedule:
  * reproducible, different from without, recorded, resumed bit-identically;
  * validation (no jitter) unaffected. */
@@ -1042,6 +1095,7 @@ train_suite (void)
   tcase_add_test (tc, test_shift_training);
   tcase_add_test (tc, test_corrupt_rotate);
   tcase_add_test (tc, test_rotate_schedule_training);
+  tcase_add_test (tc, test_corrupt_thickness);
   tcase_add_test (tc, test_view_spread);
   tcase_add_test (tc, test_consistency_training);
   tcase_add_test (tc, test_gamma_training);
