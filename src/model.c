@@ -132,15 +132,16 @@ static const char preset_binary_xor[] =
  * 32-float dense code, centred on the training images' mean code, partly
  * PCA-whitened (variance^-0.15) and L2-normalised (L2 search ranks like
  * cosine around the data's centre); trained as a denoising autoencoder with
- * Gaussian noise 0.3, random shifts of up to 3 px and rotations of up to 10
- * degrees (target: the clean, centred, upright image), Adam eps 1e-8 with a
- * cosine learning-rate schedule.
+ * Gaussian noise 0.3, random shifts of up to 3 px, rotations of up to 10
+ * degrees and strokes up to half-way to one pixel thicker or thinner
+ * (target: the clean, centred, upright image), Adam eps 1e-8 with a cosine
+ * learning-rate schedule.
  * The decoder mirrors research/dae.py's. Keep this and
  * models/presets/default.json the one place the default is defined
  * (test-model checks they agree). */
 static const char preset_default[] =
     "{\"name\": \"default\",\n"
-    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, partly whitened, L2-normalised 32-d code); denoising + shift 3 + rotate 10, cosine lr\",\n"
+    " \"description\": \"sqrt input; Conv32-Conv32-MP-Conv64-Conv64-MP (BN, ReLU)-Dense32 (centred, partly whitened, L2-normalised 32-d code); denoising + shift 3 + rotate 10 + thickness 0.5, cosine lr\",\n"
     " \"input\": [1, 28, 28], \"code_layer\": 15, \"code_type\": \"float\",\n"
     " \"normalisation\": {\"scale\": 0.00392156862745098, \"offset\": 0, \"gamma\": 0.5},\n"
     " \"code_normalise\": \"whiten-l2\", \"code_whiten_power\": 0.15,\n"
@@ -176,7 +177,8 @@ static const char preset_default[] =
     "  {\"type\": \"sigmoid\"}],\n"
     " \"training\": {\"loss\": \"bce\", \"optimizer\": \"adam\", \"lr\": 0.001,\n"
     "   \"eps\": 1e-8, \"noise\": \"gaussian\", \"noise_level\": 0.3, \"shift\": 3,\n"
-    "   \"rotate\": 10, \"lr_schedule\": \"cosine\", \"batch_size\": 128, \"epochs\": 16}}\n";
+    "   \"rotate\": 10, \"thickness\": 0.5, \"lr_schedule\": \"cosine\", \"batch_size\": 128,\n"
+    "   \"epochs\": 16}}\n";
 
 static const struct {
   const char *name;

@@ -1418,13 +1418,14 @@ START_TEST (test_train_shift_setting)
   ck_assert (!cbir_model_set_train_settings (a, &s, &err));
   assert_error_has (err, "shift", NULL);
   g_clear_error (&err);
-  /* the default preset trains with shift 3, rotation 10 and a cosine
-   * schedule on square-root inputs and has centred, partly whitened,
-   * L2-normalised codes */
+  /* the default preset trains with shift 3, rotation 10, thickness 0.5
+   * and a cosine schedule on square-root inputs and has centred, partly
+   * whitened, L2-normalised codes */
   g_autoptr (CbirModel) d = make_model ("default", 1);
   const CbirTrainSettings *ds = cbir_model_get_train_settings (d);
   ck_assert_uint_eq (ds->shift, 3);
   ck_assert (ds->rotate == 10 && ds->lr_schedule == CBIR_LR_COSINE);
+  ck_assert (ds->thickness == 0.5);
   ck_assert_int_eq (cbir_model_get_code_normalise (d),
       CBIR_CODE_NORMALISE_WHITEN_L2);
   ck_assert (cbir_model_get_code_whiten_power (d) == 0.15);
