@@ -507,6 +507,20 @@ cbir_model_free (CbirModel *m)
   g_free (m);
 }
 
+/* ,"key":v for an optional setting, written only when it is set (> 0),
+ * so that models from before it existed keep their canonical JSON and
+ * fingerprint. */
+static void
+append_if_positive (GString *s, const char *key, double v)
+{
+  if (!(v > 0))
+    return;
+  g_string_append (s, ",\"");
+  g_string_append (s, key);
+  g_string_append (s, "\":");
+  cbir_json_append_double (s, v);
+}
+
 char *
 cbir_train_settings_to_json (const CbirTrainSettings *t)
 {
@@ -549,18 +563,9 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
    * their canonical JSON and fingerprint */
   if (t->shift)
     g_string_append_printf (s, ",\"shift\":%u", t->shift);
-  if (t->rotate > 0) {
-    g_string_append (s, ",\"rotate\":");
-    cbir_json_append_double (s, t->rotate);
-  }
-  if (t->consistency > 0) {
-    g_string_append (s, ",\"consistency\":");
-    cbir_json_append_double (s, t->consistency);
-  }
-  if (t->thickness > 0) {
-    g_string_append (s, ",\"thickness\":");
-    cbir_json_append_double (s, t->thickness);
-  }
+  append_if_positive (s, "rotate", t->rotate);
+  append_if_positive (s, "consistency", t->consistency);
+  append_if_positive (s, "thickness", t->thickness);
   g_string_append_printf (s, ",\"batch_size\":%u,\"epochs\":%u}",
       t->batch_size, t->epochs);
   return g_string_free (s, FALSE);
@@ -1274,14 +1279,8 @@ noise_json (const CbirTrainSettings *s)
   cbir_json_append_double (str, s->noise_level);
   if (s->shift)
     g_string_append_printf (str, ",\"shift\":%u", s->shift);
-  if (s->rotate > 0) {
-    g_string_append (str, ",\"rotate\":");
-    cbir_json_append_double (str, s->rotate);
-  }
-  if (s->thickness > 0) {
-    g_string_append (str, ",\"thickness\":");
-    cbir_json_append_double (str, s->thickness);
-  }
+  append_if_positive (str, "rotate", s->rotate);
+  append_if_positive (str, "thickness", s->thickness);
   g_string_append_c (str, '}');
   return g_string_free (str, FALSE);
 }
