@@ -148,7 +148,7 @@ typedef struct {
   double rotate;
   /* Appended: weight of the view-consistency term. With consistency > 0
    * every training image is corrupted twice (two independent draws of
-   * noise, shift and rotation); both views are reconstructed, and the
+   * the whole corruption); both views are reconstructed, and the
    * loss adds consistency * W / T on the codes (the output of the
    * code layer): W = 1/2 sum over the images of |code(view 1) -
    * code(view 2)|^2, T = the sum over all codes of the batch of |code -
