@@ -23,7 +23,7 @@
 #define ROTATE_KEY G_GUINT64_CONSTANT (0x3c6ef372fe94f82b)
 #define THICKNESS_KEY G_GUINT64_CONSTANT (0xa54ff53a5f1d36f1)
 /* Keys the second view's corruption (consistency term) apart from the
- * first's: its noise, shift and rotation are another draw. */
+ * first's: its noise, shift, rotation and thickness are another draw. */
 #define VIEW2_KEY G_GUINT64_CONSTANT (0x9b05688c2b3e6c1f)
 
 struct _CbirTrainer {
