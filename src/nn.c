@@ -1613,17 +1613,12 @@ cbir_net_keeps_output (const CbirNet *net, guint l, guint last)
   return TRUE;
 }
 
-static gboolean
-output_kept (CbirNet *net, CbirNetState *st, guint l)
-{
-  return cbir_net_keeps_output (net, l, st->last);
-}
-
 const float *
 cbir_net_state_output (CbirNetState *st, guint layer)
 {
   g_return_val_if_fail (st != NULL && st->forwarded && st->training, NULL);
-  g_return_val_if_fail (output_kept (st->net, st, layer), NULL);
+  g_return_val_if_fail (cbir_net_keeps_output (st->net, layer, st->last),
+      NULL);
   return st->act[layer];
 }
 
@@ -1637,7 +1632,8 @@ cbir_net_backward_extra (CbirNet *net, CbirNetState *st, const float *dout,
   g_return_if_fail (st->net == net);
   g_return_if_fail (st->forwarded);
   if (extra) {
-    g_return_if_fail (st->training && output_kept (net, st, extra_layer));
+    g_return_if_fail (st->training
+        && cbir_net_keeps_output (net, extra_layer, st->last));
     job.extra_layer = (int) extra_layer;
     job.extra = extra;
   }

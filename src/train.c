@@ -535,11 +535,12 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   cbir_net_set_threads (t->net, opts->threads ? opts->threads :
       cbir_default_threads ());
   guint bs = t->set.batch_size;
+  t->views = t->set.consistency > 0 ? 2 : 1;
   {
     /* the whole training state, checked before any of it is allocated */
     guint threads = opts->threads ? opts->threads : cbir_default_threads ();
-    guint64 need = cbir_net_memory_bytes (t->net, bs * (t->set.consistency
-            > 0 ? 2 : 1), threads, TRUE);
+    guint64 need = cbir_net_memory_bytes (t->net, bs * t->views, threads,
+        TRUE);
     guint64 have = (guint64) sysconf (_SC_PHYS_PAGES)
         * (guint64) sysconf (_SC_PAGESIZE);
     if (need > have) {
@@ -551,7 +552,6 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
       return NULL;
     }
   }
-  t->views = t->set.consistency > 0 ? 2 : 1;
   if (t->views == 2) {
     t->code_layer = cbir_model_get_code_layer (model);
     if (!cbir_net_keeps_output (t->net, t->code_layer, t->last)) {

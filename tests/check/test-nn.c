@@ -514,11 +514,11 @@ START_TEST (test_grad_inner_loss)
   /* conv fused with its ReLU and pool, the ReLU, the flatten, the last */
   const guint refused[] = { 0, 1, 3, 5 };
   for (guint i = 0; i < G_N_ELEMENTS (refused); i++) {
-    g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*output_kept*");
+    g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*cbir_net_keeps_output*");
     ck_assert (cbir_net_state_output (st, refused[i]) == NULL);
     g_test_assert_expected_messages ();
   }
-  g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*output_kept*");
+  g_test_expect_message ("cbir", G_LOG_LEVEL_CRITICAL, "*cbir_net_keeps_output*");
   cbir_net_backward_extra (net, st, dout, 0, extra, grads);
   g_test_assert_expected_messages ();
 }
