@@ -3,6 +3,7 @@
  * thread-safe encoding. */
 #include "cbir/model.h"
 #include "cbir/baselines.h"
+#include "cbir/preprocess.h"
 #include "cbir/safetensors.h"
 
 #include "json-util.h"
@@ -441,6 +442,7 @@ typedef struct {
   CbirNetState *st;
   float *in;                    /* ENCODE_CHUNK * input size floats */
   float *row;                   /* whiten-l2: code_dim floats, else NULL */
+  guint8 *px;                   /* deskew: one deskewed image, else NULL */
 } PoolEntry;
 
 struct _CbirModel {
@@ -462,6 +464,7 @@ struct _CbirModel {
   float *code_whiten;           /* whiten-l2: code_dim^2 floats, else NULL */
   double whiten_power;          /* whiten-l2: p of variance^-p */
   double scale, offset, gamma;
+  gboolean deskew;              /* shear each input upright first */
   float in_lut[256];            /* pixel value -> network input */
   CbirTrainSettings settings;
   char *training_info;
@@ -481,6 +484,7 @@ pool_entry_free (gpointer p)
   cbir_net_state_free (e->st);
   g_free (e->in);
   g_free (e->row);
+  g_free (e->px);
   g_free (e);
 }
 
@@ -571,6 +575,25 @@ cbir_train_settings_to_json (const CbirTrainSettings *t)
   return g_string_free (s, FALSE);
 }
 
+/* The "normalisation" object, in the canonical JSON and the file's
+ * metadata alike. gamma and deskew only when set: older models keep their
+ * canonical JSON (fingerprint). */
+static void
+append_normalisation (GString *s, const CbirModel *m)
+{
+  g_string_append (s, "{\"scale\":");
+  cbir_json_append_double (s, m->scale);
+  g_string_append (s, ",\"offset\":");
+  cbir_json_append_double (s, m->offset);
+  if (m->gamma != 1.0) {
+    g_string_append (s, ",\"gamma\":");
+    cbir_json_append_double (s, m->gamma);
+  }
+  if (m->deskew)
+    g_string_append (s, ",\"deskew\":true");
+  g_string_append_c (s, '}');
+}
+
 static void
 model_make_canonical (CbirModel *m)
 {
@@ -582,16 +605,9 @@ model_make_canonical (CbirModel *m)
   }
   g_string_append_printf (s, ",\"input\":[%d,%d,%d]", m->input.c, m->input.h,
       m->input.w);
-  g_string_append (s, ",\"normalisation\":{\"scale\":");
-  cbir_json_append_double (s, m->scale);
-  g_string_append (s, ",\"offset\":");
-  cbir_json_append_double (s, m->offset);
-  /* only when set: older models keep their canonical JSON (fingerprint) */
-  if (m->gamma != 1.0) {
-    g_string_append (s, ",\"gamma\":");
-    cbir_json_append_double (s, m->gamma);
-  }
-  g_string_append_printf (s, "},\"code_layer\":%u,\"code_type\":",
+  g_string_append (s, ",\"normalisation\":");
+  append_normalisation (s, m);
+  g_string_append_printf (s, ",\"code_layer\":%u,\"code_type\":",
       m->code_layer);
   cbir_json_append_string (s, cbir_code_type_to_string (m->code_type));
   /* only when set: older models keep their canonical JSON (fingerprint) */
@@ -1073,7 +1089,9 @@ model_parse (const char *json, const char *origin, gssize len,
       nn = json_parser_get_root (mp);
     }
     if (nn) {
-      static const char *const nkeys[] = { "scale", "offset", "gamma", NULL };
+      static const char *const nkeys[] = { "scale", "offset", "gamma",
+        "deskew", NULL
+      };
       if (!JSON_NODE_HOLDS_OBJECT (nn)) {
         ctx_error (&c, error, "\"normalisation\" must be an object "
             "{\"scale\": s, \"offset\": o, \"gamma\": g}");
@@ -1083,7 +1101,8 @@ model_parse (const char *json, const char *origin, gssize len,
       if (!check_keys (&c, no, nkeys, error)
           || !get_double (&c, no, "scale", m->scale, &m->scale, error)
           || !get_double (&c, no, "offset", m->offset, &m->offset, error)
-          || !get_double (&c, no, "gamma", m->gamma, &m->gamma, error))
+          || !get_double (&c, no, "gamma", m->gamma, &m->gamma, error)
+          || !get_bool (&c, no, "deskew", FALSE, &m->deskew, error))
         goto out;
       if (m->scale == 0) {
         ctx_error (&c, error, "normalisation scale must not be 0");
@@ -1091,6 +1110,11 @@ model_parse (const char *json, const char *origin, gssize len,
       }
       if (!(m->gamma >= 0.05 && m->gamma <= 20)) {
         ctx_error (&c, error, "normalisation gamma must be in [0.05, 20]");
+        goto out;
+      }
+      if (m->deskew && m->input.c != 1) {
+        ctx_error (&c, error, "normalisation deskew needs a one-channel "
+            "input, not %d channels", m->input.c);
         goto out;
       }
     }
@@ -1308,15 +1332,8 @@ cbir_model_add_to_writer (CbirModel *m, CbirSafetensorsWriter *w)
   }
   g_autofree char *norm = NULL;
   {
-    GString *s = g_string_new ("{\"scale\":");
-    cbir_json_append_double (s, m->scale);
-    g_string_append (s, ",\"offset\":");
-    cbir_json_append_double (s, m->offset);
-    if (m->gamma != 1.0) {
-      g_string_append (s, ",\"gamma\":");
-      cbir_json_append_double (s, m->gamma);
-    }
-    g_string_append_c (s, '}');
+    GString *s = g_string_new (NULL);
+    append_normalisation (s, m);
     norm = g_string_free (s, FALSE);
   }
   g_autofree char *noise = noise_json (&m->settings);
@@ -1573,6 +1590,27 @@ cbir_model_get_normalisation (const CbirModel *m, float *scale, float *offset)
     *offset = (float) m->offset;
 }
 
+gboolean
+cbir_model_get_deskew (const CbirModel *m)
+{
+  return m->deskew;
+}
+
+gboolean
+cbir_model_set_deskew (CbirModel *m, gboolean deskew, GError **error)
+{
+  if (deskew && m->input.c != 1) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
+        "%s: deskewing needs a one-channel input, not %d channels", m->name,
+        m->input.c);
+    return FALSE;
+  }
+  m->deskew = deskew != FALSE;
+  model_make_canonical (m);
+  cbir_model_update_fingerprint (m);
+  return TRUE;
+}
+
 double
 cbir_model_get_input_gamma (const CbirModel *m)
 {
@@ -1645,6 +1683,8 @@ pool_get (CbirModel *m)
     e = g_new0 (PoolEntry, 1);
     e->st = cbir_net_state_new (m->net, ENCODE_CHUNK);
     e->in = g_new (float, ENCODE_CHUNK * input_size (m));
+    if (m->deskew)
+      e->px = g_new (guint8, input_size (m));
     if (m->code_whiten)
       e->row = g_new (float, m->code_dim);
   }
@@ -1699,8 +1739,19 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     const float *x;
     if (pixels) {
       const guint8 *p = pixels + (gsize) done * in_size;
-      for (gsize k = 0; k < (gsize) b * in_size; k++)
-        e->in[k] = lut[p[k]];
+      if (m->deskew) {
+        if (!e->px)             /* deskew set after this entry was made */
+          e->px = g_new (guint8, in_size);
+        for (guint i = 0; i < b; i++) {
+          cbir_preprocess_deskew (p + (gsize) i * in_size, m->input.w,
+              m->input.h, e->px);
+          for (gsize k = 0; k < in_size; k++)
+            e->in[(gsize) i * in_size + k] = lut[e->px[k]];
+        }
+      } else {
+        for (gsize k = 0; k < (gsize) b * in_size; k++)
+          e->in[k] = lut[p[k]];
+      }
       x = e->in;
     } else {
       x = input + (gsize) done * in_size;

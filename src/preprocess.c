@@ -93,6 +93,56 @@ cbir_preprocess_scale (const guint8 *src, guint width, guint height,
     dst[i] = (guint8) CLAMP (lrintf (o[i]), 0, 255);
 }
 
+double
+cbir_preprocess_deskew (const guint8 *src, guint w, guint h, guint8 *dst)
+{
+  g_return_val_if_fail (src != NULL && dst != NULL && src != dst, 0.0);
+  const gsize n = (gsize) w * h;
+  double s = 0, sx = 0, sy = 0;
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      double v = src[(gsize) y * w + x];
+      s += v;
+      sx += v * x;
+      sy += v * y;
+    }
+  if (s <= 0) {
+    memcpy (dst, src, n);
+    return 0.0;
+  }
+  const double cx = sx / s, cy = sy / s;
+  double vy = 0, cxy = 0;
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++) {
+      double v = src[(gsize) y * w + x];
+      vy += v * (y - cy) * (y - cy);
+      cxy += v * (x - cx) * (y - cy);
+    }
+  if (!(vy > 0)) {
+    memcpy (dst, src, n);
+    return 0.0;
+  }
+  const double alpha = CLAMP (cxy / vy, -CBIR_DESKEW_MAX, CBIR_DESKEW_MAX);
+  for (guint y = 0; y < h; y++) {
+    const guint8 *row = src + (gsize) y * w;
+    const double d = alpha * (y - cy);
+    const double fl = floor (d);
+    const gint k = (gint) fl;
+    const double t = d - fl;
+    for (guint x = 0; x < w; x++) {
+      /* output x samples the row at x + d: (1 - t) row[x + k] + t row[x + k + 1] */
+      gint64 x0 = (gint64) x + k;
+      double v = 0;
+      if (x0 >= 0 && x0 < w)
+        v += (1 - t) * row[x0];
+      if (x0 + 1 >= 0 && x0 + 1 < w)
+        v += t * row[x0 + 1];
+      dst[(gsize) y * w + x] = (guint8) CLAMP (lrint (v), 0, 255);
+    }
+  }
+  return alpha;
+}
+
 /* ---- ink analysis ---- */
 
 typedef struct {

@@ -3,6 +3,7 @@
  * validation, checkpoints. */
 #include "cbir/train.h"
 #include "cbir/noise.h"
+#include "cbir/preprocess.h"
 #include "cbir/safetensors.h"
 
 #include "json-util.h"
@@ -31,7 +32,11 @@ struct _CbirTrainer {
   gboolean own_model;
   CbirNet *net;
   const CbirDataset *data;
-  const CbirDataset *val_set;   /* data or opts.val_data */
+  const CbirDataset *px;        /* the training images the net sees: data,
+                                 * or its deskewed copy dsk[0] */
+  const CbirDataset *val_set;   /* px, opts.val_data or its deskewed copy */
+  CbirDataset *dsk[2];          /* deskewing models: owned copies of the
+                                 * training and validation images */
   CbirTrainOptions opts;
   char *checkpoint_path;
   CbirTrainSettings set;
@@ -402,6 +407,22 @@ mean_pixel (CbirTrainer *t, const CbirDataset *ds, const guint *idx, guint n)
   return n ? sum / ((double) n * sz) : 0;
 }
 
+/* The images of ds, each deskewed (cbir_preprocess_deskew); no labels. */
+static CbirDataset *
+deskewed_copy (const CbirDataset *ds)
+{
+  CbirDataset *d = g_new0 (CbirDataset, 1);
+  const gsize sz = (gsize) ds->rows * ds->cols;
+  d->n = ds->n;
+  d->rows = ds->rows;
+  d->cols = ds->cols;
+  d->images = g_new (guint8, MAX ((gsize) ds->n * sz, 1));
+  for (guint i = 0; i < ds->n; i++)
+    cbir_preprocess_deskew (ds->images + i * sz, ds->cols, ds->rows,
+        d->images + i * sz);
+  return d;
+}
+
 static gboolean
 check_dataset (CbirTrainer *t, const CbirDataset *ds, const char *what,
     GError **error)
@@ -448,6 +469,8 @@ cbir_trainer_free (CbirTrainer *t)
   g_free (t->target);
   g_free (t->dout);
   g_free (t->dcode);
+  cbir_dataset_free (t->dsk[0]);
+  cbir_dataset_free (t->dsk[1]);
   if (t->train_losses)
     g_array_unref (t->train_losses);
   if (t->val_losses)
@@ -491,6 +514,14 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
         "give either a validation split or a validation data set, not both");
     return NULL;
   }
+  /* a deskewing model sees every image upright, the clean target too:
+   * deskew once here, as cbir_model_encode_u8 does for each image */
+  t->px = data;
+  if (cbir_model_get_deskew (model)) {
+    t->px = t->dsk[0] = deskewed_copy (data);
+    if (opts->val_data)
+      t->dsk[1] = deskewed_copy (opts->val_data);
+  }
   if (opts->checkpoint_every > 0 && !opts->checkpoint_path) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
         "checkpoints every %u epochs need a checkpoint path",
@@ -512,13 +543,13 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   t->n_train = n - t->n_val;
   t->train_idx = perm;
   if (opts->val_data) {
-    t->val_set = opts->val_data;
+    t->val_set = t->dsk[1] ? t->dsk[1] : opts->val_data;
     t->n_val = opts->val_data->n;
     t->val_idx = g_new (guint, t->n_val);
     for (guint i = 0; i < t->n_val; i++)
       t->val_idx[i] = i;
   } else {
-    t->val_set = data;
+    t->val_set = t->px;
     t->val_idx = g_memdup2 (perm + t->n_train, sizeof (guint) * t->n_val);
     /* keep the held-out images in file order (for pictures) */
     if (t->n_val > 1)
@@ -578,9 +609,9 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   t->dout = g_new (float, bs * t->views * t->in_size);
 
   /* reference losses */
-  float mu = (float) mean_pixel (t, data, t->train_idx, t->n_train);
-  t->zeros[0] = constant_loss (t, data, t->train_idx, t->n_train, 0.0f);
-  t->meanp[0] = constant_loss (t, data, t->train_idx, t->n_train, mu);
+  float mu = (float) mean_pixel (t, t->px, t->train_idx, t->n_train);
+  t->zeros[0] = constant_loss (t, t->px, t->train_idx, t->n_train, 0.0f);
+  t->meanp[0] = constant_loss (t, t->px, t->train_idx, t->n_train, mu);
   if (t->n_val) {
     t->zeros[1] = constant_loss (t, t->val_set, t->val_idx, t->n_val, 0.0f);
     t->meanp[1] = constant_loss (t, t->val_set, t->val_idx, t->n_val, mu);
@@ -678,14 +709,14 @@ cbir_trainer_evaluate (CbirTrainer *t, gboolean val)
 {
   if (val)
     return t->n_val ? eval_set (t, t->val_set, t->val_idx, t->n_val) : NAN;
-  return eval_set (t, t->data, t->train_idx, t->n_train);
+  return eval_set (t, t->px, t->train_idx, t->n_train);
 }
 
 gboolean
 cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy, float *recon,
     float *clean, GError **error)
 {
-  const CbirDataset *ds = t->n_val ? t->val_set : t->data;
+  const CbirDataset *ds = t->n_val ? t->val_set : t->px;
   const guint *idx = t->n_val ? t->val_idx : t->train_idx;
   guint avail = t->n_val ? t->n_val : t->n_train;
   if (n > avail) {
@@ -946,10 +977,10 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
       guint b = MIN (bs, t->n_train - done);
       const guint rows = b * t->views;
       gsize nval = (gsize) rows * t->in_size;
-      prep_batch (t, t->data, t->order + done, b, t->opts.seed,
+      prep_batch (t, t->px, t->order + done, b, t->opts.seed,
           (guint64) e * t->data->n, TRUE, t->x, t->target, NULL);
       if (t->views == 2)
-        prep_batch (t, t->data, t->order + done, b, t->opts.seed ^ VIEW2_KEY,
+        prep_batch (t, t->px, t->order + done, b, t->opts.seed ^ VIEW2_KEY,
             (guint64) e * t->data->n, TRUE, t->x + (gsize) b * t->in_size,
             t->target + (gsize) b * t->in_size, NULL);
       const float *y = cbir_net_forward (t->net, t->st, t->x, rows, t->last,

@@ -65,6 +65,16 @@ void cbir_model_get_input_size (const CbirModel *model, guint *width,
 void cbir_model_get_normalisation (const CbirModel *model, float *scale,
     float *offset);
 double cbir_model_get_input_gamma (const CbirModel *model);
+/* TRUE when the model's normalisation has "deskew": true: every GRAY8
+ * image given to cbir_model_encode_u8 (and every training image) is first
+ * sheared upright by cbir_preprocess_deskew. cbir_model_encode_f32 takes
+ * its input as it is. */
+gboolean cbir_model_get_deskew (const CbirModel *model);
+/* Turns deskewing on or off (canonical JSON and fingerprint follow): for a
+ * model about to be trained, not one whose gallery exists. FALSE with
+ * error for a model whose input is not one channel. */
+gboolean cbir_model_set_deskew (CbirModel *model, gboolean deskew,
+    GError **error);
 /* (v / 255)^gamma: a pixel in the [0, 1] space the trainer's noise and
  * reconstruction target live in (before scale and offset). */
 float cbir_model_pixel_to_01 (const CbirModel *model, guint8 v);
@@ -72,7 +82,7 @@ float cbir_model_pixel_to_01 (const CbirModel *model, guint8 v);
 const float *cbir_model_get_input_lut (const CbirModel *model);
 
 /* Encodes n GRAY8 images of the model's input size (contiguous, no row
- * padding) to n float codes (code_dim floats each: the raw encoder
+ * padding; deskewed first when the model says so) to n float codes (code_dim floats each: the raw encoder
  * output, also for bit models). Thread-safe: any number of threads may
  * encode with one model at once; batch 1 has low latency. */
 gboolean cbir_model_encode_u8 (CbirModel *model, const guint8 *pixels,

@@ -44,6 +44,18 @@ typedef struct {
 void cbir_preprocess_scale (const guint8 *src, guint width, guint height,
     gsize stride, guint out_w, guint out_h, guint8 *dst);
 
+/* Deskewing (as for k-NN on MNIST, LeCun et al. 1998): shears a GRAY8
+ * image (w x h, tightly packed) horizontally so that its ink's second
+ * moments have no x-y covariance: row y moves by alpha (y - cy), alpha =
+ * cov(x, y) / var(y) of the pixel values, cy the centre of mass's row, and
+ * each output pixel is the linear interpolation of its row (pixels from
+ * outside the image are 0). |alpha| is limited to CBIR_DESKEW_MAX (a shear
+ * of 45 degrees). An image with no ink, or all of it on one row, is copied.
+ * src and dst must not overlap. Returns alpha. */
+#define CBIR_DESKEW_MAX 1.0
+double cbir_preprocess_deskew (const guint8 *src, guint w, guint h,
+    guint8 *dst);
+
 /* MNIST-style normalisation of a whole frame into dst28 (28x28, tightly
  * packed, white ink on black). Returns FALSE when the frame holds no digit
  * (no ink: blank, uniformly lit or only specks); dst28 is then all zero.

@@ -30,6 +30,7 @@ static gdouble opt_lr = UNSET_DOUBLE, opt_momentum = UNSET_DOUBLE;
 static gdouble opt_rotate = UNSET_DOUBLE;
 static gdouble opt_consistency = UNSET_DOUBLE;
 static gdouble opt_thickness = UNSET_DOUBLE;
+static gboolean opt_deskew;
 static gdouble opt_noise_level = UNSET_DOUBLE, opt_val_split = UNSET_DOUBLE;
 static gint64 opt_seed = G_MININT64;
 static gboolean opt_list, opt_quiet, opt_bench;
@@ -73,6 +74,10 @@ static GOptionEntry entries[] = {
       "Stroke-thickness jitter of the noisy input: each image moves a "
       "random share of up to X (0..1) of the way to its 3x3 dilation "
       "(thicker) or erosion (thinner); target unchanged; 0: none", "X"},
+  {"deskew", 0, 0, G_OPTION_ARG_NONE, &opt_deskew,
+      "Shear every input upright (second moments) before the encoder, in "
+      "training and in every later encoding: the model's normalisation "
+      "records it", NULL},
   {"consistency", 0, 0, G_OPTION_ARG_DOUBLE, &opt_consistency,
       "Weight of the view-consistency term: each image is corrupted twice "
       "and the share of the codes' spread between its two views is added "
@@ -479,7 +484,7 @@ main (int argc, char **argv)
           || opt_lr != UNSET_DOUBLE || opt_lr_schedule || opt_momentum != UNSET_DOUBLE
           || opt_loss || opt_noise || opt_noise_level != UNSET_DOUBLE
           || opt_shift != UNSET_INT || opt_rotate != UNSET_DOUBLE || opt_consistency != UNSET_DOUBLE || opt_thickness != UNSET_DOUBLE
-          || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
+          || opt_deskew || opt_seed != G_MININT64 || opt_val_split != UNSET_DOUBLE))
     return fail ("--resume continues with the checkpoint's settings; only "
         "--epochs, --threads, --checkpoint-every and outputs may be given");
   if (opt_epochs != UNSET_INT && opt_epochs < 1)
@@ -614,6 +619,8 @@ main (int argc, char **argv)
       s.thickness = opt_thickness;
     if (!cbir_model_set_train_settings (model, &s, &err))
       return fail ("%s", err->message);
+    if (opt_deskew && !cbir_model_set_deskew (model, TRUE, &err))
+      return fail ("%s", err->message);
     cbir_net_init_params (cbir_model_get_net (model), o.seed);
     cbir_model_update_fingerprint (model);
     if (opt_bench)
@@ -633,11 +640,12 @@ main (int argc, char **argv)
   pc.zeros = cbir_trainer_get_zeros_loss (t, FALSE);
   if (!opt_quiet) {
     g_autofree char *how = settings_note (s);
-    fprintf (pc.tty ? stderr : stdout, "training %s (%u-%s code) on %u "
+    fprintf (pc.tty ? stderr : stdout, "training %s (%u-%s code%s) on %u "
         "images, validating on %u; %s, epochs %u%s, seed %" G_GUINT64_FORMAT
         ", %u threads\n", cbir_model_get_name (m),
         cbir_model_get_code_dim (m),
         cbir_code_type_to_string (cbir_model_get_code_type (m)),
+        cbir_model_get_deskew (m) ? ", deskewed input" : "",
         cbir_trainer_get_n_train (t), cbir_trainer_get_n_val (t), how,
         epochs, opt_resume ? " (resumed)" : "", o.seed, threads);
     fflush (stdout);

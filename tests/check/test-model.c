@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <cbir/model.h>
+#include <cbir/preprocess.h>
 #include <cbir/safetensors.h>
 
 #include <check.h>
@@ -1037,6 +1038,87 @@ START_TEST (test_input_gamma)
 }
 END_TEST
 
+/* Deskewing: "deskew": true in the normalisation shears every GRAY8 input
+ * upright before the encoder (encode_u8 == encode of the deskewed pixels by
+ * the same weights without it); the canonical JSON (fingerprint) carries it
+ * only when true; save/load keeps it; not a boolean or a colour input is
+ * refused. */
+START_TEST (test_input_deskew)
+{
+  GError *err = NULL;
+  g_autoptr (CbirModel) plain = gamma_model (NULL, &err);
+  ck_assert_msg (plain != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirModel) off = gamma_model ("{\"deskew\": false}", &err);
+  ck_assert_msg (off != NULL, "%s", err ? err->message : "");
+  g_autoptr (CbirModel) dsk = gamma_model ("{\"deskew\": true}", &err);
+  ck_assert_msg (dsk != NULL, "%s", err ? err->message : "");
+  ck_assert_str_eq (cbir_model_get_fingerprint (plain),
+      cbir_model_get_fingerprint (off));
+  ck_assert (strstr (cbir_model_get_arch_json (plain), "deskew") == NULL);
+  ck_assert (strstr (cbir_model_get_arch_json (dsk), "\"deskew\":true"));
+  ck_assert_str_ne (cbir_model_get_fingerprint (plain),
+      cbir_model_get_fingerprint (dsk));
+  ck_assert (!cbir_model_get_deskew (plain) && cbir_model_get_deskew (dsk));
+
+  /* slanted strokes, so that the shear is not the identity */
+  const guint n = 5, dim = 8;
+  g_autofree guint8 *px = g_new0 (guint8, n * 784);
+  for (guint i = 0; i < n; i++)
+    for (guint y = 4; y < 24; y++)
+      for (guint w = 0; w < 3; w++)
+        px[i * 784 + y * 28 + 6 + i + (y * (i + 1)) / 6 + w] = 200 + 10 * w;
+  g_autofree guint8 *up = g_new (guint8, n * 784);
+  for (guint i = 0; i < n; i++)
+    ck_assert (fabs (cbir_preprocess_deskew (px + i * 784, 28, 28,
+                up + i * 784)) > 0.1);
+  g_autofree float *cd = encode (dsk, px, n);
+  g_autofree float *cu = encode (plain, up, n);
+  ck_assert (memcmp (cd, cu, n * dim * sizeof (float)) == 0);
+  float one_code[8];            /* batch-1 path */
+  ck_assert (cbir_model_encode_u8 (dsk, px + 3 * 784, 1, one_code, NULL));
+  for (guint j = 0; j < dim; j++)
+    ck_assert_float_eq_tol (one_code[j], cd[3 * dim + j], 1e-6f);
+  g_autofree float *cp = encode (plain, px, n);
+  ck_assert (memcmp (cp, cd, n * dim * sizeof (float)) != 0);
+
+  /* turned on by the setter (after an encoding made a pool entry without
+   * a deskew buffer): the same model as from the JSON, same codes */
+  g_autoptr (CbirModel) later = gamma_model (NULL, &err);
+  g_autofree float *before = encode (later, px, n);
+  ck_assert (cbir_model_set_deskew (later, TRUE, &err));
+  ck_assert_str_eq (cbir_model_get_fingerprint (later),
+      cbir_model_get_fingerprint (dsk));
+  g_autofree float *after = encode (later, px, n);
+  ck_assert (memcmp (after, cd, n * dim * sizeof (float)) == 0);
+  ck_assert (cbir_model_set_deskew (later, FALSE, &err));
+  ck_assert_str_eq (cbir_model_get_fingerprint (later),
+      cbir_model_get_fingerprint (plain));
+
+  /* save/load keeps it */
+  g_autofree char *path = tmp_path ("deskew.safetensors");
+  ck_assert (cbir_model_save (dsk, path, &err));
+  g_autoptr (CbirModel) back = cbir_model_load (path, &err);
+  ck_assert_msg (back != NULL, "%s", err ? err->message : "");
+  ck_assert (cbir_model_get_deskew (back));
+  ck_assert_str_eq (cbir_model_get_fingerprint (back),
+      cbir_model_get_fingerprint (dsk));
+
+  /* refused: not a boolean */
+  ck_assert (gamma_model ("{\"deskew\": 1}", &err) == NULL);
+  ck_assert_msg (strstr (err->message, "deskew"), "%s", err->message);
+  g_clear_error (&err);
+  /* refused: three channels */
+  const char *rgb = "{\"name\": \"rgb\", \"input\": [3, 8, 8], "
+      "\"normalisation\": {\"deskew\": true}, \"code_layer\": 1, "
+      "\"layers\": [{\"type\": \"flatten\"}, {\"type\": \"dense\", "
+      "\"out\": 4}]}";
+  ck_assert (cbir_model_new_from_json (rgb, "rgb", &err) == NULL);
+  ck_assert_msg (err && strstr (err->message, "deskew")
+      && strstr (err->message, "3 channels"), "%s", err ? err->message : "");
+  g_clear_error (&err);
+}
+END_TEST
+
 /* A copy of the model file `path` with the tensor `tensor` renamed (its
  * 6th character changed) must be refused with an error naming it. */
 static void
@@ -1572,6 +1654,7 @@ model_suite (void)
   tcase_add_test (tc, test_train_shift_setting);
   tcase_add_test (tc, test_train_rotate_schedule_setting);
   tcase_add_test (tc, test_input_gamma);
+  tcase_add_test (tc, test_input_deskew);
   tcase_add_test (tc, test_code_centre);
   tcase_add_test (tc, test_code_whiten);
   suite_add_tcase (s, tc);

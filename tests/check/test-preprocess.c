@@ -342,6 +342,63 @@ START_TEST (test_stride)
 }
 END_TEST
 
+/* Deskewing: exact values on tiny images worked by hand, the 45 degree
+ * limit, the copies, and a slanted stroke made upright. */
+START_TEST (test_deskew)
+{
+  /* one pixel a row, one column apart: cx 1.5, cy 0.5, var(y) 50,
+   * cov(x, y) 50, alpha 1; row 0 moves right by half a pixel, row 1 left */
+  const guint8 two[8] = { 0, 100, 0, 0, 0, 0, 100, 0 };
+  const guint8 upright[8] = { 0, 50, 50, 0, 0, 50, 50, 0 };
+  guint8 out[28 * 28];
+  ck_assert (cbir_preprocess_deskew (two, 4, 2, out) == 1.0);
+  ck_assert (memcmp (out, upright, 8) == 0);
+  /* mirrored: alpha -1 */
+  const guint8 back[8] = { 0, 0, 100, 0, 0, 100, 0, 0 };
+  ck_assert (cbir_preprocess_deskew (back, 4, 2, out) == -1.0);
+  ck_assert (memcmp (out, upright, 8) == 0);
+  /* six columns apart: alpha 6, limited to CBIR_DESKEW_MAX */
+  guint8 wide[16] = { 0 };
+  wide[0] = 100;
+  wide[8 + 6] = 100;
+  ck_assert (cbir_preprocess_deskew (wide, 8, 2, out) == CBIR_DESKEW_MAX);
+
+  /* copies: no ink; all ink on one row; an upright bar */
+  guint8 img[28 * 28] = { 0 };
+  ck_assert (cbir_preprocess_deskew (img, 28, 28, out) == 0.0);
+  ck_assert (memcmp (out, img, sizeof img) == 0);
+  for (guint x = 5; x < 20; x++)
+    img[10 * 28 + x] = 255;
+  ck_assert (cbir_preprocess_deskew (img, 28, 28, out) == 0.0);
+  ck_assert (memcmp (out, img, sizeof img) == 0);
+  memset (img, 0, sizeof img);
+  for (guint y = 4; y < 24; y++)
+    for (guint x = 12; x < 16; x++)
+      img[y * 28 + x] = 200;
+  ck_assert (fabs (cbir_preprocess_deskew (img, 28, 28, out)) < 1e-9);
+  ck_assert (memcmp (out, img, sizeof img) == 0);
+
+  /* a stroke leaning right by half a pixel a row: alpha about 0.5, and
+   * the output has no slant left (its own alpha near 0), same ink */
+  memset (img, 0, sizeof img);
+  for (guint y = 4; y < 24; y++)
+    for (guint w = 0; w < 2; w++)
+      img[y * 28 + 8 + y / 2 + w] = 240;
+  double a = cbir_preprocess_deskew (img, 28, 28, out);
+  ck_assert_msg (fabs (a - 0.5) < 0.03, "alpha %g", a);
+  guint8 again[28 * 28];
+  double a2 = cbir_preprocess_deskew (out, 28, 28, again);
+  ck_assert_msg (fabs (a2) < 0.03, "alpha after deskewing %g", a2);
+  guint64 sum_in = 0, sum_out = 0;
+  for (guint i = 0; i < 28 * 28; i++) {
+    sum_in += img[i];
+    sum_out += out[i];
+  }
+  ck_assert_msg (llabs ((long long) sum_in - (long long) sum_out) < 40,
+      "ink %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT, sum_in, sum_out);
+}
+END_TEST
+
 static Suite *
 preprocess_suite (void)
 {
@@ -355,6 +412,7 @@ preprocess_suite (void)
   tcase_add_test (tc, test_big_ink);
   tcase_add_test (tc, test_two_digits);
   tcase_add_test (tc, test_stride);
+  tcase_add_test (tc, test_deskew);
   suite_add_tcase (s, tc);
   return s;
 }

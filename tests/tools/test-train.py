@@ -120,6 +120,18 @@ with tmpdir() as d:
           '--consistency: not in the header or no view spread per epoch: %r'
           % out)
 
+    # ---- --deskew: recorded in the normalisation, shown, changes the model
+    dsk = os.path.join(d, 'dsk.safetensors')
+    out, _ = run_ok('cbir-train', COMMON + ['--preset', 'sicara',
+                                            '--epochs', 2, '--out', dsk,
+                                            '--deskew'])
+    arch = json.loads(model_meta(dsk).get('architecture', '{}'))
+    check(arch.get('normalisation', {}).get('deskew') is True,
+          '--deskew not in the normalisation: %r' % arch.get('normalisation'))
+    check('deskewed input' in out, '--deskew: not in the header: %r' % out)
+    check(not filecmp.cmp(dsk, quiet, shallow=False),
+          '--deskew: same model as without')
+
     # ---- same seed -> identical model; another seed -> another model
     first = os.path.join(d, 'sicara.safetensors')
     again = os.path.join(d, 'again.safetensors')
@@ -179,12 +191,11 @@ with tmpdir() as d:
                                 '--out', os.path.join(d, 'x.safetensors'),
                                 '--lr', '0.5'], d, ['--resume'],
                  'resume with --lr')
-    for opt, val in (('--rotate', '10'), ('--lr-schedule', 'cosine'),
-                     ('--consistency', '1')):
+    for opt in (['--rotate', '10'], ['--lr-schedule', 'cosine'],
+                ['--consistency', '1'], ['--deskew']):
         expect_error('cbir-train', ['--data', FIX_IMAGES, '--resume', ckpt,
-                                    '--out', os.path.join(d, 'x.safetensors'),
-                                    opt, val], d, ['--resume'],
-                     'resume with ' + opt)
+                                    '--out', os.path.join(d, 'x.safetensors')]
+                     + opt, d, ['--resume'], 'resume with ' + opt[0])
 
 # ---- errors: one line naming the problem, non-zero exit, nothing written
 with tmpdir() as d:
