@@ -1094,7 +1094,7 @@ model_parse (const char *json, const char *origin, gssize len,
       };
       if (!JSON_NODE_HOLDS_OBJECT (nn)) {
         ctx_error (&c, error, "\"normalisation\" must be an object "
-            "{\"scale\": s, \"offset\": o, \"gamma\": g}");
+            "{\"scale\": s, \"offset\": o, \"gamma\": g, \"deskew\": b}");
         goto out;
       }
       JsonObject *no = json_node_get_object (nn);

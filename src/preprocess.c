@@ -130,7 +130,8 @@ cbir_preprocess_deskew (const guint8 *src, guint w, guint h, guint8 *dst)
     const gint k = (gint) fl;
     const double t = d - fl;
     for (guint x = 0; x < w; x++) {
-      /* output x samples the row at x + d: (1 - t) row[x + k] + t row[x + k + 1] */
+      /* output x samples the row at x + d:
+       * (1 - t) row[x + k] + t row[x + k + 1] */
       gint64 x0 = (gint64) x + k;
       double v = 0;
       if (x0 >= 0 && x0 < w)
