@@ -1085,6 +1085,7 @@ START_TEST (test_input_deskew)
    * a deskew buffer): the same model as from the JSON, same codes */
   g_autoptr (CbirModel) later = gamma_model (NULL, &err);
   g_autofree float *before = encode (later, px, n);
+  ck_assert (memcmp (before, cp, n * dim * sizeof (float)) == 0);
   ck_assert (cbir_model_set_deskew (later, TRUE, &err));
   ck_assert_str_eq (cbir_model_get_fingerprint (later),
       cbir_model_get_fingerprint (dsk));
