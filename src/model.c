@@ -1683,8 +1683,6 @@ pool_get (CbirModel *m)
     e = g_new0 (PoolEntry, 1);
     e->st = cbir_net_state_new (m->net, ENCODE_CHUNK);
     e->in = g_new (float, ENCODE_CHUNK * input_size (m));
-    if (m->deskew)
-      e->px = g_new (guint8, input_size (m));
     if (m->code_whiten)
       e->row = g_new (float, m->code_dim);
   }
@@ -1740,7 +1738,8 @@ forward_chunks (CbirModel *m, const guint8 *pixels, const float *input,
     if (pixels) {
       const guint8 *p = pixels + (gsize) done * in_size;
       if (m->deskew) {
-        if (!e->px)             /* deskew set after this entry was made */
+        if (!e->px)             /* made on first use, also after a late
+                                 * cbir_model_set_deskew */
           e->px = g_new (guint8, in_size);
         for (guint i = 0; i < b; i++) {
           cbir_preprocess_deskew (p + (gsize) i * in_size, m->input.w,

@@ -83,8 +83,9 @@ const float *cbir_model_get_input_lut (const CbirModel *model);
 
 /* Encodes n GRAY8 images of the model's input size (contiguous, no row
  * padding; deskewed first when the model says so) to n float codes
- * (code_dim floats each: the raw encoder output, also for bit models). Thread-safe: any number of threads may
- * encode with one model at once; batch 1 has low latency. */
+ * (code_dim floats each: the raw encoder output, also for bit models).
+ * Thread-safe: any number of threads may encode with one model at once;
+ * batch 1 has low latency. */
 gboolean cbir_model_encode_u8 (CbirModel *model, const guint8 *pixels,
     guint n, float *codes, GError **error);
 /* Same from already-normalised float input (n * C*H*W floats). */
