@@ -31,7 +31,7 @@
 static char *opt_images, *opt_labels, *opt_out_dir, *opt_digits, *opt_format;
 static gint opt_frames = 100, opt_first = 0, opt_width = 640, opt_height = 480;
 static gint opt_blank_every = 0;
-static gboolean opt_sequential;
+static gboolean opt_sequential, opt_keep_missed;
 static gint64 opt_seed = 1;
 /* "not given" (not -1: a typed negative value must be refused) */
 #define UNSET_DOUBLE (-G_MAXDOUBLE)
@@ -67,6 +67,10 @@ static GOptionEntry entries[] = {
   {"sequential", 0, 0, G_OPTION_ARG_NONE, &opt_sequential,
       "Show the images in file order (default: a seeded random order)",
       NULL},
+  {"keep-missed", 0, 0, G_OPTION_ARG_NONE, &opt_keep_missed,
+      "With --format idx: write a shown digit the camera path does not find "
+      "as its source image, so the IDX file holds one image per shown "
+      "digit, in order (needs 28x28 images)", NULL},
   {"blank-every", 0, 0, G_OPTION_ARG_INT, &opt_blank_every,
       "Every N-th frame shows only paper (0: never)", "N"},
   {"format", 'f', 0, G_OPTION_ARG_STRING, &opt_format,
@@ -129,11 +133,13 @@ write_png (const char *path, const guint8 * gray, guint w, guint h,
 
 /* --format idx: each shown digit of a frame as cbirencode preprocess=mnist
  * regions=digits normalises it (the found region overlapping its true box
- * most), appended to crops with its label; returns how many shown digits
- * were not found. */
+ * most), appended to crops with its label. A digit not found is skipped,
+ * or with keep_from (the data set shown, --keep-missed) written as its
+ * source image. Returns how many shown digits were not found. */
 static guint
 crop_digits (const guint8 * frame, guint w, guint h,
-    const CbirSimcamTruth * t, GByteArray * crops, GByteArray * labels)
+    const CbirSimcamTruth * t, const CbirDataset * keep_from,
+    GByteArray * crops, GByteArray * labels)
 {
   g_autoptr (CbirInkMap) map = cbir_ink_map_new (frame, w, h, w);
   CbirRect found[CBIR_SIMCAM_MAX_DIGITS * 2];
@@ -158,7 +164,10 @@ crop_digits (const guint8 * frame, guint w, guint h,
     }
     if (bi < 0 || !cbir_ink_map_normalise (map, &found[bi], img, NULL)) {
       missed++;
-      continue;
+      if (!keep_from)
+        continue;
+      memcpy (img, keep_from->images + (gsize) t->digits[d].source_index *
+          sizeof (img), sizeof (img));
     }
     guint8 label = (guint8) CLAMP (t->digits[d].label, 0, 255);
     g_byte_array_append (crops, img, sizeof (img));
@@ -225,6 +234,8 @@ main (int argc, char **argv)
   }
   if (idx && !opt_labels)
     return fail ("--format idx needs --labels (the crops' labels)");
+  if (opt_keep_missed && !idx)
+    return fail ("--keep-missed needs --format idx");
 #ifndef HAVE_CAIRO
   if (png)
     return fail ("built without cairo: PNG output unavailable "
@@ -271,6 +282,9 @@ main (int argc, char **argv)
   ds = cbir_dataset_load (opt_images, opt_labels, &err);
   if (!ds)
     return fail ("%s", err->message);
+  if (opt_keep_missed && (ds->rows != 28 || ds->cols != 28))
+    return fail ("%s: --keep-missed needs 28x28 images, not %ux%u",
+        opt_images, ds->cols, ds->rows);
   cam = cbir_simcam_new (ds, &p, &err);
   if (!cam)
     return fail ("%s", err->message);
@@ -299,8 +313,8 @@ main (int argc, char **argv)
     g_string_append (truth, line);
     g_string_append_c (truth, '\n');
     if (idx) {
-      missed += crop_digits (frame, p.width, p.height, &t, crops,
-          crop_labels);
+      missed += crop_digits (frame, p.width, p.height, &t,
+          opt_keep_missed ? ds : NULL, crops, crop_labels);
     } else if (png) {
 #ifdef HAVE_CAIRO
       g_autofree char *name = g_strdup_printf ("frame-%05d.png", i);
@@ -334,8 +348,9 @@ main (int argc, char **argv)
         !cbir_idx_write_u8 (lp, 1, dims, crop_labels->data, &err))
       return fail ("%s", err->message);
     printf ("cbir-simcam: %u digits of %d frames %ux%u as the camera path "
-        "normalises them in %s (%u shown digits not found)\n", n,
-        opt_frames, p.width, p.height, ip, missed);
+        "normalises them in %s (%u shown digits not found%s)\n", n,
+        opt_frames, p.width, p.height, ip, missed,
+        opt_keep_missed ? ", written as their source images" : "");
     g_byte_array_unref (crops);
     g_byte_array_unref (crop_labels);
   }

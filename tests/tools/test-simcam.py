@@ -5,6 +5,7 @@ frame), the seed (same seed -> same frames, another -> other frames), and
 bad arguments -> one-line error, nothing written."""
 
 import filecmp
+import gzip
 import json
 import os
 
@@ -127,6 +128,41 @@ with tmpdir() as d:
     expect_error('cbir-simcam', ['-i', FIX_IMAGES, '-o',
                                  os.path.join(d, 'e2'), '-f', 'idx'], d,
                  ['--labels'], 'idx without labels')
+
+    # ---- idx --keep-missed: digits 12 px high, most too small for the
+    #      camera path; each missed one is written as its source image, so
+    #      the file holds every shown digit in order, and the found ones are
+    #      the crops of the run without the option
+    def idx_run(name, extra):
+        out = os.path.join(d, name)
+        run_ok('cbir-simcam', ['-i', FIX_IMAGES, '-l', FIX_LABELS, '-o', out,
+                               '-n', 6, '-f', 'idx', '--sequential',
+                               '--min-height', 12, '--max-height', 12]
+               + SMALL + extra)
+        with open(os.path.join(out, 'digits-images.idx3-ubyte'), 'rb') as f:
+            img = f.read()[16:]
+        with open(os.path.join(out, 'digits-labels.idx1-ubyte'), 'rb') as f:
+            lab = list(f.read()[8:])
+        return [img[k * 784:(k + 1) * 784] for k in range(len(img) // 784)], lab
+    found, _ = idx_run('k1', [])
+    kept, kept_labels = idx_run('k2', ['--keep-missed'])
+    with gzip.open(FIX_IMAGES, 'rb') as f:
+        src = f.read()[16:]
+    check(len(kept) == 6 and kept_labels == [labels[i] for i in range(6)],
+          '--keep-missed: %d images, labels %r; expected 6, %r' %
+          (len(kept), kept_labels, [labels[i] for i in range(6)]))
+    check(0 < len(found) < 6, 'the 12 px run found %d of 6 digits: the test '
+          'needs some found and some missed' % len(found))
+    if len(kept) == 6:
+        missed = [k for k in range(6) if kept[k] == src[k * 784:(k + 1) * 784]]
+        check(len(missed) == 6 - len(found) and
+              [kept[k] for k in range(6) if k not in missed] == found,
+              '--keep-missed: source images at %r, %d found without it' %
+              (missed, len(found)))
+    expect_error('cbir-simcam', ['-i', FIX_IMAGES, '-l', FIX_LABELS, '-o',
+                                 os.path.join(d, 'k3'), '--keep-missed',
+                                 '-f', 'gray8'], d,
+                 ['--keep-missed', 'idx'], '--keep-missed without idx')
 
     # ---- seeds
     c1, c2, c3 = (os.path.join(d, x) for x in ('c1', 'c2', 'c3'))
