@@ -19,25 +19,78 @@ cmp_float (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* Hamming: each item's packed code searched against all (its own hit and
- * the nearest other among its two nearest). */
+/* Items that show one source: the same id (one image indexed twice, as it
+ * is and as a camera shows it). group[i] is the first item with i's id (i
+ * itself when it has none or a unique one); returns the largest group. */
+static guint
+source_groups (const CbirGallery *g, guint *group)
+{
+  guint n = cbir_gallery_size (g), largest = 1;
+  g_autoptr (GHashTable) first = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autofree guint *count = g_new0 (guint, n);
+
+  for (guint i = 0; i < n; i++) {
+    const char *id = cbir_gallery_get_id (g, i);
+    gpointer j;
+    if (id != NULL && g_hash_table_lookup_extended (first, id, NULL, &j))
+      group[i] = GPOINTER_TO_UINT (j);
+    else {
+      group[i] = i;
+      if (id != NULL)
+        g_hash_table_insert (first, (gpointer) id, GUINT_TO_POINTER (i));
+    }
+    largest = MAX (largest, ++count[group[i]]);
+  }
+  return largest;
+}
+
+/* Hamming: each item's packed code searched against all; the nearest hit
+ * of another source (itself and its twins are among the first `k` + 1). */
 static gboolean
-hamming_reference (const CbirGallery *g, guint n_threads, float *ref,
-    GError **error)
+hamming_reference (const CbirGallery *g, const guint *group, guint k,
+    guint n_threads, float *ref, GError **error)
 {
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g,
       CBIR_METRIC_HAMMING, 0, n_threads, error);
   const guint8 *codes = cbir_gallery_get_codes (g);
   guint cb = cbir_gallery_get_code_bytes (g), n = cbir_gallery_size (g);
+  g_autofree CbirHit *hits = g_new (CbirHit, k + 1);
 
   if (s == NULL)
     return FALSE;
   for (guint i = 0; i < n; i++) {
-    CbirHit hits[2];
-    guint m = cbir_searcher_search_codes (s, codes + (gsize) i * cb, 2, hits);
-    /* itself at 0, unless a duplicate tied with it came first */
-    ref[i] = m < 2 ? INFINITY : hits[0].index == i ? hits[1].distance
-        : hits[0].distance;
+    guint m = cbir_searcher_search_codes (s, codes + (gsize) i * cb, k + 1,
+        hits);
+    ref[i] = INFINITY;
+    for (guint j = 0; j < m; j++)
+      if (group[hits[j].index] != group[i]) {
+        ref[i] = hits[j].distance;
+        break;
+      }
+  }
+  return TRUE;
+}
+
+/* l2 / cosine: each item's `k` nearest others; the first of another
+ * source */
+static gboolean
+float_reference (const CbirGallery *g, CbirMetric metric, const guint *group,
+    guint k, guint n_threads, float *ref, GError **error)
+{
+  guint n = cbir_gallery_size (g);
+  g_autofree guint *idx = g_new (guint, (gsize) n * k);
+  g_autofree float *dist = g_new (float, (gsize) n * k);
+
+  if (!cbir_knn_self (cbir_gallery_get_features (g), n,
+          cbir_gallery_get_dim (g), metric, k, n_threads, idx, dist, error))
+    return FALSE;
+  for (guint i = 0; i < n; i++) {
+    ref[i] = INFINITY;
+    for (guint j = 0; j < k; j++)
+      if (group[idx[(gsize) i * k + j]] != group[i]) {
+        ref[i] = dist[(gsize) i * k + j];
+        break;
+      }
   }
   return TRUE;
 }
@@ -56,25 +109,25 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
     return g_new0 (CbirMatchScorer, 1);
   }
   g_autofree float *ref = g_new (float, n);
+  g_autofree guint *group = g_new (guint, n);
+  /* among an item's `k` nearest others is one of another source */
+  guint k = MIN (source_groups (g, group), n - 1);
   if (metric == CBIR_METRIC_HAMMING) {
     if (cbir_gallery_get_codes (g) == NULL) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
           "%s: no packed codes for a Hamming match score", path);
       return NULL;
     }
-    if (!hamming_reference (g, n_threads, ref, error))
+    if (!hamming_reference (g, group, k, n_threads, ref, error))
       return NULL;
   } else {
-    const float *feat = cbir_gallery_get_features (g);
-    if (feat == NULL) {
+    if (cbir_gallery_get_features (g) == NULL) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
           "%s: no float features for a %s match score", path,
           cbir_metric_to_string (metric));
       return NULL;
     }
-    g_autofree guint *idx = g_new (guint, n);
-    if (!cbir_knn_self (feat, n, cbir_gallery_get_dim (g), metric, 1,
-            n_threads, idx, ref, error))
+    if (!float_reference (g, metric, group, k, n_threads, ref, error))
       return NULL;
   }
   for (guint i = 0; i < n; i++)

@@ -4,7 +4,12 @@
  * The match score says how close the query is to the gallery, measured
  * with the gallery's own spread as the yardstick. For every gallery item
  * i, d1(i) is the distance to its nearest other item (leave-one-out, with
- * the searcher's metric); a query q with nearest-item distance d(q) scores
+ * the searcher's metric) of another source: items under the same id show
+ * one source (an image indexed twice, as it is and as a camera shows it,
+ * pipelines/camera-gallery.sh RENDER=both) and are not taken for each
+ * other's neighbour, as a query is never a copy of a gallery item's
+ * source; items without an id are each their own source. A query q with
+ * nearest-item distance d(q) scores
  *
  *   score(q) = #{ i : d1(i) >= d(q) } / N
  *
@@ -34,12 +39,14 @@ typedef struct _CbirMatchScorer CbirMatchScorer;
 
 /* The reference distances of gallery g under metric (l2 or cosine over
  * its float features, hamming over its packed codes): every item's
- * distance to its nearest other item, computed here (the batched exact
- * search, n_threads, 0 = default; about as costly as searching the whole
- * gallery with itself once: 0.05 s for 9,003 items, 1.4 s for 60,000 of
- * 32 floats on 2 cores). A gallery of fewer than two items has no
- * yardstick: every finite query then scores 1. NULL with an error for a
- * gallery without the features/codes the metric needs.
+ * distance to its nearest item of another source (another id), computed
+ * here (the batched exact search, n_threads, 0 = default; about as costly
+ * as searching the whole gallery with itself once: 0.05 s for 9,003
+ * items, 1.4 s for 60,000 of 32 floats on 2 cores; the k-NN takes as many
+ * neighbours as the largest group of items under one id). A gallery of
+ * fewer than two items, or of one source, has no yardstick: every finite
+ * query then scores 1. NULL with an error for a gallery without the
+ * features/codes the metric needs.
  * Immutable afterwards: any number of threads may score with it. */
 CbirMatchScorer *cbir_match_scorer_new (const CbirGallery *g,
     CbirMetric metric, guint n_threads, GError **error);

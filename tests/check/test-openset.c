@@ -103,9 +103,22 @@ cmp_float (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
-/* random codes: the reference equals a brute-force nearest-other search
- * for every metric (Hamming over the packed codes, ties included) */
-START_TEST (test_score_matches_brute_force)
+/* Item i's source id in the brute-force galleries: with_ids, items 0-29
+ * in threes ("s0" x3, "s1" x3, ...), every 7th other one NULL, the rest
+ * unique; without, none. */
+static char *
+test_id (guint i, gboolean with_ids)
+{
+  if (!with_ids || (i >= 30 && i % 7 == 0))
+    return NULL;
+  return i < 30 ? g_strdup_printf ("s%u", i / 3) : g_strdup_printf ("u%u", i);
+}
+
+/* random codes: the reference equals a brute-force search of each item's
+ * nearest item of another source, for every metric (Hamming over the
+ * packed codes, ties included) */
+static void
+check_brute_force (gboolean with_ids)
 {
   const guint n = 257, dim = 24;
   GRand *r = g_rand_new_with_seed (11);
@@ -115,11 +128,17 @@ START_TEST (test_score_matches_brute_force)
 
   for (guint i = 0; i < n * dim; i++)
     feat[i] = (float) g_rand_double_range (r, -1, 1);
-  /* a duplicate pair: its nearest-other distance is 0 */
-  memcpy (feat + 5 * dim, feat + 9 * dim, sizeof (float) * dim);
+  /* a duplicate pair of two sources: its nearest-other distance is 0 */
+  memcpy (feat + 50 * dim, feat + 90 * dim, sizeof (float) * dim);
+  /* twins of one source: item 4 a copy of 3, item 5 near it */
+  memcpy (feat + 4 * dim, feat + 3 * dim, sizeof (float) * dim);
+  for (guint j = 0; j < dim; j++)
+    feat[5 * dim + j] = feat[3 * dim + j] + 0.01f;
   g_rand_free (r);
-  for (guint i = 0; i < n; i++)
-    cbir_gallery_builder_add (b, feat + (gsize) i * dim, 0, NULL, NULL);
+  for (guint i = 0; i < n; i++) {
+    g_autofree char *id = test_id (i, with_ids);
+    cbir_gallery_builder_add (b, feat + (gsize) i * dim, 0, NULL, id);
+  }
   g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
 
   for (CbirMetric metric = CBIR_METRIC_L2; metric <= CBIR_METRIC_HAMMING;
@@ -134,11 +153,14 @@ START_TEST (test_score_matches_brute_force)
 
     ck_assert (m != NULL && s != NULL);
     for (guint i = 0; i < n; i++) {
+      g_autofree char *idi = test_id (i, with_ids);
       cbir_searcher_distances (s, feat + (gsize) i * dim, d);
       want[i] = INFINITY;
-      for (guint j = 0; j < n; j++)
-        if (j != i)
+      for (guint j = 0; j < n; j++) {
+        g_autofree char *idj = test_id (j, with_ids);
+        if (j != i && !(idi && idj && strcmp (idi, idj) == 0))
           want[i] = MIN (want[i], d[j]);
+      }
     }
     ref = cbir_match_scorer_get_reference (m, &nr);
     ck_assert_uint_eq (nr, n);
@@ -150,8 +172,61 @@ START_TEST (test_score_matches_brute_force)
       ck_assert_msg (fabsf (ref[i] - want[i]) <= 1e-4f * MAX (1.f, want[i]),
           "%s: item %u: %g, brute force %g", cbir_metric_to_string (metric),
           i, ref[i], want[i]);
-    ck_assert_float_eq_tol (ref[0], 0, 1e-4);     /* the duplicates */
+    ck_assert_float_eq_tol (ref[0], 0, 1e-4);     /* items 50 and 90 */
+    /* the twins of one source: 0 apart only without ids (with them,
+     * items 50 and 90 are the only 0s) */
+    ck_assert (with_ids ? ref[2] > 1e-3f : ref[3] <= 1e-3f);
   }
+}
+
+START_TEST (test_score_matches_brute_force)
+{
+  check_brute_force (FALSE);
+}
+END_TEST
+
+/* Items under one id show one source (an image indexed clean and
+ * camera-rendered): the reference takes none of them for another's
+ * neighbour, so twins do not shrink it. */
+START_TEST (test_score_skips_twins)
+{
+  check_brute_force (TRUE);
+
+  /* by hand: the line gallery indexed twice, each point's two copies under
+   * one id, scores as the line gallery */
+  static const float xs[] = { 0, 1, 3, 6, 10 };
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+  for (guint copy = 0; copy < 2; copy++)
+    for (guint i = 0; i < G_N_ELEMENTS (xs); i++) {
+      float v[2] = { xs[i], 0 };
+      g_autofree char *id = g_strdup_printf ("line.idx:%u", i);
+      ck_assert (cbir_gallery_builder_add (b, v, (gint32) i, NULL, id));
+    }
+  g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+  g_autoptr (CbirMatchScorer) m = cbir_match_scorer_new (g, CBIR_METRIC_L2,
+      1, NULL);
+  guint n;
+  const float *ref = cbir_match_scorer_get_reference (m, &n);
+  static const float want[] = { 1, 1, 1, 1, 4, 4, 9, 9, 16, 16 };
+
+  ck_assert_uint_eq (n, 10);
+  for (guint i = 0; i < n; i++)
+    ck_assert_float_eq (ref[i], want[i]);
+  ck_assert_float_eq_tol (cbir_match_scorer_score (m, 2), 0.6f, 1e-6);
+  ck_assert_float_eq_tol (cbir_match_scorer_score (m, 16), 0.2f, 1e-6);
+
+  /* one source only: no yardstick, every finite query scores 1 */
+  g_autoptr (CbirGalleryBuilder) b1 = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+  for (guint copy = 0; copy < 3; copy++) {
+    float v[2] = { (float) copy, 0 };
+    ck_assert (cbir_gallery_builder_add (b1, v, 0, NULL, "one.idx:0"));
+  }
+  g_autoptr (CbirGallery) one = cbir_gallery_builder_build (b1);
+  g_autoptr (CbirMatchScorer) m1 = cbir_match_scorer_new (one,
+      CBIR_METRIC_L2, 1, NULL);
+  ck_assert_float_eq (cbir_match_scorer_score (m1, 1e30f), 1);
 }
 END_TEST
 
@@ -164,6 +239,7 @@ openset_suite (void)
   tcase_add_test (tc, test_score_by_hand);
   tcase_add_test (tc, test_score_refused);
   tcase_add_test (tc, test_score_matches_brute_force);
+  tcase_add_test (tc, test_score_skips_twins);
   suite_add_tcase (s, tc);
   return s;
 }
