@@ -12,7 +12,9 @@
 # usage: pipelines/camera-gallery.sh MODEL OUT
 # Env: RENDER (clean: the images as they are; camera: each shown once to
 #   cbir-simcam and indexed as the camera path normalises it, 3.5 more
-#   minutes), LETTERS (the characters shown as non-digits, all 52 letters),
+#   minutes; both: each indexed twice, as it is and as the camera shows it,
+#   the two under one id, so the match score's reference takes neither for
+#   the other's neighbour), LETTERS (the characters shown as non-digits, all 52 letters),
 #   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
 #   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of
 #   scripts/setup.sh (fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf,
@@ -41,31 +43,41 @@ cp "$DATA/mnist/gallery-images.idx3-ubyte" "$TMP/mnist-images.idx3-ubyte"
 cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 
 # RENDER=camera: each image shown once to the simulated camera and indexed
-# as the camera path normalises it (cbir-simcam --format idx)
-if [ "${RENDER:-clean}" = camera ]; then
-  for set in mnist digits letters shapes; do
-    n=$(( $(wc -c < "$TMP/$set-labels.idx1-ubyte") - 8 ))
-    "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
-      --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
-      --seed 102 --format idx --out-dir "$TMP/cam-$set" > /dev/null
-    mv "$TMP/cam-$set/digits-images.idx3-ubyte" "$TMP/$set-images.idx3-ubyte"
-    mv "$TMP/cam-$set/digits-labels.idx1-ubyte" "$TMP/$set-labels.idx1-ubyte"
-  done
-elif [ "${RENDER:-clean}" != clean ]; then
-  echo "RENDER must be clean or camera, not '$RENDER'" >&2; exit 2
-fi
+# as the camera path normalises it (cbir-simcam --format idx); RENDER=both:
+# the clean images and their camera renderings, the renderings written
+# under the same file names in cam/ (one per image, in order: the few the
+# camera path misses are kept as they are) so each pair shares an id
+case ${RENDER:-clean} in
+  clean) SETS_DIRS=$TMP ;;
+  camera|both)
+    mkdir -p "$TMP/cam"
+    for set in mnist digits letters shapes; do
+      n=$(( $(wc -c < "$TMP/$set-labels.idx1-ubyte") - 8 ))
+      keep=
+      [ "$RENDER" = both ] && keep=--keep-missed
+      "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
+        --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
+        --seed 102 --format idx $keep --out-dir "$TMP/cam-$set" > /dev/null
+      mv "$TMP/cam-$set/digits-images.idx3-ubyte" "$TMP/cam/$set-images.idx3-ubyte"
+      mv "$TMP/cam-$set/digits-labels.idx1-ubyte" "$TMP/cam/$set-labels.idx1-ubyte"
+    done
+    if [ "$RENDER" = camera ]; then SETS_DIRS=$TMP/cam; else SETS_DIRS="$TMP $TMP/cam"; fi ;;
+  *) echo "RENDER must be clean, camera or both, not '$RENDER'" >&2; exit 2 ;;
+esac
 
-for set in mnist digits; do
-  $GST_LAUNCH -q cbiridxsrc images="$TMP/$set-images.idx3-ubyte" \
-    labels="$TMP/$set-labels.idx1-ubyte" ! cbirencode model="$MODEL" ! \
-    cbirindex location="$PART" append=true thumbnails=true
-done
-for set in letters shapes; do
-  # no labels file: every item gets the element's label, -2
-  $GST_LAUNCH -q cbiridxsrc images="$TMP/$set-images.idx3-ubyte" ! \
-    cbirencode model="$MODEL" ! \
-    cbirindex location="$PART" append=true thumbnails=true \
-    label=-2
+for dir in $SETS_DIRS; do
+  for set in mnist digits; do
+    $GST_LAUNCH -q cbiridxsrc images="$dir/$set-images.idx3-ubyte" \
+      labels="$dir/$set-labels.idx1-ubyte" ! cbirencode model="$MODEL" ! \
+      cbirindex location="$PART" append=true thumbnails=true
+  done
+  for set in letters shapes; do
+    # no labels file: every item gets the element's label, -2
+    $GST_LAUNCH -q cbiridxsrc images="$dir/$set-images.idx3-ubyte" ! \
+      cbirencode model="$MODEL" ! \
+      cbirindex location="$PART" append=true thumbnails=true \
+      label=-2
+  done
 done
 mv "$PART" "$OUT"
 echo "camera gallery written: $OUT"
