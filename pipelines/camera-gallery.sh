@@ -6,7 +6,7 @@
 #   2. printed digits rendered by cbir-glyphs in the "gallery fonts" below
 #      (labels 0-9; other fonts are kept for pipelines/open-set.sh to test),
 #   3. examples of what is not a digit, label -2 (cbirsearch answers "no
-#      match" when one is the nearest item): the 52 letters in the gallery fonts
+#      match" when they win the vote): the 52 letters in the gallery fonts
 #      and cbir-glyphs' shapes (bars, blobs, grids, scribbles, noise).
 # The model stays the unsupervised one; only the gallery knows labels.
 # usage: pipelines/camera-gallery.sh MODEL OUT
