@@ -175,7 +175,7 @@ gst_cbir_index_class_init (GstCbirIndexClass * klass)
       g_param_spec_int ("label", "Label",
           "Label for frames that carry none (no cbiridxsrc labels); "
           "-1 = unlabelled, -2 = an example of what is not a match "
-          "(cbirsearch answers no match when such an item is the nearest)",
+          "(cbirsearch answers no match when such items win the vote)",
           CBIR_LABEL_NOT_A_MATCH, G_MAXINT, DEFAULT_LABEL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));

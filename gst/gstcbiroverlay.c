@@ -810,7 +810,7 @@ draw_panel (GstCbirOverlay * self, cairo_t * cr, const Settings * st,
     } else if (row->label < 0) {
       text_at (cr, x, y + c * 0.55, c * 0.28, TRUE, "no match", label_w);
       /* why: how like the gallery it was (below min-match-score, or the
-       * nearest gallery item an example of a non-match) */
+       * gallery's examples of non-matches won the vote) */
       if (row->match_score >= 0) {
         cairo_set_source_rgb (cr, 0.85, 0.85, 0.85);
         g_snprintf (buf, sizeof (buf), "score %.2f", row->match_score);

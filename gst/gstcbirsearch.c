@@ -94,10 +94,9 @@
  * confidence 0, match FALSE; the hits are still given). 0 turns the
  * decision off (the score is still reported). A gallery may also hold
  * examples of what is not a match (letters and shapes in a digit gallery:
- * cbirindex label=-2); a query whose nearest item is one of them is no
- * match too, which rejects look-alikes the distance alone cannot; when the
- * nearest item is not, they take no part in the vote (but count in the
- * confidence's total). See the README's open-set figures.
+ * cbirindex label=-2); a query whose vote they win is no match too, which
+ * rejects look-alikes the distance alone cannot (see the README's open-set
+ * figures).
  *
  * Enrolment: the gallery grows while the pipeline runs. The action signal
  * "enrol" (id, label, region id) adds the last searched frame's code (or
@@ -1382,8 +1381,8 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   n = j;
   a->n = n;
   a->match_score = cbir_match_scorer_score (self->scorer, nearest);
-  cbir_vote_open (self->hits, n, &a->label, &a->confidence);
-  /* the nearest item is an example of a non-match: no match either */
+  cbir_vote (self->hits, n, &a->label, &a->confidence);
+  /* the gallery's examples of non-matches won: no match either */
   a->match = n > 0 && a->match_score >= min_match_score &&
       a->label != CBIR_LABEL_NOT_A_MATCH;
   if (!a->match) {

@@ -2029,29 +2029,17 @@ cbir_dba_compute (const float *features, guint n, guint dim,
 
 #define VOTE_EPS 1e-6f
 
-static double
-vote_weight (const CbirHit *h)
-{
-  return 1.0 / (VOTE_EPS + MAX (h->distance, 0.f));
-}
-
-/* The weighted vote over the hits whose label is not `skip` (a label no
- * hit has: all of them): the winner and its weight, and the weight of all
- * n hits. Labels in order of first appearance; ties go to the earlier
- * one (the nearer hit). */
-static gint32
-vote_skipping (const CbirHit *hits, guint n, gint32 skip, double *best_w,
-    double *total)
+void
+cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
 {
   gint32 best = -1;
-  gboolean found = FALSE;
-
-  *best_w = 0;
-  *total = 0;
+  double best_w = 0, total = 0;
   for (guint i = 0; i < n; i++)
-    *total += vote_weight (&hits[i]);
+    total += 1.0 / (VOTE_EPS + MAX (hits[i].distance, 0.f));
+  /* labels in order of first appearance; ties go to the earlier one
+   * (the nearer hit) */
   for (guint i = 0; i < n; i++) {
-    gboolean seen = hits[i].label == skip;
+    gboolean seen = FALSE;
     for (guint j = 0; j < i && !seen; j++)
       seen = hits[j].label == hits[i].label;
     if (seen)
@@ -2059,55 +2047,19 @@ vote_skipping (const CbirHit *hits, guint n, gint32 skip, double *best_w,
     double w = 0;
     for (guint j = i; j < n; j++)
       if (hits[j].label == hits[i].label)
-        w += vote_weight (&hits[j]);
-    if (!found || w > *best_w) {
+        w += 1.0 / (VOTE_EPS + MAX (hits[j].distance, 0.f));
+    if (best == -1 && i == 0) {
       best = hits[i].label;
-      *best_w = w;
-      found = TRUE;
-    }
-  }
-  return best;
-}
-
-static float
-vote_share (double w, double total)
-{
-  float c = total > 0 ? (float) (w / total) : 0.f;
-  return CLAMP (c, 0.f, 1.f);
-}
-
-void
-cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
-{
-  double best_w, total;
-  /* G_MININT32: no hit is skipped (labels are -2 and up) */
-  gint32 best = vote_skipping (hits, n, G_MININT32, &best_w, &total);
-
-  if (label)
-    *label = n ? best : -1;
-  if (confidence)
-    *confidence = n ? vote_share (best_w, total) : 0.f;
-}
-
-void
-cbir_vote_open (const CbirHit *hits, guint n, gint32 *label,
-    float *confidence)
-{
-  double w = 0, total = 0;
-  gint32 best;
-
-  if (n == 0 || hits[0].label != CBIR_LABEL_NOT_A_MATCH) {
-    best = vote_skipping (hits, n, CBIR_LABEL_NOT_A_MATCH, &w, &total);
-  } else {
-    best = CBIR_LABEL_NOT_A_MATCH;
-    for (guint i = 0; i < n; i++) {
-      total += vote_weight (&hits[i]);
-      if (hits[i].label == CBIR_LABEL_NOT_A_MATCH)
-        w += vote_weight (&hits[i]);
+      best_w = w;
+    } else if (w > best_w) {
+      best = hits[i].label;
+      best_w = w;
     }
   }
   if (label)
     *label = n ? best : -1;
-  if (confidence)
-    *confidence = n ? vote_share (w, total) : 0.f;
+  if (confidence) {
+    float c = n && total > 0 ? (float) (best_w / total) : 0.f;
+    *confidence = CLAMP (c, 0.f, 1.f);
+  }
 }

@@ -46,24 +46,14 @@ void cbir_searcher_search_batch (CbirSearcher *s, const float *queries,
 
 /* Gallery labels with a meaning of their own: -1 an unlabelled item;
  * CBIR_LABEL_NOT_A_MATCH an example of what is not a match (a letter or a
- * shape in a digit gallery): a query whose nearest item it is is no match
- * (cbir_vote_open; cbirsearch answers label -1). */
+ * shape in a digit gallery): a query whose vote it wins is no match
+ * (cbirsearch answers label -1). */
 #define CBIR_LABEL_UNLABELLED (-1)
 #define CBIR_LABEL_NOT_A_MATCH (-2)
 
 /* Distance-weighted k-NN vote: weight 1/(eps + d). confidence = winner's
  * weight share, in [0, 1]. With n == 0: label -1, confidence 0. */
 void cbir_vote (const CbirHit *hits, guint n, gint32 *label,
-    float *confidence);
-
-/* The vote of a gallery that holds examples of what is not a match: the
- * first hit (the nearest item; re-ranking keeps it first) decides whether
- * the query is one. If it is an example, label CBIR_LABEL_NOT_A_MATCH and
- * confidence the examples' weight share; else the other hits are voted
- * as by cbir_vote, the examples among them left out, and confidence is
- * the winner's share of all n hits' weight (the examples' included).
- * Without examples among the hits, the same as cbir_vote. */
-void cbir_vote_open (const CbirHit *hits, guint n, gint32 *label,
     float *confidence);
 
 /* ---- additions (search helper) ---- */

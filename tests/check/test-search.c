@@ -484,56 +484,6 @@ START_TEST (test_vote)
 }
 END_TEST
 
-/* The open-set vote: the nearest hit says whether the query is an example
- * of a non-match (-2); if not, the examples are left out of the vote but
- * counted in the confidence's total. */
-START_TEST (test_vote_open)
-{
-  gint32 label;
-  float conf;
-  const gint32 X = CBIR_LABEL_NOT_A_MATCH;
-
-  cbir_vote_open (NULL, 0, &label, &conf);
-  ck_assert_int_eq (label, -1);
-  ck_assert_float_eq (conf, 0.f);
-  /* a digit nearest, four examples behind it: cbir_vote gives the
-   * examples (weights 5 against 4 x 4 = 16), the open vote the digit with
-   * its share of all the weight */
-  CbirHit d[5] = { {0, 5, 0.2f}, {1, X, 0.25f}, {2, X, 0.25f},
-  {3, X, 0.25f}, {4, X, 0.25f}
-  };
-  cbir_vote (d, 5, &label, &conf);
-  ck_assert_int_eq (label, X);
-  cbir_vote_open (d, 5, &label, &conf);
-  ck_assert_int_eq (label, 5);
-  ck_assert_float_eq_tol (conf, 5.f / 21.f, 1e-4f);
-  /* digits voted among themselves: 3 (10 + 2.5) beats 7 (5 + 5 = 10) */
-  CbirHit v[5] = { {0, 3, 0.1f}, {1, 7, 0.2f}, {2, X, 0.05f},
-  {3, 7, 0.2f}, {4, 3, 0.4f}
-  };
-  cbir_vote_open (v, 5, &label, &conf);
-  ck_assert_int_eq (label, 3);
-  ck_assert_float_eq_tol (conf, 12.5f / 42.5f, 1e-4f);
-  /* an example nearest: no match, whatever the others say */
-  CbirHit x[3] = { {0, X, 0.5f}, {1, 2, 0.6f}, {2, 2, 0.6f} };
-  cbir_vote_open (x, 3, &label, &conf);
-  ck_assert_int_eq (label, X);
-  ck_assert_float_eq_tol (conf, 2.f / (2.f + 2 / 0.6f), 1e-4f);
-  /* without examples: cbir_vote's answer, tie to the nearer included */
-  CbirHit t[3] = { {5, 7, 1.0f}, {6, 1, 1.0f}, {7, 4, 0.5f} };
-  gint32 l2;
-  float c2;
-  cbir_vote (t, 3, &l2, &c2);
-  cbir_vote_open (t, 3, &label, &conf);
-  ck_assert_int_eq (label, 4);
-  ck_assert_int_eq (l2, 4);
-  ck_assert_float_eq (conf, c2);
-  cbir_vote_open (t, 2, &label, &conf);
-  ck_assert_int_eq (label, 7);
-  ck_assert_float_eq_tol (conf, 0.5f, 1e-6f);
-}
-END_TEST
-
 START_TEST (test_metric_names)
 {
   CbirMetric m;
@@ -933,7 +883,6 @@ search_suite (void)
   tcase_add_test (tc, test_two_stage);
   tcase_add_test (tc, test_bits_only_gallery);
   tcase_add_test (tc, test_vote);
-  tcase_add_test (tc, test_vote_open);
   tcase_add_test (tc, test_metric_names);
   tcase_add_test (tc, test_query_expansion);
   tcase_add_test (tc, test_query_expansion_off_and_refused);
