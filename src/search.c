@@ -1809,9 +1809,19 @@ cbir_searcher_nearest_distance (CbirSearcher *s, const float *query)
 {
   g_return_val_if_fail (s != NULL && query != NULL, INFINITY);
   CbirHit hit;
-  if (!query_ok (s, query) || search_plain (s, query, 1, &hit) == 0)
+  if (cbir_searcher_search_plain (s, query, 1, &hit) == 0)
     return INFINITY;
   return hit.distance;
+}
+
+guint
+cbir_searcher_search_plain (CbirSearcher *s, const float *query, guint k,
+    CbirHit *hits)
+{
+  g_return_val_if_fail (s != NULL && query != NULL, 0);
+  if (!query_ok (s, query))
+    return 0;
+  return search_plain (s, query, k, hits);
 }
 
 guint

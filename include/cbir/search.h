@@ -70,6 +70,13 @@ guint cbir_searcher_get_threads (const CbirSearcher *s);
  * or an infinite value, or an empty gallery. */
 float cbir_searcher_nearest_distance (CbirSearcher *s, const float *query);
 
+/* The query's k plain nearest gallery items, nearest first, whatever
+ * re-ranking the searcher does (diffusion, query expansion): the evidence
+ * a k-NN vote (cbir_vote) should weigh. 0 hits for a query holding NaN or
+ * an infinite value. */
+guint cbir_searcher_search_plain (CbirSearcher *s, const float *query,
+    guint k, CbirHit *hits);
+
 /* Hamming searcher only: one query already packed (code_bytes bytes). */
 guint cbir_searcher_search_codes (CbirSearcher *s, const guint8 *code,
     guint k, CbirHit *hits);

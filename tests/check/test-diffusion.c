@@ -354,11 +354,17 @@ START_TEST (test_gallery_round_trip_and_search)
       NULL);
   guint right = 0, right_plain = 0;
   for (guint i = 0; i < 20; i++) {
-    CbirHit h[8], hp[N];
+    CbirHit h[8], hp[N], hs[8];
     guint n = cbir_searcher_search (s, q + i * D, 8, h);
     guint np = cbir_searcher_search (plain, q + i * D, N, hp);
     ck_assert_uint_eq (n, 8);
     ck_assert_uint_eq (h[0].index, hp[0].index);
+    /* the diffusing searcher's plain hits are the plain searcher's */
+    ck_assert_uint_eq (cbir_searcher_search_plain (s, q + i * D, 8, hs), 8);
+    for (guint j = 0; j < 8; j++) {
+      ck_assert_uint_eq (hs[j].index, hp[j].index);
+      ck_assert_float_eq (hs[j].distance, hp[j].distance);
+    }
     for (guint j = 0; j < n; j++) {
       for (guint t = 0; t < np; t++)
         if (hp[t].index == h[j].index)

@@ -30,19 +30,26 @@ field (const GstStructure * s, const gchar * name)
   return v;
 }
 
-/* What cbirsearch with default properties answers for one code, from the
- * engine: the hits' vote, the match score (the plain nearest distance
- * against the gallery's own nearest-other distances) and the decision at
- * the default min-match-score (no match: label -1, confidence 0). */
+/* What cbirsearch with default properties answers for one code whose n
+ * hits the engine found, from the engine: the vote of its n plain nearest
+ * items (the hits themselves without re-ranking; after diffusion not the
+ * hits; the searchers here do no query expansion), the match score (the
+ * plain nearest distance against the gallery's own nearest-other
+ * distances) and the decision at the default min-match-score (no match:
+ * label -1, confidence 0). */
 static void
 engine_answer (CbirSearcher * searcher, const CbirMatchScorer * scorer,
-    const gfloat * code, const CbirHit * hits, guint n, gint32 * label,
-    gfloat * conf, gfloat * score, gboolean * match)
+    const gfloat * code, guint n, gint32 * label, gfloat * conf,
+    gfloat * score, gboolean * match)
 {
+  CbirHit *plain = g_new (CbirHit, MAX (n, 1));
+  guint np = cbir_searcher_search_plain (searcher, code, n, plain);
+
   *score = cbir_match_scorer_score (scorer,
       cbir_searcher_nearest_distance (searcher, code));
   *match = n > 0 && *score >= CBIR_MATCH_SCORE_DEFAULT_MIN;
-  cbir_vote (hits, n, label, conf);
+  cbir_vote (plain, np, label, conf);
+  g_free (plain);
   if (!*match) {
     *label = -1;
     *conf = 0;
@@ -170,8 +177,7 @@ check_pipeline_equals_engine_full (const gchar * preset,
     fail_unless (cbir_model_encode_u8 (m, img, 1, code, NULL));
     n = cbir_searcher_search (searcher, code, k, hits);
     fail_unless_equals_int (n, k);
-    engine_answer (searcher, scorer, code, hits, n, &label, &conf, &score,
-        &match);
+    engine_answer (searcher, scorer, code, n, &label, &conf, &score, &match);
     fail_unless (gst_structure_get_uint64 (s, "frame", &frame));
     fail_unless_equals_uint64 (frame, i);
     fail_unless (gst_structure_get_uint64 (s, "source-index", &src_index));
@@ -448,8 +454,8 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
     guint x, y, w, hh, nr;
     guint64 frame;
 
-    engine_answer (searcher, scorer, codes + j * dim, hits, nh, &label,
-        &conf, &score, &match);
+    engine_answer (searcher, scorer, codes + j * dim, nh, &label, &conf,
+        &score, &match);
     fail_unless (ps != NULL, "region %u: no cbir-result param", j);
     check_result_structure (ps, hits, nh, label, conf, score, match);
     fail_unless (gst_structure_get_int (ps, "region-id", &rid));
