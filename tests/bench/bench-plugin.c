@@ -7,7 +7,7 @@
  * with it in the same process, the engine doing the same work without
  * GStreamer: read the IDX file, encode each image at batch 1
  * (cbir_model_encode_u8), cbir_searcher_search with the same k and metric,
- * cbir_vote. Both timings include their set-up (IDX read, model load,
+ * cbir_vote (after diffusion of the plain k nearest, as cbirsearch). Both timings include their set-up (IDX read, model load,
  * gallery mmap, searcher), as the pipeline's state changes do it.
  *
  * Prints, per repetition and as medians: frames/s, CPU time per frame
@@ -324,6 +324,9 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
             error))
       return FALSE;
     nh = cbir_searcher_search (searcher, code, opt_k, hits);
+    /* after diffusion cbirsearch votes with the plain nearest items */
+    if (cbir_searcher_get_diffusion (searcher, NULL))
+      nh = cbir_searcher_search_plain (searcher, code, opt_k, hits);
     cbir_vote (hits, nh, &labels[i], &confidence);
   }
   g_clear_pointer (&searcher, cbir_searcher_free);
