@@ -72,8 +72,9 @@
  * to the query (so after diffusion they are not sorted), and max-distance
  * drops hits by them. The label is still voted by the plain k nearest
  * items (not the diffused hits: a label is best read from the nearest
- * items, see search_one), so label and confidence do not depend on it. The message's "rerank" field says which re-ranking made the
- * order ("none", "query-expansion" or "diffusion").
+ * items, see search_one), so label and confidence do not depend on it.
+ * The message's "rerank" field says which re-ranking made the order
+ * ("none", "query-expansion" or "diffusion").
  *
  * With #GstCbirSearch:query-expansion = K (float metrics), each query is
  * first searched for its K nearest items, replaced by the alpha-weighted
