@@ -7,8 +7,10 @@
  * with it in the same process, the engine doing the same work without
  * GStreamer: read the IDX file, encode each image at batch 1
  * (cbir_model_encode_u8), cbir_searcher_search with the same k and metric,
- * cbir_vote (after diffusion of the plain k nearest, as cbirsearch). Both timings include their set-up (IDX read, model load,
- * gallery mmap, searcher), as the pipeline's state changes do it.
+ * cbir_vote (after diffusion of the plain k nearest, as cbirsearch) and
+ * the match score's default decision. Both timings include their set-up
+ * (IDX read, model load, gallery mmap, searcher, match-score reference),
+ * as the pipeline's state changes do it.
  *
  * Prints, per repetition and as medians: frames/s, CPU time per frame
  * (getrusage, all threads) and the overhead of the pipeline over the
@@ -32,6 +34,7 @@
 #include <cbir/gallery.h>
 #include <cbir/idx.h>
 #include <cbir/model.h>
+#include <cbir/openset.h>
 #include <cbir/search.h>
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
@@ -273,6 +276,7 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
   g_autoptr (CbirModel) model = NULL;
   g_autoptr (CbirGallery) gallery = NULL;
   g_autoptr (CbirSearcher) searcher = NULL;
+  g_autoptr (CbirMatchScorer) scorer = NULL;
   g_autofree gfloat *code = NULL;
   g_autofree CbirHit *hits = NULL;
   CbirMetric metric = CBIR_METRIC_L2;
@@ -298,6 +302,10 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
     metric = CBIR_METRIC_L2;
   searcher = cbir_searcher_new (gallery, metric, 0, error);
   if (searcher == NULL)
+    return FALSE;
+  /* the match score, as cbirsearch computes it when it starts */
+  scorer = cbir_match_scorer_new (gallery, metric, 0, error);
+  if (scorer == NULL)
     return FALSE;
   /* and the re-ranking rerank=auto picks: diffusion over the gallery's
    * graph (cbirindex writes one by default), low-rank when stored */
@@ -328,7 +336,14 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
     if (cbir_searcher_get_diffusion (searcher, NULL))
       nh = cbir_searcher_search_plain (searcher, code, opt_k, hits);
     cbir_vote (hits, nh, &labels[i], &confidence);
+    /* its default decision: below the match score's threshold, or voted
+     * to the gallery's examples of non-matches, label -1 */
+    if (nh == 0 || labels[i] == CBIR_LABEL_NOT_A_MATCH ||
+        cbir_match_scorer_score (scorer, hits[0].distance) <
+        CBIR_MATCH_SCORE_DEFAULT_MIN)
+      labels[i] = -1;
   }
+  g_clear_pointer (&scorer, cbir_match_scorer_free);
   g_clear_pointer (&searcher, cbir_searcher_free);
   g_clear_pointer (&gallery, cbir_gallery_free);
   g_clear_pointer (&model, cbir_model_free);
