@@ -409,7 +409,9 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_K,
-      g_param_spec_uint ("k", "k", "Number of nearest gallery items to return",
+      g_param_spec_uint ("k", "k", "Number of nearest gallery items to "
+          "return; the label is their distance-weighted vote (after "
+          "diffusion, the vote of the k plain nearest)",
           1, MAX_K, DEFAULT_K, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_METRIC,
