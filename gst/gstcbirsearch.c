@@ -1399,16 +1399,6 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   }
   n = cbir_searcher_search (self->searcher, emb->vector, k_base, self->hits);
   n = merge_enrolled (self, emb, k, self->hits, n);
-  /* the plain nearest distance for the match score: the first hit is the
-   * plain nearest item without re-ranking and after diffusion (which keeps
-   * the plain first hit first); query expansion searches another vector */
-  if (n > 0 && self->cur_rerank != GST_CBIR_RERANK_QUERY_EXPANSION)
-    nearest = self->hits[0].distance;
-  else
-    nearest = cbir_searcher_nearest_distance (self->searcher, emb->vector);
-  /* hits in rank order; after re-ranking not always by distance */
-  n = within (self->hits, n, max_distance);
-  a->n = n;
   vote = self->hits;
   n_vote = n;
   if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION) {
@@ -1416,8 +1406,22 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     n_vote = cbir_searcher_search_plain (self->searcher, emb->vector, k_base,
         vote);
     n_vote = merge_enrolled (self, emb, k, vote, n_vote);
-    n_vote = within (vote, n_vote, max_distance);
   }
+  /* the plain nearest distance for the match score: the first of the
+   * plain hits (enrolments applied: after a removal the diffused first hit
+   * need not be the plain nearest remaining); query expansion searched
+   * another vector */
+  if (self->cur_rerank == GST_CBIR_RERANK_QUERY_EXPANSION || n_vote == 0)
+    nearest = cbir_searcher_nearest_distance (self->searcher, emb->vector);
+  else
+    nearest = vote[0].distance;
+  /* hits in rank order; after re-ranking not always by distance */
+  n = within (self->hits, n, max_distance);
+  a->n = n;
+  if (vote != self->hits)
+    n_vote = within (vote, n_vote, max_distance);
+  else
+    n_vote = n;
   a->match_score = cbir_match_scorer_score (self->scorer, nearest);
   cbir_vote (vote, n_vote, &a->label, &a->confidence);
   /* the gallery's examples of non-matches won: no match either */

@@ -1233,6 +1233,95 @@ GST_END_TEST;
 
 /* A corrupt journal is an error naming it when the element starts; a
  * gallery of bit codes cannot enrol, and says so. */
+/* On a gallery with a graph (diffusion), the plain hits that vote see the
+ * enrolments too: an enrolled item, a relabelled and a removed gallery
+ * item change the label as they change the hits. */
+GST_START_TEST (test_enrolment_votes_after_diffusion)
+{
+  Rig r;
+  GstElement *search;
+  GstBus *bus = gst_bus_new ();
+  gboolean ok = FALSE;
+  gint label;
+  gchar *desc, *caps = gray8_caps (28, 28);
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+
+  r.model_path = make_model (dir, "keras-dae");
+  r.gallery_path = make_graph_gallery (r.model_path, 32);
+  r.ds = load_fixture ();
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s k=1 "
+      "min-match-score=0", r.model_path, r.gallery_path);
+  r.h = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (r.h, caps);
+  search = gst_harness_find_element (r.h, "cbirsearch");
+  gst_element_set_bus (search, bus);
+
+  /* image 40, enrolled: its own label */
+  gst_buffer_unref (rig_push (&r, 40));
+  g_signal_emit_by_name (search, "enrol", "forty", 77, -1, &ok);
+  fail_unless (ok && enrolment_ok (bus, "enrol"));
+  fail_unless_equals_int (first_hit (&r, 40, &label, NULL), 32);
+  fail_unless_equals_int (label, 77);
+  /* gallery item 5 relabelled, then removed */
+  g_signal_emit_by_name (search, "relabel", "#5", 99, &ok);
+  fail_unless (ok && enrolment_ok (bus, "relabel"));
+  fail_unless_equals_int (first_hit (&r, 5, &label, NULL), 5);
+  fail_unless_equals_int (label, 99);
+  g_signal_emit_by_name (search, "remove", "#5", &ok);
+  fail_unless (ok && enrolment_ok (bus, "remove"));
+  out = rig_push (&r, 5);
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL && rm->n_hits == 1);
+  fail_unless (rm->hits[0].index != 5);
+  fail_unless (g_strcmp0 (gst_structure_get_string
+          (gst_buffer_get_cbir_result_structure (out), "rerank"),
+          "diffusion") == 0);
+  /* k 1: the vote is the plain nearest remaining item (after a removal
+   * not always the diffused first hit), from the engine */
+  {
+    CbirModel *m = cbir_model_load (r.model_path, NULL);
+    CbirGallery *g = cbir_gallery_open (r.gallery_path, NULL);
+    CbirSearcher *plain = cbir_searcher_new (g, CBIR_METRIC_L2, 0, NULL);
+    gfloat *code = g_new (gfloat, cbir_model_get_code_dim (m));
+    CbirHit h[2];
+
+    fail_unless (cbir_model_encode_u8 (m, r.ds->images + 5 * 784, 1, code,
+            NULL));
+    fail_unless_equals_int (cbir_searcher_search_plain (plain, code, 2, h),
+        2);
+    fail_unless_equals_int (h[0].index, 5);
+    fail_unless_equals_int (rm->label, h[1].label);
+    /* and the match score is that of its distance */
+    {
+      CbirMatchScorer *sc = cbir_match_scorer_new (g, CBIR_METRIC_L2, 0,
+          NULL);
+      gdouble score;
+
+      fail_unless (gst_structure_get_double
+          (gst_buffer_get_cbir_result_structure (out), "match-score",
+              &score));
+      fail_unless_equals_float ((gfloat) score,
+          cbir_match_scorer_score (sc, h[1].distance));
+      cbir_match_scorer_free (sc);
+    }
+    g_free (code);
+    cbir_searcher_free (plain);
+    cbir_gallery_free (g);
+    cbir_model_free (m);
+  }
+  gst_buffer_unref (out);
+
+  gst_element_set_bus (search, NULL);
+  gst_object_unref (search);
+  gst_object_unref (bus);
+  rig_clear (&r);
+  g_free (desc);
+  g_free (caps);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_enrolment_errors)
 {
   gchar *model_path = make_model (dir, "keras-dae");
@@ -1387,6 +1476,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_not_a_match_examples);
   tcase_add_test (tc, test_one_item_gallery);
   tcase_add_test (tc, test_enrolment);
+  tcase_add_test (tc, test_enrolment_votes_after_diffusion);
   tcase_add_test (tc, test_enrolment_errors);
   tcase_add_test (tc, test_shared_gallery);
   tcase_add_test (tc, test_no_embedding_warns_once);
