@@ -1332,6 +1332,19 @@ gst_cbir_search_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   return TRUE;
 }
 
+/* The hit buffers (hits, merged, plain) at least len long, grown together
+ * when the k asked of the gallery grows, not on every query. */
+static void
+ensure_hits (GstCbirSearch * self, guint len)
+{
+  if (self->hits_len >= len)
+    return;
+  self->hits = g_renew (CbirHit, self->hits, len);
+  self->merged = g_renew (CbirHit, self->merged, len);
+  self->plain = g_renew (CbirHit, self->plain, len);
+  self->hits_len = len;
+}
+
 /* The gallery's hits[0..n-1] (rank order) merged with the enrolled items
  * (the first hit stays the nearest; removed and relabelled items applied),
  * at most k, back into hits; returns how many. */
@@ -1341,7 +1354,6 @@ merge_enrolled (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb,
 {
   if (self->enrolments == NULL)
     return n;
-  self->merged = g_renew (CbirHit, self->merged, self->hits_len);
   n = cbir_enrolments_merge (self->enrolments, self->cur_metric,
       emb->vector, hits, n, k, self->merged);
   memcpy (hits, self->merged, n * sizeof (CbirHit));
@@ -1393,16 +1405,13 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   /* removed gallery items: as many more hits asked of the gallery */
   k_base = k + (self->enrolments ?
       cbir_enrolments_n_removed (self->enrolments) : 0);
-  if (self->hits_len < k_base) {
-    self->hits = g_renew (CbirHit, self->hits, k_base);
-    self->hits_len = k_base;
-  }
+  ensure_hits (self, k_base);
   n = cbir_searcher_search (self->searcher, emb->vector, k_base, self->hits);
   n = merge_enrolled (self, emb, k, self->hits, n);
   vote = self->hits;
   n_vote = n;
   if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION) {
-    vote = self->plain = g_renew (CbirHit, self->plain, self->hits_len);
+    vote = self->plain;
     n_vote = cbir_searcher_search_plain (self->searcher, emb->vector, k_base,
         vote);
     n_vote = merge_enrolled (self, emb, k, vote, n_vote);
@@ -1526,10 +1535,7 @@ get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
   *post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 
-  if (self->hits_len < *k) {
-    self->hits = g_renew (CbirHit, self->hits, *k);
-    self->hits_len = *k;
-  }
+  ensure_hits (self, *k);
 }
 
 /* Keeps a copy of the codes of the frame just searched, for enrol. */
