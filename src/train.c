@@ -35,8 +35,12 @@ struct _CbirTrainer {
   const CbirDataset *px;        /* the training images the net sees: data,
                                  * or its deskewed copy dsk[0] */
   const CbirDataset *val_set;   /* px, opts.val_data or its deskewed copy */
-  CbirDataset *dsk[2];          /* deskewing models: owned copies of the
-                                 * training and validation images */
+  const CbirDataset *inp;       /* paired inputs (opts.inputs or its
+                                 * deskewed copy dsk[2]); NULL: the
+                                 * corruption starts from the target */
+  CbirDataset *dsk[3];          /* deskewing models: owned copies of the
+                                 * training, validation and paired input
+                                 * images */
   CbirTrainOptions opts;
   char *checkpoint_path;
   CbirTrainSettings set;
@@ -57,6 +61,7 @@ struct _CbirTrainer {
   gsize code_size;              /* floats per code */
   float *dcode;                 /* d(consistency term)/d(codes) */
   float lut[256];               /* pixel -> [0,1] */
+  float *src01;                 /* one paired input in [0,1] */
   guint epoch;                  /* epochs done */
   guint64 step;                 /* optimiser steps done */
   guint64 n_steps;              /* steps of the whole run (set.epochs
@@ -64,7 +69,7 @@ struct _CbirTrainer {
   GArray *train_losses, *val_losses;
   double zeros[2], meanp[2];
   gboolean collapsed;
-  char data_sha[65], val_sha[65];
+  char data_sha[65], val_sha[65], inputs_sha[65];
 };
 
 /* ---- randomness: splitmix64, counter-based ---- */
@@ -335,11 +340,13 @@ cbir_train_corrupt (const CbirTrainSettings *s, guint64 seed, guint64 stream,
 }
 
 /* Fills x (noisy, normalised input) and target (clean, [0,1]) for `count`
- * images of ds at indices idx; `shift` FALSE: noise only (validation). */
+ * images of ds at indices idx; `shift` FALSE: noise only (validation).
+ * With `src` (paired inputs, aligned with ds) the corruption starts from
+ * src's image of the same index instead of the target. */
 static void
-prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
-    guint count, guint64 seed, guint64 stream_base, gboolean shift, float *x,
-    float *target, float *noisy01)
+prep_batch (CbirTrainer *t, const CbirDataset *ds, const CbirDataset *src,
+    const guint *idx, guint count, guint64 seed, guint64 stream_base,
+    gboolean shift, float *x, float *target, float *noisy01)
 {
   CbirTrainSettings cs = t->set;
   if (!shift) {
@@ -357,7 +364,14 @@ prep_batch (CbirTrainer *t, const CbirDataset *ds, const guint *idx,
     float *tg = target + b * sz, *xi = x + b * sz;
     for (gsize p = 0; p < sz; p++)
       tg[p] = t->lut[img[p]];
-    cbir_train_corrupt (&cs, seed, stream_base + idx[b], tg, (guint) in.c,
+    const float *from = tg;
+    if (src) {
+      const guint8 *si = src->images + (gsize) idx[b] * sz;
+      for (gsize p = 0; p < sz; p++)
+        t->src01[p] = t->lut[si[p]];
+      from = t->src01;
+    }
+    cbir_train_corrupt (&cs, seed, stream_base + idx[b], from, (guint) in.c,
         (guint) in.w, (guint) in.h, xi, NULL, NULL);
     if (noisy01)
       memcpy (noisy01 + b * sz, xi, sz * sizeof (float));
@@ -471,6 +485,8 @@ cbir_trainer_free (CbirTrainer *t)
   g_free (t->dcode);
   cbir_dataset_free (t->dsk[0]);
   cbir_dataset_free (t->dsk[1]);
+  cbir_dataset_free (t->dsk[2]);
+  g_free (t->src01);
   if (t->train_losses)
     g_array_unref (t->train_losses);
   if (t->val_losses)
@@ -504,6 +520,17 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
   if (opts->val_data && !check_dataset (t, opts->val_data, "validation",
           error))
     return NULL;
+  if (opts->inputs) {
+    if (!check_dataset (t, opts->inputs, "paired input", error))
+      return NULL;
+    if (opts->inputs->n != data->n) {
+      g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+          "the paired inputs hold %u images, the training data %u: image i "
+          "of one must be the input for image i of the other",
+          opts->inputs->n, data->n);
+      return NULL;
+    }
+  }
   if (!(opts->val_split >= 0 && opts->val_split <= 0.9)) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
         "validation split %g out of range [0, 0.9]", opts->val_split);
@@ -521,6 +548,12 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
     t->px = t->dsk[0] = deskewed_copy (data);
     if (opts->val_data)
       t->dsk[1] = deskewed_copy (opts->val_data);
+  }
+  if (opts->inputs) {
+    t->inp = opts->inputs;
+    if (cbir_model_get_deskew (model))
+      t->inp = t->dsk[2] = deskewed_copy (opts->inputs);
+    t->src01 = g_new (float, t->in_size);
   }
   if (opts->checkpoint_every > 0 && !opts->checkpoint_path) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT,
@@ -623,6 +656,10 @@ cbir_trainer_new (CbirModel *model, const CbirDataset *data,
     sha256_images (opts->val_data, t->val_sha);
   else
     g_strlcpy (t->val_sha, "split", sizeof t->val_sha);
+  if (opts->inputs)
+    sha256_images (opts->inputs, t->inputs_sha);
+  else
+    g_strlcpy (t->inputs_sha, "none", sizeof t->inputs_sha);
   return g_steal_pointer (&t);
 }
 
@@ -694,8 +731,8 @@ eval_set (CbirTrainer *t, const CbirDataset *ds, const guint *idx, guint n)
   guint64 seed = t->opts.seed ^ VAL_NOISE_KEY;
   for (guint done = 0; done < n; done += bs) {
     guint b = MIN (bs, n - done);
-    prep_batch (t, ds, idx + done, b, seed, 0, FALSE, t->x, t->target,
-        NULL);
+    prep_batch (t, ds, ds == t->px ? t->inp : NULL, idx + done, b, seed, 0,
+        FALSE, t->x, t->target, NULL);
     const float *y = cbir_net_forward (t->net, t->st, t->x, b, t->last,
         FALSE);
     sum += cbir_loss_eval (t->set.loss, t->fused, y, t->target,
@@ -733,8 +770,8 @@ cbir_trainer_sample (CbirTrainer *t, guint n, float *noisy, float *recon,
   for (guint done = 0; done < n; done += bs) {
     guint b = MIN (bs, n - done);
     gsize off = (gsize) done * t->in_size;
-    prep_batch (t, ds, pick + done, b, seed, 0, FALSE, t->x, clean + off,
-        noisy + off);
+    prep_batch (t, ds, ds == t->px ? t->inp : NULL, pick + done, b, seed, 0,
+        FALSE, t->x, clean + off, noisy + off);
     const float *y = cbir_net_forward (t->net, t->st, t->x, b,
         t->n_layers - 1, FALSE);
     memcpy (recon + off, y, (gsize) b * t->in_size * sizeof (float));
@@ -763,6 +800,9 @@ info_json (CbirTrainer *t)
       t->opts.val_data ? "file" : (t->n_val ? "split" : "none"));
   g_string_append (s, ",\"val_split\":");
   cbir_json_append_double (s, t->opts.val_split);
+  /* "none", or the SHA-256 of the paired inputs the corruption started
+   * from (CbirTrainOptions.inputs) */
+  g_string_append_printf (s, ",\"inputs_sha256\":\"%s\"", t->inputs_sha);
   g_string_append (s, ",\"final_train_loss\":");
   cbir_json_append_double (s,
       e ? g_array_index (t->train_losses, double, e - 1) : NAN);
@@ -818,8 +858,8 @@ cbir_trainer_save_checkpoint (CbirTrainer *t, const char *path,
       CHECKPOINT_FORMAT, t->epoch, t->step, t->opts.seed);
   cbir_json_append_double (s, t->opts.val_split);
   g_string_append_printf (s, ",\"data_n\":%u,\"data_sha256\":\"%s\","
-      "\"val_sha256\":\"%s\",\"train_losses\":", t->data->n, t->data_sha,
-      t->val_sha);
+      "\"val_sha256\":\"%s\",\"inputs_sha256\":\"%s\",\"train_losses\":",
+      t->data->n, t->data_sha, t->val_sha, t->inputs_sha);
   append_losses (s, t->train_losses);
   g_string_append (s, ",\"val_losses\":");
   append_losses (s, t->val_losses);
@@ -880,6 +920,9 @@ cbir_trainer_resume (const char *path, const CbirDataset *data,
       "data_sha256", "");
   const char *vsha = json_object_get_string_member_with_default (o,
       "val_sha256", "");
+  /* checkpoints from before paired inputs had none */
+  const char *isha = json_object_get_string_member_with_default (o,
+      "inputs_sha256", "none");
   if (strcmp (fmt, CHECKPOINT_FORMAT) != 0 || !seed_s || !step_s
       || epoch < 0 || !json_object_has_member (o, "val_split")) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_FORMAT,
@@ -914,6 +957,14 @@ cbir_trainer_resume (const char *path, const CbirDataset *data,
   if (strcmp (vsha, t->val_sha) != 0) {
     g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
         "%s: the validation data differ from the checkpoint's", path);
+    return NULL;
+  }
+  if (strcmp (isha, t->inputs_sha) != 0) {
+    g_set_error (error, CBIR_ERROR, CBIR_ERROR_MISMATCH,
+        "%s: the paired inputs differ from the checkpoint's (%s)", path,
+        strcmp (isha, "none") == 0 ? "it was trained without" :
+        !opts->inputs ? "it was trained with paired inputs; give the same" :
+        "another set");
     return NULL;
   }
   gint64 shape[1] = { (gint64) cbir_net_n_params (t->net) };
@@ -977,10 +1028,11 @@ cbir_trainer_run (CbirTrainer *t, guint epochs, GError **error)
       guint b = MIN (bs, t->n_train - done);
       const guint rows = b * t->views;
       gsize nval = (gsize) rows * t->in_size;
-      prep_batch (t, t->px, t->order + done, b, t->opts.seed,
+      prep_batch (t, t->px, t->inp, t->order + done, b, t->opts.seed,
           (guint64) e * t->data->n, TRUE, t->x, t->target, NULL);
       if (t->views == 2)
-        prep_batch (t, t->px, t->order + done, b, t->opts.seed ^ VIEW2_KEY,
+        prep_batch (t, t->px, t->inp, t->order + done, b,
+            t->opts.seed ^ VIEW2_KEY,
             (guint64) e * t->data->n, TRUE, t->x + (gsize) b * t->in_size,
             t->target + (gsize) b * t->in_size, NULL);
       const float *y = cbir_net_forward (t->net, t->st, t->x, rows, t->last,

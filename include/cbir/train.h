@@ -50,6 +50,15 @@ typedef struct {
   double val_split;             /* fraction held out for validation, [0, 0.9] */
   const CbirDataset *val_data;  /* separate validation set (then val_split
                                  * must be 0); borrowed */
+  const CbirDataset *inputs;    /* paired inputs, or NULL; borrowed: image i
+                                 * is where the corruption of training image
+                                 * i starts (e.g. its camera rendering),
+                                 * the target staying image i of the data;
+                                 * same count and size as the data. The
+                                 * held-out split is paired too; a separate
+                                 * val_data is not. A deskewing model
+                                 * deskews each input on its own moments,
+                                 * as it will when encoding. */
   guint checkpoint_every;       /* epochs; 0: never */
   const char *checkpoint_path;  /* required when checkpoint_every > 0 */
   CbirTrainProgressFunc progress;

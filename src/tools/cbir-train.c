@@ -19,6 +19,7 @@
 
 static char *opt_data, *opt_labels, *opt_preset, *opt_arch, *opt_out;
 static char *opt_optimizer, *opt_loss, *opt_noise, *opt_val_data;
+static char *opt_inputs;
 static char *opt_checkpoint, *opt_resume, *opt_png_prefix;
 /* "not given" (not -1: a typed -1 must be refused, not mean the default) */
 #define UNSET_INT G_MININT
@@ -83,6 +84,14 @@ static GOptionEntry entries[] = {
       "and the share of the codes' spread between its two views is added "
       "to the loss, times X (0: none; a step then costs about twice as "
       "much)", "X"},
+  {"inputs", 0, 0, G_OPTION_ARG_FILENAME, &opt_inputs,
+      "Paired inputs (IDX, as many images as --data, in the same order): "
+      "the corruption of training image i starts from image i of this file "
+      "instead of from the image itself, the target staying the clean "
+      "image; e.g. each image as the simulated camera shows it "
+      "(cbir-simcam --sequential --keep-missed --format idx), so the model "
+      "learns to undo the camera. The held-out split is paired too",
+      "FILE"},
   {"val-split", 0, 0, G_OPTION_ARG_DOUBLE, &opt_val_split,
       "Fraction of the data held out for validation (default 0.1)", "F"},
   {"val-data", 0, 0, G_OPTION_ARG_FILENAME, &opt_val_data,
@@ -533,6 +542,15 @@ main (int argc, char **argv)
       &err);
   if (!data)
     return fail ("%s", err->message);
+  g_autoptr (CbirDataset) inputs = NULL;
+  if (opt_inputs) {
+    inputs = cbir_dataset_load (opt_inputs, NULL, &err);
+    if (!inputs)
+      return fail ("%s", err->message);
+    if (inputs->n != data->n)
+      return fail ("%s holds %u images and %s %u: --inputs pairs image i "
+          "of each", opt_inputs, inputs->n, opt_data, data->n);
+  }
   if (opt_limit > 0 && (guint) opt_limit < data->n) {
     g_autofree guint *idx = g_new (guint, opt_limit);
     for (guint i = 0; i < (guint) opt_limit; i++)
@@ -540,6 +558,11 @@ main (int argc, char **argv)
     CbirDataset *sub = cbir_dataset_subset (data, idx, opt_limit);
     cbir_dataset_free (data);
     data = sub;
+    if (inputs) {
+      sub = cbir_dataset_subset (inputs, idx, opt_limit);
+      cbir_dataset_free (inputs);
+      inputs = sub;
+    }
   }
   g_autoptr (CbirDataset) val = NULL;
   if (opt_val_data) {
@@ -556,6 +579,7 @@ main (int argc, char **argv)
   if (opt_seed >= 0)
     o.seed = (guint64) opt_seed;
   o.val_data = val;
+  o.inputs = inputs;
   o.val_split = opt_val_data ? 0 : (opt_val_split >= 0 ? opt_val_split : 0.1);
   o.checkpoint_every = (guint) opt_checkpoint_every;
   o.checkpoint_path = ckpt;

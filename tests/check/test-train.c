@@ -405,6 +405,106 @@ START_TEST (test_val_file)
 }
 END_TEST
 
+/* Paired inputs: the corruption of image i starts from image i of
+ * opts.inputs and the target stays image i of the data. Inputs equal to
+ * the data train exactly as without; the noisy samples of the (paired)
+ * held-out split are the inputs, the targets the data; a count mismatch
+ * and a resume without the same inputs are refused. */
+START_TEST (test_paired_inputs)
+{
+  GError *err = NULL;
+  /* the same images as inputs: bit-identical to no inputs */
+  g_autoptr (CbirModel) a = small_model (4, NULL, NULL);
+  g_autoptr (CbirModel) b = small_model (4, NULL, NULL);
+  g_autoptr (CbirTrainer) ta = trainer (a, mnist, 9, 2, 0.25);
+  CbirTrainOptions o;
+  train_options (&o, 9, 2, 0.25);
+  o.inputs = mnist;
+  g_autoptr (CbirTrainer) tb = trainer_with (b, mnist, &o);
+  run (ta, 1);
+  run (tb, 1);
+  ck_assert_msg (params_equal (a, b), "inputs equal to the data changed "
+      "the training");
+  ck_assert (strstr (cbir_model_get_training_info (a),
+          "\"inputs_sha256\":\"none\"") != NULL);
+  ck_assert (strstr (cbir_model_get_training_info (b),
+          "\"inputs_sha256\":\"none\"") == NULL);
+
+  /* other inputs (each image turned upside down), no noise: the net is
+   * fed the input, the loss compares with the data */
+  guint idx[64];
+  for (guint i = 0; i < 64; i++)
+    idx[i] = i;
+  g_autoptr (CbirDataset) flipped = cbir_dataset_subset (mnist, idx, 64);
+  const gsize sz = (gsize) mnist->rows * mnist->cols;
+  for (guint i = 0; i < 64; i++)
+    for (gsize p = 0; p < sz; p++)
+      flipped->images[i * sz + p] = mnist->images[i * sz + sz - 1 - p];
+  g_autoptr (CbirModel) c = small_model (4, NULL, NULL);
+  CbirTrainSettings s = *cbir_model_get_train_settings (c);
+  s.noise = CBIR_NOISE_NONE;
+  ck_assert (cbir_model_set_train_settings (c, &s, &err));
+  o.inputs = flipped;
+  g_autoptr (CbirTrainer) tc = trainer_with (c, mnist, &o);
+  guint n = cbir_trainer_get_n_val (tc);
+  ck_assert_uint_eq (n, 16);
+  g_autofree float *noisy = g_new (float, n * sz);
+  g_autofree float *recon = g_new (float, n * sz);
+  g_autofree float *clean = g_new (float, n * sz);
+  ck_assert (cbir_trainer_sample (tc, n, noisy, recon, clean, &err));
+  guint matched = 0;
+  for (guint k = 0; k < n; k++) {
+    /* which image is sample k? the one whose clean pixels it holds */
+    for (guint i = 0; i < 64; i++) {
+      gboolean same = TRUE;
+      for (gsize p = 0; p < sz && same; p++)
+        same = clean[k * sz + p] ==
+            cbir_model_pixel_to_01 (c, mnist->images[i * sz + p]);
+      if (!same)
+        continue;
+      for (gsize p = 0; p < sz; p++)
+        ck_assert_float_eq (noisy[k * sz + p],
+            cbir_model_pixel_to_01 (c, flipped->images[i * sz + p]));
+      matched++;
+      break;
+    }
+  }
+  ck_assert_uint_eq (matched, n);
+  /* training on them differs from training on the data alone */
+  g_autoptr (CbirModel) d = small_model (4, NULL, NULL);
+  ck_assert (cbir_model_set_train_settings (d, &s, &err));
+  g_autoptr (CbirTrainer) td = trainer (d, mnist, 9, 2, 0.25);
+  run (tc, 1);
+  run (td, 1);
+  ck_assert (!params_equal (c, d));
+
+  /* a count mismatch is refused */
+  g_autoptr (CbirDataset) few = cbir_dataset_subset (mnist, idx, 10);
+  o.inputs = few;
+  g_autoptr (CbirModel) e = small_model (4, NULL, NULL);
+  ck_assert (cbir_trainer_new (e, mnist, &o, &err) == NULL);
+  ck_assert_msg (strstr (err->message, "paired inputs") != NULL, "%s",
+      err->message);
+  g_clear_error (&err);
+
+  /* a checkpoint made with inputs resumes only with the same inputs */
+  g_autofree char *ck = g_build_filename (tmpdir, "paired.safetensors",
+      NULL);
+  ck_assert (cbir_trainer_save_checkpoint (tc, ck, &err));
+  CbirTrainOptions r;
+  cbir_train_options_init (&r);
+  r.threads = 2;
+  ck_assert (cbir_trainer_resume (ck, mnist, &r, &err) == NULL);
+  ck_assert_msg (strstr (err->message, ck)
+      && strstr (err->message, "paired inputs"), "%s", err->message);
+  g_clear_error (&err);
+  r.inputs = flipped;
+  g_autoptr (CbirTrainer) tr = cbir_trainer_resume (ck, mnist, &r, &err);
+  ck_assert_msg (tr != NULL, "%s", err ? err->message : "");
+  ck_assert_uint_eq (cbir_trainer_get_epoch (tr), 1);
+}
+END_TEST
+
 START_TEST (test_collapse)
 {
   /* All weights zero and the output bias at the mean pixel's logit: the
@@ -1089,6 +1189,7 @@ train_suite (void)
   tcase_add_test (tc, test_reproducible);
   tcase_add_test (tc, test_resume);
   tcase_add_test (tc, test_val_file);
+  tcase_add_test (tc, test_paired_inputs);
   tcase_add_test (tc, test_collapse);
   tcase_add_test (tc, test_bad_input);
   tcase_add_test (tc, test_corrupt);
