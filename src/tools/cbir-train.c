@@ -665,12 +665,13 @@ main (int argc, char **argv)
   if (!opt_quiet) {
     g_autofree char *how = settings_note (s);
     fprintf (pc.tty ? stderr : stdout, "training %s (%u-%s code%s) on %u "
-        "images, validating on %u; %s, epochs %u%s, seed %" G_GUINT64_FORMAT
-        ", %u threads\n", cbir_model_get_name (m),
+        "images%s%s, validating on %u; %s, epochs %u%s, seed %"
+        G_GUINT64_FORMAT ", %u threads\n", cbir_model_get_name (m),
         cbir_model_get_code_dim (m),
         cbir_code_type_to_string (cbir_model_get_code_type (m)),
         cbir_model_get_deskew (m) ? ", deskewed input" : "",
-        cbir_trainer_get_n_train (t), cbir_trainer_get_n_val (t), how,
+        cbir_trainer_get_n_train (t), opt_inputs ? " paired with " : "",
+        opt_inputs ? opt_inputs : "", cbir_trainer_get_n_val (t), how,
         epochs, opt_resume ? " (resumed)" : "", o.seed, threads);
     fflush (stdout);
   }

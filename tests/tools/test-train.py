@@ -132,6 +132,37 @@ with tmpdir() as d:
     check(not filecmp.cmp(dsk, quiet, shallow=False),
           '--deskew: same model as without')
 
+    # ---- --inputs: paired inputs. The fixture paired with itself trains
+    # the weights of no pairing (the quiet run), and says so in the header
+    # and the training info; paired with its mirror image, another model
+    same = os.path.join(d, 'same.safetensors')
+    out, _ = run_ok('cbir-train', COMMON + ['--preset', 'sicara',
+                                            '--epochs', 2, '--out', same,
+                                            '--inputs', FIX_IMAGES])
+    check('paired with %s' % FIX_IMAGES in out,
+          '--inputs: not in the header: %r' % out[:300])
+    _, tq = read_safetensors(quiet)
+    ms, ts = read_safetensors(same)
+    check(tq == ts, '--inputs of the data themselves changed the weights')
+    training = json.loads(ms.get('training', '{}'))
+    check(re.fullmatch(r'[0-9a-f]{64}', training.get('inputs_sha256', '')),
+          '--inputs: training info inputs_sha256 %r' %
+          training.get('inputs_sha256'))
+    check(json.loads(model_meta(quiet).get('training', '{}'))
+          .get('inputs_sha256') == 'none', 'no --inputs: inputs_sha256 not '
+          '"none"')
+    raw = gzip.open(FIX_IMAGES).read()
+    mirror = os.path.join(d, 'mirror.idx3-ubyte')
+    with open(mirror, 'wb') as f:
+        f.write(raw[:16] + b''.join(raw[16 + 784 * i:16 + 784 * (i + 1)][::-1]
+                                    for i in range(64)))
+    mir = os.path.join(d, 'mir.safetensors')
+    run_ok('cbir-train', COMMON + ['--preset', 'sicara', '--epochs', 2,
+                                   '--out', mir, '--inputs', mirror,
+                                   '--quiet'])
+    _, tm = read_safetensors(mir)
+    check(tm != tq, '--inputs of other images: the same weights')
+
     # ---- same seed -> identical model; another seed -> another model
     first = os.path.join(d, 'sicara.safetensors')
     again = os.path.join(d, 'again.safetensors')
@@ -223,6 +254,9 @@ with tmpdir() as d:
     noinput = os.path.join(src, 'noinput.json')
     with open(noinput, 'w') as f:
         f.write('{"name": "x", "layers": []}')
+    few = os.path.join(src, 'few.idx3-ubyte')
+    with open(few, 'wb') as f:
+        f.write(raw[:4] + (10).to_bytes(4, 'big') + raw[8:16 + 10 * 784])
     notckpt = os.path.join(src, 'notckpt.safetensors')
     with open(notckpt, 'wb') as f:
         f.write(raw[:2000])
@@ -281,6 +315,12 @@ with tmpdir() as d:
          [os.path.join(src, 'none.json')], 'missing arch file'),
         (data + ['--arch', noinput, '--preset', 'sicara'], ['--arch'],
          'both --arch and --preset'),
+        (data + ['--preset', 'sicara', '--inputs', missing], [missing],
+         'nonexistent paired inputs'),
+        (data + ['--preset', 'sicara', '--inputs', trunc], [trunc],
+         'truncated paired inputs'),
+        (data + ['--preset', 'sicara', '--inputs', few], [few, '10', '64'],
+         'paired inputs of another count'),
         (data + ['--resume', notckpt], [notckpt], 'corrupt checkpoint'),
         (data + ['--preset', 'sicara', 'stray'], ['stray'],
          'stray argument'),
