@@ -33,7 +33,13 @@ static const char summary[] =
     "\n"
     "  info IMAGES [LABELS]\n"
     "      Validates an IDX image file (and label file), raw or gzip, and\n"
-    "      prints the count, image size, mean pixel and the label histogram.";
+    "      prints the count, image size, mean pixel and the label histogram.\n"
+    "\n"
+    "  cat OUT IMAGES...\n"
+    "      Writes the images of the IMAGES files (IDX, raw or gzip, all of one\n"
+    "      size), one file after the other, into OUT (atomically; gzip when\n"
+    "      OUT ends in .gz): e.g. a training set and its camera renderings\n"
+    "      (cbir-train --data and --inputs).";
 
 static gboolean
 fail (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
@@ -238,6 +244,34 @@ cmd_info (const char *images, const char *labels, GError **error)
   return TRUE;
 }
 
+static gboolean
+cmd_cat (const char *out, char **inputs, guint n_inputs, GError **error)
+{
+  g_autoptr (GByteArray) px = g_byte_array_new ();
+  guint32 dims[3] = { 0, 0, 0 };
+  for (guint i = 0; i < n_inputs; i++) {
+    g_autoptr (CbirDataset) ds = cbir_dataset_load (inputs[i], NULL, error);
+    if (ds == NULL)
+      return FALSE;
+    if (i > 0 && (ds->rows != dims[1] || ds->cols != dims[2]))
+      return fail (error, "%s: images of %ux%u, %s's are %ux%u: one size "
+          "only", inputs[i], ds->rows, ds->cols, inputs[0], dims[1], dims[2]);
+    if ((guint64) dims[0] + ds->n > G_MAXUINT32)
+      return fail (error, "%s: more than %u images in all", inputs[i],
+          G_MAXUINT32);
+    dims[0] += ds->n;
+    dims[1] = ds->rows;
+    dims[2] = ds->cols;
+    g_byte_array_append (px, ds->images, (guint) ((gsize) ds->n * ds->rows *
+            ds->cols));
+  }
+  if (!cbir_idx_write_u8 (out, 3, dims, px->data, error))
+    return FALSE;
+  g_print ("%s: %u images of %ux%u from %u files\n", out, dims[0], dims[1],
+      dims[2], n_inputs);
+  return TRUE;
+}
+
 static int
 usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
@@ -278,7 +312,7 @@ main (int argc, char **argv)
     return 0;
   }
   if (argc < 2)
-    return usage_error ("missing command: import-npm or info");
+    return usage_error ("missing command: import-npm, info or cat");
 
   cmd = argv[1];
   if (g_str_equal (cmd, "import-npm")) {
@@ -289,6 +323,10 @@ main (int argc, char **argv)
     if (argc != 3 && argc != 4)
       return usage_error ("info takes IMAGES [LABELS]");
     ok = cmd_info (argv[2], argc == 4 ? argv[3] : NULL, &error);
+  } else if (g_str_equal (cmd, "cat")) {
+    if (argc < 4)
+      return usage_error ("cat takes OUT IMAGES...");
+    ok = cmd_cat (argv[2], argv + 3, (guint) argc - 3, &error);
   } else {
     return usage_error ("unknown command '%s'", cmd);
   }

@@ -78,6 +78,34 @@ with tmpdir() as d:
     expect_error('cbir-data', [], d, ['command'], 'no command')
     expect_error('cbir-data', ['info'], d, ['info'], 'info without files')
 
+    # ---- cat: the files one after the other (raw and gzip in, gzip out),
+    # byte for byte; errors name the file, write nothing
+    cat = os.path.join(d, 'cat.idx3-ubyte.gz')
+    out, _ = run_ok('cbir-data', ['cat', cat, raw_images, FIX_IMAGES,
+                                  raw_images])
+    check('128' not in out and '192 images of 28x28 from 3 files' in out,
+          'cat: %r' % out)
+    got = gzip.open(cat).read()
+    check(got[:16] == bytes([0, 0, 8, 3, 0, 0, 0, 192, 0, 0, 0, 28, 0, 0, 0,
+                             28]), 'cat: header %r' % got[:16])
+    check(got[16:] == data[16:] * 3, 'cat: the images differ from the '
+          'inputs, in order')
+    small = os.path.join(d, 'small.idx3-ubyte')
+    with open(small, 'wb') as f:
+        f.write(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4]) +
+                bytes(32))
+    nope = os.path.join(d, 'nope.idx3-ubyte')
+    expect_error('cbir-data', ['cat', nope, raw_images, small], d,
+                 [small, '4x4', '28x28'], 'cat of two image sizes')
+    expect_error('cbir-data', ['cat', nope, raw_images, trunc], d, [trunc],
+                 'cat of a truncated file')
+    expect_error('cbir-data', ['cat', nope, raw_labels], d, [raw_labels],
+                 'cat of labels')
+    expect_error('cbir-data', ['cat', nope], d, ['cat'], 'cat without inputs')
+    expect_error('cbir-data', ['cat', os.path.join(d, 'no', 'x.idx'),
+                               raw_images], d, [os.path.join(d, 'no')],
+                 'cat into a missing directory')
+
 # ---- import-npm: synthetic npm-like digit files (10 images each, from the
 # fixture), so the 10,000-image count check must refuse them
 with tmpdir() as d:
