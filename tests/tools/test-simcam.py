@@ -2,16 +2,19 @@
 """cbir-simcam end to end: a few small frames as PNG and as GRAY8, the truth
 lines (frame, labels from the label file, source indices, boxes inside the
 frame), the seed (same seed -> same frames, another -> other frames), and
-bad arguments -> one-line error, nothing written."""
+bad arguments -> one-line error, nothing written; and
+pipelines/camera-model.sh on the fixture: the images and their camera
+renderings paired in the training (cbir-data cat, cbir-train --inputs)."""
 
 import filecmp
 import gzip
 import json
 import os
+import subprocess
 
-from tools_common import (FIX_IMAGES, FIX_LABELS, check, check_png,
+from tools_common import (FIX_IMAGES, FIX_LABELS, TOOLS, check, check_png,
                           expect_error, finish, fixture, listing, np,
-                          run_ok, tmpdir)
+                          read_safetensors, run_ok, tmpdir, write_idx)
 
 images, labels = fixture()
 W, H = 160, 120
@@ -206,5 +209,61 @@ with tmpdir() as d:
     for args, names, what in cases:
         expect_error('cbir-simcam', args, d, names, what)
     check(not os.path.exists(z), 'errors created %s' % z)
+
+
+# ---- pipelines/camera-model.sh: the fixture as the gallery split (two
+# camera seeds, 1 epoch): a deskewing model whose training paired 3 x 64
+# images, recorded in its training info; the same run again gives the same
+# model; without data, a one-line error and no model
+PIPELINES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
+                         '..', 'pipelines')
+with tmpdir() as d:
+    mn = os.path.join(d, 'data', 'mnist')
+    os.makedirs(mn)
+    write_idx(os.path.join(mn, 'gallery-images.idx3-ubyte'), [64, 28, 28],
+              images)
+    write_idx(os.path.join(mn, 'gallery-labels.idx1-ubyte'), [64], labels)
+    write_idx(os.path.join(mn, 'query-images.idx3-ubyte'), [64, 28, 28],
+              images)
+    env = dict(os.environ, CBIR_DATA=os.path.join(d, 'data'),
+               CBIR_SIMCAM=os.path.join(TOOLS, 'cbir-simcam'),
+               CBIR_DATA_TOOL=os.path.join(TOOLS, 'cbir-data'),
+               CBIR_TRAIN=os.path.join(TOOLS, 'cbir-train'),
+               SEEDS='203 204', EPOCHS='1')
+
+    def camera_model(out):
+        return subprocess.run(['sh', os.path.join(PIPELINES,
+                                                  'camera-model.sh'), out],
+                              env=env, cwd=d, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=600)
+
+    models = []
+    for name in ('a', 'b'):
+        out = os.path.join(d, name + '.safetensors')
+        p = camera_model(out)
+        check(p.returncode == 0, 'camera-model.sh: exit %d: %s' %
+              (p.returncode, p.stderr.decode(errors='replace')[-500:]))
+        models.append(out)
+        check(b'on 192 images paired with' in p.stdout,
+              'camera-model.sh: header %r' % p.stdout[:300])
+    if all(os.path.exists(m) for m in models):
+        meta, tensors = read_safetensors(models[0])
+        arch = json.loads(meta.get('architecture', '{}'))
+        training = json.loads(meta.get('training', '{}'))
+        check(arch.get('normalisation', {}).get('deskew') is True,
+              'camera-model.sh: not a deskewing model')
+        check(training.get('train_images') == 192 and
+              training.get('inputs_sha256', 'none') != 'none',
+              'camera-model.sh: training info %r' % training)
+        check(filecmp.cmp(models[0], models[1], shallow=False),
+              'camera-model.sh: two runs, two models')
+    os.unlink(os.path.join(mn, 'gallery-labels.idx1-ubyte'))
+    out = os.path.join(d, 'c.safetensors')
+    p = camera_model(out)
+    err = p.stderr.decode(errors='replace').strip()
+    check(p.returncode != 0 and 'gallery-labels' in err
+          and not os.path.exists(out),
+          'camera-model.sh without labels: exit %d, %r' % (p.returncode, err))
 
 finish()
