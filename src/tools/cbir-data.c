@@ -256,14 +256,16 @@ cmd_cat (const char *out, char **inputs, guint n_inputs, GError **error)
     if (i > 0 && (ds->rows != dims[1] || ds->cols != dims[2]))
       return fail (error, "%s: images of %ux%u, %s's are %ux%u: one size "
           "only", inputs[i], ds->rows, ds->cols, inputs[0], dims[1], dims[2]);
-    if ((guint64) dims[0] + ds->n > G_MAXUINT32)
-      return fail (error, "%s: more than %u images in all", inputs[i],
-          G_MAXUINT32);
+    /* a GByteArray holds at most G_MAXUINT bytes: refuse more rather
+     * than let the length wrap */
+    guint64 bytes = (guint64) ds->n * ds->rows * ds->cols;
+    if ((guint64) px->len + bytes > G_MAXUINT)
+      return fail (error, "%s: more than %u bytes of images in all",
+          inputs[i], G_MAXUINT);
     dims[0] += ds->n;
     dims[1] = ds->rows;
     dims[2] = ds->cols;
-    g_byte_array_append (px, ds->images, (guint) ((gsize) ds->n * ds->rows *
-            ds->cols));
+    g_byte_array_append (px, ds->images, (guint) bytes);
   }
   if (!cbir_idx_write_u8 (out, 3, dims, px->data, error))
     return FALSE;
