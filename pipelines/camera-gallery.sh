@@ -52,7 +52,7 @@ case ${RENDER:-clean} in
   camera|both)
     mkdir -p "$TMP/cam"
     for set in mnist digits letters shapes; do
-      n=$(( $(wc -c < "$TMP/$set-labels.idx1-ubyte") - 8 ))
+      n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
       keep=
       [ "$RENDER" = both ] && keep=--keep-missed
       "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \

@@ -29,7 +29,7 @@ mkdir -p "$(dirname "$OUT")"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-n=$(( $(wc -c < "$LABELS") - 8 ))
+n=$(idx_count "$LABELS")
 for seed in $SEEDS; do
   "$SIMCAM" --images "$IMAGES" --labels "$LABELS" --frames "$n" --sequential \
     --seed "$seed" --format idx --keep-missed --out-dir "$TMP/cam-$seed" > /dev/null

@@ -18,6 +18,12 @@ SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
 TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
 
+# idx_count LABELS: the number of labels in a raw (not gzip) IDX label
+# file, from its length (8-byte header, one byte a label).
+idx_count () {
+  echo $(( $(wc -c < "$1") - 8 ))
+}
+
 # need_args MIN COUNT: with fewer than MIN arguments the script prints its
 # header comment (its usage) and exits 2.
 need_args () {
