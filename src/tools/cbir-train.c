@@ -547,6 +547,8 @@ main (int argc, char **argv)
     inputs = cbir_dataset_load (opt_inputs, NULL, &err);
     if (!inputs)
       return fail ("%s", err->message);
+    /* checked here as well as in cbir_trainer_new: --limit below cuts
+     * both to the same count and would hide a mismatch */
     if (inputs->n != data->n)
       return fail ("%s holds %u images and %s %u: --inputs pairs image i "
           "of each", opt_inputs, inputs->n, opt_data, data->n);
