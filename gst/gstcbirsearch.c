@@ -99,7 +99,12 @@
  * examples of what is not a match (letters and shapes in a digit gallery:
  * cbirindex label=-2); a query whose vote they win is no match too, which
  * rejects look-alikes the distance alone cannot (see the README's open-set
- * figures).
+ * figures). The default min-match-score, -1, picks t by the gallery when
+ * the element starts (cbir_match_score_default_min): 0.01 for a gallery
+ * of matches only, 0.0025 for one with examples of non-matches, which
+ * then reject nearly all that a larger t would while each rejection by t
+ * is a real digit lost; #GstCbirSearch:current-min-match-score tells the
+ * t in use.
  *
  * Enrolment: the gallery grows while the pipeline runs. The action signal
  * "enrol" (id, label, region id) adds the last searched frame's code (or
@@ -185,7 +190,7 @@ gst_cbir_search_metric_get_type (void)
 #define DEFAULT_METRIC GST_CBIR_METRIC_AUTO
 #define DEFAULT_SHORTLIST 0
 #define DEFAULT_MAX_DISTANCE G_MAXFLOAT
-#define DEFAULT_MIN_MATCH_SCORE CBIR_MATCH_SCORE_DEFAULT_MIN
+#define DEFAULT_MIN_MATCH_SCORE (-1.0f)     /* auto: by the gallery */
 #define DEFAULT_POST_MESSAGES TRUE
 #define DEFAULT_QUERY_EXPANSION 0
 #define DEFAULT_RERANK_QE 20
@@ -252,6 +257,7 @@ enum
   PROP_GRAPH_K,
   PROP_INVALID_CODES,
   PROP_MIN_MATCH_SCORE,
+  PROP_CURRENT_MIN_MATCH_SCORE,
   PROP_JOURNAL,
   PROP_ENROLLED,
   PROP_SHARED_BY,
@@ -288,7 +294,8 @@ struct _GstCbirSearch
   gint metric;
   guint shortlist;
   gfloat max_distance;
-  gfloat min_match_score;
+  gfloat min_match_score;       /* -1: auto_min_match_score */
+  gfloat auto_min_match_score;  /* the open gallery's default, -1 before */
   gboolean post_messages;
   guint query_expansion;
   guint cur_dba;                /* the open gallery's DBA k (read-only) */
@@ -471,9 +478,19 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           "Below this match score (the share of gallery items whose own "
           "nearest other item is at least as far as the query's nearest "
           "item) the result is \"no match\", label -1: about this share "
-          "of queries drawn like the gallery is rejected; 0 = off", 0.0f,
-          1.0f, DEFAULT_MIN_MATCH_SCORE, G_PARAM_READWRITE |
+          "of queries drawn like the gallery is rejected; 0 = off; -1 = "
+          "auto: 0.0025 when the gallery holds examples of non-matches "
+          "(label -2, which then do most of the rejecting), else 0.01",
+          -1.0f, 1.0f, DEFAULT_MIN_MATCH_SCORE, G_PARAM_READWRITE |
           G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class,
+      PROP_CURRENT_MIN_MATCH_SCORE,
+      g_param_spec_float ("current-min-match-score",
+          "Current minimum match score",
+          "The match-score threshold in use: min-match-score, or when that "
+          "is -1 the open gallery's automatic one (-1 before the element "
+          "has started; read-only)", -1.0f, 1.0f, -1.0f,
+          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   g_object_class_install_property (gobject_class, PROP_JOURNAL,
       g_param_spec_string ("journal", "Journal",
@@ -582,6 +599,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->shortlist = DEFAULT_SHORTLIST;
   self->max_distance = DEFAULT_MAX_DISTANCE;
   self->min_match_score = DEFAULT_MIN_MATCH_SCORE;
+  self->auto_min_match_score = -1.0f;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->rerank = DEFAULT_RERANK;
@@ -706,6 +724,10 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_MIN_MATCH_SCORE:
       g_value_set_float (value, self->min_match_score);
       break;
+    case PROP_CURRENT_MIN_MATCH_SCORE:
+      g_value_set_float (value, self->min_match_score >= 0 ?
+          self->min_match_score : self->auto_min_match_score);
+      break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
       break;
@@ -762,6 +784,7 @@ gst_cbir_search_start (GstBaseTransform * trans)
   GstCbirRerank rerank;
   const CbirGraph *graph;
   gint64 t0;
+  gfloat auto_min;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->gallery_path);
@@ -855,6 +878,11 @@ gst_cbir_search_start (GstBaseTransform * trans)
   if (self->scorer == NULL)
     goto scorer_failed;
   t0 = g_get_monotonic_time () - t0;
+  /* min-match-score -1: the threshold for what this gallery holds */
+  auto_min = cbir_match_score_default_min (self->gallery);
+  GST_OBJECT_LOCK (self);
+  self->auto_min_match_score = auto_min;
+  GST_OBJECT_UNLOCK (self);
   /* what was enrolled since the gallery was built (float galleries; read
    * with the gallery) */
   GST_OBJECT_LOCK (self);
@@ -870,10 +898,11 @@ gst_cbir_search_start (GstBaseTransform * trans)
   self->gallery_name = g_path_get_basename (path);
   GST_INFO_OBJECT (self, "gallery %s: %u items, dim %u, metric %s, "
       "shortlist %u, re-ranking %s (query expansion %u), gallery dba %u, "
-      "graph k %u; match-score reference in %.3f s", path,
-      cbir_gallery_size (self->gallery), self->query_dim,
+      "graph k %u; match-score reference in %.3f s, automatic threshold %g",
+      path, cbir_gallery_size (self->gallery), self->query_dim,
       cbir_metric_to_string (self->cur_metric), shortlist,
-      rerank_nick (rerank), qe, self->cur_dba, self->cur_graph_k, t0 / 1e6);
+      rerank_nick (rerank), qe, self->cur_dba, self->cur_graph_k, t0 / 1e6,
+      auto_min);
   return TRUE;
 
   /* ERRORS */
@@ -1531,7 +1560,8 @@ get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
   GST_OBJECT_LOCK (self);
   *k = self->k;
   *max_distance = self->max_distance;
-  *min_match_score = self->min_match_score;
+  *min_match_score = self->min_match_score >= 0 ? self->min_match_score :
+      self->auto_min_match_score;
   *post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 

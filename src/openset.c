@@ -152,6 +152,19 @@ cbir_match_scorer_free (CbirMatchScorer *m)
 }
 
 float
+cbir_match_score_default_min (const CbirGallery *g)
+{
+  g_return_val_if_fail (g != NULL, CBIR_MATCH_SCORE_DEFAULT_MIN);
+  const gint32 *labels = cbir_gallery_get_labels (g);
+  guint n = cbir_gallery_size (g);
+
+  for (guint i = 0; i < n; i++)
+    if (labels[i] == CBIR_LABEL_NOT_A_MATCH)
+      return CBIR_MATCH_SCORE_DEFAULT_MIN_WITH_EXAMPLES;
+  return CBIR_MATCH_SCORE_DEFAULT_MIN;
+}
+
+float
 cbir_match_scorer_score (const CbirMatchScorer *m, float nearest_distance)
 {
   g_return_val_if_fail (m != NULL, 0.f);

@@ -283,6 +283,7 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
   Stopwatch sw;
   gsize frame_bytes;
   guint i, dim;
+  float min_score;
 
   stopwatch_start (&sw);
   ds = cbir_dataset_load (opt_queries, opt_query_labels, error);
@@ -303,10 +304,12 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
   searcher = cbir_searcher_new (gallery, metric, 0, error);
   if (searcher == NULL)
     return FALSE;
-  /* the match score, as cbirsearch computes it when it starts */
+  /* the match score and its default threshold, as cbirsearch computes
+   * them when it starts */
   scorer = cbir_match_scorer_new (gallery, metric, 0, error);
   if (scorer == NULL)
     return FALSE;
+  min_score = cbir_match_score_default_min (gallery);
   /* and the re-ranking rerank=auto picks: diffusion over the gallery's
    * graph (cbirindex writes one by default), low-rank when stored */
   if (cbir_gallery_get_graph (gallery) && metric != CBIR_METRIC_HAMMING) {
@@ -339,8 +342,7 @@ run_engine (const gchar * model_path, const gchar * gallery_path, guint n,
     /* its default decision: below the match score's threshold, or voted
      * to the gallery's examples of non-matches, label -1 */
     if (nh == 0 || labels[i] == CBIR_LABEL_NOT_A_MATCH ||
-        cbir_match_scorer_score (scorer, hits[0].distance) <
-        CBIR_MATCH_SCORE_DEFAULT_MIN)
+        cbir_match_scorer_score (scorer, hits[0].distance) < min_score)
       labels[i] = -1;
   }
   g_clear_pointer (&scorer, cbir_match_scorer_free);

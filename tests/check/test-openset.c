@@ -230,6 +230,33 @@ START_TEST (test_score_skips_twins)
 }
 END_TEST
 
+/* The default threshold follows the gallery: 0.01 with matches only,
+ * 0.0025 once any item is an example of a non-match (label -2); other
+ * negative labels are not such examples. */
+START_TEST (test_default_min_by_gallery)
+{
+  g_autoptr (CbirGallery) line = line_gallery ();
+  ck_assert_float_eq (cbir_match_score_default_min (line), 0.01f);
+  ck_assert_float_eq (CBIR_MATCH_SCORE_DEFAULT_MIN, 0.01f);
+
+  static const gint32 labels[][3] = {
+    {3, -1, 7}, {3, 7, CBIR_LABEL_NOT_A_MATCH}, {CBIR_LABEL_NOT_A_MATCH,
+        CBIR_LABEL_NOT_A_MATCH, CBIR_LABEL_NOT_A_MATCH},
+  };
+  static const float want[] = { 0.01f, 0.0025f, 0.0025f };
+  for (guint c = 0; c < G_N_ELEMENTS (labels); c++) {
+    g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+        CBIR_CODE_FLOAT, 2, FALSE);
+    for (guint i = 0; i < 3; i++) {
+      float v[2] = { (float) i, 0 };
+      ck_assert (cbir_gallery_builder_add (b, v, labels[c][i], NULL, NULL));
+    }
+    g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+    ck_assert_float_eq (cbir_match_score_default_min (g), want[c]);
+  }
+}
+END_TEST
+
 static Suite *
 openset_suite (void)
 {
@@ -240,6 +267,7 @@ openset_suite (void)
   tcase_add_test (tc, test_score_refused);
   tcase_add_test (tc, test_score_matches_brute_force);
   tcase_add_test (tc, test_score_skips_twins);
+  tcase_add_test (tc, test_default_min_by_gallery);
   suite_add_tcase (s, tc);
   return s;
 }

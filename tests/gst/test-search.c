@@ -610,8 +610,30 @@ GST_START_TEST (test_min_match_score)
 
   rig_init (&r, 32, "k=3");
   search = gst_harness_find_element (r.h, "cbirsearch");
+  /* the default, -1: the gallery's automatic threshold (this one holds
+   * no examples of non-matches) */
   g_object_get (search, "min-match-score", &min_score, NULL);
+  fail_unless_equals_float (min_score, -1.0f);
+  g_object_get (search, "current-min-match-score", &min_score, NULL);
   fail_unless_equals_float (min_score, CBIR_MATCH_SCORE_DEFAULT_MIN);
+  /* and it decides: a photographic negative of a digit is farther from
+   * the gallery than its items are from each other (score 0), no match */
+  {
+    guint8 neg[784];
+    for (i = 0; i < 784; i++)
+      neg[i] = 255 - r.ds->images[40 * 784 + i];
+    out = gst_harness_push_and_pull (r.h, gray8_buffer (neg, 28, 28, 0));
+    rm = gst_buffer_get_cbir_result_meta (out);
+    fail_unless (rm != NULL && rm->n_hits == 3);
+    fail_unless (rm->match_score < CBIR_MATCH_SCORE_DEFAULT_MIN,
+        "score %f", rm->match_score);
+    fail_unless_equals_int (rm->label, -1);
+    gst_buffer_unref (out);
+    g_object_set (search, "min-match-score", 0.0f, NULL);
+    out = gst_harness_push_and_pull (r.h, gray8_buffer (neg, 28, 28, 1));
+    fail_unless (gst_buffer_get_cbir_result_meta (out)->label >= 0);
+    gst_buffer_unref (out);
+  }
   /* an image not in the gallery with a score strictly inside (0, 1) */
   for (i = 40; i < 64 && !(s0 > 0.02f && s0 < 0.98f); i++) {
     g_object_set (search, "min-match-score", 0.0f, NULL);
@@ -636,6 +658,9 @@ GST_START_TEST (test_min_match_score)
           (out), "match", &match));
   fail_unless (!match);
   gst_buffer_unref (out);
+
+  g_object_get (search, "current-min-match-score", &min_score, NULL);
+  fail_unless_equals_float (min_score, s0 + 0.01f);
 
   /* at its score: a match */
   g_object_set (search, "min-match-score", s0, NULL);
@@ -691,6 +716,8 @@ GST_START_TEST (test_not_a_match_examples)
   GstHarness *h;
   GstBuffer *out;
   GstCbirResultMeta *rm;
+  GstElement *search;
+  gfloat min_score;
 
   /* items 0..31 digits, 32..63 examples of non-matches */
   for (i = 0; i < 64; i++)
@@ -720,6 +747,12 @@ GST_START_TEST (test_not_a_match_examples)
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_int (rm->label, ds->labels[7]);
   gst_buffer_unref (out);
+  /* with examples of non-matches the automatic threshold is the lower one */
+  search = gst_harness_find_element (h, "cbirsearch");
+  g_object_get (search, "current-min-match-score", &min_score, NULL);
+  fail_unless_equals_float (min_score,
+      CBIR_MATCH_SCORE_DEFAULT_MIN_WITH_EXAMPLES);
+  gst_object_unref (search);
 
   gst_harness_teardown (h);
   cbir_dataset_free (ds);
