@@ -10,11 +10,12 @@
 #      and cbir-glyphs' shapes (bars, blobs, grids, scribbles, noise).
 # The model stays the unsupervised one; only the gallery knows labels.
 # usage: pipelines/camera-gallery.sh MODEL OUT
-# Env: RENDER (clean: the images as they are; camera: each shown once to
-#   cbir-simcam and indexed as the camera path normalises it, 3.5 more
-#   minutes; both: each indexed twice, as it is and as the camera shows it,
-#   the two under one id, so the match score's reference takes neither for
-#   the other's neighbour), LETTERS (the characters shown as non-digits, all 52 letters),
+# Env: RENDER (both, the default: each image indexed twice, as it is and
+#   as cbir-simcam shows it to the camera path, the two under one id, so
+#   the match score's reference takes neither for the other's neighbour;
+#   the best for camera digits with every model measured, 3 minutes on 2
+#   cores; camera: only as the camera shows them; clean: only as they are,
+#   half a minute), LETTERS (the characters shown as non-digits, all 52 letters),
 #   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
 #   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of
 #   scripts/setup.sh (fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf,
@@ -47,7 +48,8 @@ cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 # the clean images and their camera renderings, the renderings written
 # under the same file names in cam/ (one per image, in order: the few the
 # camera path misses are kept as they are) so each pair shares an id
-case ${RENDER:-clean} in
+RENDER=${RENDER:-both}
+case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
     mkdir -p "$TMP/cam"
