@@ -24,7 +24,8 @@
  *     stream's frame rate (a frame the decoder dropped leaves a gap, later
  *     ones keep their numbers), "timestamp" the raw buffer timestamp.
  *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
- *     time and frames/s (also printed).
+ *     the match-score threshold that decided it (cbirsearch's
+ *     current-min-match-score), time and frames/s (also printed).
  * Both are written to a temporary file and renamed at the end: a file that
  * fails, or a run interrupted (SIGINT/SIGTERM), leaves no sidecar behind.
  * The summary is written with json-glib; the frames' JSON only by
@@ -103,6 +104,8 @@ typedef struct
 
   GMainLoop *loop;
   GstElement *pipeline, *convert;
+  GstElement *search;           /* (owned by the pipeline) */
+  gfloat min_match_score;       /* the threshold in use, -1: not known */
   gboolean have_video;
   gchar *error;                 /* the first error, or NULL */
 
@@ -419,6 +422,7 @@ build_pipeline (Job * job)
   g_object_set (enc, "model", opt_model, NULL);
   g_object_set (search, "gallery", opt_gallery, "k", (guint) opt_k,
       "post-messages", FALSE, NULL);
+  job->search = search;
   if (opt_max_distance >= 0)
     g_object_set (search, "max-distance", (gfloat) opt_max_distance, NULL);
   if (opt_min_match_score >= 0)
@@ -485,6 +489,8 @@ summary_json (Job * job, gdouble secs)
       "mnist");
   json_builder_set_member_name (b, "k");
   json_builder_add_int_value (b, opt_k);
+  json_builder_set_member_name (b, "min_match_score");
+  json_builder_add_double_value (b, job->min_match_score);
   json_builder_set_member_name (b, "frames");
   json_builder_add_int_value (b, frames);
   json_builder_set_member_name (b, "frames_matched");
@@ -583,6 +589,7 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
   gdouble secs = 0;
 
   job.path = path;
+  job.min_match_score = -1;
   job.sidecar = out_path (path, ".cbir.jsonl");
   job.summary = out_path (path, ".cbir-summary.json");
   job.no_match_frames = g_array_new (FALSE, FALSE, sizeof (guint64));
@@ -626,6 +633,10 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
   }
   job.t_end = g_get_monotonic_time ();
   current_job = NULL;
+  /* the threshold that decided "no match" (min-match-score -1: the one
+   * cbirsearch chose for this gallery when it started) */
+  g_object_get (job.search, "current-min-match-score", &job.min_match_score,
+      NULL);
   if (progress)
     g_source_remove (progress);
   if (job.progress_shown)

@@ -100,6 +100,9 @@ assert summary["frames"] == 10
 assert sum(summary["label_histogram"].values()) == summary["frames_matched"]
 assert summary["frames_matched"] + summary["frames_no_match"] == 10
 assert summary["frames_per_second"] > 0
+# the threshold cbirsearch chose for this gallery (no examples of
+# non-matches in it: 0.01)
+assert abs(summary["min_match_score"] - 0.01) < 1e-6, summary["min_match_score"]
 PY
 
 # 3b. two inputs of one name from two folders with --out-dir: refused up
