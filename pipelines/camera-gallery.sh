@@ -13,8 +13,8 @@
 # Env: RENDER (both, the default: each image indexed twice, as it is and
 #   as cbir-simcam shows it to the camera path, the two under one id, so
 #   the match score's reference takes neither for the other's neighbour;
-#   the best for camera digits with every model measured, 3 minutes on 2
-#   cores; camera: only as the camera shows them; clean: only as they are,
+#   the best for camera digits on the tuning split and with the default
+#   model, see the README; 3 minutes on 2 cores; camera: only as the camera shows them; clean: only as they are,
 #   half a minute), LETTERS (the characters shown as non-digits, all 52 letters),
 #   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
 #   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of

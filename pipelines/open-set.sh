@@ -1,8 +1,8 @@
 #!/bin/sh
 # Open set on the simulated camera: how many frames that hold no digit get
 # "no match", and how many held-out digits are still voted right, with
-# cbirsearch's default properties (min-match-score 0.0025, the gallery's
-# examples of non-matches). Every set is rendered camera-like by
+# cbirsearch's default properties (the gallery's examples of non-matches,
+# and min-match-score by the gallery: 0.0025 for one with such examples). Every set is rendered camera-like by
 # cbir-simcam (640x480, uneven light, blur, noise, rotation, any size and
 # place), made an MJPEG video and tagged by cbir-tag:
 #   digits       the MNIST query split (held out from every gallery)
