@@ -1,0 +1,78 @@
+#!/bin/sh
+# pipelines/camera-gallery.sh as written, on the tests/data fixture as the
+# MNIST gallery split and an untrained model, with small glyph sets: by
+# default (RENDER=both) every image is indexed twice, as it is and as the
+# simulated camera shows it, the two under one source id; the letters and
+# shapes carry label -2, the digits 0-9. RENDER=clean indexes each once;
+# a bad RENDER, a missing model or missing data end in a one-line error,
+# a non-zero exit and no gallery. Env from meson.build.
+set -u
+fail () { echo "FAIL: $*"; exit 1; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+P=$CBIR_SOURCE_ROOT/pipelines
+export GST_LAUNCH="${GST_TOOLS_DIR:-/usr/bin}/gst-launch-1.0"
+export VARIANTS=1 LETTERS=AB LETTER_VARIANTS=1 SHAPES=2
+mkdir -p "$T/data/mnist"
+gzip -dc "$CBIR_TEST_DATA/mnist-64-images.idx3-ubyte.gz" > "$T/data/mnist/gallery-images.idx3-ubyte"
+gzip -dc "$CBIR_TEST_DATA/mnist-64-labels.idx1-ubyte.gz" > "$T/data/mnist/gallery-labels.idx1-ubyte"
+export CBIR_DATA="$T/data"
+"$CBIR_GST_FIXTURE" model keras-dae "$T/model.safetensors" > /dev/null || fail "fixture model"
+
+# from another directory, as a user would
+(cd "$T" && sh "$P/camera-gallery.sh" model.safetensors both.safetensors) \
+  > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh (default RENDER)"; }
+(cd "$T" && RENDER=clean sh "$P/camera-gallery.sh" model.safetensors clean.safetensors) \
+  > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh RENDER=clean"; }
+
+/usr/bin/python3 - "$T/both.safetensors" "$T/clean.safetensors" <<'PY' || fail "gallery check"
+import collections, json, struct, sys
+
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    head = json.loads(b[8:8 + n])
+    data = b[8 + n:]
+    def tensor(name):
+        t = head[name]
+        s, e = t["data_offsets"]
+        return data[s:e]
+    raw = tensor("labels")
+    labels = list(struct.unpack("<%di" % (len(raw) // 4), raw))
+    ids = tensor("ids").split(b"\0")[:-1]
+    return labels, ids
+
+both, both_ids = read(sys.argv[1])
+clean, clean_ids = read(sys.argv[2])
+n = len(clean)
+# 64 handwritten digits, printed digits, 2 letters x fonts, 5 kinds x 2 shapes
+assert n > 64 + 10 + 10, n
+assert sorted(set(clean)) == [-2] + list(range(10)), sorted(set(clean))
+assert clean[:64] == [l for l in clean[:64] if 0 <= l <= 9]
+assert len(clean_ids) == n and len(set(clean_ids)) == n, "clean: ids not one per item"
+# RENDER=both: the clean gallery, then the camera renderings of the same
+# images in the same order, each under its clean twin's id
+assert len(both) == 2 * n, (len(both), n)
+assert both[:n] == clean and both[n:] == clean, "labels differ"
+assert both_ids[:n] == clean_ids and both_ids[n:] == clean_ids, "twins' ids differ"
+count = collections.Counter(both_ids)
+assert set(count.values()) == {2}, "an id not shared by exactly two items"
+print("camera gallery: %d items (%d sources), %d examples of non-matches"
+      % (len(both), n, both.count(-2)))
+PY
+
+# errors: one line naming the problem, non-zero exit, no gallery
+expect_error () {  # WHAT NEEDLE CMD...
+  what=$1 needle=$2; shift 2
+  "$@" > "$T/out" 2> "$T/err" && fail "$what: exit status 0"
+  grep -q "$needle" "$T/err" || { cat "$T/err"; fail "$what: no '$needle' in the error"; }
+}
+expect_error "bad RENDER" "RENDER must be" \
+  env RENDER=sideways sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
+expect_error "missing model" "missing.safetensors" \
+  sh "$P/camera-gallery.sh" "$T/missing.safetensors" "$T/bad.safetensors"
+rm "$T/data/mnist/gallery-labels.idx1-ubyte"
+expect_error "missing labels" "gallery-labels" \
+  sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
+[ -e "$T/bad.safetensors" ] && fail "a gallery written after an error"
+ls -A "$T" | grep -q '^\.' && fail "temporary file left: $(ls -A "$T")"
+echo "ok: camera-gallery.sh"
