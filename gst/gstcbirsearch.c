@@ -698,6 +698,15 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
   GST_OBJECT_UNLOCK (self);
 }
 
+/* The threshold that decides: min-match-score, or when it is -1 the
+ * open gallery's automatic one (object lock held). */
+static gfloat
+min_match_score_in_use (GstCbirSearch * self)
+{
+  return self->min_match_score >= 0 ? self->min_match_score :
+      self->auto_min_match_score;
+}
+
 static void
 gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
     GParamSpec * pspec)
@@ -725,8 +734,7 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_float (value, self->min_match_score);
       break;
     case PROP_CURRENT_MIN_MATCH_SCORE:
-      g_value_set_float (value, self->min_match_score >= 0 ?
-          self->min_match_score : self->auto_min_match_score);
+      g_value_set_float (value, min_match_score_in_use (self));
       break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
@@ -1560,8 +1568,7 @@ get_settings (GstCbirSearch * self, guint * k, gfloat * max_distance,
   GST_OBJECT_LOCK (self);
   *k = self->k;
   *max_distance = self->max_distance;
-  *min_match_score = self->min_match_score >= 0 ? self->min_match_score :
-      self->auto_min_match_score;
+  *min_match_score = min_match_score_in_use (self);
   *post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 
