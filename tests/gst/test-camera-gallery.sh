@@ -25,20 +25,14 @@ export CBIR_DATA="$T/data"
   > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh RENDER=clean"; }
 
 /usr/bin/python3 - "$T/both.safetensors" "$T/clean.safetensors" <<'PY' || fail "gallery check"
-import collections, json, struct, sys
+import collections, struct, sys
+from tools_common import read_safetensors
 
 def read(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    head = json.loads(b[8:8 + n])
-    data = b[8 + n:]
-    def tensor(name):
-        t = head[name]
-        s, e = t["data_offsets"]
-        return data[s:e]
-    raw = tensor("labels")
+    _, t = read_safetensors(path)
+    raw = t["labels"][2]
     labels = list(struct.unpack("<%di" % (len(raw) // 4), raw))
-    ids = tensor("ids").split(b"\0")[:-1]
+    ids = t["ids"][2].split(b"\0")[:-1]
     return labels, ids
 
 both, both_ids = read(sys.argv[1])
