@@ -8,8 +8,8 @@
 # returns exactly the top-k that cbir-eval with no re-ranking flags ranks
 # (diffusion over the gallery's k-NN graph), and that cbir-eval's own
 # gallery carries the same graph. Debian python3-gst-1.0, GStreamer 1.22.
-# Env from tests/gst/meson.build (CBIR_GST_FIXTURE, CBIR_TEST_DATA).
-import json
+# Env from tests/gst/meson.build (CBIR_GST_FIXTURE, CBIR_TEST_DATA, and
+# CBIR_TOOLS_DIR with PYTHONPATH for tests/tools' safetensors reader).
 import os
 import struct
 import subprocess
@@ -20,6 +20,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
+from tools_common import read_safetensors  # noqa: E402
 
 Gst.init(None)
 DATA = os.environ["CBIR_TEST_DATA"]
@@ -148,14 +149,11 @@ def main():
 
 
 def read_tensor(path, name):
-    """One tensor of a safetensors file as a flat list (F32 or I32)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    hl = struct.unpack("<Q", raw[:8])[0]
-    t = json.loads(raw[8:8 + hl])[name]
-    b, e = t["data_offsets"]
-    fmt = {"F32": "f", "I32": "i"}[t["dtype"]]
-    return list(struct.unpack("<%d%s" % ((e - b) // 4, fmt), raw[8 + hl + b:8 + hl + e]))
+    """One tensor of a safetensors file (layout checked by tests/tools'
+    reader) as a flat list (F32 or I32)."""
+    dtype, _, raw = read_safetensors(path)[1][name]
+    fmt = {"F32": "f", "I32": "i"}[dtype]
+    return list(struct.unpack("<%d%s" % (len(raw) // 4, fmt), raw))
 
 
 if __name__ == "__main__":
