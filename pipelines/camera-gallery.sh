@@ -10,16 +10,18 @@
 #      and cbir-glyphs' shapes (bars, blobs, grids, scribbles, noise).
 # The model stays the unsupervised one; only the gallery knows labels.
 # usage: pipelines/camera-gallery.sh MODEL OUT
-# Env: RENDER (both, the default: each image indexed twice, as it is and
-#   as cbir-simcam shows it to the camera path, the two under one id, so
-#   the match score's reference takes neither for the other's neighbour;
-#   the best for camera digits on the tuning split and with the default
-#   model, see the README; 3 minutes on 2 cores; camera: only as the camera shows them; clean: only as they are,
-#   half a minute), LETTERS (the characters shown as non-digits, all 52 letters),
-#   VARIANTS (printed digits per digit and font, 20), LETTER_VARIANTS
-#   (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD. Needs the fonts of
-#   scripts/setup.sh (fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf,
-#   fonts-urw-base35).
+# Env: RENDER (both, the default: each image indexed as it is and as
+#   cbir-simcam shows it to the camera path, once per seed in SEEDS, all
+#   under one id, so the match score's reference takes none for another's
+#   neighbour; the best for camera digits on the tuning split, see the
+#   README; 11 minutes on 2 cores with two seeds; camera: only as the
+#   camera shows them; clean: only as they are, half a minute),
+#   SEEDS (the camera's seeds, "102 103": two renderings an image, ahead of
+#   one on the tuning split), LETTERS (the characters shown as non-digits,
+#   all 52 letters), VARIANTS (printed digits per digit and font, 20),
+#   LETTER_VARIANTS (3), SHAPES (per kind, 100), GST_LAUNCH, CBIR_BUILD.
+#   Needs the fonts of scripts/setup.sh (fonts-dejavu-core,
+#   fonts-liberation2, fonts-freefont-ttf, fonts-urw-base35).
 set -eu
 . "$(dirname "$0")/common.sh"
 need_args 2 $#
@@ -43,27 +45,42 @@ trap 'rm -rf "$TMP" "$PART"' EXIT
 cp "$DATA/mnist/gallery-images.idx3-ubyte" "$TMP/mnist-images.idx3-ubyte"
 cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 
-# RENDER=camera: each image shown once to the simulated camera and indexed
-# as the camera path normalises it (cbir-simcam --format idx); RENDER=both:
-# the clean images and their camera renderings, the renderings written
-# under the same file names in cam/ (one per image, in order: the few the
-# camera path misses are kept as they are) so each pair shares an id
+# RENDER=camera: each image shown to the simulated camera once per seed
+# and indexed as the camera path normalises it (cbir-simcam --format idx);
+# RENDER=both: the clean images and their camera renderings. Each seed's
+# renderings are written under the same file names in cam-SEED/ (one per
+# image, in order: with --keep-missed the few the camera path misses are
+# kept as they are) so all the versions of an image share its id; only
+# RENDER=camera with a single seed leaves the missed ones out.
 RENDER=${RENDER:-both}
+SEEDS=${SEEDS-102 103}
 case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
-    mkdir -p "$TMP/cam"
-    for set in mnist digits letters shapes; do
-      n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
-      keep=
-      [ "$RENDER" = both ] && keep=--keep-missed
-      "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
-        --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
-        --seed 102 --format idx $keep --out-dir "$TMP/cam-$set" > /dev/null
-      mv "$TMP/cam-$set/digits-images.idx3-ubyte" "$TMP/cam/$set-images.idx3-ubyte"
-      mv "$TMP/cam-$set/digits-labels.idx1-ubyte" "$TMP/cam/$set-labels.idx1-ubyte"
+    set -- $SEEDS
+    [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
+    for seed in "$@"; do
+      case $seed in
+        ''|*[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$seed'" >&2; exit 2 ;;
+      esac
     done
-    if [ "$RENDER" = camera ]; then SETS_DIRS=$TMP/cam; else SETS_DIRS="$TMP $TMP/cam"; fi ;;
+    keep=
+    [ "$RENDER" = both ] || [ $# -gt 1 ] && keep=--keep-missed
+    CAM_DIRS=
+    for seed in "$@"; do
+      mkdir -p "$TMP/cam-$seed"
+      for set in mnist digits letters shapes; do
+        n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
+        "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
+          --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
+          --seed "$seed" --format idx $keep --out-dir "$TMP/sim" > /dev/null
+        mv "$TMP/sim/digits-images.idx3-ubyte" "$TMP/cam-$seed/$set-images.idx3-ubyte"
+        mv "$TMP/sim/digits-labels.idx1-ubyte" "$TMP/cam-$seed/$set-labels.idx1-ubyte"
+        rm -rf "$TMP/sim"
+      done
+      CAM_DIRS="$CAM_DIRS $TMP/cam-$seed"
+    done
+    if [ "$RENDER" = camera ]; then SETS_DIRS=$CAM_DIRS; else SETS_DIRS="$TMP $CAM_DIRS"; fi ;;
   *) echo "RENDER must be clean, camera or both, not '$RENDER'" >&2; exit 2 ;;
 esac
 

@@ -1,11 +1,13 @@
 #!/bin/sh
 # pipelines/camera-gallery.sh as written, on the tests/data fixture as the
 # MNIST gallery split and an untrained model, with small glyph sets: by
-# default (RENDER=both) every image is indexed twice, as it is and as the
-# simulated camera shows it, the two under one source id; the letters and
-# shapes carry label -2, the digits 0-9. RENDER=clean indexes each once;
-# a bad RENDER, a missing model or missing data end in a one-line error,
-# a non-zero exit and no gallery. Env from meson.build.
+# default (RENDER=both, SEEDS="102 103") every image is indexed three
+# times, as it is and as the simulated camera shows it with each seed, all
+# under one source id; SEEDS=102 makes the first two of them alone, the
+# same bytes; the letters and shapes carry label -2, the digits 0-9.
+# RENDER=clean indexes each once; a bad RENDER or SEEDS, a missing model or
+# missing data end in a one-line error, a non-zero exit and no gallery.
+# Env from meson.build.
 set -u
 fail () { echo "FAIL: $*"; exit 1; }
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -23,8 +25,10 @@ export CBIR_DATA="$T/data"
   > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh (default RENDER)"; }
 (cd "$T" && RENDER=clean sh "$P/camera-gallery.sh" model.safetensors clean.safetensors) \
   > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh RENDER=clean"; }
+(cd "$T" && SEEDS=102 sh "$P/camera-gallery.sh" model.safetensors one.safetensors) \
+  > "$T/out" 2>&1 || { cat "$T/out"; fail "camera-gallery.sh SEEDS=102"; }
 
-/usr/bin/python3 - "$T/both.safetensors" "$T/clean.safetensors" <<'PY' || fail "gallery check"
+/usr/bin/python3 - "$T/both.safetensors" "$T/clean.safetensors" "$T/one.safetensors" <<'PY' || fail "gallery check"
 import collections, struct, sys
 from tools_common import read_safetensors
 
@@ -33,10 +37,13 @@ def read(path):
     raw = t["labels"][2]
     labels = list(struct.unpack("<%di" % (len(raw) // 4), raw))
     ids = t["ids"][2].split(b"\0")[:-1]
-    return labels, ids
+    dim = t["features"][1][1]
+    feats = [t["features"][2][i * 4 * dim:(i + 1) * 4 * dim] for i in range(len(labels))]
+    return labels, ids, feats
 
-both, both_ids = read(sys.argv[1])
-clean, clean_ids = read(sys.argv[2])
+both, both_ids, both_f = read(sys.argv[1])
+clean, clean_ids, clean_f = read(sys.argv[2])
+one, one_ids, one_f = read(sys.argv[3])
 n = len(clean)
 # 64 handwritten digits, printed digits, 2 letters x fonts, 5 kinds x 2 shapes
 assert n > 64 + 10 + 10, n
@@ -44,12 +51,19 @@ assert sorted(set(clean)) == [-2] + list(range(10)), sorted(set(clean))
 assert clean[:64] == [l for l in clean[:64] if 0 <= l <= 9]
 assert len(clean_ids) == n and len(set(clean_ids)) == n, "clean: ids not one per item"
 # RENDER=both: the clean gallery, then the camera renderings of the same
-# images in the same order, each under its clean twin's id
-assert len(both) == 2 * n, (len(both), n)
-assert both[:n] == clean and both[n:] == clean, "labels differ"
-assert both_ids[:n] == clean_ids and both_ids[n:] == clean_ids, "twins' ids differ"
+# images in the same order, one set per seed, each under its clean twin's id
+assert len(both) == 3 * n, (len(both), n)
+assert both == clean * 3, "labels differ"
+assert both_ids == clean_ids * 3, "the versions' ids differ"
 count = collections.Counter(both_ids)
-assert set(count.values()) == {2}, "an id not shared by exactly two items"
+assert set(count.values()) == {3}, "an id not shared by exactly three items"
+assert both_f[:n] == clean_f, "the clean images encoded differently"
+# the seeds draw different renderings (a few images may come out alike)
+same = sum(1 for a, b in zip(both_f[n:2 * n], both_f[2 * n:]) if a == b)
+assert same < n // 10, "%d of %d renderings the same for both seeds" % (same, n)
+# one seed: the clean images and the first seed's renderings, as they were
+assert one == clean * 2 and one_ids == clean_ids * 2, "SEEDS=102: labels or ids"
+assert one_f == both_f[:2 * n], "SEEDS=102: not the default's first two versions"
 print("camera gallery: %d items (%d sources), %d examples of non-matches"
       % (len(both), n, both.count(-2)))
 PY
@@ -62,6 +76,10 @@ expect_error () {  # WHAT NEEDLE CMD...
 }
 expect_error "bad RENDER" "RENDER must be" \
   env RENDER=sideways sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
+expect_error "empty SEEDS" "SEEDS is empty" \
+  env SEEDS= sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
+expect_error "bad SEEDS" "SEEDS must be" \
+  env SEEDS="102 x7" sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
 expect_error "missing model" "missing.safetensors" \
   sh "$P/camera-gallery.sh" "$T/missing.safetensors" "$T/bad.safetensors"
 rm "$T/data/mnist/gallery-labels.idx1-ubyte"
