@@ -54,32 +54,45 @@ cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 # RENDER=camera with a single seed leaves the missed ones out.
 RENDER=${RENDER:-both}
 SEEDS=${SEEDS-102 103}
+render_seed () {  # SEED: every set as the camera shows it, into cam-SEED/
+  mkdir -p "$TMP/cam-$1"
+  for set in mnist digits letters shapes; do
+    n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
+    "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
+      --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
+      --seed "$1" --format idx $keep --out-dir "$TMP/sim-$1" > /dev/null
+    mv "$TMP/sim-$1/digits-images.idx3-ubyte" "$TMP/cam-$1/$set-images.idx3-ubyte"
+    mv "$TMP/sim-$1/digits-labels.idx1-ubyte" "$TMP/cam-$1/$set-labels.idx1-ubyte"
+    rm -rf "$TMP/sim-$1"
+  done
+}
 case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
     set -- $SEEDS
     [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
+    seen=
     for seed in "$@"; do
       case $seed in
         ''|*[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$seed'" >&2; exit 2 ;;
       esac
+      case " $seen " in
+        *" $seed "*) echo "SEEDS names $seed twice" >&2; exit 2 ;;
+      esac
+      seen="$seen $seed"
     done
     keep=
     [ "$RENDER" = both ] || [ $# -gt 1 ] && keep=--keep-missed
-    CAM_DIRS=
+    # the seeds are drawn side by side (cbir-simcam takes one core)
+    pids= CAM_DIRS=
     for seed in "$@"; do
-      mkdir -p "$TMP/cam-$seed"
-      for set in mnist digits letters shapes; do
-        n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
-        "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
-          --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
-          --seed "$seed" --format idx $keep --out-dir "$TMP/sim" > /dev/null
-        mv "$TMP/sim/digits-images.idx3-ubyte" "$TMP/cam-$seed/$set-images.idx3-ubyte"
-        mv "$TMP/sim/digits-labels.idx1-ubyte" "$TMP/cam-$seed/$set-labels.idx1-ubyte"
-        rm -rf "$TMP/sim"
-      done
+      render_seed "$seed" &
+      pids="$pids $!"
       CAM_DIRS="$CAM_DIRS $TMP/cam-$seed"
     done
+    failed=0
+    for pid in $pids; do wait "$pid" || failed=1; done
+    [ "$failed" = 0 ] || { echo "camera-gallery.sh: the camera renderings failed" >&2; exit 1; }
     if [ "$RENDER" = camera ]; then SETS_DIRS=$CAM_DIRS; else SETS_DIRS="$TMP $CAM_DIRS"; fi ;;
   *) echo "RENDER must be clean, camera or both, not '$RENDER'" >&2; exit 2 ;;
 esac
