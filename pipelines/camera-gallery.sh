@@ -14,7 +14,7 @@
 #   cbir-simcam shows it to the camera path, once per seed in SEEDS, all
 #   under one id, so the match score's reference takes none for another's
 #   neighbour; the best for camera digits on the tuning split, see the
-#   README; 11 minutes on 2 cores with two seeds; camera: only as the
+#   README; 6 minutes on 2 cores with two seeds; camera: only as the
 #   camera shows them; clean: only as they are, half a minute),
 #   SEEDS (the camera's seeds, "102 103": two renderings an image, ahead of
 #   one on the tuning split), LETTERS (the characters shown as non-digits,
