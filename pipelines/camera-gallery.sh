@@ -69,7 +69,9 @@ render_seed () {  # SEED: every set as the camera shows it, into cam-SEED/
 case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
+    set -f  # the seeds are words, not file patterns
     set -- $SEEDS
+    set +f
     [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
     seen=
     for seed in "$@"; do

@@ -4,7 +4,7 @@
 # default (RENDER=both, SEEDS="102 103") every image is indexed three
 # times, as it is and as the simulated camera shows it with each seed, all
 # under one source id; SEEDS=102 makes the first two of them alone, the
-# same bytes; the letters and shapes carry label -2, the digits 0-9.
+# same codes; the letters and shapes carry label -2, the digits 0-9.
 # RENDER=clean indexes each once; a bad RENDER or SEEDS, a failed camera
 # rendering, a missing model or missing data end in a one-line error, a
 # non-zero exit and no gallery.
@@ -79,8 +79,8 @@ expect_error "bad RENDER" "RENDER must be" \
   env RENDER=sideways sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
 expect_error "empty SEEDS" "SEEDS is empty" \
   env SEEDS= sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
-expect_error "bad SEEDS" "SEEDS must be" \
-  env SEEDS="102 x7" sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
+expect_error "bad SEEDS" "SEEDS must be camera seeds (whole numbers), not '\\*'" \
+  env SEEDS="102 *" sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
 expect_error "SEEDS twice" "SEEDS names 102 twice" \
   env SEEDS="102 103 102" sh "$P/camera-gallery.sh" "$T/model.safetensors" "$T/bad.safetensors"
 expect_error "failed rendering" "renderings failed" \
