@@ -23,6 +23,11 @@ MODEL=$1
 GALLERY=$2
 OUT=${3:-out/open-set}
 SEED=${SEED:-31}
+# what every step needs, checked before the first video is drawn
+for f in "$MODEL" "$GALLERY" "$DATA/mnist/query-images.idx3-ubyte" \
+    "$DATA/mnist/query-labels.idx1-ubyte"; do
+  [ -f "$f" ] || { echo "open-set.sh: no $f" >&2; exit 1; }
+done
 # the fonts camera-gallery.sh does not index
 HELD_OUT_FONTS="FreeSans,FreeSerif,Nimbus Roman,Nimbus Sans,Liberation Mono,DejaVu Sans Mono,P052,URW Gothic,Nimbus Mono PS,DejaVu Sans Condensed"
 mkdir -p "$OUT"
