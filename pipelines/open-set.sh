@@ -14,8 +14,12 @@
 # A frame counts as rejected when no digit in it matched (label -1), and a
 # digit frame as right when its most confident digit has the true label.
 # usage: pipelines/open-set.sh MODEL GALLERY [OUT_DIR]
-# Env: FRAMES (digit frames, 997), SEED (31), CBIR_BUILD, GST_LAUNCH,
-#   TAG_ARGS (more cbir-tag options, e.g. "--min-match-score 0").
+# Env: FRAMES (digit frames, 997), SEED (the camera's seed, 31; the glyph
+#   sets follow it), SEEDS (several draws, e.g. "31 32 33 34 35": each
+#   as SEED would draw it, into OUT_DIR/seed-S, then one line a draw and
+#   the summary of all the draws pooled; one draw is about 2 minutes),
+#   CBIR_BUILD, GST_LAUNCH, TAG_ARGS (more cbir-tag options, e.g.
+#   "--min-match-score 0").
 set -eu
 . "$(dirname "$0")/common.sh"
 need_args 2 $#
@@ -28,6 +32,103 @@ for f in "$MODEL" "$GALLERY" "$DATA/mnist/query-images.idx3-ubyte" \
     "$DATA/mnist/query-labels.idx1-ubyte"; do
   [ -f "$f" ] || { echo "open-set.sh: no $f" >&2; exit 1; }
 done
+
+# summary DIR...: the figures of one draw, or of several pooled (with a
+# line a draw first)
+summary () {
+  /usr/bin/python3 - "$GALLERY" "$@" <<'PY'
+import glob, json, os, sys
+gallery, outs = sys.argv[1], sys.argv[2:]
+def tags(out, name):
+    return [json.loads(l) for l in open(os.path.join(out, "tags", name + ".avi.cbir.jsonl"))]
+def truth(out, name):
+    return [json.loads(l) for l in open(os.path.join(out, name, "truth.jsonl"))]
+def rejected(g):
+    return sum(1 for b in g if b["label"] == -1)
+def count(out):
+    """{set: (frames, right or None, no match)} of one draw"""
+    c = {}
+    for name in ("digits", "printed"):
+        t, g = truth(out, name), tags(out, name)
+        assert len(t) == len(g), (out, name, len(t), len(g))
+        right = sum(1 for a, b in zip(t, g) if b["label"] == a["labels"][0])
+        c[name] = (len(g), right, rejected(g))
+    pats = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(out, "pattern-*.avi")))
+    for name in ["letters", "shapes", "blank"] + pats:
+        g = tags(out, name)
+        c[name] = (len(g), None, rejected(g))
+    # I, l, O and o are a 1 and a 0 once scaled to the digit box (Unicode's
+    # confusables map I and l to 1, O to 0): no reader of shapes tells them
+    # apart, so the figure is also given without them
+    shaped = set(map(ord, "IlOo"))
+    lt, lg = truth(out, "letters"), tags(out, "letters")
+    assert len(lt) == len(lg)
+    c["shaped letters"] = (sum(1 for a in lt if a["labels"][0] in shaped), None,
+                           sum(1 for a, b in zip(lt, lg)
+                               if a["labels"][0] in shaped and b["label"] == -1))
+    return c
+def pool(counts):
+    p = {}
+    for c in counts:
+        for name, (n, right, rej) in c.items():
+            n0, r0, j0 = p.get(name, (0, None, 0))
+            p[name] = (n0 + n, None if right is None else (r0 or 0) + right, j0 + rej)
+    return p
+def nondigit(c):
+    names = [k for k in c if k not in ("digits", "printed", "shaped letters")]
+    return sum(c[k][0] for k in names), sum(c[k][2] for k in names)
+counts = [count(o) for o in outs]
+print("gallery %s" % gallery)
+if len(outs) > 1:
+    for o, c in zip(outs, counts):
+        n, right, _ = c["digits"]
+        tot, rej = nondigit(c)
+        print("draw %-23s  digits %.1f %% right (%d of %d), %.1f %% of the frames without a digit rejected"
+              % (os.path.basename(o), 100.0 * right / n, right, n, 100.0 * rej / tot))
+    print("all %d draws pooled:" % len(outs))
+c = pool(counts)
+print("%-28s %7s  %s" % ("set", "frames", "result"))
+for name in ("digits", "printed"):
+    n, right, rej = c[name]
+    print("%-28s %7d  %.1f %% right, %.1f %% no match" %
+          (name + " (held out)", n, 100.0 * right / n, 100.0 * rej / n))
+for name in ("letters", "shapes", "blank"):
+    n, _, rej = c[name]
+    print("%-28s %7d  %.1f %% rejected" % (name, n, 100.0 * rej / n))
+pat_n = sum(v[0] for k, v in c.items() if k.startswith("pattern-"))
+pat_rej = sum(v[2] for k, v in c.items() if k.startswith("pattern-"))
+print("%-28s %7d  %.1f %% rejected" % ("test patterns (14)", pat_n, 100.0 * pat_rej / pat_n))
+tot, rej_all = nondigit(c)
+print("%-28s %7d  %.1f %% rejected" % ("all frames without a digit", tot, 100.0 * rej_all / tot))
+n_shaped, _, rej_shaped = c["shaped letters"]
+print("%-28s %7d  %.1f %% rejected" % ("  less the letters I l O o", tot - n_shaped,
+      100.0 * (rej_all - rej_shaped) / (tot - n_shaped)))
+if len(outs) > 1:
+    n, right, _ = c["digits"]
+    print("digits right over the draws: %d of %d (%.2f %%)" % (right, n, 100.0 * right / n))
+PY
+}
+
+if [ -n "${SEEDS:-}" ]; then
+  dirs=
+  set -f  # the seeds are words, not file patterns
+  for seed in $SEEDS; do
+    case $seed in
+      *[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$seed'" >&2; exit 2 ;;
+    esac
+    case " $dirs " in
+      *" $OUT/seed-$seed "*) echo "SEEDS names $seed twice" >&2; exit 2 ;;
+    esac
+    dirs="$dirs $OUT/seed-$seed"
+  done
+  for seed in $SEEDS; do
+    SEED=$seed SEEDS= sh "$0" "$MODEL" "$GALLERY" "$OUT/seed-$seed" > /dev/null
+  done
+  # shellcheck disable=SC2086
+  summary $dirs
+  exit 0
+fi
+
 # the fonts camera-gallery.sh does not index
 HELD_OUT_FONTS="FreeSans,FreeSerif,Nimbus Roman,Nimbus Sans,Liberation Mono,DejaVu Sans Mono,P052,URW Gothic,Nimbus Mono PS,DejaVu Sans Condensed"
 mkdir -p "$OUT"
@@ -75,47 +176,4 @@ done
   ${TAG_ARGS:-} "$OUT"/digits.avi "$OUT"/printed.avi "$OUT"/letters.avi \
   "$OUT"/shapes.avi "$OUT"/blank.avi "$OUT"/pattern-*.avi
 
-/usr/bin/python3 - "$OUT" "$GALLERY" <<'PY'
-import glob, json, os, sys
-out, gallery = sys.argv[1], sys.argv[2]
-def tags(name):
-    return [json.loads(l) for l in open(os.path.join(out, "tags", name + ".avi.cbir.jsonl"))]
-def truth(name):
-    return [json.loads(l) for l in open(os.path.join(out, name, "truth.jsonl"))]
-print("gallery %s" % gallery)
-print("%-28s %7s  %s" % ("set", "frames", "result"))
-for name in ("digits", "printed"):
-    t, g = truth(name), tags(name)
-    assert len(t) == len(g), (name, len(t), len(g))
-    right = sum(1 for a, b in zip(t, g) if b["label"] == a["labels"][0])
-    rej = sum(1 for b in g if b["label"] == -1)
-    print("%-28s %7d  %.1f %% right, %.1f %% no match" %
-          (name + " (held out)", len(g), 100.0 * right / len(g), 100.0 * rej / len(g)))
-tot = rej_all = 0
-sets = ["letters", "shapes", "blank"] + sorted(
-    os.path.basename(p)[:-4] for p in glob.glob(os.path.join(out, "pattern-*.avi")))
-pat_n = pat_rej = 0
-for name in sets:
-    g = tags(name)
-    rej = sum(1 for b in g if b["label"] == -1)
-    tot += len(g)
-    rej_all += rej
-    if name.startswith("pattern-"):
-        pat_n += len(g)
-        pat_rej += rej
-    else:
-        print("%-28s %7d  %.1f %% rejected" % (name, len(g), 100.0 * rej / len(g)))
-print("%-28s %7d  %.1f %% rejected" % ("test patterns (14)", pat_n, 100.0 * pat_rej / pat_n))
-print("%-28s %7d  %.1f %% rejected" % ("all frames without a digit", tot, 100.0 * rej_all / tot))
-# I, l, O and o are a 1 and a 0 once scaled to the digit box (Unicode's
-# confusables map I and l to 1, O to 0): no reader of shapes tells them
-# apart, so the figure is also given without them
-shaped = set(map(ord, "IlOo"))
-lt, lg = truth("letters"), tags("letters")
-assert len(lt) == len(lg)
-n_shaped = sum(1 for a in lt if a["labels"][0] in shaped)
-rej_shaped = sum(1 for a, b in zip(lt, lg)
-                 if a["labels"][0] in shaped and b["label"] == -1)
-print("%-28s %7d  %.1f %% rejected" % ("  less the letters I l O o", tot - n_shaped,
-      100.0 * (rej_all - rej_shaped) / (tot - n_shaped)))
-PY
+summary "$OUT"

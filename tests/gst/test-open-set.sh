@@ -2,11 +2,13 @@
 # pipelines/open-set.sh as written, on the tests/data fixture (its 64
 # digits as the MNIST query split, FRAMES=64) with an untrained model and
 # a small RENDER=clean camera gallery of the same fixture, run from another
-# directory: every set is drawn and tagged (the frame counts of its
-# summary), its figures agree with the tags and the truth it wrote,
-# blank paper is always "no match" (no ink, no region, whatever the
-# model), the raw frames are removed; a missing model, gallery or query
-# split ends in a one-line error naming it before any video is drawn.
+# directory with two camera draws (SEEDS="31 32", each a run of the script
+# with SEED): every set is drawn and tagged (the frame counts of the pooled
+# summary), each draw's line and the pooled figures agree with the tags
+# and the truth the draws wrote, blank paper is always "no match" (no ink,
+# no region, whatever the model), the raw frames are removed; a missing
+# model, gallery or query split ends in a one-line error naming it before
+# any video is drawn, a bad SEEDS too.
 # Env from meson.build.
 set -u
 fail () { echo "FAIL: $*"; exit 1; }
@@ -24,7 +26,7 @@ export CBIR_DATA="$T/data"
   sh "$P/camera-gallery.sh" model.safetensors gallery.safetensors) > "$T/out" 2>&1 \
   || { cat "$T/out"; fail "camera-gallery.sh"; }
 
-(cd "$T" && FRAMES=64 sh "$P/open-set.sh" model.safetensors gallery.safetensors os) \
+(cd "$T" && FRAMES=64 SEEDS="31 32" sh "$P/open-set.sh" model.safetensors gallery.safetensors os) \
   > "$T/summary" 2> "$T/err" || { cat "$T/err"; fail "open-set.sh"; }
 cat "$T/summary"
 [ -z "$(find "$T/os" -name '*.gray')" ] || fail "raw frames left: $(find "$T/os" -name '*.gray')"
@@ -38,28 +40,37 @@ def line(name):
     assert m, "no line for %s in the summary" % name
     return int(m.group(1)), m.group(2)
 
-def tags(name):
-    return [json.loads(l) for l in open(os.path.join(out, "tags", name + ".avi.cbir.jsonl"))]
+def tags(draw, name):
+    return [json.loads(l) for l in open(os.path.join(draw, "tags", name + ".avi.cbir.jsonl"))]
 
-for name, frames in (("digits (held out)", 64), ("printed (held out)", 300),
-                     ("letters", 520), ("shapes", 200), ("blank", 50),
-                     ("test patterns (14)", 70), ("all frames without a digit", 840),
-                     ("  less the letters I l O o", 800)):
+for name, frames in (("digits (held out)", 128), ("printed (held out)", 600),
+                     ("letters", 1040), ("shapes", 400), ("blank", 100),
+                     ("test patterns (14)", 140), ("all frames without a digit", 1680),
+                     ("  less the letters I l O o", 1600)):
     n, _ = line(name)
     assert n == frames, "%s: %d frames, expected %d" % (name, n, frames)
-# one line a frame in every tag file, and the digits' figure from the
-# tags and the truth the script drew
-truth = [json.loads(l) for l in open(os.path.join(out, "digits", "truth.jsonl"))]
-digits = tags("digits")
-assert len(truth) == len(digits) == 64, (len(truth), len(digits))
-right = sum(1 for t, g in zip(truth, digits) if g["label"] == t["labels"][0])
+# one line a frame in every tag file; each draw's digits and the pooled
+# figure from the tags and the truth the draws wrote
+total = 0
+for seed in (31, 32):
+    draw = os.path.join(out, "seed-%d" % seed)
+    truth = [json.loads(l) for l in open(os.path.join(draw, "digits", "truth.jsonl"))]
+    digits = tags(draw, "digits")
+    assert len(truth) == len(digits) == 64, (len(truth), len(digits))
+    right = sum(1 for t, g in zip(truth, digits) if g["label"] == t["labels"][0])
+    want = "draw seed-%d" % seed
+    m = re.search(r"^%s +digits ([0-9.]+) %% right \((\d+) of 64\)" % want, summary, re.M)
+    assert m and int(m.group(2)) == right, "%s: %s, %d right in the tags" % (want, m and m.group(0), right)
+    # blank paper: no digit found, so no match, with any model
+    assert all(g["label"] == -1 for g in tags(draw, "blank")), "a blank page matched"
+    total += right
 _, text = line("digits (held out)")
-assert text.startswith("%.1f %% right" % (100.0 * right / 64)), text
-# blank paper: no digit found, so no match, with any model
-assert all(g["label"] == -1 for g in tags("blank")), "a blank page matched"
+assert text.startswith("%.1f %% right" % (100.0 * total / 128)), text
+assert "digits right over the draws: %d of 128" % total in summary, "pooled count"
 _, text = line("blank")
 assert text == "100.0 % rejected", text
-print("ok: the summary agrees with the tags (%d of 64 digits right)" % right)
+right = total
+print("ok: the summary agrees with the tags (%d of 128 digits right)" % right)
 PY
 
 # errors: one line naming the missing file, non-zero exit, nothing drawn
@@ -75,6 +86,10 @@ expect_error "missing model" "no $T/missing.safetensors" \
   sh "$P/open-set.sh" "$T/missing.safetensors" "$T/gallery.safetensors" "$T/bad"
 expect_error "missing gallery" "no $T/missing-gallery.safetensors" \
   sh "$P/open-set.sh" "$T/model.safetensors" "$T/missing-gallery.safetensors" "$T/bad"
+expect_error "bad SEEDS" "SEEDS must be camera seeds" \
+  env SEEDS="31 x" sh "$P/open-set.sh" "$T/model.safetensors" "$T/gallery.safetensors" "$T/bad"
+expect_error "SEEDS twice" "SEEDS names 32 twice" \
+  env SEEDS="32 31 32" sh "$P/open-set.sh" "$T/model.safetensors" "$T/gallery.safetensors" "$T/bad"
 rm "$T/data/mnist/query-labels.idx1-ubyte"
 expect_error "missing query labels" "query-labels.idx1-ubyte" \
   sh "$P/open-set.sh" "$T/model.safetensors" "$T/gallery.safetensors" "$T/bad"
