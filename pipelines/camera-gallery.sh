@@ -69,20 +69,11 @@ render_seed () {  # SEED: every set as the camera shows it, into cam-SEED/
 case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
+    check_seeds "$SEEDS"
     set -f  # the seeds are words, not file patterns
+    # shellcheck disable=SC2086
     set -- $SEEDS
     set +f
-    [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
-    seen=
-    for seed in "$@"; do
-      case $seed in
-        ''|*[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$seed'" >&2; exit 2 ;;
-      esac
-      case " $seen " in
-        *" $seed "*) echo "SEEDS names $seed twice" >&2; exit 2 ;;
-      esac
-      seen="$seen $seed"
-    done
     keep=
     [ "$RENDER" = both ] || [ $# -gt 1 ] && keep=--keep-missed
     # the seeds are drawn side by side (cbir-simcam takes one core)

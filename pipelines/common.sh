@@ -31,3 +31,24 @@ need_args () {
     awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 2
   fi
 }
+
+# check_seeds WORDS: camera seeds (SEEDS) are one or more whole numbers,
+# none named twice; anything else prints why and exits 2. The words are
+# split with globbing off, so a '*' is reported as itself.
+check_seeds () {
+  set -f
+  # shellcheck disable=SC2086
+  set -- $1
+  set +f
+  [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
+  _seen=
+  for _seed in "$@"; do
+    case $_seed in
+      *[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$_seed'" >&2; exit 2 ;;
+    esac
+    case " $_seen " in
+      *" $_seed "*) echo "SEEDS names $_seed twice" >&2; exit 2 ;;
+    esac
+    _seen="$_seen $_seed"
+  done
+}

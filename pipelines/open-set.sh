@@ -110,19 +110,12 @@ PY
 }
 
 if [ -n "${SEEDS:-}" ]; then
+  check_seeds "$SEEDS"
   dirs=
   set -f  # the seeds are words, not file patterns
   for seed in $SEEDS; do
-    case $seed in
-      *[!0-9]*) echo "SEEDS must be camera seeds (whole numbers), not '$seed'" >&2; exit 2 ;;
-    esac
-    case " $dirs " in
-      *" $OUT/seed-$seed "*) echo "SEEDS names $seed twice" >&2; exit 2 ;;
-    esac
-    dirs="$dirs $OUT/seed-$seed"
-  done
-  for seed in $SEEDS; do
     SEED=$seed SEEDS= sh "$0" "$MODEL" "$GALLERY" "$OUT/seed-$seed" > /dev/null
+    dirs="$dirs $OUT/seed-$seed"
   done
   # shellcheck disable=SC2086
   summary $dirs
