@@ -69,11 +69,11 @@ render_seed () {  # SEED: every set as the camera shows it, into cam-SEED/
 case $RENDER in
   clean) SETS_DIRS=$TMP ;;
   camera|both)
-    check_seeds "$SEEDS"
     set -f  # the seeds are words, not file patterns
     # shellcheck disable=SC2086
     set -- $SEEDS
     set +f
+    check_seeds "$@"
     keep=
     [ "$RENDER" = both ] || [ $# -gt 1 ] && keep=--keep-missed
     # the seeds are drawn side by side (cbir-simcam takes one core)

@@ -32,14 +32,10 @@ need_args () {
   fi
 }
 
-# check_seeds WORDS: camera seeds (SEEDS) are one or more whole numbers,
-# none named twice; anything else prints why and exits 2. The words are
-# split with globbing off, so a '*' is reported as itself.
+# check_seeds SEED...: camera seeds (SEEDS, split by the caller with
+# globbing off, so a '*' is reported as itself) are one or more whole
+# numbers, none named twice; anything else prints why and exits 2.
 check_seeds () {
-  set -f
-  # shellcheck disable=SC2086
-  set -- $1
-  set +f
   [ $# -gt 0 ] || { echo "SEEDS is empty: give one camera seed or more" >&2; exit 2; }
   _seen=
   for _seed in "$@"; do

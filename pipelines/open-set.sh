@@ -110,9 +110,10 @@ PY
 }
 
 if [ -n "${SEEDS:-}" ]; then
-  check_seeds "$SEEDS"
   dirs=
   set -f  # the seeds are words, not file patterns
+  # shellcheck disable=SC2086
+  check_seeds $SEEDS
   for seed in $SEEDS; do
     SEED=$seed SEEDS= sh "$0" "$MODEL" "$GALLERY" "$OUT/seed-$seed" > /dev/null
     dirs="$dirs $OUT/seed-$seed"
