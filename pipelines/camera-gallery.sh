@@ -3,7 +3,7 @@
 #   cbiridxsrc ! cbirencode ! cbirindex [append=true] [label=-2]
 # in three steps into one file:
 #   1. the handwritten digits (MNIST gallery split, labels 0-9),
-#   2. printed digits rendered by cbir-glyphs in the "gallery fonts" below
+#   2. printed digits rendered by cbir-glyphs in the gallery fonts (common.sh)
 #      (labels 0-9; other fonts are kept for pipelines/open-set.sh to test),
 #   3. examples of what is not a digit, label -2 (cbirsearch answers "no
 #      match" when they win the vote): the 52 letters in the gallery fonts
@@ -27,21 +27,13 @@ set -eu
 need_args 2 $#
 MODEL=$1
 OUT=$2
-# tuned on: indexed here; open-set.sh reports on the other fonts
-GALLERY_FONTS="DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,FreeMono,Nimbus Sans Narrow,URW Bookman,C059"
 mkdir -p "$(dirname "$OUT")"
 TMP=$(mktemp -d)
 # built beside OUT and renamed at the end: a failed step leaves no file
 PART=$(dirname "$OUT")/.$(basename "$OUT").part-$$
 trap 'rm -rf "$TMP" "$PART"' EXIT
 
-"$GLYPHS" --fonts "$GALLERY_FONTS" --variants "${VARIANTS:-20}" --seed 7 \
-  --out "$TMP/digits" > /dev/null
-"$GLYPHS" --chars "${LETTERS:-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz}" \
-  --fonts "$GALLERY_FONTS" --variants "${LETTER_VARIANTS:-3}" --seed 15 \
-  --out "$TMP/letters" > /dev/null
-"$GLYPHS" --chars "" --shapes "${SHAPES:-100}" --seed 16 \
-  --out "$TMP/shapes" > /dev/null
+gallery_glyphs "$TMP"
 cp "$DATA/mnist/gallery-images.idx3-ubyte" "$TMP/mnist-images.idx3-ubyte"
 cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 

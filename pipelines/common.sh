@@ -18,6 +18,24 @@ SIMCAM=${CBIR_SIMCAM:-$BUILD/src/tools/cbir-simcam}
 GLYPHS=${CBIR_GLYPHS:-$BUILD/src/tools/cbir-glyphs}
 TAG=${CBIR_TAG:-$BUILD/gst/cbir-tag}
 
+# gallery_glyphs DIR: what camera-gallery.sh indexes besides MNIST, drawn
+# by cbir-glyphs into DIR: printed digits in the gallery fonts (digits-*,
+# labels 0-9), the letters in them (letters-*) and shapes (shapes-*), the
+# last two shown to the gallery as examples of non-matches. open-set.sh
+# reports on the other fonts and other shapes. Env: VARIANTS (printed
+# digits per digit and font, 20), LETTERS (all 52 letters),
+# LETTER_VARIANTS (3), SHAPES (per kind, 100).
+GALLERY_FONTS="DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,FreeMono,Nimbus Sans Narrow,URW Bookman,C059"
+gallery_glyphs () {
+  "$GLYPHS" --fonts "$GALLERY_FONTS" --variants "${VARIANTS:-20}" --seed 7 \
+    --out "$1/digits" > /dev/null
+  "$GLYPHS" --chars "${LETTERS:-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz}" \
+    --fonts "$GALLERY_FONTS" --variants "${LETTER_VARIANTS:-3}" --seed 15 \
+    --out "$1/letters" > /dev/null
+  "$GLYPHS" --chars "" --shapes "${SHAPES:-100}" --seed 16 \
+    --out "$1/shapes" > /dev/null
+}
+
 # idx_count LABELS: the number of labels in a raw (not gzip) IDX label
 # file, from its length (8-byte header, one byte a label).
 idx_count () {

@@ -231,10 +231,11 @@ with tmpdir() as d:
                CBIR_TRAIN=os.path.join(TOOLS, 'cbir-train'),
                SEEDS='203 204', EPOCHS='1')
 
-    def camera_model(out):
+    def camera_model(out, **extra):
         return subprocess.run(['sh', os.path.join(PIPELINES,
                                                   'camera-model.sh'), out],
-                              env=env, cwd=d, stdin=subprocess.DEVNULL,
+                              env=dict(env, **extra), cwd=d,
+                              stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               timeout=600)
 
@@ -258,6 +259,39 @@ with tmpdir() as d:
               'camera-model.sh: training info %r' % training)
         check(filecmp.cmp(models[0], models[1], shallow=False),
               'camera-model.sh: two runs, two models')
+    # TRAIN_ON=gallery: also what camera-gallery.sh indexes besides MNIST
+    # (cbir-glyphs' printed digits, letters and shapes, shrunk here), each
+    # with its two renderings; the count is read from cbir-glyphs' own files
+    genv = dict(TRAIN_ON='gallery', VARIANTS='1', LETTERS='AB',
+                LETTER_VARIANTS='1', SHAPES='1',
+                CBIR_GLYPHS=os.path.join(TOOLS, 'cbir-glyphs'))
+    fonts = ('DejaVu Sans,DejaVu Serif,Liberation Sans,Liberation Serif,'
+             'FreeMono,Nimbus Sans Narrow,URW Bookman,C059')
+    glyphs = 0
+    for args in (['--variants', '1', '--seed', '7'],
+                 ['--chars', 'AB', '--variants', '1', '--seed', '15'],
+                 ['--chars', '', '--shapes', '1', '--seed', '16']):
+        prefix = os.path.join(d, 'glyphs')
+        run_ok('cbir-glyphs', ['--fonts', fonts, '--out', prefix] + args)
+        glyphs += os.path.getsize(prefix + '-labels.idx1-ubyte') - 8
+    check(glyphs > 16, 'cbir-glyphs drew only %d images' % glyphs)
+    out = os.path.join(d, 'g.safetensors')
+    p = camera_model(out, **genv)
+    check(p.returncode == 0 and os.path.exists(out),
+          'camera-model.sh TRAIN_ON=gallery: exit %d: %s' %
+          (p.returncode, p.stderr.decode(errors='replace')[-500:]))
+    if os.path.exists(out):
+        training = json.loads(read_safetensors(out)[0].get('training', '{}'))
+        check(training.get('train_images') == 3 * (64 + glyphs),
+              'camera-model.sh TRAIN_ON=gallery: %r images, expected '
+              '3 x (64 + %d)' % (training.get('train_images'), glyphs))
+    out = os.path.join(d, 'bad.safetensors')
+    p = camera_model(out, TRAIN_ON='letters')
+    err = p.stderr.decode(errors='replace').strip()
+    check(p.returncode == 2 and not os.path.exists(out) and
+          "TRAIN_ON must be mnist or gallery, not 'letters'" in err,
+          'camera-model.sh TRAIN_ON=letters: exit %d, %r' % (p.returncode, err))
+
     os.unlink(os.path.join(mn, 'gallery-labels.idx1-ubyte'))
     out = os.path.join(d, 'c.safetensors')
     p = camera_model(out)
