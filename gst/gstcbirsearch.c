@@ -193,6 +193,7 @@ gst_cbir_search_metric_get_type (void)
 #define DEFAULT_MIN_MATCH_SCORE (-1.0f)     /* auto: by the gallery */
 #define DEFAULT_POST_MESSAGES TRUE
 #define DEFAULT_QUERY_EXPANSION 0
+#define DEFAULT_LOCAL_SCALING TRUE
 #define DEFAULT_RERANK_QE 20
 #define MAX_K 1024
 
@@ -264,6 +265,7 @@ enum
   PROP_SYNC_ADDRESS,
   PROP_SYNC_TOPIC,
   PROP_SYNC_CLIENT_ID,
+  PROP_LOCAL_SCALING,
 };
 
 enum
@@ -297,6 +299,7 @@ struct _GstCbirSearch
   gfloat min_match_score;       /* -1: auto_min_match_score */
   gfloat auto_min_match_score;  /* the open gallery's default, -1 before */
   gboolean post_messages;
+  gint local_scaling;           /* gboolean; also read unlocked (atomic) */
   guint query_expansion;
   guint cur_dba;                /* the open gallery's DBA k (read-only) */
   GstCbirRerank rerank;
@@ -318,8 +321,9 @@ struct _GstCbirSearch
   GArray *last_codes;           /* of LastCode */
   guint64 last_frame;
   CbirHit *merged;              /* merge output, hits_len long */
-  CbirHit *plain;               /* after diffusion, the plain k-NN hits
-                                 * that vote; hits_len long */
+  CbirHit *plain;               /* after diffusion or with local scaling,
+                                 * the plain k-NN hits that vote;
+                                 * hits_len long */
   CbirMetric cur_metric;
   guint query_dim;
   const gchar *checked_fingerprint;     /* interned, once checked */
@@ -450,6 +454,16 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           "again (float metrics l2/cosine only); 0 = off", 0, MAX_K,
           DEFAULT_QUERY_EXPANSION, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS
           | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_LOCAL_SCALING,
+      g_param_spec_boolean ("local-scaling", "Local scaling of the vote",
+          "The label is voted by the k items nearest the query after local "
+          "scaling (hubness reduction, CSLS): among the 30 plain nearest, "
+          "each item's distance less half its mean distance to its own 10 "
+          "nearest gallery items, so that a dense cluster of gallery items "
+          "must be nearer to win; false: the k plain nearest (query "
+          "expansion's hits vote as they are either way)",
+          DEFAULT_LOCAL_SCALING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_DBA,
       g_param_spec_uint ("dba", "Gallery DBA",
           "Database-side augmentation of the open gallery: its neighbour "
@@ -602,6 +616,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->auto_min_match_score = -1.0f;
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
+  self->local_scaling = DEFAULT_LOCAL_SCALING;
   self->rerank = DEFAULT_RERANK;
   gst_cbir_stream_info_init (&self->stream);
   g_mutex_init (&self->last_lock);
@@ -672,6 +687,9 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
     case PROP_QUERY_EXPANSION:
       self->query_expansion = g_value_get_uint (value);
       break;
+    case PROP_LOCAL_SCALING:
+      g_atomic_int_set (&self->local_scaling, g_value_get_boolean (value));
+      break;
     case PROP_RERANK:
       self->rerank = g_value_get_enum (value);
       break;
@@ -741,6 +759,9 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_QUERY_EXPANSION:
       g_value_set_uint (value, self->query_expansion);
+      break;
+    case PROP_LOCAL_SCALING:
+      g_value_set_boolean (value, g_atomic_int_get (&self->local_scaling));
       break;
     case PROP_DBA:
       g_value_set_uint (value, self->cur_dba);
@@ -1418,14 +1439,20 @@ within (CbirHit * hits, guint n, gfloat max_distance)
  * diffusion-ranked hits voted 0.9 to 2.3 points fewer digits right; on an
  * MNIST gallery the two votes are within 0.6 points, see the README).
  * Query expansion's hits are the plain hits of the expanded query: they
- * vote. */
+ * vote. Otherwise, with local-scaling (the default), the vote takes the k
+ * first of the CBIR_LOCAL_SCALE_CANDIDATES plain nearest re-ranked by
+ * local scaling (openset.h); the match score still reads the plain
+ * nearest distance (the first candidate: a Hamming shortlist shorter than
+ * the candidates grows to them). */
 static void
 search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     gfloat max_distance, gfloat min_match_score, Answer * a)
 {
-  guint n, n_vote, k_base;
+  guint n, n_vote, k_base, n_removed, k_vote;
   gfloat nearest;
   CbirHit *vote;
+  gboolean scaled = g_atomic_int_get (&self->local_scaling) &&
+      self->cur_rerank != GST_CBIR_RERANK_QUERY_EXPANSION;
 
   if (cbir_first_non_finite (emb->vector, emb->dim) != emb->dim) {
     /* the searcher matches such a code to nothing; counted, told once */
@@ -1440,18 +1467,21 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
               self->frame));
   }
   /* removed gallery items: as many more hits asked of the gallery */
-  k_base = k + (self->enrolments ?
-      cbir_enrolments_n_removed (self->enrolments) : 0);
-  ensure_hits (self, k_base);
+  n_removed = self->enrolments ?
+      cbir_enrolments_n_removed (self->enrolments) : 0;
+  k_base = k + n_removed;
+  /* the candidates local scaling re-ranks for the vote */
+  k_vote = scaled ? MAX (k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
+  ensure_hits (self, MAX (k_base, k_vote + n_removed));
   n = cbir_searcher_search (self->searcher, emb->vector, k_base, self->hits);
   n = merge_enrolled (self, emb, k, self->hits, n);
   vote = self->hits;
   n_vote = n;
-  if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION) {
+  if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION || scaled) {
     vote = self->plain;
-    n_vote = cbir_searcher_search_plain (self->searcher, emb->vector, k_base,
-        vote);
-    n_vote = merge_enrolled (self, emb, k, vote, n_vote);
+    n_vote = cbir_searcher_search_plain (self->searcher, emb->vector,
+        k_vote + n_removed, vote);
+    n_vote = merge_enrolled (self, emb, k_vote, vote, n_vote);
   }
   /* the plain nearest distance for the match score: the first of the
    * plain hits (enrolments applied: after a removal the diffused first hit
@@ -1468,6 +1498,8 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     n_vote = within (vote, n_vote, max_distance);
   else
     n_vote = n;
+  if (scaled)
+    n_vote = cbir_match_scorer_scale_hits (self->scorer, vote, n_vote, k);
   a->match_score = cbir_match_scorer_score (self->scorer, nearest);
   cbir_vote (vote, n_vote, &a->label, &a->confidence);
   /* the gallery's examples of non-matches won: no match either */

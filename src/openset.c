@@ -10,6 +10,8 @@ struct _CbirMatchScorer
   float *ref;                   /* every item's nearest-other distance,
                                  * ascending */
   guint n;
+  float *scale;                 /* item i's local scale, by index */
+  float scale_median;           /* for items beyond n (enrolled) */
 };
 
 static int
@@ -45,10 +47,11 @@ source_groups (const CbirGallery *g, guint *group)
 }
 
 /* Hamming: each item's packed code searched against all; the nearest hit
- * of another source (itself and its twins are among the first `k` + 1). */
+ * of another source (itself and its twins are among the first `k` + 1);
+ * its local scale, the mean distance of its first `ks` hits but itself. */
 static gboolean
 hamming_reference (const CbirGallery *g, const guint *group, guint k,
-    guint n_threads, float *ref, GError **error)
+    guint ks, guint n_threads, float *ref, float *scale, GError **error)
 {
   g_autoptr (CbirSearcher) s = cbir_searcher_new_full (g,
       CBIR_METRIC_HAMMING, 0, n_threads, error);
@@ -61,21 +64,28 @@ hamming_reference (const CbirGallery *g, const guint *group, guint k,
   for (guint i = 0; i < n; i++) {
     guint m = cbir_searcher_search_codes (s, codes + (gsize) i * cb, k + 1,
         hits);
+    double sum = 0;
+    guint taken = 0;
     ref[i] = INFINITY;
-    for (guint j = 0; j < m; j++)
-      if (group[hits[j].index] != group[i]) {
-        ref[i] = hits[j].distance;
-        break;
+    for (guint j = 0; j < m; j++) {
+      if (hits[j].index != i && taken < ks) {
+        sum += hits[j].distance;
+        taken++;
       }
+      if (group[hits[j].index] != group[i] && isinf (ref[i]))
+        ref[i] = hits[j].distance;
+    }
+    scale[i] = taken ? (float) (sum / taken) : 0.f;
   }
   return TRUE;
 }
 
 /* l2 / cosine: each item's `k` nearest others; the first of another
- * source */
+ * source, and the mean of the first `ks` (the local scale) */
 static gboolean
 float_reference (const CbirGallery *g, CbirMetric metric, const guint *group,
-    guint k, guint n_threads, float *ref, GError **error)
+    guint k, guint ks, guint n_threads, float *ref, float *scale,
+    GError **error)
 {
   guint n = cbir_gallery_size (g);
   g_autofree guint *idx = g_new (guint, (gsize) n * k);
@@ -85,12 +95,16 @@ float_reference (const CbirGallery *g, CbirMetric metric, const guint *group,
           cbir_gallery_get_dim (g), metric, k, n_threads, idx, dist, error))
     return FALSE;
   for (guint i = 0; i < n; i++) {
+    double sum = 0;
     ref[i] = INFINITY;
     for (guint j = 0; j < k; j++)
       if (group[idx[(gsize) i * k + j]] != group[i]) {
         ref[i] = dist[(gsize) i * k + j];
         break;
       }
+    for (guint j = 0; j < ks; j++)
+      sum += dist[(gsize) i * k + j];
+    scale[i] = ks ? (float) (sum / ks) : 0.f;
   }
   return TRUE;
 }
@@ -109,16 +123,19 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
     return g_new0 (CbirMatchScorer, 1);
   }
   g_autofree float *ref = g_new (float, n);
+  g_autofree float *scale = g_new (float, n);
   g_autofree guint *group = g_new (guint, n);
-  /* among an item's `k` nearest others is one of another source */
-  guint k = MIN (source_groups (g, group), n - 1);
+  /* among an item's `k` nearest others is one of another source; the
+   * same k-NN gives the local scales */
+  guint ks = MIN (CBIR_LOCAL_SCALE_K, n - 1);
+  guint k = MIN (MAX (source_groups (g, group), ks), n - 1);
   if (metric == CBIR_METRIC_HAMMING) {
     if (cbir_gallery_get_codes (g) == NULL) {
       g_set_error (error, CBIR_ERROR, CBIR_ERROR_UNSUPPORTED,
           "%s: no packed codes for a Hamming match score", path);
       return NULL;
     }
-    if (!hamming_reference (g, group, k, n_threads, ref, error))
+    if (!hamming_reference (g, group, k, ks, n_threads, ref, scale, error))
       return NULL;
   } else {
     if (cbir_gallery_get_features (g) == NULL) {
@@ -127,7 +144,8 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
           cbir_metric_to_string (metric));
       return NULL;
     }
-    if (!float_reference (g, metric, group, k, n_threads, ref, error))
+    if (!float_reference (g, metric, group, k, ks, n_threads, ref, scale,
+            error))
       return NULL;
   }
   for (guint i = 0; i < n; i++)
@@ -139,6 +157,12 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
   CbirMatchScorer *m = g_new0 (CbirMatchScorer, 1);
   m->ref = g_steal_pointer (&ref);
   m->n = n;
+  {
+    g_autofree float *sorted = g_memdup2 (scale, n * sizeof (float));
+    qsort (sorted, n, sizeof (float), cmp_float);
+    m->scale_median = sorted[n / 2];
+  }
+  m->scale = g_steal_pointer (&scale);
   return m;
 }
 
@@ -148,6 +172,7 @@ cbir_match_scorer_free (CbirMatchScorer *m)
   if (m == NULL)
     return;
   g_free (m->ref);
+  g_free (m->scale);
   g_free (m);
 }
 
@@ -191,4 +216,50 @@ cbir_match_scorer_get_reference (const CbirMatchScorer *m, guint *n_items)
   if (n_items)
     *n_items = m->n;
   return m->ref;
+}
+
+float
+cbir_match_scorer_local_scale (const CbirMatchScorer *m, guint item)
+{
+  g_return_val_if_fail (m != NULL, 0.f);
+  if (m->scale == NULL)
+    return 0.f;
+  return item < m->n ? m->scale[item] : m->scale_median;
+}
+
+typedef struct
+{
+  float key;
+  guint pos;
+  CbirHit hit;
+} Scaled;
+
+static int
+cmp_scaled (const void *a, const void *b)
+{
+  const Scaled *x = a, *y = b;
+  if (x->key != y->key)
+    return x->key < y->key ? -1 : 1;
+  return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+guint
+cbir_match_scorer_scale_hits (const CbirMatchScorer *m, CbirHit *hits,
+    guint n, guint k)
+{
+  g_return_val_if_fail (m != NULL, 0);
+  g_return_val_if_fail (hits != NULL || n == 0, 0);
+  if (m->scale != NULL && n > 1) {
+    g_autofree Scaled *s = g_new (Scaled, n);
+    for (guint i = 0; i < n; i++) {
+      s[i].key = hits[i].distance -
+          0.5f * cbir_match_scorer_local_scale (m, hits[i].index);
+      s[i].pos = i;
+      s[i].hit = hits[i];
+    }
+    qsort (s, n, sizeof (Scaled), cmp_scaled);
+    for (guint i = 0; i < n; i++)
+      hits[i] = s[i].hit;
+  }
+  return MIN (n, k);
 }

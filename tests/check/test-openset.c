@@ -2,7 +2,8 @@
  * distance to its nearest other item, and a query's score is the share of
  * items at least that far from their own nearest neighbour. Checked on a
  * gallery whose distances are known by hand, for l2, cosine and Hamming,
- * and against a brute-force reference on random codes. */
+ * and against a brute-force reference on random codes; the local scales
+ * of the vote (the same pass) likewise. */
 #include <cbir/openset.h>
 #include <cbir/search.h>
 #include <check.h>
@@ -257,6 +258,107 @@ START_TEST (test_default_min_by_gallery)
 }
 END_TEST
 
+/* Local scaling by hand on the line gallery (squared l2; 4 others each,
+ * fewer than CBIR_LOCAL_SCALE_K): r(x) is the mean distance to the
+ * others, 36.5, 27.75, 17.75, 21.5, 61.5; the median 27.75 stands for an
+ * index past the gallery (an enrolled item). A query at 4.5 has the plain
+ * order 2, 3 (2.25 each), 1 (12.25), 0 (20.25), 4 (30.25); less r/2 that
+ * is -6.625, -8.5, -1.625, 2.0, -0.5: items 3, 2, 1, 4, 0. */
+START_TEST (test_local_scale_by_hand)
+{
+  g_autoptr (CbirGallery) g = line_gallery ();
+  g_autoptr (CbirMatchScorer) m = cbir_match_scorer_new (g, CBIR_METRIC_L2,
+      1, NULL);
+  static const float scale[] = { 36.5f, 27.75f, 17.75f, 21.5f, 61.5f };
+  CbirHit hits[5] = {
+    {2, 2, 2.25f}, {3, 3, 2.25f}, {1, 1, 12.25f}, {0, 0, 20.25f},
+    {4, 4, 30.25f},
+  };
+  static const guint want[] = { 3, 2, 1, 4, 0 };
+
+  ck_assert (m != NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (scale); i++)
+    ck_assert_float_eq_tol (cbir_match_scorer_local_scale (m, i), scale[i],
+        1e-4);
+  ck_assert_float_eq_tol (cbir_match_scorer_local_scale (m, 7), 27.75f,
+      1e-4);
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 5, 3), 3);
+  for (guint i = 0; i < 5; i++) {
+    ck_assert_uint_eq (hits[i].index, want[i]);
+    /* the hits keep their own distances: they weigh the vote */
+    ck_assert_float_eq (hits[i].distance, want[i] == 4 ? 30.25f :
+        want[i] == 0 ? 20.25f : want[i] == 1 ? 12.25f : 2.25f);
+  }
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 2, 5), 2);
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 0, 5), 0);
+
+  /* an enrolled item (index past the gallery) at distance 20 scores
+   * 20 - 27.75 / 2 = 6.125: after item 0 (2.0), before nothing else */
+  CbirHit two[2] = { {0, 0, 20.25f}, {9, 5, 20.f} };
+  cbir_match_scorer_scale_hits (m, two, 2, 2);
+  ck_assert_uint_eq (two[0].index, 0);
+  ck_assert_uint_eq (two[1].index, 9);
+
+  /* one item: no scale, no reordering */
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, 2, FALSE);
+  float v[2] = { 1, 2 };
+  cbir_gallery_builder_add (b, v, 0, NULL, NULL);
+  g_autoptr (CbirGallery) one = cbir_gallery_builder_build (b);
+  g_autoptr (CbirMatchScorer) m1 = cbir_match_scorer_new (one,
+      CBIR_METRIC_L2, 1, NULL);
+  CbirHit keep[2] = { {0, 0, 5.f}, {3, 1, 1.f} };
+  ck_assert_float_eq (cbir_match_scorer_local_scale (m1, 0), 0);
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m1, keep, 2, 1), 1);
+  ck_assert_uint_eq (keep[0].index, 0);
+}
+END_TEST
+
+/* Random codes: every item's local scale is the mean of its
+ * CBIR_LOCAL_SCALE_K smallest distances to the other items (twins under
+ * one id included), by brute force, for every metric */
+START_TEST (test_local_scale_matches_brute_force)
+{
+  const guint n = 120, dim = 16;
+  GRand *r = g_rand_new_with_seed (5);
+  g_autofree float *feat = g_new (float, n * dim);
+  g_autoptr (CbirGalleryBuilder) b = cbir_gallery_builder_new ("fp",
+      CBIR_CODE_FLOAT, dim, FALSE);
+
+  for (guint i = 0; i < n * dim; i++)
+    feat[i] = (float) g_rand_double_range (r, -1, 1);
+  g_rand_free (r);
+  for (guint i = 0; i < n; i++) {
+    g_autofree char *id = test_id (i, TRUE);
+    cbir_gallery_builder_add (b, feat + (gsize) i * dim, 0, NULL, id);
+  }
+  g_autoptr (CbirGallery) g = cbir_gallery_builder_build (b);
+
+  for (CbirMetric metric = CBIR_METRIC_L2; metric <= CBIR_METRIC_HAMMING;
+      metric++) {
+    g_autoptr (CbirMatchScorer) m = cbir_match_scorer_new (g, metric, 2,
+        NULL);
+    g_autoptr (CbirSearcher) s = cbir_searcher_new (g, metric, 0, NULL);
+    g_autofree float *d = g_new (float, n);
+
+    ck_assert (m != NULL && s != NULL);
+    for (guint i = 0; i < n; i++) {
+      double want = 0;
+      cbir_searcher_distances (s, feat + (gsize) i * dim, d);
+      d[i] = INFINITY;
+      qsort (d, n, sizeof (float), cmp_float);
+      for (guint j = 0; j < CBIR_LOCAL_SCALE_K; j++)
+        want += d[j];
+      want /= CBIR_LOCAL_SCALE_K;
+      ck_assert_msg (fabs (cbir_match_scorer_local_scale (m, i) - want) <=
+          1e-4 * MAX (1.0, want), "%s: item %u: %g, brute force %g",
+          cbir_metric_to_string (metric), i,
+          cbir_match_scorer_local_scale (m, i), want);
+    }
+  }
+}
+END_TEST
+
 static Suite *
 openset_suite (void)
 {
@@ -268,6 +370,8 @@ openset_suite (void)
   tcase_add_test (tc, test_score_matches_brute_force);
   tcase_add_test (tc, test_score_skips_twins);
   tcase_add_test (tc, test_default_min_by_gallery);
+  tcase_add_test (tc, test_local_scale_by_hand);
+  tcase_add_test (tc, test_local_scale_matches_brute_force);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -31,9 +31,10 @@ field (const GstStructure * s, const gchar * name)
 }
 
 /* What cbirsearch with default properties answers for one code whose n
- * hits the engine found, from the engine: the vote of its n plain nearest
- * items (the hits themselves without re-ranking; after diffusion not the
- * hits; the searchers here do no query expansion), the match score (the
+ * hits the engine found, from the engine: the vote of the n first of its
+ * CBIR_LOCAL_SCALE_CANDIDATES plain nearest items after local scaling (not
+ * the hits after diffusion; the searchers here do no query expansion),
+ * the match score (the
  * plain nearest distance against the gallery's own nearest-other
  * distances) and the decision at the default min-match-score (no match:
  * label -1, confidence 0). */
@@ -42,11 +43,15 @@ engine_answer (CbirSearcher * searcher, const CbirMatchScorer * scorer,
     const gfloat * code, guint n, gint32 * label, gfloat * conf,
     gfloat * score, gboolean * match)
 {
-  CbirHit *plain = g_new (CbirHit, MAX (n, 1));
-  guint np = cbir_searcher_search_plain (searcher, code, n, plain);
+  guint nc = MAX (n, CBIR_LOCAL_SCALE_CANDIDATES);
+  CbirHit *plain = g_new (CbirHit, nc);
+  guint np = cbir_searcher_search_plain (searcher, code, nc, plain);
 
-  *score = cbir_match_scorer_score (scorer,
-      cbir_searcher_nearest_distance (searcher, code));
+  /* the match score reads the nearest candidate (with a Hamming shortlist
+   * shorter than the candidates, the shortlist grows to them); the vote
+   * (local-scaling, the default) the k first of them re-ranked */
+  *score = cbir_match_scorer_score (scorer, np ? plain[0].distance : INFINITY);
+  np = cbir_match_scorer_scale_hits (scorer, plain, np, n);
   *match = n > 0 && *score >= CBIR_MATCH_SCORE_DEFAULT_MIN;
   cbir_vote (plain, np, label, conf);
   g_free (plain);
@@ -757,6 +762,87 @@ GST_START_TEST (test_not_a_match_examples)
   gst_harness_teardown (h);
   cbir_dataset_free (ds);
   cbir_model_free (m);
+  g_free (codes);
+  g_free (caps);
+  g_free (desc);
+  g_free (gallery_path);
+  g_free (model_path);
+}
+
+GST_END_TEST;
+
+/* local-scaling: a tight cluster of six items (label 1, a hub) just
+ * nearer the query than three items spread apart (label 2). The plain 5
+ * nearest are the cluster's: 1. Less half their local scales (the cluster
+ * items' mean distance to their 8 others about 1.05, the spread ones' 2.4
+ * to 3.7) the three come first: 2, by 3 / 1.1025 against 2 / 1.0001.
+ * Switched off while playing, the plain vote again. */
+GST_START_TEST (test_local_scaling_vote)
+{
+  gchar *model_path = make_model (dir, "keras-dae");
+  CbirModel *m = cbir_model_load (model_path, NULL);
+  CbirDataset *ds = load_fixture ();
+  guint dim, i;
+  gfloat *codes = engine_encode_all (m, ds, &dim);
+  gfloat *v = g_new (gfloat, dim);
+  const gfloat *c = codes + 7 * dim;    /* the query: image 7's code */
+  gchar *gallery_path = g_build_filename (dir, "hub.safetensors", NULL);
+  CbirGalleryBuilder *b = cbir_gallery_builder_new (cbir_model_get_fingerprint
+      (m), CBIR_CODE_FLOAT, dim, FALSE);
+  gchar *desc, *caps = gray8_caps (28, 28);
+  GstHarness *h;
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+  GstElement *search;
+  gboolean scaling;
+
+  fail_unless (dim >= 7);
+  for (i = 0; i < 6; i++) {     /* the cluster: c + e0 + 0.01 e(i+1) */
+    memcpy (v, c, dim * sizeof (gfloat));
+    v[0] += 1.0f;
+    v[i + 1] += 0.01f;
+    fail_unless (cbir_gallery_builder_add (b, v, 1, NULL, NULL));
+  }
+  for (i = 0; i < 3; i++) {     /* c - 1.05 e0, c + 1.05 e1, c - 1.05 e1 */
+    memcpy (v, c, dim * sizeof (gfloat));
+    v[i == 0 ? 0 : 1] += i == 1 ? 1.05f : -1.05f;
+    fail_unless (cbir_gallery_builder_add (b, v, 2, NULL, NULL));
+  }
+  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
+  cbir_gallery_builder_free (b);
+  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s "
+      "rerank=none", model_path, gallery_path);
+  h = gst_harness_new_parse (desc);
+  gst_harness_set_src_caps_str (h, caps);
+  search = gst_harness_find_element (h, "cbirsearch");
+  g_object_get (search, "local-scaling", &scaling, NULL);
+  fail_unless (scaling, "local-scaling is on by default");
+
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
+          28, 28, 0));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL);
+  /* the hits stay the plain nearest: the cluster */
+  fail_unless_equals_int (rm->n_hits, 5);
+  for (i = 0; i < 5; i++)
+    fail_unless_equals_int (rm->hits[i].label, 1);
+  fail_unless (rm->match_score > 0.3f, "match-score %g", rm->match_score);
+  fail_unless_equals_int (rm->label, 2);
+  gst_buffer_unref (out);
+
+  g_object_set (search, "local-scaling", FALSE, NULL);
+  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
+          28, 28, 1));
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless_equals_int (rm->label, 1);
+  fail_unless_equals_float (rm->confidence, 1.0f);
+  gst_buffer_unref (out);
+
+  gst_object_unref (search);
+  gst_harness_teardown (h);
+  cbir_dataset_free (ds);
+  cbir_model_free (m);
+  g_free (v);
   g_free (codes);
   g_free (caps);
   g_free (desc);
@@ -1507,6 +1593,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_max_distance_and_no_messages);
   tcase_add_test (tc, test_min_match_score);
   tcase_add_test (tc, test_not_a_match_examples);
+  tcase_add_test (tc, test_local_scaling_vote);
   tcase_add_test (tc, test_one_item_gallery);
   tcase_add_test (tc, test_enrolment);
   tcase_add_test (tc, test_enrolment_votes_after_diffusion);
