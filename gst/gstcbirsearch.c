@@ -305,6 +305,7 @@ struct _GstCbirSearch
   GstCbirRerank rerank;
   guint cur_graph_k;            /* the open gallery's graph k (read-only) */
   GstCbirRerank cur_rerank;     /* the re-ranking in use */
+  guint cur_shortlist;          /* the searcher's shortlist */
   guint64 invalid_codes;        /* queries with NaN or infinity (read-only) */
   gchar *journal_path;          /* NULL: GALLERY.journal */
   gchar *sync_address, *sync_topic, *sync_client_id;
@@ -421,8 +422,9 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_K,
       g_param_spec_uint ("k", "k", "Number of nearest gallery items to "
-          "return; the label is their distance-weighted vote (after "
-          "diffusion, the vote of the k plain nearest)",
+          "return, and of items whose distance-weighted vote is the label "
+          "(the k nearest after local scaling, see local-scaling; not the "
+          "hits after diffusion)",
           1, MAX_K, DEFAULT_K, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_METRIC,
@@ -819,6 +821,7 @@ gst_cbir_search_start (GstBaseTransform * trans)
   path = g_strdup (self->gallery_path);
   metric = self->metric;
   shortlist = self->shortlist;
+  self->cur_shortlist = shortlist;
   qe = self->query_expansion;
   rerank = self->rerank;
   journal = g_strdup (self->journal_path);
@@ -1473,15 +1476,28 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   /* the candidates local scaling re-ranks for the vote */
   k_vote = scaled ? MAX (k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
   ensure_hits (self, MAX (k_base, k_vote + n_removed));
-  n = cbir_searcher_search (self->searcher, emb->vector, k_base, self->hits);
-  n = merge_enrolled (self, emb, k, self->hits, n);
-  vote = self->hits;
-  n_vote = n;
-  if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION || scaled) {
+  if (scaled && self->cur_rerank == GST_CBIR_RERANK_NONE &&
+      self->cur_shortlist == 0) {
+    /* the hits are the plain k nearest, the first of the candidates of an
+     * exact search: one search for both */
     vote = self->plain;
     n_vote = cbir_searcher_search_plain (self->searcher, emb->vector,
         k_vote + n_removed, vote);
     n_vote = merge_enrolled (self, emb, k_vote, vote, n_vote);
+    n = MIN (n_vote, k);
+    memcpy (self->hits, vote, n * sizeof (CbirHit));
+  } else {
+    n = cbir_searcher_search (self->searcher, emb->vector, k_base,
+        self->hits);
+    n = merge_enrolled (self, emb, k, self->hits, n);
+    vote = self->hits;
+    n_vote = n;
+    if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION || scaled) {
+      vote = self->plain;
+      n_vote = cbir_searcher_search_plain (self->searcher, emb->vector,
+          k_vote + n_removed, vote);
+      n_vote = merge_enrolled (self, emb, k_vote, vote, n_vote);
+    }
   }
   /* the plain nearest distance for the match score: the first of the
    * plain hits (enrolments applied: after a removal the diffused first hit
