@@ -25,7 +25,8 @@
  *     ones keep their numbers), "timestamp" the raw buffer timestamp.
  *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
  *     the match-score threshold that decided it (cbirsearch's
- *     current-min-match-score), time and frames/s (also printed).
+ *     current-min-match-score), whether the vote used local scaling,
+ *     time and frames/s (also printed).
  * Both are written to a temporary file and renamed at the end: a file that
  * fails, or a run interrupted (SIGINT/SIGTERM), leaves no sidecar behind.
  * The summary is written with json-glib; the frames' JSON only by
@@ -59,7 +60,7 @@ static gchar *opt_preprocess;
 static gchar *opt_regions;
 static gint opt_k = 5;
 static gdouble opt_max_distance = -1, opt_min_match_score = -1;
-static gboolean opt_quiet, opt_verbose;
+static gboolean opt_quiet, opt_verbose, opt_no_local_scaling;
 static gchar **opt_files;
 
 static GOptionEntry entries[] = {
@@ -80,6 +81,9 @@ static GOptionEntry entries[] = {
   {"min-match-score", 0, 0, G_OPTION_ARG_DOUBLE, &opt_min_match_score,
       "Below this match score a digit is \"no match\" (cbirsearch "
       "min-match-score; 0 = off; default: the element's)", "S"},
+  {"no-local-scaling", 0, 0, G_OPTION_ARG_NONE, &opt_no_local_scaling,
+      "The k plain nearest items vote (cbirsearch local-scaling=false; "
+      "default: the k nearest after local scaling)", NULL},
   {"out-dir", 'o', 0, G_OPTION_ARG_FILENAME, &opt_out_dir,
       "Write the sidecars here (default: next to each file)", "DIR"},
   {"plugin-path", 0, 0, G_OPTION_ARG_FILENAME, &opt_plugin_path,
@@ -106,6 +110,7 @@ typedef struct
   GstElement *pipeline, *convert;
   GstElement *search;           /* (owned by the pipeline) */
   gfloat min_match_score;       /* the threshold in use, -1: not known */
+  gboolean local_scaling;       /* how the label was voted */
   gboolean have_video;
   gchar *error;                 /* the first error, or NULL */
 
@@ -421,7 +426,7 @@ build_pipeline (Job * job)
       opt_regions ? opt_regions : "digits");
   g_object_set (enc, "model", opt_model, NULL);
   g_object_set (search, "gallery", opt_gallery, "k", (guint) opt_k,
-      "post-messages", FALSE, NULL);
+      "post-messages", FALSE, "local-scaling", !opt_no_local_scaling, NULL);
   job->search = search;
   if (opt_max_distance >= 0)
     g_object_set (search, "max-distance", (gfloat) opt_max_distance, NULL);
@@ -491,6 +496,8 @@ summary_json (Job * job, gdouble secs)
   json_builder_add_int_value (b, opt_k);
   json_builder_set_member_name (b, "min_match_score");
   json_builder_add_double_value (b, job->min_match_score);
+  json_builder_set_member_name (b, "local_scaling");
+  json_builder_add_boolean_value (b, job->local_scaling);
   json_builder_set_member_name (b, "frames");
   json_builder_add_int_value (b, frames);
   json_builder_set_member_name (b, "frames_matched");
@@ -636,7 +643,7 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
   /* the threshold that decided "no match" (min-match-score -1: the one
    * cbirsearch chose for this gallery when it started) */
   g_object_get (job.search, "current-min-match-score", &job.min_match_score,
-      NULL);
+      "local-scaling", &job.local_scaling, NULL);
   if (progress)
     g_source_remove (progress);
   if (job.progress_shown)

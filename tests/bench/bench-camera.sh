@@ -19,6 +19,8 @@
 #   MODEL    default out/default.safetensors (bash scripts/main.sh makes it)
 #   GALLERY  default out/gallery-mnist.safetensors
 # Environment: FRAMES (frames per video, default 200), REPS (default 3),
+# SEARCH_ARGS (more cbirsearch properties for the pipelines, not cbir-tag,
+# e.g. local-scaling=false),
 # CBIR_BUILD (default build/), OUT (default out/bench-camera).
 set -euo pipefail
 CBIR_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,6 +30,7 @@ MODEL=${1:-$ROOT/out/default.safetensors}
 GALLERY=${2:-$ROOT/out/gallery-mnist.safetensors}
 FRAMES=${FRAMES:-200}
 REPS=${REPS:-3}
+SEARCH_ARGS=${SEARCH_ARGS:-}
 OUT=${OUT:-$ROOT/out/bench-camera}
 for f in "$MODEL" "$GALLERY"; do
   [ -f "$f" ] || { echo "bench-camera: $f not found (bash scripts/main.sh makes it)" >&2; exit 1; }
@@ -51,7 +54,7 @@ for size in 640x480 1280x720; do
         --digits "$digits" --width "$W" --height "$H" --min-height "$hmin" \
         --max-height "$hmax" --format gray8 --out-dir "$dir" >/dev/null
     fi
-    src="filesrc location=$dir/frames.gray ! rawvideoparse format=gray8 width=$W height=$H framerate=30/1 ! cbirencode model=$MODEL preprocess=mnist regions=digits ! cbirsearch gallery=$GALLERY ! videoconvert"
+    src="filesrc location=$dir/frames.gray ! rawvideoparse format=gray8 width=$W height=$H framerate=30/1 ! cbirencode model=$MODEL preprocess=mnist regions=digits ! cbirsearch gallery=$GALLERY $SEARCH_ARGS ! videoconvert"
     plain=() over=()
     for _ in $(seq "$REPS"); do
       # shellcheck disable=SC2086

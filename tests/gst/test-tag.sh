@@ -103,7 +103,18 @@ assert summary["frames_per_second"] > 0
 # the threshold cbirsearch chose for this gallery (no examples of
 # non-matches in it: 0.01)
 assert abs(summary["min_match_score"] - 0.01) < 1e-6, summary["min_match_score"]
+assert summary["local_scaling"] is True, summary["local_scaling"]
 PY
+
+# 3a. --no-local-scaling: the plain vote, said in the summary
+"$CBIR_TAG" --quiet --model "$T/model.safetensors" \
+  --gallery "$T/gallery.safetensors" --no-local-scaling --out-dir "$T/tagsp" \
+  "$T/cam.avi" > /dev/null || fail "cbir-tag --no-local-scaling"
+/usr/bin/python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["local_scaling"] is False and s["frames"] == 10, s
+' "$T/tagsp/cam.avi.cbir-summary.json" || fail "--no-local-scaling summary"
 
 # 3b. two inputs of one name from two folders with --out-dir: refused up
 #     front (one sidecar would overwrite the other), nothing written
