@@ -459,7 +459,8 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
   g_object_class_install_property (gobject_class, PROP_LOCAL_SCALING,
       g_param_spec_boolean ("local-scaling", "Local scaling of the vote",
           "The label is voted by the k items nearest the query after local "
-          "scaling (hubness reduction, CSLS): among the 30 plain nearest, "
+          "scaling (hubness reduction, CSLS): among the 30 plain nearest "
+          "(2k when k > 15), "
           "each item's distance less half its mean distance to its own 10 "
           "nearest gallery items, so that a dense cluster of gallery items "
           "must be nearer to win; false: the k plain nearest (query "
@@ -1443,7 +1444,7 @@ within (CbirHit * hits, guint n, gfloat max_distance)
  * MNIST gallery the two votes are within 0.6 points, see the README).
  * Query expansion's hits are the plain hits of the expanded query: they
  * vote. Otherwise, with local-scaling (the default), the vote takes the k
- * first of the CBIR_LOCAL_SCALE_CANDIDATES plain nearest re-ranked by
+ * first of the CBIR_LOCAL_SCALE_CANDIDATES (or 2k) plain nearest re-ranked by
  * local scaling (openset.h); the match score still reads the plain
  * nearest distance (the first candidate: a Hamming shortlist shorter than
  * the candidates grows to them). */
@@ -1474,7 +1475,7 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
       cbir_enrolments_n_removed (self->enrolments) : 0;
   k_base = k + n_removed;
   /* the candidates local scaling re-ranks for the vote */
-  k_vote = scaled ? MAX (k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
+  k_vote = scaled ? MAX (2 * k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
   ensure_hits (self, MAX (k_base, k_vote + n_removed));
   if (scaled && self->cur_rerank == GST_CBIR_RERANK_NONE &&
       self->cur_shortlist == 0) {

@@ -1,21 +1,23 @@
 #!/bin/sh
 # A model for the camera path: the default preset with deskewed input,
 # trained to undo the simulated camera as well as the usual corruption.
-# Each MNIST gallery image is shown to cbir-simcam once per seed in SEEDS
-# (one digit a frame, in order, as the camera path normalises it), and the
-# trainer gets the clean images as its targets and, as their inputs, the
-# images themselves and each rendering (cbir-train --inputs; the training
-# corruption is added on top). No labels are used.
+# Each MNIST gallery image (with TRAIN_ON=gallery also each printed digit,
+# letter and shape camera-gallery.sh indexes) is shown to cbir-simcam once
+# per seed in SEEDS (one a frame, in order, as the camera path normalises
+# it), and the trainer gets the clean images as its targets and, as their
+# inputs, the images themselves and each rendering (cbir-train --inputs;
+# the training corruption is added on top). No labels are used.
 #   cbir-simcam --sequential --keep-missed --format idx   (per seed)
 #   cbir-data cat                                          (clean + renderings)
 #   cbir-train --preset default --deskew --data CLEAN... --inputs RENDERED...
 # usage: pipelines/camera-model.sh OUT
 # Env: SEEDS (the camera's seeds, "203": one rendering per image), EPOCHS
 #   (epochs over the clean images and their renderings, 32: ahead of 16 on
-#   the tuning split, see the README), CBIR_BUILD, CBIR_DATA, TRAIN_ON (mnist: the MNIST gallery
-#   split; gallery: also the printed digits, letters and shapes that
-#   camera-gallery.sh indexes, drawn the same way, gallery_glyphs in
-#   common.sh; still no labels). About 30 minutes on 2 cores with one seed
+#   the tuning split, see the README), CBIR_BUILD, CBIR_DATA, TRAIN_ON
+#   (mnist: the MNIST gallery split; gallery: also the printed digits,
+#   letters and shapes that camera-gallery.sh indexes, drawn the same way,
+#   gallery_glyphs in common.sh; still no labels; not ahead on the tuning
+#   split, see the README). About 30 minutes on 2 cores with one seed
 #   and TRAIN_ON=mnist.
 set -eu
 . "$(dirname "$0")/common.sh"
@@ -23,6 +25,11 @@ need_args 1 $#
 OUT=$1
 SEEDS=${SEEDS:-203}
 TRAIN_ON=${TRAIN_ON:-mnist}
+case $TRAIN_ON in
+  mnist) SETS=mnist ;;
+  gallery) SETS="mnist digits letters shapes" ;;
+  *) echo "TRAIN_ON must be mnist or gallery, not '$TRAIN_ON'" >&2; exit 2 ;;
+esac
 DATA_TOOL=${CBIR_DATA_TOOL:-$BUILD/src/tools/cbir-data}
 TRAIN=${CBIR_TRAIN:-$BUILD/src/tools/cbir-train}
 IMAGES=$DATA/mnist/gallery-images.idx3-ubyte
@@ -36,32 +43,28 @@ trap 'rm -rf "$TMP"' EXIT
 
 cp "$IMAGES" "$TMP/mnist-images.idx3-ubyte"
 cp "$LABELS" "$TMP/mnist-labels.idx1-ubyte"
-case $TRAIN_ON in
-  mnist) SETS=mnist ;;
-  gallery) SETS="mnist digits letters shapes"; gallery_glyphs "$TMP" ;;
-  *) echo "TRAIN_ON must be mnist or gallery, not '$TRAIN_ON'" >&2; exit 2 ;;
-esac
-for set in $SETS; do
-  n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
+if [ "$TRAIN_ON" = gallery ]; then gallery_glyphs "$TMP"; fi
+for name in $SETS; do
+  n=$(idx_count "$TMP/$name-labels.idx1-ubyte")
   for seed in $SEEDS; do
-    "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
-      --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
+    "$SIMCAM" --images "$TMP/$name-images.idx3-ubyte" \
+      --labels "$TMP/$name-labels.idx1-ubyte" --frames "$n" --sequential \
       --seed "$seed" --format idx --keep-missed --out-dir "$TMP/sim" > /dev/null
-    mv "$TMP/sim/digits-images.idx3-ubyte" "$TMP/$set-cam-$seed.idx3-ubyte"
+    mv "$TMP/sim/digits-images.idx3-ubyte" "$TMP/$name-cam-$seed.idx3-ubyte"
     rm -rf "$TMP/sim"
   done
 done
 # targets: the clean images once per input set; inputs: the clean images,
 # then each rendering (image i of one file pairs with image i of the other)
 set --
-for set in $SETS; do
-  for input in clean $SEEDS; do set -- "$@" "$TMP/$set-images.idx3-ubyte"; done
+for name in $SETS; do
+  for input in clean $SEEDS; do set -- "$@" "$TMP/$name-images.idx3-ubyte"; done
 done
 "$DATA_TOOL" cat "$TMP/targets.idx3-ubyte" "$@" > /dev/null
 set --
-for set in $SETS; do
-  set -- "$@" "$TMP/$set-images.idx3-ubyte"
-  for seed in $SEEDS; do set -- "$@" "$TMP/$set-cam-$seed.idx3-ubyte"; done
+for name in $SETS; do
+  set -- "$@" "$TMP/$name-images.idx3-ubyte"
+  for seed in $SEEDS; do set -- "$@" "$TMP/$name-cam-$seed.idx3-ubyte"; done
 done
 "$DATA_TOOL" cat "$TMP/inputs.idx3-ubyte" "$@" > /dev/null
 "$TRAIN" --preset default --deskew --epochs "${EPOCHS:-32}" \

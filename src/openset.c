@@ -154,6 +154,10 @@ cbir_match_scorer_new (const CbirGallery *g, CbirMetric metric,
       ref[i] = isnan (ref[i]) ? INFINITY : 0.f;
   qsort (ref, n, sizeof (float), cmp_float);
 
+  for (guint i = 0; i < n; i++)
+    if (!isfinite (scale[i]))   /* overflowed: no correction for it */
+      scale[i] = 0.f;
+
   CbirMatchScorer *m = g_new0 (CbirMatchScorer, 1);
   m->ref = g_steal_pointer (&ref);
   m->n = n;

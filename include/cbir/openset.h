@@ -103,8 +103,9 @@ const float *cbir_match_scorer_get_reference (const CbirMatchScorer *m,
  * change a query's ranking), so that an item in a dense part must be
  * nearer to win. The vote then weighs the k first as before, by 1/d.
  * K = 10 is CSLS's own choice, not tuned here. The candidates are the
- * CBIR_LOCAL_SCALE_CANDIDATES plain nearest (the correction reorders the
- * near ones; none from far away). On the tuning split (see the README)
+ * CBIR_LOCAL_SCALE_CANDIDATES plain nearest (cbirsearch takes 2k when k is
+ * larger than half of them; the correction reorders the near ones, none
+ * from far away). On the tuning split (see the README)
  * it gained 0.6 points of camera digits over five camera draws for 0.6
  * points of the frames without a digit rejected. */
 #define CBIR_LOCAL_SCALE_K 10
@@ -112,7 +113,8 @@ const float *cbir_match_scorer_get_reference (const CbirMatchScorer *m,
 
 /* Item `item`'s local scale r(item); for an index past the gallery (an
  * enrolled item, see enrolment.h) the gallery's median scale; 0 for a
- * scorer of fewer than two items (no correction). */
+ * scorer of fewer than two items (no correction), and for an item whose
+ * scale is not finite (distances that overflowed). */
 float cbir_match_scorer_local_scale (const CbirMatchScorer *m, guint item);
 
 /* Reorders hits[0..n-1] (a query's plain nearest items, any order) by
