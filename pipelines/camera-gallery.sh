@@ -47,15 +47,8 @@ cp "$DATA/mnist/gallery-labels.idx1-ubyte" "$TMP/mnist-labels.idx1-ubyte"
 RENDER=${RENDER:-both}
 SEEDS=${SEEDS-102 103}
 render_seed () {  # SEED: every set as the camera shows it, into cam-SEED/
-  mkdir -p "$TMP/cam-$1"
   for set in mnist digits letters shapes; do
-    n=$(idx_count "$TMP/$set-labels.idx1-ubyte")
-    "$SIMCAM" --images "$TMP/$set-images.idx3-ubyte" \
-      --labels "$TMP/$set-labels.idx1-ubyte" --frames "$n" --sequential \
-      --seed "$1" --format idx $keep --out-dir "$TMP/sim-$1" > /dev/null
-    mv "$TMP/sim-$1/digits-images.idx3-ubyte" "$TMP/cam-$1/$set-images.idx3-ubyte"
-    mv "$TMP/sim-$1/digits-labels.idx1-ubyte" "$TMP/cam-$1/$set-labels.idx1-ubyte"
-    rm -rf "$TMP/sim-$1"
+    camera_render "$TMP" "$set" "$1" $keep
   done
 }
 case $RENDER in
@@ -69,7 +62,7 @@ case $RENDER in
     keep=
     [ "$RENDER" = both ] || [ $# -gt 1 ] && keep=--keep-missed
     # the seeds are drawn side by side (cbir-simcam takes one core)
-    pids= CAM_DIRS=
+    pids='' CAM_DIRS=''
     for seed in "$@"; do
       render_seed "$seed" &
       pids="$pids $!"

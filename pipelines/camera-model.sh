@@ -45,26 +45,19 @@ cp "$IMAGES" "$TMP/mnist-images.idx3-ubyte"
 cp "$LABELS" "$TMP/mnist-labels.idx1-ubyte"
 if [ "$TRAIN_ON" = gallery ]; then gallery_glyphs "$TMP"; fi
 for name in $SETS; do
-  n=$(idx_count "$TMP/$name-labels.idx1-ubyte")
-  for seed in $SEEDS; do
-    "$SIMCAM" --images "$TMP/$name-images.idx3-ubyte" \
-      --labels "$TMP/$name-labels.idx1-ubyte" --frames "$n" --sequential \
-      --seed "$seed" --format idx --keep-missed --out-dir "$TMP/sim" > /dev/null
-    mv "$TMP/sim/digits-images.idx3-ubyte" "$TMP/$name-cam-$seed.idx3-ubyte"
-    rm -rf "$TMP/sim"
-  done
+  for seed in $SEEDS; do camera_render "$TMP" "$name" "$seed" --keep-missed; done
 done
 # targets: the clean images once per input set; inputs: the clean images,
 # then each rendering (image i of one file pairs with image i of the other)
 set --
 for name in $SETS; do
-  for input in clean $SEEDS; do set -- "$@" "$TMP/$name-images.idx3-ubyte"; done
+  for _ in clean $SEEDS; do set -- "$@" "$TMP/$name-images.idx3-ubyte"; done
 done
 "$DATA_TOOL" cat "$TMP/targets.idx3-ubyte" "$@" > /dev/null
 set --
 for name in $SETS; do
   set -- "$@" "$TMP/$name-images.idx3-ubyte"
-  for seed in $SEEDS; do set -- "$@" "$TMP/$name-cam-$seed.idx3-ubyte"; done
+  for seed in $SEEDS; do set -- "$@" "$TMP/cam-$seed/$name-images.idx3-ubyte"; done
 done
 "$DATA_TOOL" cat "$TMP/inputs.idx3-ubyte" "$@" > /dev/null
 "$TRAIN" --preset default --deskew --epochs "${EPOCHS:-32}" \

@@ -36,6 +36,23 @@ gallery_glyphs () {
     --out "$1/shapes" > /dev/null
 }
 
+# camera_render DIR SET SEED [--keep-missed]: DIR/SET-images.idx3-ubyte
+# (and its labels) shown to cbir-simcam one image a frame, in order, with
+# camera seed SEED, as the camera path normalises them, into
+# DIR/cam-SEED/SET-images.idx3-ubyte and -labels.idx1-ubyte (with
+# --keep-missed one image per image shown: the few the camera path misses
+# are kept as they are). Seeds may be drawn side by side.
+camera_render () {
+  _n=$(idx_count "$1/$2-labels.idx1-ubyte")
+  mkdir -p "$1/cam-$3"
+  "$SIMCAM" --images "$1/$2-images.idx3-ubyte" \
+    --labels "$1/$2-labels.idx1-ubyte" --frames "$_n" --sequential \
+    --seed "$3" --format idx ${4:-} --out-dir "$1/sim-$3-$2" > /dev/null
+  mv "$1/sim-$3-$2/digits-images.idx3-ubyte" "$1/cam-$3/$2-images.idx3-ubyte"
+  mv "$1/sim-$3-$2/digits-labels.idx1-ubyte" "$1/cam-$3/$2-labels.idx1-ubyte"
+  rm -rf "$1/sim-$3-$2"
+}
+
 # idx_count LABELS: the number of labels in a raw (not gzip) IDX label
 # file, from its length (8-byte header, one byte a label).
 idx_count () {
