@@ -525,7 +525,8 @@ GST_START_TEST (test_regions_equal_engine)
 GST_END_TEST;
 
 /* cbirencode (an untrained keras-dae) ! cbirsearch (search_props) on a
- * gallery of the first n fixture digits, fed 28x28 fixture frames */
+ * gallery of the first n fixture digits (rig_init) or one a test built
+ * from the model (rig_load, then rig_start), fed 28x28 fixture frames */
 typedef struct
 {
   gchar *model_path, *gallery_path;
@@ -533,20 +534,35 @@ typedef struct
   CbirDataset *ds;
 } Rig;
 
+/* the model and the fixture */
 static void
-rig_init (Rig * r, guint n, const gchar * search_props)
+rig_load (Rig * r)
+{
+  r->model_path = make_model (dir, "keras-dae");
+  r->ds = load_fixture ();
+}
+
+/* the harness on gallery_path (the rig's now) */
+static void
+rig_start (Rig * r, gchar * gallery_path, const gchar * search_props)
 {
   gchar *desc, *caps = gray8_caps (28, 28);
 
-  r->model_path = make_model (dir, "keras-dae");
-  r->gallery_path = make_gallery (dir, r->model_path, n, "g.safetensors");
+  r->gallery_path = gallery_path;
   desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s %s",
       r->model_path, r->gallery_path, search_props);
   r->h = gst_harness_new_parse (desc);
   gst_harness_set_src_caps_str (r->h, caps);
-  r->ds = load_fixture ();
   g_free (desc);
   g_free (caps);
+}
+
+static void
+rig_init (Rig * r, guint n, const gchar * search_props)
+{
+  rig_load (r);
+  rig_start (r, make_gallery (dir, r->model_path, n, "g.safetensors"),
+      search_props);
 }
 
 /* pushes fixture image i, returns the output buffer */
@@ -709,35 +725,32 @@ GST_END_TEST;
  * hits still given with their label. */
 GST_START_TEST (test_not_a_match_examples)
 {
-  gchar *model_path = make_model (dir, "keras-dae");
-  CbirModel *m = cbir_model_load (model_path, NULL);
-  CbirDataset *ds = load_fixture ();
+  Rig r;
+  CbirModel *m;
   guint dim, i;
-  gfloat *codes = engine_encode_all (m, ds, &dim);
+  gfloat *codes;
   gchar *gallery_path = g_build_filename (dir, "neg.safetensors", NULL);
-  CbirGalleryBuilder *b = cbir_gallery_builder_new (cbir_model_get_fingerprint
-      (m), CBIR_CODE_FLOAT, dim, FALSE);
-  gchar *desc, *caps = gray8_caps (28, 28);
-  GstHarness *h;
+  CbirGalleryBuilder *b;
   GstBuffer *out;
   GstCbirResultMeta *rm;
   GstElement *search;
   gfloat min_score;
 
+  rig_load (&r);
+  m = cbir_model_load (r.model_path, NULL);
+  codes = engine_encode_all (m, r.ds, &dim);
+  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (m),
+      CBIR_CODE_FLOAT, dim, FALSE);
   /* items 0..31 digits, 32..63 examples of non-matches */
   for (i = 0; i < 64; i++)
     fail_unless (cbir_gallery_builder_add (b, codes + (gsize) i * dim,
-            i < 32 ? ds->labels[i] : CBIR_LABEL_NOT_A_MATCH, NULL, NULL));
+            i < 32 ? r.ds->labels[i] : CBIR_LABEL_NOT_A_MATCH, NULL, NULL));
   fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
   cbir_gallery_builder_free (b);
-  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s k=1",
-      model_path, gallery_path);
-  h = gst_harness_new_parse (desc);
-  gst_harness_set_src_caps_str (h, caps);
+  rig_start (&r, gallery_path, "k=1");
 
   /* image 40 is itself a non-match example: no match */
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 40 * 784,
-          28, 28, 0));
+  out = rig_push (&r, 40);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL);
   fail_unless_equals_int (rm->n_hits, 1);
@@ -747,26 +760,20 @@ GST_START_TEST (test_not_a_match_examples)
   fail_unless_equals_float (rm->confidence, 0.0f);
   gst_buffer_unref (out);
   /* image 7, a digit item: its label */
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
-          28, 28, 1));
+  out = rig_push (&r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
-  fail_unless_equals_int (rm->label, ds->labels[7]);
+  fail_unless_equals_int (rm->label, r.ds->labels[7]);
   gst_buffer_unref (out);
   /* with examples of non-matches the automatic threshold is the lower one */
-  search = gst_harness_find_element (h, "cbirsearch");
+  search = gst_harness_find_element (r.h, "cbirsearch");
   g_object_get (search, "current-min-match-score", &min_score, NULL);
   fail_unless_equals_float (min_score,
       CBIR_MATCH_SCORE_DEFAULT_MIN_WITH_EXAMPLES);
   gst_object_unref (search);
 
-  gst_harness_teardown (h);
-  cbir_dataset_free (ds);
+  rig_clear (&r);
   cbir_model_free (m);
   g_free (codes);
-  g_free (caps);
-  g_free (desc);
-  g_free (gallery_path);
-  g_free (model_path);
 }
 
 GST_END_TEST;
@@ -779,23 +786,25 @@ GST_END_TEST;
  * Switched off while playing, the plain vote again. */
 GST_START_TEST (test_local_scaling_vote)
 {
-  gchar *model_path = make_model (dir, "keras-dae");
-  CbirModel *m = cbir_model_load (model_path, NULL);
-  CbirDataset *ds = load_fixture ();
+  Rig r;
+  CbirModel *m;
   guint dim, i;
-  gfloat *codes = engine_encode_all (m, ds, &dim);
-  gfloat *v = g_new (gfloat, dim);
-  const gfloat *c = codes + 7 * dim;    /* the query: image 7's code */
+  gfloat *codes, *v;
+  const gfloat *c;
   gchar *gallery_path = g_build_filename (dir, "hub.safetensors", NULL);
-  CbirGalleryBuilder *b = cbir_gallery_builder_new (cbir_model_get_fingerprint
-      (m), CBIR_CODE_FLOAT, dim, FALSE);
-  gchar *desc, *caps = gray8_caps (28, 28);
-  GstHarness *h;
+  CbirGalleryBuilder *b;
   GstBuffer *out;
   GstCbirResultMeta *rm;
   GstElement *search;
   gboolean scaling;
 
+  rig_load (&r);
+  m = cbir_model_load (r.model_path, NULL);
+  codes = engine_encode_all (m, r.ds, &dim);
+  v = g_new (gfloat, dim);
+  c = codes + 7 * dim;          /* the query: image 7's code */
+  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (m),
+      CBIR_CODE_FLOAT, dim, FALSE);
   fail_unless (dim >= 7);
   for (i = 0; i < 6; i++) {     /* the cluster: c + e0 + 0.01 e(i+1) */
     memcpy (v, c, dim * sizeof (gfloat));
@@ -810,16 +819,12 @@ GST_START_TEST (test_local_scaling_vote)
   }
   fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
   cbir_gallery_builder_free (b);
-  desc = g_strdup_printf ("cbirencode model=%s ! cbirsearch gallery=%s "
-      "rerank=none", model_path, gallery_path);
-  h = gst_harness_new_parse (desc);
-  gst_harness_set_src_caps_str (h, caps);
-  search = gst_harness_find_element (h, "cbirsearch");
+  rig_start (&r, gallery_path, "rerank=none");
+  search = gst_harness_find_element (r.h, "cbirsearch");
   g_object_get (search, "local-scaling", &scaling, NULL);
   fail_unless (scaling, "local-scaling is on by default");
 
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
-          28, 28, 0));
+  out = rig_push (&r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL);
   /* the hits stay the plain nearest: the cluster */
@@ -831,23 +836,17 @@ GST_START_TEST (test_local_scaling_vote)
   gst_buffer_unref (out);
 
   g_object_set (search, "local-scaling", FALSE, NULL);
-  out = gst_harness_push_and_pull (h, gray8_buffer (ds->images + 7 * 784,
-          28, 28, 1));
+  out = rig_push (&r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_int (rm->label, 1);
   fail_unless_equals_float (rm->confidence, 1.0f);
   gst_buffer_unref (out);
 
   gst_object_unref (search);
-  gst_harness_teardown (h);
-  cbir_dataset_free (ds);
+  rig_clear (&r);
   cbir_model_free (m);
   g_free (v);
   g_free (codes);
-  g_free (caps);
-  g_free (desc);
-  g_free (gallery_path);
-  g_free (model_path);
 }
 
 GST_END_TEST;
