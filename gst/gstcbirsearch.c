@@ -29,10 +29,10 @@
  *   "item-ids" (GstValueArray of strings: an enrolled item's id, else the
  *   item's source id or "#INDEX") once items were enrolled
  * - "distances" (GstValueArray of gfloat): their distances
- * - "label" (gint): the distance-weighted vote of the k nearest items (the
- *   plain ones after diffusion), -1 = no match
- * - "confidence" (gdouble): the winner's share of the vote, 0..1 (0 when
- *   no match)
+ * - "label" (gint): the vote of the plain nearest items (not the hits after
+ *   diffusion; see #GstCbirSearch:vote), -1 = no match
+ * - "confidence" (gdouble): the winner's share of the 1/distance weight
+ *   of the k first-ranked candidates, 0..1 (0 when no match)
  * - "match-score" (gdouble): how like the gallery the query is, 0..1 (see
  *   "Open set" below)
  * - "match" (gboolean): FALSE when no hit is within max-distance or the
@@ -230,6 +230,33 @@ gst_cbir_rerank_get_type (void)
   return type;
 }
 
+typedef enum
+{
+  GST_CBIR_VOTE_WEIGHTED,
+  GST_CBIR_VOTE_LOCAL_MEAN,
+} GstCbirVote;
+#define DEFAULT_VOTE GST_CBIR_VOTE_LOCAL_MEAN
+
+#define GST_TYPE_CBIR_VOTE (gst_cbir_vote_get_type ())
+static GType
+gst_cbir_vote_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_CBIR_VOTE_WEIGHTED, "The k first-ranked candidates vote, each "
+          "weighing 1/distance", "weighted"},
+    {GST_CBIR_VOTE_LOCAL_MEAN, "Each label's k first-ranked candidates are "
+          "averaged, the nearest mean wins", "local-mean"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstCbirVote", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
 static const gchar *
 rerank_nick (GstCbirRerank r)
 {
@@ -266,6 +293,7 @@ enum
   PROP_SYNC_TOPIC,
   PROP_SYNC_CLIENT_ID,
   PROP_LOCAL_SCALING,
+  PROP_VOTE,
 };
 
 enum
@@ -300,6 +328,7 @@ struct _GstCbirSearch
   gfloat auto_min_match_score;  /* the open gallery's default, -1 before */
   gboolean post_messages;
   gint local_scaling;           /* gboolean; also read unlocked (atomic) */
+  gint vote;                    /* GstCbirVote; also read unlocked (atomic) */
   guint query_expansion;
   guint cur_dba;                /* the open gallery's DBA k (read-only) */
   GstCbirRerank rerank;
@@ -322,9 +351,12 @@ struct _GstCbirSearch
   GArray *last_codes;           /* of LastCode */
   guint64 last_frame;
   CbirHit *merged;              /* merge output, hits_len long */
-  CbirHit *plain;               /* after diffusion or with local scaling,
-                                 * the plain k-NN hits that vote;
-                                 * hits_len long */
+  CbirHit *plain;               /* after diffusion, with local scaling or
+                                 * local-mean, the plain k-NN hits that
+                                 * vote; hits_len long */
+  gfloat *keys;                 /* their ranking keys; hits_len long */
+  guint *sizes;                 /* their labels' sizes; hits_len long */
+  GHashTable *label_sizes;      /* label -> items, without enrolments */
   CbirMetric cur_metric;
   guint query_dim;
   const gchar *checked_fingerprint;     /* interned, once checked */
@@ -363,6 +395,7 @@ release_gallery (GstCbirSearch * self)
   self->enrolments = NULL;
   self->gallery = NULL;
   GST_OBJECT_UNLOCK (self);
+  g_clear_pointer (&self->label_sizes, g_hash_table_unref);
   gst_cbir_shared_gallery_unref (shared);
 }
 
@@ -422,9 +455,8 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_K,
       g_param_spec_uint ("k", "k", "Number of nearest gallery items to "
-          "return, and of items whose distance-weighted vote is the label "
-          "(the k nearest after local scaling, see local-scaling; not the "
-          "hits after diffusion)",
+          "return, and of each label's candidates the vote weighs (see "
+          "vote and local-scaling; not the hits after diffusion)",
           1, MAX_K, DEFAULT_K, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_METRIC,
@@ -458,14 +490,27 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
           | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_LOCAL_SCALING,
       g_param_spec_boolean ("local-scaling", "Local scaling of the vote",
-          "The label is voted by the k items nearest the query after local "
-          "scaling (hubness reduction, CSLS): among the 30 plain nearest "
-          "(2k when k > 15), "
-          "each item's distance less half its mean distance to its own 10 "
-          "nearest gallery items, so that a dense cluster of gallery items "
-          "must be nearer to win; false: the k plain nearest (query "
-          "expansion's hits vote as they are either way)",
+          "The vote's candidates (the 50 plain nearest, 10k when k > 5; "
+          "with vote=weighted 30, 2k when k > 15) are ranked after local "
+          "scaling (hubness reduction, CSLS): each item's distance less "
+          "half its mean distance to its own 10 nearest gallery items, so "
+          "that a dense cluster of gallery items must be nearer to win; "
+          "false: by plain distance (query expansion's hits vote as they "
+          "are either way)",
           DEFAULT_LOCAL_SCALING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_VOTE,
+      g_param_spec_enum ("vote", "Vote",
+          "How the candidates (the plain nearest, see local-scaling) name "
+          "the label: local-mean, the label whose k first-ranked candidates "
+          "are nearest on average (a label of fewer than k items by all of "
+          "them; a candidate at distance 0, the query itself, gives its "
+          "label); meant with local-scaling, without it dense labels win "
+          "(see the README); weighted, the k first-ranked candidates each "
+          "weighing 1/distance. confidence is the label's 1/distance weight "
+          "share among the k first-ranked either way", GST_TYPE_CBIR_VOTE,
+          DEFAULT_VOTE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_DBA,
       g_param_spec_uint ("dba", "Gallery DBA",
@@ -605,6 +650,7 @@ gst_cbir_search_class_init (GstCbirSearchClass * klass)
 
   gst_type_mark_as_plugin_api (GST_TYPE_CBIR_SEARCH_METRIC, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_CBIR_RERANK, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_CBIR_VOTE, 0);
 }
 
 static void
@@ -620,6 +666,7 @@ gst_cbir_search_init (GstCbirSearch * self)
   self->post_messages = DEFAULT_POST_MESSAGES;
   self->query_expansion = DEFAULT_QUERY_EXPANSION;
   self->local_scaling = DEFAULT_LOCAL_SCALING;
+  self->vote = DEFAULT_VOTE;
   self->rerank = DEFAULT_RERANK;
   gst_cbir_stream_info_init (&self->stream);
   g_mutex_init (&self->last_lock);
@@ -640,6 +687,8 @@ gst_cbir_search_finalize (GObject * object)
   g_free (self->hits);
   g_free (self->merged);
   g_free (self->plain);
+  g_free (self->keys);
+  g_free (self->sizes);
   clear_last_codes (self);
   g_array_unref (self->last_codes);
   g_mutex_clear (&self->last_lock);
@@ -692,6 +741,9 @@ gst_cbir_search_set_property (GObject * object, guint prop_id,
       break;
     case PROP_LOCAL_SCALING:
       g_atomic_int_set (&self->local_scaling, g_value_get_boolean (value));
+      break;
+    case PROP_VOTE:
+      g_atomic_int_set (&self->vote, g_value_get_enum (value));
       break;
     case PROP_RERANK:
       self->rerank = g_value_get_enum (value);
@@ -765,6 +817,9 @@ gst_cbir_search_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_LOCAL_SCALING:
       g_value_set_boolean (value, g_atomic_int_get (&self->local_scaling));
+      break;
+    case PROP_VOTE:
+      g_value_set_enum (value, g_atomic_int_get (&self->vote));
       break;
     case PROP_DBA:
       g_value_set_uint (value, self->cur_dba);
@@ -921,6 +976,9 @@ gst_cbir_search_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   self->enrolments = gst_cbir_shared_gallery_enrolments (self->shared);
   GST_OBJECT_UNLOCK (self);
+  /* the local-mean vote's label sizes: kept by the enrolments, else here */
+  if (self->enrolments == NULL)
+    self->label_sizes = cbir_gallery_count_labels (self->gallery);
   if (!start_sync (self, path))
     goto sync_failed;
   self->warned_no_embedding = FALSE;
@@ -1404,6 +1462,8 @@ ensure_hits (GstCbirSearch * self, guint len)
   self->hits = g_renew (CbirHit, self->hits, len);
   self->merged = g_renew (CbirHit, self->merged, len);
   self->plain = g_renew (CbirHit, self->plain, len);
+  self->keys = g_renew (gfloat, self->keys, len);
+  self->sizes = g_renew (guint, self->sizes, len);
   self->hits_len = len;
 }
 
@@ -1443,11 +1503,14 @@ within (CbirHit * hits, guint n, gfloat max_distance)
  * diffusion-ranked hits voted 0.9 to 2.3 points fewer digits right; on an
  * MNIST gallery the two votes are within 0.6 points, see the README).
  * Query expansion's hits are the plain hits of the expanded query: they
- * vote. Otherwise, with local-scaling (the default), the vote takes the k
- * first of the CBIR_LOCAL_SCALE_CANDIDATES (or 2k) plain nearest re-ranked by
- * local scaling (openset.h); the match score still reads the plain
- * nearest distance (the first candidate: a Hamming shortlist shorter than
- * the candidates grows to them). */
+ * vote. Otherwise the vote's candidates are the plain nearest items,
+ * ranked by local scaling (local-scaling, the default; openset.h): with
+ * vote=local-mean (the default) CBIR_LOCAL_MEAN_CANDIDATES (or 10k) of them and
+ * each label judged by the mean of its k first (cbir_vote_local_mean),
+ * with vote=weighted the k first of CBIR_LOCAL_SCALE_CANDIDATES (or 2k).
+ * The match score still reads the plain nearest distance (the first
+ * candidate: a Hamming shortlist shorter than the candidates grows to
+ * them). */
 static void
 search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     gfloat max_distance, gfloat min_match_score, Answer * a)
@@ -1455,8 +1518,10 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   guint n, n_vote, k_base, n_removed, k_vote;
   gfloat nearest;
   CbirHit *vote;
-  gboolean scaled = g_atomic_int_get (&self->local_scaling) &&
-      self->cur_rerank != GST_CBIR_RERANK_QUERY_EXPANSION;
+  gboolean qe = self->cur_rerank == GST_CBIR_RERANK_QUERY_EXPANSION;
+  gboolean scaled = g_atomic_int_get (&self->local_scaling) && !qe;
+  gboolean local_mean = !qe &&
+      g_atomic_int_get (&self->vote) == GST_CBIR_VOTE_LOCAL_MEAN;
 
   if (cbir_first_non_finite (emb->vector, emb->dim) != emb->dim) {
     /* the searcher matches such a code to nothing; counted, told once */
@@ -1474,10 +1539,11 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
   n_removed = self->enrolments ?
       cbir_enrolments_n_removed (self->enrolments) : 0;
   k_base = k + n_removed;
-  /* the candidates local scaling re-ranks for the vote */
-  k_vote = scaled ? MAX (2 * k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
+  /* the vote's candidates (local scaling re-ranks them) */
+  k_vote = local_mean ? MAX (10 * k, CBIR_LOCAL_MEAN_CANDIDATES) :
+      scaled ? MAX (2 * k, CBIR_LOCAL_SCALE_CANDIDATES) : k;
   ensure_hits (self, MAX (k_base, k_vote + n_removed));
-  if (scaled && self->cur_rerank == GST_CBIR_RERANK_NONE &&
+  if (k_vote > k && self->cur_rerank == GST_CBIR_RERANK_NONE &&
       self->cur_shortlist == 0) {
     /* the hits are the plain k nearest, the first of the candidates of an
      * exact search: one search for both */
@@ -1493,7 +1559,7 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     n = merge_enrolled (self, emb, k, self->hits, n);
     vote = self->hits;
     n_vote = n;
-    if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION || scaled) {
+    if (self->cur_rerank == GST_CBIR_RERANK_DIFFUSION || k_vote > k) {
       vote = self->plain;
       n_vote = cbir_searcher_search_plain (self->searcher, emb->vector,
           k_vote + n_removed, vote);
@@ -1515,10 +1581,26 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
     n_vote = within (vote, n_vote, max_distance);
   else
     n_vote = n;
-  if (scaled)
-    n_vote = cbir_match_scorer_scale_hits (self->scorer, vote, n_vote, k);
   a->match_score = cbir_match_scorer_score (self->scorer, nearest);
-  cbir_vote (vote, n_vote, &a->label, &a->confidence);
+  if (local_mean) {
+    if (scaled)
+      cbir_match_scorer_scale_hits (self->scorer, vote, n_vote, n_vote,
+          self->keys);
+    if (self->enrolments)
+      cbir_enrolments_label_sizes (self->enrolments, vote, n_vote,
+          self->sizes);
+    else
+      for (guint i = 0; i < n_vote; i++)
+        self->sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup
+            (self->label_sizes, GINT_TO_POINTER (vote[i].label)));
+    cbir_vote_local_mean (vote, scaled ? self->keys : NULL, self->sizes,
+        n_vote, k, &a->label, &a->confidence);
+  } else {
+    if (scaled)
+      n_vote = cbir_match_scorer_scale_hits (self->scorer, vote, n_vote, k,
+          NULL);
+    cbir_vote (vote, n_vote, &a->label, &a->confidence);
+  }
   /* the gallery's examples of non-matches won: no match either */
   a->match = n > 0 && a->match_score >= min_match_score &&
       a->label != CBIR_LABEL_NOT_A_MATCH;

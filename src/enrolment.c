@@ -33,6 +33,7 @@ struct _CbirEnrolments
   GHashTable *relabelled;       /* gallery index + 1 -> label */
   GHashTable *source_ids;       /* source id -> gallery index + 1 (lazy) */
   GHashTable *ops;              /* operation ids applied (owned) */
+  GHashTable *sizes;            /* label -> items carrying it now */
 };
 
 typedef enum { NONE, BASE, ENROLLED } Kind;
@@ -71,6 +72,28 @@ resolve (CbirEnrolments *e, const char *id, guint *where)
   return NONE;
 }
 
+/* Items carrying label: delta more; with the write lock. */
+static void
+count_label (CbirEnrolments *e, gint32 label, gint delta)
+{
+  gpointer key = GINT_TO_POINTER (label);
+  gint c = GPOINTER_TO_INT (g_hash_table_lookup (e->sizes, key)) + delta;
+  g_hash_table_insert (e->sizes, key, GINT_TO_POINTER (MAX (c, 0)));
+}
+
+/* Base item `where`: its label now, and whether it was removed. */
+static gint32
+base_label (CbirEnrolments *e, guint where, gboolean *removed)
+{
+  gpointer lab;
+
+  *removed = g_hash_table_contains (e->removed, GUINT_TO_POINTER (where + 1));
+  if (g_hash_table_lookup_extended (e->relabelled,
+          GUINT_TO_POINTER (where + 1), NULL, &lab))
+    return GPOINTER_TO_INT (lab);
+  return cbir_gallery_get_labels (e->g)[where];
+}
+
 /* Applies one record (validated) to the state; with the write lock. FALSE
  * when it names nothing (a remove or relabel of an unknown id). */
 static gboolean
@@ -78,6 +101,9 @@ apply (CbirEnrolments *e, const CbirJournalRecord *r)
 {
   guint where;
   Kind k = resolve (e, r->id, &where);
+  gboolean gone = FALSE;
+  gint32 old = k == BASE ? base_label (e, where, &gone) :
+      k == ENROLLED ? g_array_index (e->items, Item, where).label : 0;
 
   if (r->op_id)
     g_hash_table_add (e->ops, g_strdup (r->op_id));
@@ -92,9 +118,12 @@ apply (CbirEnrolments *e, const CbirJournalRecord *r)
       g_array_append_vals (e->codes, r->code, e->dim);
       g_hash_table_insert (e->enrolled, it.id,
           GUINT_TO_POINTER (e->items->len));
+      count_label (e, r->label, 1);
       return TRUE;
     }
     case CBIR_JOURNAL_REMOVE:
+      if (k != NONE && !gone)
+        count_label (e, old, -1);
       if (k == BASE)
         g_hash_table_add (e->removed, GUINT_TO_POINTER (where + 1));
       else if (k == ENROLLED) {
@@ -103,6 +132,10 @@ apply (CbirEnrolments *e, const CbirJournalRecord *r)
       }
       return k != NONE;
     case CBIR_JOURNAL_RELABEL:
+      if (k != NONE && !gone) {
+        count_label (e, old, -1);
+        count_label (e, r->label, 1);
+      }
       if (k == BASE)
         g_hash_table_insert (e->relabelled, GUINT_TO_POINTER (where + 1),
             GINT_TO_POINTER (r->label));
@@ -146,6 +179,7 @@ cbir_enrolments_new (const CbirGallery *g, const char *journal_path,
   e->removed = g_hash_table_new (NULL, NULL);
   e->relabelled = g_hash_table_new (NULL, NULL);
   e->ops = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  e->sizes = cbir_gallery_count_labels (g);
 
   cbir_journal_gallery_init (&e->owner, g);
   e->journal = cbir_journal_open (e->journal_path, &e->owner, FALSE, &err);
@@ -172,6 +206,7 @@ cbir_enrolments_free (CbirEnrolments *e)
   g_hash_table_unref (e->enrolled);
   g_hash_table_unref (e->removed);
   g_hash_table_unref (e->relabelled);
+  g_clear_pointer (&e->sizes, g_hash_table_unref);
   g_hash_table_unref (e->ops);
   if (e->source_ids)
     g_hash_table_unref (e->source_ids);
@@ -379,6 +414,17 @@ cbir_enrolments_merge (CbirEnrolments *e, CbirMetric metric,
     out[o++] = enr[next++];
   g_rw_lock_reader_unlock (&e->lock);
   return o;
+}
+
+void
+cbir_enrolments_label_sizes (CbirEnrolments *e, const CbirHit *hits,
+    guint n, guint *sizes)
+{
+  g_rw_lock_reader_lock (&e->lock);
+  for (guint i = 0; i < n; i++)
+    sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup (e->sizes,
+            GINT_TO_POINTER (hits[i].label)));
+  g_rw_lock_reader_unlock (&e->lock);
 }
 
 char *

@@ -700,6 +700,18 @@ cbir_gallery_get_labels (const CbirGallery *g)
   return g->labels;
 }
 
+GHashTable *
+cbir_gallery_count_labels (const CbirGallery *g)
+{
+  GHashTable *t = g_hash_table_new (NULL, NULL);
+  for (guint i = 0; i < g->n; i++) {
+    gpointer key = GINT_TO_POINTER (g->labels[i]);
+    guint c = GPOINTER_TO_UINT (g_hash_table_lookup (t, key));
+    g_hash_table_insert (t, key, GUINT_TO_POINTER (c + 1));
+  }
+  return t;
+}
+
 const guint8 *
 cbir_gallery_get_thumbnail (const CbirGallery *g, guint i)
 {

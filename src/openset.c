@@ -249,7 +249,7 @@ cmp_scaled (const void *a, const void *b)
 
 guint
 cbir_match_scorer_scale_hits (const CbirMatchScorer *m, CbirHit *hits,
-    guint n, guint k)
+    guint n, guint k, float *keys)
 {
   g_return_val_if_fail (m != NULL, 0);
   g_return_val_if_fail (hits != NULL || n == 0, 0);
@@ -262,8 +262,15 @@ cbir_match_scorer_scale_hits (const CbirMatchScorer *m, CbirHit *hits,
       s[i].hit = hits[i];
     }
     qsort (s, n, sizeof (Scaled), cmp_scaled);
-    for (guint i = 0; i < n; i++)
+    for (guint i = 0; i < n; i++) {
       hits[i] = s[i].hit;
+      if (keys)
+        keys[i] = s[i].key;
+    }
+  } else if (keys) {
+    for (guint i = 0; i < n; i++)
+      keys[i] = hits[i].distance -
+          0.5f * cbir_match_scorer_local_scale (m, hits[i].index);
   }
   return MIN (n, k);
 }

@@ -2039,13 +2039,20 @@ cbir_dba_compute (const float *features, guint n, guint dim,
 
 #define VOTE_EPS 1e-6f
 
+/* a hit's weight in a vote: 1/(eps + d) */
+static inline double
+vote_weight (const CbirHit *h)
+{
+  return 1.0 / (VOTE_EPS + MAX (h->distance, 0.f));
+}
+
 void
 cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
 {
   gint32 best = -1;
   double best_w = 0, total = 0;
   for (guint i = 0; i < n; i++)
-    total += 1.0 / (VOTE_EPS + MAX (hits[i].distance, 0.f));
+    total += vote_weight (&hits[i]);
   /* labels in order of first appearance; ties go to the earlier one
    * (the nearer hit) */
   for (guint i = 0; i < n; i++) {
@@ -2057,7 +2064,7 @@ cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
     double w = 0;
     for (guint j = i; j < n; j++)
       if (hits[j].label == hits[i].label)
-        w += 1.0 / (VOTE_EPS + MAX (hits[j].distance, 0.f));
+        w += vote_weight (&hits[j]);
     if (best == -1 && i == 0) {
       best = hits[i].label;
       best_w = w;
@@ -2070,6 +2077,108 @@ cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
     *label = n ? best : -1;
   if (confidence) {
     float c = n && total > 0 ? (float) (best_w / total) : 0.f;
+    *confidence = CLAMP (c, 0.f, 1.f);
+  }
+}
+
+typedef struct
+{
+  gint32 label;
+  float key;
+  guint pos;
+  guint size;                   /* items of the label in the gallery */
+} LabelKey;
+
+/* by label, then key, then rank */
+static int
+cmp_label_key (const void *a, const void *b)
+{
+  const LabelKey *x = a, *y = b;
+  if (x->label != y->label)
+    return x->label < y->label ? -1 : 1;
+  if (x->key != y->key)
+    return x->key < y->key ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* The best label of the candidates s[0..n-1] (sorted by cmp_label_key),
+ * each judged by the mean of its MIN (m, size) first keys, into *label;
+ * FALSE when no label has that many. */
+static gboolean
+local_mean_winner (const LabelKey *s, guint n, guint m, gint32 *label)
+{
+  double best_mean = INFINITY;
+  guint best_pos = G_MAXUINT;
+
+  for (guint a = 0, b; a < n; a = b) {
+    guint first = G_MAXUINT, need = MIN (m, MAX (s[a].size, 1));
+    double sum = 0;
+    for (b = a; b < n && s[b].label == s[a].label; b++)
+      first = MIN (first, s[b].pos);
+    if (b - a < need)
+      continue;
+    for (guint i = a; i < a + need; i++)
+      sum += s[i].key;
+    double mean = sum / need;
+    if (best_pos == G_MAXUINT || mean < best_mean ||
+        (mean == best_mean && first < best_pos)) {
+      *label = s[a].label;
+      best_mean = mean;
+      best_pos = first;
+    }
+  }
+  return best_pos != G_MAXUINT;
+}
+
+void
+cbir_vote_local_mean (const CbirHit *hits, const float *keys,
+    const guint *sizes, guint n, guint k, gint32 *label, float *confidence)
+{
+  gint32 best = -1;
+  double best_w = 0, total = 0;
+
+  if (n > 0 && k > 0) {
+    guint m = 0;
+
+    g_autofree LabelKey *s = g_new (LabelKey, n);
+    for (guint i = 0; i < n; i++) {
+      float key = keys ? keys[i] : hits[i].distance;
+      s[i].label = hits[i].label;
+      s[i].key = isnan (key) ? INFINITY : key;
+      s[i].pos = i;
+      s[i].size = sizes ? sizes[i] : k;
+    }
+    qsort (s, n, sizeof (LabelKey), cmp_label_key);
+    guint exact = n;
+    for (guint i = 0; i < n; i++)
+      if (hits[i].distance <= VOTE_EPS && (exact == n ||
+              hits[i].distance < hits[exact].distance))
+        exact = i;
+    if (exact < n) {
+      /* the query is a gallery item: its label, as the weighted vote's
+       * 1/eps would have it */
+      best = hits[exact].label;
+    } else if (!local_mean_winner (s, n, k, &best)) {
+      /* none has its k: m is the most candidates any label has */
+      for (guint a = 0, b; a < n; a = b) {
+        for (b = a; b < n && s[b].label == s[a].label; b++);
+        m = MAX (m, b - a);
+      }
+      for (guint i = 0; i < n; i++)
+        s[i].size = G_MAXUINT;
+      local_mean_winner (s, n, MIN (m, k), &best);
+    }
+    /* confidence: the winner's weight share among the k first-ranked */
+    for (guint i = 0; i < MIN (n, k); i++) {
+      total += vote_weight (&hits[i]);
+      if (hits[i].label == best)
+        best_w += vote_weight (&hits[i]);
+    }
+  }
+  if (label)
+    *label = best;
+  if (confidence) {
+    float c = total > 0 ? (float) (best_w / total) : 0.f;
     *confidence = CLAMP (c, 0.f, 1.f);
   }
 }

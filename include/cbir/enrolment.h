@@ -69,6 +69,12 @@ gboolean cbir_enrolments_relabel (CbirEnrolments *e, const char *id,
 guint cbir_enrolments_merge (CbirEnrolments *e, CbirMetric metric,
     const float *query, const CbirHit *base, guint n, guint k, CbirHit *out);
 
+/* sizes[i]: how many items carry hits[i].label now (the gallery's items
+ * not removed, under their label now, and the enrolled ones): what
+ * cbir_vote_local_mean judges each label by. */
+void cbir_enrolments_label_sizes (CbirEnrolments *e, const CbirHit *hits,
+    guint n, guint *sizes);
+
 /* The id of hit index i (gallery item or enrolled), newly allocated, or
  * NULL when i is out of range. */
 char *cbir_enrolments_get_id (CbirEnrolments *e, guint i);

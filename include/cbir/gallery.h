@@ -41,6 +41,10 @@ const float *cbir_gallery_get_features (const CbirGallery *g);   /* or NULL */
 const guint8 *cbir_gallery_get_codes (const CbirGallery *g);     /* or NULL */
 const float *cbir_gallery_get_bit_thresholds (const CbirGallery *g); /* or NULL */
 const gint32 *cbir_gallery_get_labels (const CbirGallery *g);
+/* How many items carry each label: a new table of GINT_TO_POINTER (label)
+ * -> GUINT_TO_POINTER (count) (what cbir_vote_local_mean's sizes come
+ * from). */
+GHashTable *cbir_gallery_count_labels (const CbirGallery *g);
 /* 28x28 GRAY8 thumbnail of item i, or NULL when the gallery has none. */
 const guint8 *cbir_gallery_get_thumbnail (const CbirGallery *g, guint i);
 /* Source id of item i, or NULL. */

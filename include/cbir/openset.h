@@ -119,9 +119,11 @@ float cbir_match_scorer_local_scale (const CbirMatchScorer *m, guint item);
 
 /* Reorders hits[0..n-1] (a query's plain nearest items, any order) by
  * distance - r(index) / 2, ties kept in their order, the hits' own
- * distances unchanged (they weigh the vote); returns MIN (n, k), the
- * number the vote should take. */
+ * distances unchanged (they weigh the vote); keys (NULL, or n floats)
+ * gets each reordered hit's distance - r(index) / 2 (what
+ * cbir_vote_local_mean averages); returns MIN (n, k), the number the
+ * k-nearest vote should take. */
 guint cbir_match_scorer_scale_hits (const CbirMatchScorer *m, CbirHit *hits,
-    guint n, guint k);
+    guint n, guint k, float *keys);
 
 G_END_DECLS

@@ -256,8 +256,29 @@ search (CbirSearcher *s, CbirEnrolments *e, const float *q, guint k,
   return cbir_enrolments_merge (e, metric, q, base, n, k, out);
 }
 
+/* cbir_enrolments_label_sizes for labels 0..9 against want[] */
+static void
+assert_label_sizes (CbirEnrolments *e, const guint want[10])
+{
+  CbirHit h[10];
+  guint sizes[10];
+
+  for (guint i = 0; i < 10; i++)
+    h[i].label = (gint32) i;
+  cbir_enrolments_label_sizes (e, h, 10, sizes);
+  for (guint i = 0; i < 10; i++)
+    ck_assert_msg (sizes[i] == want[i], "label %u: %u items, want %u", i,
+        sizes[i], want[i]);
+}
+
 START_TEST (test_enrol_remove_relabel_replay)
 {
+  /* the items carrying each label: 8 each of 0-4 (i % 5), then alice (9),
+   * #12 (2) removed, src-20 (0) relabelled 4, alice removed and enrolled
+   * again as 3 */
+  static const guint start[10] = { 8, 8, 8, 8, 8 };
+  static const guint after[10] = { 7, 8, 7, 8, 9, 0, 0, 0, 0, 1 };
+  static const guint last[10] = { 7, 8, 7, 9, 9 };
   float feat[N * DIM];
   g_autoptr (CbirGallery) g = random_gallery (feat);
   g_autoptr (CbirSearcher) s = cbir_searcher_new (g, CBIR_METRIC_L2, 0,
@@ -271,6 +292,7 @@ START_TEST (test_enrol_remove_relabel_replay)
 
   ck_assert_msg (e != NULL, "%s", err ? err->message : "");
   ck_assert (!g_file_test (path, G_FILE_TEST_EXISTS));  /* created on use */
+  assert_label_sizes (e, start);
   ck_assert (cbir_enrolments_enrol (e, "alice", 9, alice, &err));
   ck_assert (g_file_test (path, G_FILE_TEST_EXISTS));
   /* the very next search finds it first */
@@ -302,6 +324,7 @@ START_TEST (test_enrol_remove_relabel_replay)
   ck_assert (!cbir_enrolments_relabel (e, "nobody", 1, &err));
   ck_assert (g_error_matches (err, CBIR_ERROR, CBIR_ERROR_INVALID_ARGUMENT));
   g_clear_error (&err);
+  assert_label_sizes (e, after);
   cbir_enrolments_free (e);
 
   /* all of it again from the journal */
@@ -309,6 +332,7 @@ START_TEST (test_enrol_remove_relabel_replay)
   ck_assert_msg (e != NULL, "%s", err ? err->message : "");
   ck_assert_uint_eq (cbir_enrolments_n_enrolled (e), 1);
   ck_assert_uint_eq (cbir_enrolments_n_removed (e), 1);
+  assert_label_sizes (e, after);
   n = search (s, e, near_alice, 1, hits);
   ck_assert_uint_eq (hits[0].index, N);
   n = search (s, e, feat + 20 * DIM, 1, hits);
@@ -321,6 +345,7 @@ START_TEST (test_enrol_remove_relabel_replay)
   n = search (s, e, near_alice, 1, hits);
   ck_assert_uint_eq (hits[0].index, N + 1);
   ck_assert_int_eq (hits[0].label, 3);
+  assert_label_sizes (e, last);
   cbir_enrolments_free (e);
 }
 END_TEST

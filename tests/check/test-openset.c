@@ -294,20 +294,30 @@ START_TEST (test_local_scale_by_hand)
         1e-4);
   ck_assert_float_eq_tol (cbir_match_scorer_local_scale (m, 7), 27.75f,
       1e-4);
-  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 5, 3), 3);
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 5, 3, NULL), 3);
   for (guint i = 0; i < 5; i++) {
     ck_assert_uint_eq (hits[i].index, want[i]);
     /* the hits keep their own distances: they weigh the vote */
     ck_assert_float_eq (hits[i].distance, want[i] == 4 ? 30.25f :
         want[i] == 0 ? 20.25f : want[i] == 1 ? 12.25f : 2.25f);
   }
-  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 2, 5), 2);
-  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 0, 5), 0);
+  /* the keys: each reordered hit's distance less half its scale */
+  float keys[5];
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 5, 5, keys), 5);
+  for (guint i = 0; i < 5; i++) {
+    ck_assert_uint_eq (hits[i].index, want[i]);
+    ck_assert_float_eq_tol (keys[i], hits[i].distance -
+        scale[hits[i].index] / 2, 1e-4);
+    if (i > 0)
+      ck_assert (keys[i - 1] <= keys[i]);
+  }
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 2, 5, NULL), 2);
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m, hits, 0, 5, NULL), 0);
 
   /* an enrolled item (index past the gallery) at distance 20 scores
    * 20 - 27.75 / 2 = 6.125: after item 0 (2.0), before nothing else */
   CbirHit two[2] = { {0, 0, 20.25f}, {9, 5, 20.f} };
-  cbir_match_scorer_scale_hits (m, two, 2, 2);
+  cbir_match_scorer_scale_hits (m, two, 2, 2, NULL);
   ck_assert_uint_eq (two[0].index, 0);
   ck_assert_uint_eq (two[1].index, 9);
 
@@ -321,8 +331,11 @@ START_TEST (test_local_scale_by_hand)
       CBIR_METRIC_L2, 1, NULL);
   CbirHit keep[2] = { {0, 0, 5.f}, {3, 1, 1.f} };
   ck_assert_float_eq (cbir_match_scorer_local_scale (m1, 0), 0);
-  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m1, keep, 2, 1), 1);
+  float kk[2];
+  ck_assert_uint_eq (cbir_match_scorer_scale_hits (m1, keep, 2, 1, kk), 1);
   ck_assert_uint_eq (keep[0].index, 0);
+  ck_assert_float_eq (kk[0], 5.f);      /* no scale: the distances */
+  ck_assert_float_eq (kk[1], 1.f);
 }
 END_TEST
 

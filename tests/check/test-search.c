@@ -484,6 +484,185 @@ START_TEST (test_vote)
 }
 END_TEST
 
+/* cbir_vote_local_mean's rule written plainly: for every label, its keys
+ * sorted, the mean of its first MIN (k, size); when no label has them, of
+ * its first m (the most candidates a label has); the winner's weight share
+ * among the k first hits. */
+static gint32
+local_mean_reference_pass (const CbirHit *h, const float *keys,
+    const guint *sizes, guint n, guint k, gboolean *found)
+{
+  gint32 best = -1;
+  double best_mean = INFINITY;
+  float *own = g_new (float, MAX (n, 1));
+
+  *found = FALSE;
+  for (guint i = 0; i < n; i++) {
+    guint c = 0, need = sizes ? MIN (k, MAX (sizes[i], 1)) : k;
+    gboolean seen = FALSE;
+    for (guint j = 0; j < i; j++)
+      seen |= h[j].label == h[i].label;
+    if (seen)
+      continue;                 /* i: the label's first hit */
+    for (guint j = i; j < n; j++)
+      if (h[j].label == h[i].label) {
+        float key = keys ? keys[j] : h[j].distance;
+        own[c++] = isnan (key) ? INFINITY : key;
+      }
+    if (c < need)
+      continue;
+    for (guint a = 1; a < c; a++)       /* insertion sort */
+      for (guint b = a; b > 0 && own[b - 1] > own[b]; b--) {
+        float t = own[b];
+        own[b] = own[b - 1];
+        own[b - 1] = t;
+      }
+    double sum = 0;
+    for (guint a = 0; a < need; a++)
+      sum += own[a];
+    /* labels in order of their first hit: a tie keeps the earlier */
+    if (!*found || sum / need < best_mean) {
+      best = h[i].label;
+      best_mean = sum / need;
+      *found = TRUE;
+    }
+  }
+  g_free (own);
+  return best;
+}
+
+static void
+local_mean_reference (const CbirHit *h, const float *keys,
+    const guint *sizes, guint n, guint k, gint32 *label, float *conf)
+{
+  gboolean found;
+  gint32 best = -1;
+  double w = 0, total = 0;
+
+  if (n && k) {
+    guint exact = n;
+    for (guint i = 0; i < n; i++)
+      if (h[i].distance <= 1e-6f && (exact == n
+              || h[i].distance < h[exact].distance))
+        exact = i;
+    best = local_mean_reference_pass (h, keys, sizes, n, k, &found);
+    if (exact < n)
+      best = h[exact].label;
+    else if (!found) {
+      guint m = 0;
+      for (guint i = 0; i < n; i++) {
+        guint c = 0;
+        for (guint j = 0; j < n; j++)
+          c += h[j].label == h[i].label;
+        m = MAX (m, c);
+      }
+      best = local_mean_reference_pass (h, keys, NULL, n, MIN (m, k),
+          &found);
+    }
+  }
+  for (guint i = 0; i < MIN (n, k); i++) {
+    double wi = 1.0 / (1e-6f + MAX (h[i].distance, 0.f));
+    total += wi;
+    if (h[i].label == best)
+      w += wi;
+  }
+  *label = best;
+  *conf = total > 0 ? (float) (w / total) : 0.f;
+}
+
+START_TEST (test_vote_local_mean)
+{
+  gint32 label;
+  float conf;
+
+  cbir_vote_local_mean (NULL, NULL, NULL, 0, 5, &label, &conf);
+  ck_assert_int_eq (label, -1);
+  ck_assert_float_eq (conf, 0.f);
+  /* A nearest, but B's two are nearer on average: (0.2 + 0.25) / 2 against
+   * (0.1 + 0.9) / 2; confidence: B's weight among the 2 first, 5 of 15 */
+  CbirHit h[4] = { {0, 1, 0.1f}, {1, 2, 0.2f}, {2, 2, 0.25f}, {3, 1, 0.9f} };
+  cbir_vote_local_mean (h, NULL, NULL, 4, 2, &label, &conf);
+  ck_assert_int_eq (label, 2);
+  ck_assert_float_eq_tol (conf, 1.f / 3.f, 1e-4f);
+  cbir_vote_local_mean (h, NULL, NULL, 4, 0, &label, &conf);
+  ck_assert_int_eq (label, -1);
+  /* k 1: the nearest */
+  cbir_vote_local_mean (h, NULL, NULL, 4, 1, &label, &conf);
+  ck_assert_int_eq (label, 1);
+  ck_assert_float_eq_tol (conf, 1.f, 1e-6f);
+  /* no label has k: m is the most any has (here 1), the nearest wins */
+  CbirHit one[3] = { {0, 5, 0.3f}, {1, 6, 0.1f}, {2, 7, 0.2f} };
+  cbir_vote_local_mean (one, NULL, NULL, 3, 5, &label, &conf);
+  ck_assert_int_eq (label, 6);
+  /* a label with fewer than m candidates does not compete */
+  CbirHit few[4] = { {0, 1, 0.1f}, {1, 2, 0.3f}, {2, 2, 0.4f}, {3, 2, 0.5f} };
+  cbir_vote_local_mean (few, NULL, NULL, 4, 3, &label, &conf);
+  ck_assert_int_eq (label, 2);
+  /* the keys rank, not the distances; a NaN key counts as +inf */
+  CbirHit kh[3] = { {0, 3, 0.2f}, {1, 4, 0.1f}, {2, 5, 0.1f} };
+  float keys[3] = { -1.f, 0.5f, NAN };
+  cbir_vote_local_mean (kh, keys, NULL, 3, 1, &label, &conf);
+  ck_assert_int_eq (label, 3);
+  ck_assert_float_eq_tol (conf, 1.f, 1e-6f);
+  keys[0] = NAN;
+  cbir_vote_local_mean (kh, keys, NULL, 3, 1, &label, &conf);
+  ck_assert_int_eq (label, 4);
+  ck_assert_float_eq (conf, 0.f);       /* none of the k first is 4 */
+  /* sizes: a label of two items is judged by its two, one of five by its
+   * k = 3 first; label 2: (0.2 + 0.3) / 2 against label 1: (0.1 + 0.5 + 0.6)
+   * / 3. Without the sizes label 2 (fewer than 3) does not compete. */
+  CbirHit sm[5] = { {0, 1, 0.1f}, {1, 2, 0.2f}, {2, 2, 0.3f}, {3, 1, 0.5f},
+  {4, 1, 0.6f}
+  };
+  guint sizes[5] = { 5, 2, 2, 5, 5 };
+  cbir_vote_local_mean (sm, NULL, sizes, 5, 3, &label, &conf);
+  ck_assert_int_eq (label, 2);
+  cbir_vote_local_mean (sm, NULL, NULL, 5, 3, &label, &conf);
+  ck_assert_int_eq (label, 1);
+  /* the query is an item (distance 0): its label whatever the means */
+  CbirHit ex[4] = { {0, 1, 0.1f}, {1, 1, 0.1f}, {2, 6, 0.f}, {3, 1, 0.1f} };
+  cbir_vote_local_mean (ex, NULL, NULL, 4, 3, &label, &conf);
+  ck_assert_int_eq (label, 6);
+  /* label -1 (unlabelled items) is a label like any other */
+  CbirHit un[3] = { {0, -1, 0.1f}, {1, -1, 0.1f}, {2, 3, 0.2f} };
+  cbir_vote_local_mean (un, NULL, NULL, 3, 2, &label, &conf);
+  ck_assert_int_eq (label, -1);
+  ck_assert_float_eq_tol (conf, 1.f, 1e-6f);
+  /* a tie: the label whose best candidate ranks first */
+  CbirHit t[4] = { {0, 8, 0.2f}, {1, 9, 0.3f}, {2, 9, 0.3f}, {3, 8, 0.4f} };
+  cbir_vote_local_mean (t, NULL, NULL, 4, 2, &label, &conf);
+  ck_assert_int_eq (label, 8);
+
+  /* against the rule written plainly: random candidates, repeated keys */
+  GRand *r = g_rand_new_with_seed (11);
+  for (guint trial = 0; trial < 2000; trial++) {
+    guint n = g_rand_int_range (r, 1, 41), k = g_rand_int_range (r, 1, 9);
+    CbirHit c[40];
+    float ck[40];
+    gint32 want;
+    float want_conf;
+    gboolean with_keys = g_rand_boolean (r), with_sizes = g_rand_boolean (r);
+    guint sz[40], label_size[7];
+    for (guint i = 0; i < 7; i++)       /* labels -2 .. 4: 0 to 9 items */
+      label_size[i] = g_rand_int_range (r, 0, 10);
+    for (guint i = 0; i < n; i++) {
+      c[i].index = i;
+      c[i].label = g_rand_int_range (r, -2, 5);
+      c[i].distance = g_rand_int_range (r, 0, 8) * 0.25f;
+      ck[i] = g_rand_int_range (r, -4, 8) * 0.125f;
+      sz[i] = label_size[c[i].label + 2];
+    }
+    local_mean_reference (c, with_keys ? ck : NULL, with_sizes ? sz : NULL,
+        n, k, &want, &want_conf);
+    cbir_vote_local_mean (c, with_keys ? ck : NULL, with_sizes ? sz : NULL,
+        n, k, &label, &conf);
+    ck_assert_int_eq (label, want);
+    ck_assert_float_eq_tol (conf, want_conf, 1e-5f);
+  }
+  g_rand_free (r);
+}
+END_TEST
+
 START_TEST (test_metric_names)
 {
   CbirMetric m;
@@ -883,6 +1062,7 @@ search_suite (void)
   tcase_add_test (tc, test_two_stage);
   tcase_add_test (tc, test_bits_only_gallery);
   tcase_add_test (tc, test_vote);
+  tcase_add_test (tc, test_vote_local_mean);
   tcase_add_test (tc, test_metric_names);
   tcase_add_test (tc, test_query_expansion);
   tcase_add_test (tc, test_query_expansion_off_and_refused);

@@ -31,30 +31,38 @@ field (const GstStructure * s, const gchar * name)
 }
 
 /* What cbirsearch with default properties answers for one code whose n
- * hits the engine found, from the engine: the vote of the n first of its
- * CBIR_LOCAL_SCALE_CANDIDATES plain nearest items after local scaling (not
- * the hits after diffusion; the searchers here do no query expansion),
- * the match score (the
- * plain nearest distance against the gallery's own nearest-other
- * distances) and the decision at the default min-match-score (no match:
- * label -1, confidence 0). */
+ * hits the engine found, from the engine: the local-mean vote (k = n) of
+ * its CBIR_LOCAL_MEAN_CANDIDATES (or 10 n) plain nearest items ranked by
+ * local scaling (not the hits after diffusion; the searchers here do no
+ * query expansion), the match score (the plain nearest distance against
+ * the gallery's own nearest-other distances) and the decision at the
+ * default min-match-score (no match: label -1, confidence 0). */
 static void
-engine_answer (CbirSearcher * searcher, const CbirMatchScorer * scorer,
-    const gfloat * code, guint n, gint32 * label, gfloat * conf,
-    gfloat * score, gboolean * match)
+engine_answer (const CbirGallery * gallery, CbirSearcher * searcher,
+    const CbirMatchScorer * scorer, const gfloat * code, guint n,
+    gint32 * label, gfloat * conf, gfloat * score, gboolean * match)
 {
-  guint nc = MAX (2 * n, CBIR_LOCAL_SCALE_CANDIDATES);
+  guint nc = MAX (10 * n, CBIR_LOCAL_MEAN_CANDIDATES);
   CbirHit *plain = g_new (CbirHit, nc);
+  gfloat *keys = g_new (gfloat, nc);
+  guint *sizes = g_new (guint, nc);
   guint np = cbir_searcher_search_plain (searcher, code, nc, plain);
+  GHashTable *label_sizes = cbir_gallery_count_labels (gallery);
 
   /* the match score reads the nearest candidate (with a Hamming shortlist
    * shorter than the candidates, the shortlist grows to them); the vote
-   * (local-scaling, the default) the k first of them re-ranked */
+   * the candidates re-ranked */
   *score = cbir_match_scorer_score (scorer, np ? plain[0].distance : INFINITY);
-  np = cbir_match_scorer_scale_hits (scorer, plain, np, n);
+  cbir_match_scorer_scale_hits (scorer, plain, np, np, keys);
   *match = n > 0 && *score >= CBIR_MATCH_SCORE_DEFAULT_MIN;
-  cbir_vote (plain, np, label, conf);
+  for (guint i = 0; i < np; i++)
+    sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup (label_sizes,
+            GINT_TO_POINTER (plain[i].label)));
+  cbir_vote_local_mean (plain, keys, sizes, np, n, label, conf);
+  g_hash_table_unref (label_sizes);
   g_free (plain);
+  g_free (keys);
+  g_free (sizes);
   if (!*match) {
     *label = -1;
     *conf = 0;
@@ -182,7 +190,8 @@ check_pipeline_equals_engine_full (const gchar * preset,
     fail_unless (cbir_model_encode_u8 (m, img, 1, code, NULL));
     n = cbir_searcher_search (searcher, code, k, hits);
     fail_unless_equals_int (n, k);
-    engine_answer (searcher, scorer, code, n, &label, &conf, &score, &match);
+    engine_answer (g, searcher, scorer, code, n, &label, &conf, &score,
+        &match);
     fail_unless (gst_structure_get_uint64 (s, "frame", &frame));
     fail_unless_equals_uint64 (frame, i);
     fail_unless (gst_structure_get_uint64 (s, "source-index", &src_index));
@@ -459,7 +468,7 @@ check_regions_search (const gchar * preset, const guint * idx, guint n)
     guint x, y, w, hh, nr;
     guint64 frame;
 
-    engine_answer (searcher, scorer, codes + j * dim, nh, &label, &conf,
+    engine_answer (g, searcher, scorer, codes + j * dim, nh, &label, &conf,
         &score, &match);
     fail_unless (ps != NULL, "region %u: no cbir-result param", j);
     check_result_structure (ps, hits, nh, label, conf, score, match);
@@ -840,6 +849,76 @@ GST_START_TEST (test_local_scaling_vote)
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_int (rm->label, 1);
   fail_unless_equals_float (rm->confidence, 1.0f);
+  gst_buffer_unref (out);
+
+  gst_object_unref (search);
+  rig_clear (&r);
+  cbir_model_free (m);
+  g_free (v);
+  g_free (codes);
+}
+
+GST_END_TEST;
+
+/* vote=local-mean (the default) against vote=weighted, by hand without
+ * local scaling (the keys are then the squared distances): label 1 has one
+ * item at 0.01 from the query and four at 2.89, label 2 five at 0.49. The
+ * k = 5 nearest (one 1, four 2s) weigh 100 against 4 / 0.49: 1; the means
+ * of each label's five are (0.01 + 4 x 2.89) / 5 = 2.32 against 0.49: 2. */
+GST_START_TEST (test_local_mean_vote)
+{
+  Rig r;
+  CbirModel *m;
+  guint dim, i;
+  gfloat *codes, *v;
+  const gfloat *c;
+  gchar *gallery_path = g_build_filename (dir, "means.safetensors", NULL);
+  CbirGalleryBuilder *b;
+  GstBuffer *out;
+  GstCbirResultMeta *rm;
+  GstElement *search;
+  gint vote;
+
+  rig_load (&r);
+  m = cbir_model_load (r.model_path, NULL);
+  codes = engine_encode_all (m, r.ds, &dim);
+  v = g_new (gfloat, dim);
+  c = codes + 7 * dim;          /* the query: image 7's code */
+  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (m),
+      CBIR_CODE_FLOAT, dim, FALSE);
+  fail_unless (dim >= 5);
+  for (i = 0; i < 5; i++) {     /* label 1: c + 0.1 e0, c + 1.7 e1..e4 */
+    memcpy (v, c, dim * sizeof (gfloat));
+    v[i] += i == 0 ? 0.1f : 1.7f;
+    fail_unless (cbir_gallery_builder_add (b, v, 1, NULL, NULL));
+  }
+  for (i = 0; i < 5; i++) {     /* label 2: c - 0.7 e0..e4 */
+    memcpy (v, c, dim * sizeof (gfloat));
+    v[i] -= 0.7f;
+    fail_unless (cbir_gallery_builder_add (b, v, 2, NULL, NULL));
+  }
+  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
+  cbir_gallery_builder_free (b);
+  rig_start (&r, gallery_path, "rerank=none local-scaling=false "
+      "min-match-score=0");
+  search = gst_harness_find_element (r.h, "cbirsearch");
+  g_object_get (search, "vote", &vote, NULL);
+  fail_unless_equals_int (vote, 1);     /* local-mean */
+
+  out = rig_push (&r, 7);
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless (rm != NULL && rm->n_hits == 5);
+  fail_unless_equals_int (rm->hits[0].label, 1);
+  fail_unless_equals_int (rm->label, 2);
+  /* confidence: label 2's weight share among the 5 nearest */
+  fail_unless (fabsf (rm->confidence - (4 / 0.49f) / (4 / 0.49f +
+              1 / 0.01f)) < 1e-3f, "confidence %g", rm->confidence);
+  gst_buffer_unref (out);
+
+  gst_util_set_object_arg (G_OBJECT (search), "vote", "weighted");
+  out = rig_push (&r, 7);
+  rm = gst_buffer_get_cbir_result_meta (out);
+  fail_unless_equals_int (rm->label, 1);
   gst_buffer_unref (out);
 
   gst_object_unref (search);
@@ -1395,9 +1474,10 @@ GST_START_TEST (test_enrolment_votes_after_diffusion)
   fail_unless (g_strcmp0 (gst_structure_get_string
           (gst_buffer_get_cbir_result_structure (out), "rerank"),
           "diffusion") == 0);
-  /* k 1: the vote is the first of the plain nearest remaining items
-   * (after a removal not always the diffused first hit) once re-ranked by
-   * local scaling (the default), from the engine */
+  /* k 1: the vote (local-mean of one) is the first of the plain nearest
+   * remaining items (after a removal not always the diffused first hit)
+   * once re-ranked by local scaling (the default), from the engine; the
+   * 31 are the whole gallery but the removed item */
   {
     CbirModel *m = cbir_model_load (r.model_path, NULL);
     CbirGallery *g = cbir_gallery_open (r.gallery_path, NULL);
@@ -1422,7 +1502,8 @@ GST_START_TEST (test_enrolment_votes_after_diffusion)
       gdouble score;
       gfloat nearest = h[0].distance;
 
-      fail_unless_equals_int (cbir_match_scorer_scale_hits (sc, h, nh, 1), 1);
+      fail_unless_equals_int (cbir_match_scorer_scale_hits (sc, h, nh, 1,
+              NULL), 1);
       fail_unless_equals_int (rm->label, h[0].label);
       /* and the match score is that of the nearest remaining item */
 
@@ -1603,6 +1684,7 @@ cbirsearch_suite (void)
   tcase_add_test (tc, test_min_match_score);
   tcase_add_test (tc, test_not_a_match_examples);
   tcase_add_test (tc, test_local_scaling_vote);
+  tcase_add_test (tc, test_local_mean_vote);
   tcase_add_test (tc, test_one_item_gallery);
   tcase_add_test (tc, test_enrolment);
   tcase_add_test (tc, test_enrolment_votes_after_diffusion);
