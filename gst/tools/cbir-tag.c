@@ -25,7 +25,8 @@
  *     ones keep their numbers), "timestamp" the raw buffer timestamp.
  *   FILE.cbir-summary.json   frames, label histogram, frames with no match,
  *     the match-score threshold that decided it (cbirsearch's
- *     current-min-match-score), whether the vote used local scaling,
+ *     current-min-match-score), whether the vote used local scaling and
+ *     which vote it was (cbirsearch vote),
  *     time and frames/s (also printed).
  * Both are written to a temporary file and renamed at the end: a file that
  * fails, or a run interrupted (SIGINT/SIGTERM), leaves no sidecar behind.
@@ -58,6 +59,7 @@
 static gchar *opt_model, *opt_gallery, *opt_out_dir, *opt_plugin_path;
 static gchar *opt_preprocess;
 static gchar *opt_regions;
+static gchar *opt_vote;
 static gint opt_k = 5;
 static gdouble opt_max_distance = -1, opt_min_match_score = -1;
 static gboolean opt_quiet, opt_verbose, opt_no_local_scaling;
@@ -84,6 +86,10 @@ static GOptionEntry entries[] = {
   {"no-local-scaling", 0, 0, G_OPTION_ARG_NONE, &opt_no_local_scaling,
       "The k plain nearest items vote (cbirsearch local-scaling=false; "
       "default: the k nearest after local scaling)", NULL},
+  {"vote", 0, 0, G_OPTION_ARG_STRING, &opt_vote,
+      "How the candidates name the label (cbirsearch vote): local-mean "
+      "(default: the label whose k nearest are nearest on average) or "
+      "weighted (the k nearest, by 1/distance)", "local-mean|weighted"},
   {"out-dir", 'o', 0, G_OPTION_ARG_FILENAME, &opt_out_dir,
       "Write the sidecars here (default: next to each file)", "DIR"},
   {"plugin-path", 0, 0, G_OPTION_ARG_FILENAME, &opt_plugin_path,
@@ -111,6 +117,7 @@ typedef struct
   GstElement *search;           /* (owned by the pipeline) */
   gfloat min_match_score;       /* the threshold in use, -1: not known */
   gboolean local_scaling;       /* how the label was voted */
+  gchar *vote;                  /* cbirsearch vote's nick */
   gboolean have_video;
   gchar *error;                 /* the first error, or NULL */
 
@@ -427,6 +434,8 @@ build_pipeline (Job * job)
   g_object_set (enc, "model", opt_model, NULL);
   g_object_set (search, "gallery", opt_gallery, "k", (guint) opt_k,
       "post-messages", FALSE, "local-scaling", !opt_no_local_scaling, NULL);
+  if (opt_vote)
+    gst_util_set_object_arg (G_OBJECT (search), "vote", opt_vote);
   job->search = search;
   if (opt_max_distance >= 0)
     g_object_set (search, "max-distance", (gfloat) opt_max_distance, NULL);
@@ -498,6 +507,8 @@ summary_json (Job * job, gdouble secs)
   json_builder_add_double_value (b, job->min_match_score);
   json_builder_set_member_name (b, "local_scaling");
   json_builder_add_boolean_value (b, job->local_scaling);
+  json_builder_set_member_name (b, "vote");
+  json_builder_add_string_value (b, job->vote);
   json_builder_set_member_name (b, "frames");
   json_builder_add_int_value (b, frames);
   json_builder_set_member_name (b, "frames_matched");
@@ -585,6 +596,27 @@ print_summary (Job * job, gdouble secs)
   g_string_free (h, TRUE);
 }
 
+/* The nick of object obj's enum property `name`, newly allocated. */
+static gchar *
+enum_nick (GObject * obj, const gchar * name)
+{
+  GParamSpec *ps = g_object_class_find_property (G_OBJECT_GET_CLASS (obj),
+      name);
+  GValue v = G_VALUE_INIT;
+  GEnumClass *klass;
+  GEnumValue *ev;
+  gchar *nick;
+
+  g_value_init (&v, ps->value_type);
+  g_object_get_property (obj, name, &v);
+  klass = g_type_class_ref (ps->value_type);
+  ev = g_enum_get_value (klass, g_value_get_enum (&v));
+  nick = g_strdup (ev ? ev->value_nick : "?");
+  g_type_class_unref (klass);
+  g_value_unset (&v);
+  return nick;
+}
+
 /* Tags one file. TRUE on success. */
 static gboolean
 tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
@@ -644,6 +676,7 @@ tag_file (const gchar * path, gint * total_frames, gdouble * total_secs)
    * cbirsearch chose for this gallery when it started) */
   g_object_get (job.search, "current-min-match-score", &job.min_match_score,
       "local-scaling", &job.local_scaling, NULL);
+  job.vote = enum_nick (G_OBJECT (job.search), "vote");
   if (progress)
     g_source_remove (progress);
   if (job.progress_shown)
@@ -685,6 +718,7 @@ done:
     gst_object_unref (job.pipeline);
   g_main_loop_unref (job.loop);
   g_free (job.error);
+  g_free (job.vote);
   g_free (job.sidecar);
   g_free (job.summary);
   g_array_unref (job.no_match_frames);
@@ -743,6 +777,12 @@ main (int argc, char **argv)
       strcmp (opt_regions, "none") != 0) {
     g_printerr ("cbir-tag: --regions must be digits or none, not '%s'\n",
         opt_regions);
+    return 2;
+  }
+  if (opt_vote && strcmp (opt_vote, "local-mean") != 0 &&
+      strcmp (opt_vote, "weighted") != 0) {
+    g_printerr ("cbir-tag: --vote must be local-mean or weighted, not "
+        "'%s'\n", opt_vote);
     return 2;
   }
   if (opt_preprocess && strcmp (opt_preprocess, "mnist") != 0 &&

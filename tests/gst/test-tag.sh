@@ -104,17 +104,29 @@ assert summary["frames_per_second"] > 0
 # non-matches in it: 0.01)
 assert abs(summary["min_match_score"] - 0.01) < 1e-6, summary["min_match_score"]
 assert summary["local_scaling"] is True, summary["local_scaling"]
+assert summary["vote"] == "local-mean", summary["vote"]
 PY
 
-# 3a. --no-local-scaling: the plain vote, said in the summary
+# 3a. --no-local-scaling --vote weighted: the plain k-NN vote, said in the
+#     summary; a vote cbirsearch does not know is refused up front
 "$CBIR_TAG" --quiet --model "$T/model.safetensors" \
-  --gallery "$T/gallery.safetensors" --no-local-scaling --out-dir "$T/tagsp" \
-  "$T/cam.avi" > /dev/null || fail "cbir-tag --no-local-scaling"
+  --gallery "$T/gallery.safetensors" --no-local-scaling --vote weighted \
+  --out-dir "$T/tagsp" "$T/cam.avi" > /dev/null ||
+  fail "cbir-tag --no-local-scaling --vote weighted"
 /usr/bin/python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["local_scaling"] is False and s["frames"] == 10, s
+assert s["vote"] == "weighted", s
 ' "$T/tagsp/cam.avi.cbir-summary.json" || fail "--no-local-scaling summary"
+"$CBIR_TAG" --quiet --model "$T/model.safetensors" \
+  --gallery "$T/gallery.safetensors" --vote majority --out-dir "$T/tagsv" \
+  "$T/cam.avi" > /dev/null 2> "$T/errv"
+rc=$?
+[ $rc -eq 2 ] || fail "--vote majority: exit status $rc, expected 2"
+grep -q "vote must be local-mean or weighted, not 'majority'" "$T/errv" ||
+  fail "--vote majority: $(cat "$T/errv")"
+[ ! -e "$T/tagsv" ] || [ -z "$(ls "$T/tagsv")" ] || fail "--vote majority wrote files"
 
 # 3b. two inputs of one name from two folders with --out-dir: refused up
 #     front (one sidecar would overwrite the other), nothing written
