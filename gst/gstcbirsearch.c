@@ -70,9 +70,18 @@
  * plain distance (MNIST-10k full-list mAP 0.64 -> 0.91). The first hit
  * stays the plain nearest item; "distances" stay each hit's plain distance
  * to the query (so after diffusion they are not sorted), and max-distance
- * drops hits by them. The label is still voted by the plain k nearest
+ * drops hits by them. The label is still read from the plain nearest
  * items (not the diffused hits: a label is best read from the nearest
  * items, see search_one), so label and confidence do not depend on it.
+ *
+ * Vote (#GstCbirSearch:vote, #GstCbirSearch:local-scaling): the plain
+ * nearest items are the candidates (50, or 10k), ranked after local
+ * scaling (each item's distance less half its mean distance to its own 10
+ * nearest gallery items, include/cbir/openset.h); by default every label
+ * is judged by the mean of its k first-ranked candidates (a label of fewer
+ * than k items by all of them) and the nearest mean wins
+ * (cbir_vote_local_mean); vote=weighted lets the k first-ranked vote by
+ * 1/distance.
  * The message's "rerank" field says which re-ranking made the order
  * ("none", "query-expansion" or "diffusion").
  *
@@ -1496,7 +1505,7 @@ within (CbirHit * hits, guint n, gfloat max_distance)
 
 /* Searches one embedding: hits into self->hits, the answer into a: how
  * many hits are kept (within max-distance), the vote and the match
- * decision. After diffusion the vote weighs the plain k nearest items, not
+ * decision. After diffusion the vote reads the plain nearest items, not
  * the hits: diffusion orders the list for retrieval (its mAP), while a
  * label is best read from the nearest items themselves (on camera frames
  * against galleries with printed digits and examples of non-matches,
@@ -1505,9 +1514,10 @@ within (CbirHit * hits, guint n, gfloat max_distance)
  * Query expansion's hits are the plain hits of the expanded query: they
  * vote. Otherwise the vote's candidates are the plain nearest items,
  * ranked by local scaling (local-scaling, the default; openset.h): with
- * vote=local-mean (the default) CBIR_LOCAL_MEAN_CANDIDATES (or 10k) of them and
- * each label judged by the mean of its k first (cbir_vote_local_mean),
- * with vote=weighted the k first of CBIR_LOCAL_SCALE_CANDIDATES (or 2k).
+ * vote=local-mean (the default) CBIR_LOCAL_MEAN_CANDIDATES (or 10k) of
+ * them and each label judged by the mean of its k first
+ * (cbir_vote_local_mean), with vote=weighted the k first of
+ * CBIR_LOCAL_SCALE_CANDIDATES (or 2k).
  * The match score still reads the plain nearest distance (the first
  * candidate: a Hamming shortlist shorter than the candidates grows to
  * them). */

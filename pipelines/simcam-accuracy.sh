@@ -7,7 +7,8 @@
 #    (preprocess=scale) ! cbirsearch, voted label vs label.
 # Prints both accuracies and their ratio (the goal: camera >= 95% of direct).
 # usage: pipelines/simcam-accuracy.sh MODEL GALLERY [OUT_DIR]
-# Env: FRAMES (997), SEED (1), K (5), CBIR_BUILD (build), GST_LAUNCH,
+# Env: FRAMES (997), SEED (1), K (5), VOTE (cbirsearch vote: local-mean,
+#   the default, or weighted), CBIR_BUILD (build), GST_LAUNCH,
 #   IMAGES/LABELS (data/mnist/query-*). Needs the plugin on GST_PLUGIN_PATH (default: build/gst).
 set -eu
 . "$(dirname "$0")/common.sh"
@@ -18,6 +19,7 @@ OUT=${3:-out/simcam-accuracy}
 IMAGES=${IMAGES:-$DATA/mnist/query-images.idx3-ubyte}
 LABELS=${LABELS:-$DATA/mnist/query-labels.idx1-ubyte}
 K=${K:-5}
+VOTE=${VOTE:-local-mean}
 
 mkdir -p "$OUT"
 rm -rf "$OUT/frames"
@@ -28,10 +30,11 @@ $GST_LAUNCH -q multifilesrc location="$OUT/frames/frame-%05d.png" \
   jpegenc quality=90 ! avimux ! filesink location="$OUT/simcam.avi"
 rm -rf "$OUT/frames"/frame-*.png
 "$TAG" --quiet --model "$MODEL" --gallery "$GALLERY" --k "$K" \
-  --preprocess mnist "$OUT/simcam.avi"
+  --vote "$VOTE" --preprocess mnist "$OUT/simcam.avi"
 
 $GST_LAUNCH -m cbiridxsrc images="$IMAGES" labels="$LABELS" ! \
-  cbirencode model="$MODEL" ! cbirsearch gallery="$GALLERY" k="$K" ! \
+  cbirencode model="$MODEL" ! \
+  cbirsearch gallery="$GALLERY" k="$K" vote="$VOTE" ! \
   fakesink > "$OUT/direct.txt"
 
 python3 - "$OUT/frames/truth.jsonl" "$OUT/simcam.avi.cbir.jsonl" "$OUT/direct.txt" <<'PY'

@@ -101,13 +101,16 @@ const float *cbir_match_scorer_get_reference (const CbirMatchScorer *m,
  *
  * (CSLS's 2 d - r(x) - r(q), without the query's term, which does not
  * change a query's ranking), so that an item in a dense part must be
- * nearer to win. The vote then weighs the k first as before, by 1/d.
- * K = 10 is CSLS's own choice, not tuned here. The candidates are the
- * CBIR_LOCAL_SCALE_CANDIDATES plain nearest (cbirsearch takes 2k when k is
- * larger than half of them; the correction reorders the near ones, none
- * from far away). On the tuning split (see the README)
- * it gained 0.6 points of camera digits over five camera draws for 0.6
- * points of the frames without a digit rejected. */
+ * nearer to win. The vote then reads the ranked candidates: each label's
+ * mean key (cbir_vote_local_mean, cbirsearch's default) or the k first
+ * weighted by 1/d (cbir_vote). K = 10 is CSLS's own choice, not tuned
+ * here. The candidates are the plain nearest: CBIR_LOCAL_SCALE_CANDIDATES
+ * for the weighted vote (cbirsearch takes 2k when k is larger than half
+ * of them), CBIR_LOCAL_MEAN_CANDIDATES for the local mean; the correction
+ * reorders the near ones, none from far away. On the tuning split (see
+ * the README) it gained 0.6 points of camera digits over five camera
+ * draws for 0.6 points of the frames without a digit rejected (weighted
+ * vote). */
 #define CBIR_LOCAL_SCALE_K 10
 #define CBIR_LOCAL_SCALE_CANDIDATES 30
 

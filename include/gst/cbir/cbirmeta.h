@@ -135,7 +135,8 @@ typedef struct {
  * @n_hits: number of hits in @hits (0 when nothing is within max-distance)
  * @hits: the hits, nearest first
  * @label: the voted label, -1 for "no match"
- * @confidence: the winner's share of the vote, in [0, 1]
+ * @confidence: the label's share of the 1/distance weight of the k
+ *   nearest candidates, in [0, 1]
  * @metric: the metric name ("l2", "cosine", "hamming"; interned)
  * @match_score: how like the gallery the query is, in [0, 1]: the share
  *   of gallery items whose own nearest other item is at least as far as
