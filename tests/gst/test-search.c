@@ -787,53 +787,91 @@ GST_START_TEST (test_not_a_match_examples)
 
 GST_END_TEST;
 
+/* A gallery made by hand around the code c of fixture image 7 (the
+ * query): items c + a e_i + b e_j, each with a label of the test's. */
+typedef struct
+{
+  Rig r;
+  CbirModel *m;
+  gfloat *codes, *v;
+  const gfloat *c;
+  guint dim;
+  CbirGalleryBuilder *b;
+} HandGallery;
+
+static void
+hand_gallery_begin (HandGallery * hg, guint min_dim)
+{
+  rig_load (&hg->r);
+  hg->m = cbir_model_load (hg->r.model_path, NULL);
+  hg->codes = engine_encode_all (hg->m, hg->r.ds, &hg->dim);
+  fail_unless (hg->dim >= min_dim);
+  hg->v = g_new (gfloat, hg->dim);
+  hg->c = hg->codes + 7 * hg->dim;
+  hg->b = cbir_gallery_builder_new (cbir_model_get_fingerprint (hg->m),
+      CBIR_CODE_FLOAT, hg->dim, FALSE);
+}
+
+static void
+hand_add (HandGallery * hg, gint32 label, guint i, gfloat a, guint j,
+    gfloat b)
+{
+  memcpy (hg->v, hg->c, hg->dim * sizeof (gfloat));
+  hg->v[i] += a;
+  hg->v[j] += b;
+  fail_unless (cbir_gallery_builder_add (hg->b, hg->v, label, NULL, NULL));
+}
+
+/* writes the gallery as dir/NAME, starts cbirsearch on it; returns it */
+static GstElement *
+hand_gallery_start (HandGallery * hg, const gchar * name,
+    const gchar * search_props)
+{
+  gchar *path = g_build_filename (dir, name, NULL);
+
+  fail_unless (cbir_gallery_builder_write (hg->b, path, NULL));
+  g_clear_pointer (&hg->b, cbir_gallery_builder_free);
+  rig_start (&hg->r, path, search_props);
+  return gst_harness_find_element (hg->r.h, "cbirsearch");
+}
+
+static void
+hand_gallery_clear (HandGallery * hg)
+{
+  rig_clear (&hg->r);
+  cbir_model_free (hg->m);
+  g_free (hg->v);
+  g_free (hg->codes);
+}
+
 /* local-scaling: a tight cluster of six items (label 1, a hub) just
  * nearer the query than three items spread apart (label 2). The plain 5
  * nearest are the cluster's: 1. Less half their local scales (the cluster
  * items' mean distance to their 8 others about 1.05, the spread ones' 2.4
- * to 3.7) the three come first: 2, by 3 / 1.1025 against 2 / 1.0001.
- * Switched off while playing, the plain vote again. */
+ * to 3.7) the three come first: 2, by 3 / 1.1025 against 2 / 1.0001 (and
+ * by the local mean, label 2 judged by its three). Switched off while
+ * playing, the plain distances again. */
 GST_START_TEST (test_local_scaling_vote)
 {
-  Rig r;
-  CbirModel *m;
-  guint dim, i;
-  gfloat *codes, *v;
-  const gfloat *c;
-  gchar *gallery_path = g_build_filename (dir, "hub.safetensors", NULL);
-  CbirGalleryBuilder *b;
+  HandGallery hg;
+  guint i;
   GstBuffer *out;
   GstCbirResultMeta *rm;
   GstElement *search;
   gboolean scaling;
 
-  rig_load (&r);
-  m = cbir_model_load (r.model_path, NULL);
-  codes = engine_encode_all (m, r.ds, &dim);
-  v = g_new (gfloat, dim);
-  c = codes + 7 * dim;          /* the query: image 7's code */
-  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (m),
-      CBIR_CODE_FLOAT, dim, FALSE);
-  fail_unless (dim >= 7);
-  for (i = 0; i < 6; i++) {     /* the cluster: c + e0 + 0.01 e(i+1) */
-    memcpy (v, c, dim * sizeof (gfloat));
-    v[0] += 1.0f;
-    v[i + 1] += 0.01f;
-    fail_unless (cbir_gallery_builder_add (b, v, 1, NULL, NULL));
-  }
-  for (i = 0; i < 3; i++) {     /* c - 1.05 e0, c + 1.05 e1, c - 1.05 e1 */
-    memcpy (v, c, dim * sizeof (gfloat));
-    v[i == 0 ? 0 : 1] += i == 1 ? 1.05f : -1.05f;
-    fail_unless (cbir_gallery_builder_add (b, v, 2, NULL, NULL));
-  }
-  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
-  cbir_gallery_builder_free (b);
-  rig_start (&r, gallery_path, "rerank=none");
-  search = gst_harness_find_element (r.h, "cbirsearch");
+  hand_gallery_begin (&hg, 7);
+  for (i = 0; i < 6; i++)       /* the cluster: c + e0 + 0.01 e(i+1) */
+    hand_add (&hg, 1, 0, 1.0f, i + 1, 0.01f);
+  /* c - 1.05 e0, c + 1.05 e1, c - 1.05 e1 */
+  hand_add (&hg, 2, 0, -1.05f, 0, 0);
+  hand_add (&hg, 2, 1, 1.05f, 1, 0);
+  hand_add (&hg, 2, 1, -1.05f, 1, 0);
+  search = hand_gallery_start (&hg, "hub.safetensors", "rerank=none");
   g_object_get (search, "local-scaling", &scaling, NULL);
   fail_unless (scaling, "local-scaling is on by default");
 
-  out = rig_push (&r, 7);
+  out = rig_push (&hg.r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL);
   /* the hits stay the plain nearest: the cluster */
@@ -845,17 +883,14 @@ GST_START_TEST (test_local_scaling_vote)
   gst_buffer_unref (out);
 
   g_object_set (search, "local-scaling", FALSE, NULL);
-  out = rig_push (&r, 7);
+  out = rig_push (&hg.r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_int (rm->label, 1);
   fail_unless_equals_float (rm->confidence, 1.0f);
   gst_buffer_unref (out);
 
   gst_object_unref (search);
-  rig_clear (&r);
-  cbir_model_free (m);
-  g_free (v);
-  g_free (codes);
+  hand_gallery_clear (&hg);
 }
 
 GST_END_TEST;
@@ -867,45 +902,24 @@ GST_END_TEST;
  * of each label's five are (0.01 + 4 x 2.89) / 5 = 2.32 against 0.49: 2. */
 GST_START_TEST (test_local_mean_vote)
 {
-  Rig r;
-  CbirModel *m;
-  guint dim, i;
-  gfloat *codes, *v;
-  const gfloat *c;
-  gchar *gallery_path = g_build_filename (dir, "means.safetensors", NULL);
-  CbirGalleryBuilder *b;
+  HandGallery hg;
+  guint i;
   GstBuffer *out;
   GstCbirResultMeta *rm;
   GstElement *search;
   gint vote;
 
-  rig_load (&r);
-  m = cbir_model_load (r.model_path, NULL);
-  codes = engine_encode_all (m, r.ds, &dim);
-  v = g_new (gfloat, dim);
-  c = codes + 7 * dim;          /* the query: image 7's code */
-  b = cbir_gallery_builder_new (cbir_model_get_fingerprint (m),
-      CBIR_CODE_FLOAT, dim, FALSE);
-  fail_unless (dim >= 5);
-  for (i = 0; i < 5; i++) {     /* label 1: c + 0.1 e0, c + 1.7 e1..e4 */
-    memcpy (v, c, dim * sizeof (gfloat));
-    v[i] += i == 0 ? 0.1f : 1.7f;
-    fail_unless (cbir_gallery_builder_add (b, v, 1, NULL, NULL));
-  }
-  for (i = 0; i < 5; i++) {     /* label 2: c - 0.7 e0..e4 */
-    memcpy (v, c, dim * sizeof (gfloat));
-    v[i] -= 0.7f;
-    fail_unless (cbir_gallery_builder_add (b, v, 2, NULL, NULL));
-  }
-  fail_unless (cbir_gallery_builder_write (b, gallery_path, NULL));
-  cbir_gallery_builder_free (b);
-  rig_start (&r, gallery_path, "rerank=none local-scaling=false "
-      "min-match-score=0");
-  search = gst_harness_find_element (r.h, "cbirsearch");
+  hand_gallery_begin (&hg, 5);
+  for (i = 0; i < 5; i++)       /* label 1: c + 0.1 e0, c + 1.7 e1..e4 */
+    hand_add (&hg, 1, i, i == 0 ? 0.1f : 1.7f, i, 0);
+  for (i = 0; i < 5; i++)       /* label 2: c - 0.7 e0..e4 */
+    hand_add (&hg, 2, i, -0.7f, i, 0);
+  search = hand_gallery_start (&hg, "means.safetensors", "rerank=none "
+      "local-scaling=false min-match-score=0");
   g_object_get (search, "vote", &vote, NULL);
   fail_unless_equals_int (vote, 1);     /* local-mean */
 
-  out = rig_push (&r, 7);
+  out = rig_push (&hg.r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless (rm != NULL && rm->n_hits == 5);
   fail_unless_equals_int (rm->hits[0].label, 1);
@@ -916,16 +930,13 @@ GST_START_TEST (test_local_mean_vote)
   gst_buffer_unref (out);
 
   gst_util_set_object_arg (G_OBJECT (search), "vote", "weighted");
-  out = rig_push (&r, 7);
+  out = rig_push (&hg.r, 7);
   rm = gst_buffer_get_cbir_result_meta (out);
   fail_unless_equals_int (rm->label, 1);
   gst_buffer_unref (out);
 
   gst_object_unref (search);
-  rig_clear (&r);
-  cbir_model_free (m);
-  g_free (v);
-  g_free (codes);
+  hand_gallery_clear (&hg);
 }
 
 GST_END_TEST;
