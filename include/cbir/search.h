@@ -70,9 +70,8 @@ void cbir_vote (const CbirHit *hits, guint n, gint32 *label,
  * ranks first; NaN keys count as +inf. A candidate at a distance of at
  * most 1e-6 (the weighted vote's eps: the query is that item, e.g. the
  * frame just enrolled) gives its label, the nearest such one's. When no
- * label competes (the
- * candidates cut short, by max-distance), m is the most candidates any
- * label has. Unlike the k nearest, which a dense cluster of one label can
+ * label competes (the candidates cut short, by max-distance), m is the
+ * most candidates any label has. Unlike the k nearest, which a dense cluster of one label can
  * fill, every label is judged by as many of its own items: the vote of
  * cbirsearch vote=local-mean. k = 1 is the nearest candidate's label.
  * confidence = the winner's share of the weight 1/(eps + distance) of the

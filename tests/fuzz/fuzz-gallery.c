@@ -87,6 +87,20 @@ check_hits (const CbirGallery *g, const CbirHit *hits, guint nh, guint k)
   gint32 label;
   float conf;
   cbir_vote (hits, nh, &label, &conf);
+  /* the local-mean vote names one of the hits' labels, by the gallery's
+   * label sizes */
+  GHashTable *sizes = cbir_gallery_count_labels (g);
+  guint *sz = g_new (guint, MAX (nh, 1));
+  gboolean found = nh == 0;
+  for (guint i = 0; i < nh; i++)
+    sz[i] = GPOINTER_TO_UINT (g_hash_table_lookup (sizes,
+            GINT_TO_POINTER (hits[i].label)));
+  cbir_vote_local_mean (hits, NULL, sz, nh, k, &label, &conf);
+  for (guint i = 0; i < nh; i++)
+    found |= hits[i].label == label;
+  g_assert (found && conf >= 0.f && conf <= 1.f);
+  g_hash_table_unref (sizes);
+  g_free (sz);
 }
 
 /* One searcher: single query (k and more than the gallery), a batch of
