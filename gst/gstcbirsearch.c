@@ -1600,9 +1600,7 @@ search_one (GstCbirSearch * self, const GstCbirEmbeddingMeta * emb, guint k,
       cbir_enrolments_label_sizes (self->enrolments, vote, n_vote,
           self->sizes);
     else
-      for (guint i = 0; i < n_vote; i++)
-        self->sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup
-            (self->label_sizes, GINT_TO_POINTER (vote[i].label)));
+      cbir_hits_label_sizes (self->label_sizes, vote, n_vote, self->sizes);
     cbir_vote_local_mean (vote, scaled ? self->keys : NULL, self->sizes,
         n_vote, k, &a->label, &a->confidence);
   } else {

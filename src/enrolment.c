@@ -421,9 +421,7 @@ cbir_enrolments_label_sizes (CbirEnrolments *e, const CbirHit *hits,
     guint n, guint *sizes)
 {
   g_rw_lock_reader_lock (&e->lock);
-  for (guint i = 0; i < n; i++)
-    sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup (e->sizes,
-            GINT_TO_POINTER (hits[i].label)));
+  cbir_hits_label_sizes (e->sizes, hits, n, sizes);
   g_rw_lock_reader_unlock (&e->lock);
 }
 

@@ -2081,6 +2081,15 @@ cbir_vote (const CbirHit *hits, guint n, gint32 *label, float *confidence)
   }
 }
 
+void
+cbir_hits_label_sizes (GHashTable *counts, const CbirHit *hits, guint n,
+    guint *sizes)
+{
+  for (guint i = 0; i < n; i++)
+    sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup (counts,
+            GINT_TO_POINTER (hits[i].label)));
+}
+
 typedef struct
 {
   gint32 label;

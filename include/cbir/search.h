@@ -79,6 +79,11 @@ void cbir_vote (const CbirHit *hits, guint n, gint32 *label,
  * With n == 0 or k == 0: label -1, confidence 0. */
 void cbir_vote_local_mean (const CbirHit *hits, const float *keys,
     const guint *sizes, guint n, guint k, gint32 *label, float *confidence);
+/* sizes[i]: the count of hits[i].label in counts (a table of
+ * cbir_gallery_count_labels, label -> items; 0 for a label it lacks), the
+ * sizes cbir_vote_local_mean takes. */
+void cbir_hits_label_sizes (GHashTable *counts, const CbirHit *hits,
+    guint n, guint *sizes);
 /* The candidates cbirsearch's local-mean vote takes: this many plain
  * nearest items, or 10 k when that is more (every label in contention
  * needs k of its own; on the tuning split 45 to 100 voted alike, 30 a

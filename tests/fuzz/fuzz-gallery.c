@@ -92,9 +92,7 @@ check_hits (const CbirGallery *g, const CbirHit *hits, guint nh, guint k)
   GHashTable *sizes = cbir_gallery_count_labels (g);
   guint *sz = g_new (guint, MAX (nh, 1));
   gboolean found = nh == 0;
-  for (guint i = 0; i < nh; i++)
-    sz[i] = GPOINTER_TO_UINT (g_hash_table_lookup (sizes,
-            GINT_TO_POINTER (hits[i].label)));
+  cbir_hits_label_sizes (sizes, hits, nh, sz);
   cbir_vote_local_mean (hits, NULL, sz, nh, k, &label, &conf);
   for (guint i = 0; i < nh; i++)
     found |= hits[i].label == label;

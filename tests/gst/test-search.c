@@ -55,9 +55,7 @@ engine_answer (const CbirGallery * gallery, CbirSearcher * searcher,
   *score = cbir_match_scorer_score (scorer, np ? plain[0].distance : INFINITY);
   cbir_match_scorer_scale_hits (scorer, plain, np, np, keys);
   *match = n > 0 && *score >= CBIR_MATCH_SCORE_DEFAULT_MIN;
-  for (guint i = 0; i < np; i++)
-    sizes[i] = GPOINTER_TO_UINT (g_hash_table_lookup (label_sizes,
-            GINT_TO_POINTER (plain[i].label)));
+  cbir_hits_label_sizes (label_sizes, plain, np, sizes);
   cbir_vote_local_mean (plain, keys, sizes, np, n, label, conf);
   g_hash_table_unref (label_sizes);
   g_free (plain);
