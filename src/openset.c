@@ -253,24 +253,20 @@ cbir_match_scorer_scale_hits (const CbirMatchScorer *m, CbirHit *hits,
 {
   g_return_val_if_fail (m != NULL, 0);
   g_return_val_if_fail (hits != NULL || n == 0, 0);
-  if (m->scale != NULL && n > 1) {
-    g_autofree Scaled *s = g_new (Scaled, n);
-    for (guint i = 0; i < n; i++) {
-      s[i].key = hits[i].distance -
-          0.5f * cbir_match_scorer_local_scale (m, hits[i].index);
-      s[i].pos = i;
-      s[i].hit = hits[i];
-    }
+  g_autofree Scaled *s = g_new (Scaled, MAX (n, 1));
+  for (guint i = 0; i < n; i++) {
+    s[i].key = hits[i].distance -
+        0.5f * cbir_match_scorer_local_scale (m, hits[i].index);
+    s[i].pos = i;
+    s[i].hit = hits[i];
+  }
+  /* without scales every key is the distance: the order stays */
+  if (m->scale != NULL && n > 1)
     qsort (s, n, sizeof (Scaled), cmp_scaled);
-    for (guint i = 0; i < n; i++) {
-      hits[i] = s[i].hit;
-      if (keys)
-        keys[i] = s[i].key;
-    }
-  } else if (keys) {
-    for (guint i = 0; i < n; i++)
-      keys[i] = hits[i].distance -
-          0.5f * cbir_match_scorer_local_scale (m, hits[i].index);
+  for (guint i = 0; i < n; i++) {
+    hits[i] = s[i].hit;
+    if (keys)
+      keys[i] = s[i].key;
   }
   return MIN (n, k);
 }
