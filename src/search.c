@@ -2147,17 +2147,6 @@ cbir_vote_local_mean (const CbirHit *hits, const float *keys,
   double best_w = 0, total = 0;
 
   if (n > 0 && k > 0) {
-    guint m = 0;
-
-    g_autofree LabelKey *s = g_new (LabelKey, n);
-    for (guint i = 0; i < n; i++) {
-      float key = keys ? keys[i] : hits[i].distance;
-      s[i].label = hits[i].label;
-      s[i].key = isnan (key) ? INFINITY : key;
-      s[i].pos = i;
-      s[i].size = sizes ? sizes[i] : k;
-    }
-    qsort (s, n, sizeof (LabelKey), cmp_label_key);
     guint exact = n;
     for (guint i = 0; i < n; i++)
       if (hits[i].distance <= VOTE_EPS && (exact == n ||
@@ -2167,15 +2156,27 @@ cbir_vote_local_mean (const CbirHit *hits, const float *keys,
       /* the query is a gallery item: its label, as the weighted vote's
        * 1/eps would have it */
       best = hits[exact].label;
-    } else if (!local_mean_winner (s, n, k, &best)) {
-      /* none has its k: m is the most candidates any label has */
-      for (guint a = 0, b; a < n; a = b) {
-        for (b = a; b < n && s[b].label == s[a].label; b++);
-        m = MAX (m, b - a);
+    } else {
+      g_autofree LabelKey *s = g_new (LabelKey, n);
+      guint m = 0;
+      for (guint i = 0; i < n; i++) {
+        float key = keys ? keys[i] : hits[i].distance;
+        s[i].label = hits[i].label;
+        s[i].key = isnan (key) ? INFINITY : key;
+        s[i].pos = i;
+        s[i].size = sizes ? sizes[i] : k;
       }
-      for (guint i = 0; i < n; i++)
-        s[i].size = G_MAXUINT;
-      local_mean_winner (s, n, MIN (m, k), &best);
+      qsort (s, n, sizeof (LabelKey), cmp_label_key);
+      if (!local_mean_winner (s, n, k, &best)) {
+        /* none has its k: m is the most candidates any label has */
+        for (guint a = 0, b; a < n; a = b) {
+          for (b = a; b < n && s[b].label == s[a].label; b++);
+          m = MAX (m, b - a);
+        }
+        for (guint i = 0; i < n; i++)
+          s[i].size = G_MAXUINT;
+        local_mean_winner (s, n, MIN (m, k), &best);
+      }
     }
     /* confidence: the winner's weight share among the k first-ranked */
     for (guint i = 0; i < MIN (n, k); i++) {
