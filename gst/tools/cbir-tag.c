@@ -84,8 +84,8 @@ static GOptionEntry entries[] = {
       "Below this match score a digit is \"no match\" (cbirsearch "
       "min-match-score; 0 = off; default: the element's)", "S"},
   {"no-local-scaling", 0, 0, G_OPTION_ARG_NONE, &opt_no_local_scaling,
-      "The k plain nearest items vote (cbirsearch local-scaling=false; "
-      "default: the k nearest after local scaling)", NULL},
+      "The vote's candidates ranked by plain distance (cbirsearch "
+      "local-scaling=false; default: after local scaling)", NULL},
   {"vote", 0, 0, G_OPTION_ARG_STRING, &opt_vote,
       "How the candidates name the label (cbirsearch vote): local-mean "
       "(default: the label whose k nearest are nearest on average) or "
